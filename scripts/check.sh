@@ -1,0 +1,37 @@
+#!/bin/sh
+# The whole test suite, as CI runs it: install what is missing, build (plain
+# and with ASan+UBSan), start the S3/Azure/GCS test servers and run every
+# test under CTest inside a loopback-only network namespace when possible.
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+scripts/install-deps.sh --test
+if [ ! -d tests/servers/node_modules ]; then
+  echo "installing test servers (npm ci)"
+  (cd tests/servers && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+run_suite() { # builddir cmake-args...
+  dir=$1; shift
+  cmake -S . -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j "$JOBS"
+  # Tests run in a private network namespace (nothing leaves the machine)
+  # when we are allowed to create one.
+  if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
+    unshare -n sh -c "ip link set lo up && '$ROOT/scripts/ctest-with-servers.sh' '$dir'"
+  else
+    scripts/ctest-with-servers.sh "$dir"
+  fi
+}
+
+if [ -z "${SANITIZE_ONLY:-}" ]; then
+  run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+fi
+if [ -z "${NO_SANITIZE:-}" ]; then
+  echo "== again under ASan+UBSan =="
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON
+fi

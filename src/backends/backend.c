@@ -1,0 +1,247 @@
+/*
+ * Backend registry, metric-counting wrappers and synchronous helpers.
+ */
+#include "backends/backend.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "loop/loop.h"
+
+/* Backends live in their own files; a backend not linked in yet (weak
+ * symbol left NULL) reports "backend not available yet". */
+extern const struct backend_ops backend_s3 __attribute__((weak));
+extern const struct backend_ops backend_gcs __attribute__((weak));
+extern const struct backend_ops backend_abs __attribute__((weak));
+extern const struct backend_ops backend_sftp __attribute__((weak));
+
+static const struct backend_ops *lookup(const char *type) {
+  if (!strcmp(type, "file"))
+    return &backend_file;
+  if (!strcmp(type, "s3"))
+    return &backend_s3;
+  if (!strcmp(type, "gcs") || !strcmp(type, "gs"))
+    return &backend_gcs;
+  if (!strcmp(type, "abs"))
+    return &backend_abs;
+  if (!strcmp(type, "sftp"))
+    return &backend_sftp;
+  return NULL;
+}
+
+const struct backend_ops *backend_find(const char *type) {
+  return type ? lookup(type) : NULL;
+}
+
+struct backend *backend_open(const struct replica_config *cfg, char *err,
+                             size_t errlen) {
+  const char *type = cfg->type ? cfg->type : "file";
+  const struct backend_ops *ops = backend_find(type);
+  if (!ops) {
+    int known = !strcmp(type, "s3") || !strcmp(type, "gcs") ||
+                !strcmp(type, "gs") || !strcmp(type, "abs") ||
+                !strcmp(type, "sftp");
+    snprintf(err, errlen,
+             known ? "replica %s: %s backend not available yet"
+                   : "replica %s: unknown replica type %s",
+             cfg->name ? cfg->name : type, type);
+    return NULL;
+  }
+  struct backend *b = xcalloc(1, sizeof(*b));
+  b->ops = ops;
+  b->name = xstrdup(cfg->name ? cfg->name : ops->name);
+  b->pool.name = b->name;
+  b->pool.max_inflight = 8;
+  if (ops->priv_size)
+    b->priv = xcalloc(1, ops->priv_size);
+  int rc = ops->open(b, cfg, err, errlen);
+  if (rc) {
+    free(b->priv);
+    free(b->name);
+    free(b->desc);
+    free(b);
+    return NULL;
+  }
+  if (!b->desc)
+    b->desc = xstrdup(ops->name);
+  return b;
+}
+
+void backend_close(struct backend *b) {
+  if (!b)
+    return;
+  if (b->ops->close)
+    b->ops->close(b);
+  free(b->priv);
+  free(b->name);
+  free(b->desc);
+  free(b);
+}
+
+/* --- counting wrappers --- */
+
+struct counted {
+  struct backend *b;
+  enum backend_op op;
+  int64_t bytes;
+  const struct sink *sink_copy_src;
+  struct buf *sink_buf;
+  size_t sink_buf_before;
+  backend_cb cb;
+  void *arg;
+};
+
+static void on_counted(void *arg, int status, const char *err) {
+  struct counted *c = arg;
+  if (status)
+    c->b->op_errors++;
+  else if (c->op == BOP_GET && c->sink_buf)
+    c->b->op_bytes[BOP_GET] += (int64_t)(c->sink_buf->len - c->sink_buf_before);
+  else
+    c->b->op_bytes[c->op] += c->bytes;
+  backend_cb cb = c->cb;
+  void *cbarg = c->arg;
+  free(c);
+  cb(cbarg, status, err);
+}
+
+static struct counted *counted_new(struct backend *b, enum backend_op op,
+                                   backend_cb cb, void *arg) {
+  struct counted *c = xcalloc(1, sizeof(*c));
+  c->b = b;
+  c->op = op;
+  c->cb = cb;
+  c->arg = arg;
+  b->op_count[op]++;
+  return c;
+}
+
+void backend_put(struct backend *b, const char *key, const struct payload *p,
+                 backend_cb cb, void *arg) {
+  struct counted *c = counted_new(b, BOP_PUT, cb, arg);
+  c->bytes = p->len;
+  b->ops->put(b, key, p, on_counted, c);
+}
+
+void backend_get(struct backend *b, const char *key, int64_t off, int64_t len,
+                 const struct sink *s, backend_cb cb, void *arg) {
+  struct counted *c = counted_new(b, BOP_GET, cb, arg);
+  if (s->buf) {
+    c->sink_buf = s->buf;
+    c->sink_buf_before = s->buf->len;
+  } else if (len > 0) {
+    c->bytes = len;
+  }
+  b->ops->get(b, key, off, len, s, on_counted, c);
+}
+
+void backend_list(struct backend *b, const char *prefix, int delimiter,
+                  struct obj_list *out, backend_cb cb, void *arg) {
+  struct counted *c = counted_new(b, BOP_LIST, cb, arg);
+  b->ops->list(b, prefix, delimiter, out, on_counted, c);
+}
+
+void backend_del(struct backend *b, char *const *keys, size_t n,
+                 backend_cb cb, void *arg) {
+  struct counted *c = counted_new(b, BOP_DELETE, cb, arg);
+  b->ops->del(b, keys, n, on_counted, c);
+}
+
+/* --- synchronous helpers --- */
+
+struct sync_wait {
+  volatile int done;
+  int status;
+  char *err;
+  size_t errlen;
+};
+
+static void on_sync(void *arg, int status, const char *err) {
+  struct sync_wait *w = arg;
+  w->status = status;
+  if (status && w->err && w->errlen)
+    snprintf(w->err, w->errlen, "%s", err ? err : err_str(status));
+  w->done = 1;
+}
+
+static int sync_run(struct sync_wait *w) {
+  int rc = loop_run_until(&w->done);
+  return rc ? rc : w->status;
+}
+
+int backend_put_sync(struct backend *b, const char *key,
+                     const struct payload *p, char *err, size_t errlen) {
+  struct sync_wait w = {0, 0, err, errlen};
+  backend_put(b, key, p, on_sync, &w);
+  return sync_run(&w);
+}
+
+int backend_get_sync(struct backend *b, const char *key, int64_t off,
+                     int64_t len, const struct sink *s, char *err,
+                     size_t errlen) {
+  struct sync_wait w = {0, 0, err, errlen};
+  backend_get(b, key, off, len, s, on_sync, &w);
+  return sync_run(&w);
+}
+
+int backend_list_sync(struct backend *b, const char *prefix, int delimiter,
+                      struct obj_list *out, char *err, size_t errlen) {
+  struct sync_wait w = {0, 0, err, errlen};
+  backend_list(b, prefix, delimiter, out, on_sync, &w);
+  return sync_run(&w);
+}
+
+int backend_del_sync(struct backend *b, char *const *keys, size_t n,
+                     char *err, size_t errlen) {
+  struct sync_wait w = {0, 0, err, errlen};
+  backend_del(b, keys, n, on_sync, &w);
+  return sync_run(&w);
+}
+
+/* --- listings --- */
+
+void obj_list_destroy(struct obj_list *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->objs[i].key);
+  free(l->objs);
+  for (size_t i = 0; i < l->n_prefixes; i++)
+    free(l->prefixes[i]);
+  free(l->prefixes);
+  memset(l, 0, sizeof(*l));
+}
+
+void obj_list_add(struct obj_list *l, const char *key, int64_t size,
+                  int64_t mtime_ns) {
+  l->objs = xrealloc(l->objs, (l->n + 1) * sizeof(*l->objs));
+  l->objs[l->n].key = xstrdup(key);
+  l->objs[l->n].size = size;
+  l->objs[l->n].mtime_ns = mtime_ns;
+  l->n++;
+}
+
+void obj_list_add_prefix(struct obj_list *l, const char *prefix) {
+  for (size_t i = 0; i < l->n_prefixes; i++)
+    if (!strcmp(l->prefixes[i], prefix))
+      return;
+  l->prefixes = xrealloc(l->prefixes, (l->n_prefixes + 1) * sizeof(char *));
+  l->prefixes[l->n_prefixes++] = xstrdup(prefix);
+}
+
+static int cmp_obj(const void *a, const void *b) {
+  return strcmp(((const struct obj_info *)a)->key,
+                ((const struct obj_info *)b)->key);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void obj_list_sort(struct obj_list *l) {
+  if (l->n > 1)
+    qsort(l->objs, l->n, sizeof(*l->objs), cmp_obj);
+  if (l->n_prefixes > 1)
+    qsort(l->prefixes, l->n_prefixes, sizeof(char *), cmp_str);
+}

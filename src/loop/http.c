@@ -1,0 +1,619 @@
+/*
+ * curl's multi interface wired into the libuv loop.
+ *
+ * curl tells us which sockets to watch (socket_cb) and when to call it back
+ * (timer_cb); we translate that into uv_poll handles and one uv_timer.  Every
+ * time libuv reports activity we call curl_multi_socket_action() and then
+ * read all completion messages (check_done), also after a timeout fires,
+ * so a transfer that ends on a timeout is never left unread.
+ */
+#include "loop/http.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "loop/loop.h"
+
+uv_loop_t *loop_uv(void);
+
+#define DEFAULT_TIMEOUT_MS (10L * 60 * 1000)
+#define CONNECT_TIMEOUT_MS 10000L
+
+struct sock_ctx {
+  uv_poll_t poll;
+  curl_socket_t fd;
+};
+
+static CURLM *g_multi;
+static uv_timer_t g_timeout;
+static int g_ready;
+static int g_max_inflight = 64;
+static int g_inflight;
+static struct http_pool g_default_pool = {.name = "default",
+                                          .max_inflight = 64};
+/* FIFO of pools that have queued requests and a free slot. */
+static struct http_pool *g_ring_head, *g_ring_tail;
+/* Requests waiting for a retry timer. */
+struct retry_wait {
+  struct http_request *req;
+  struct retry_wait *next;
+};
+static struct retry_wait *g_retrying;
+
+static void schedule(void);
+static void check_done(void);
+
+/* --- socket and timer glue --- */
+
+static void on_sock_close(uv_handle_t *h) {
+  free(container_of((uv_poll_t *)h, struct sock_ctx, poll));
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  struct sock_ctx *c = container_of(h, struct sock_ctx, poll);
+  int flags = 0;
+  int running;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+  } else {
+    if (events & UV_READABLE)
+      flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+      flags |= CURL_CSELECT_OUT;
+  }
+  curl_multi_socket_action(g_multi, c->fd, flags, &running);
+  check_done();
+}
+
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
+                     void *socketp) {
+  (void)easy;
+  (void)userp;
+  struct sock_ctx *c = socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (c) {
+      uv_poll_stop(&c->poll);
+      uv_close((uv_handle_t *)&c->poll, on_sock_close);
+      curl_multi_assign(g_multi, s, NULL);
+    }
+    return 0;
+  }
+  if (!c) {
+    c = xcalloc(1, sizeof(*c));
+    c->fd = s;
+    if (uv_poll_init_socket(loop_uv(), &c->poll, s)) {
+      free(c);
+      return -1;
+    }
+    curl_multi_assign(g_multi, s, c);
+  }
+  int events = 0;
+  if (what & CURL_POLL_IN)
+    events |= UV_READABLE;
+  if (what & CURL_POLL_OUT)
+    events |= UV_WRITABLE;
+  uv_poll_start(&c->poll, events, on_poll);
+  return 0;
+}
+
+static void on_timeout(uv_timer_t *t) {
+  (void)t;
+  int running;
+  curl_multi_socket_action(g_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done();
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+  (void)multi;
+  (void)userp;
+  if (timeout_ms < 0)
+    uv_timer_stop(&g_timeout);
+  else
+    uv_timer_start(&g_timeout, on_timeout, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+int http_init(void) {
+  if (g_ready)
+    return 0;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT))
+    return ERR_HTTP;
+  g_multi = curl_multi_init();
+  if (!g_multi)
+    return ERR_HTTP;
+  curl_multi_setopt(g_multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(g_multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(g_multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                    (long)g_max_inflight);
+  curl_multi_setopt(g_multi, CURLMOPT_MAXCONNECTS, (long)g_max_inflight);
+  uv_timer_init(loop_uv(), &g_timeout);
+  g_ready = 1;
+  return 0;
+}
+
+void http_set_max_inflight(int n) {
+  if (n < 1)
+    n = 1;
+  g_max_inflight = n;
+  g_default_pool.max_inflight = n;
+  if (g_multi) {
+    curl_multi_setopt(g_multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
+    curl_multi_setopt(g_multi, CURLMOPT_MAXCONNECTS, (long)n);
+  }
+}
+
+int http_inflight(void) {
+  return g_inflight;
+}
+
+void http_shutdown(void) {
+  if (!g_ready)
+    return;
+  http_cancel_all();
+  curl_multi_cleanup(g_multi);
+  g_multi = NULL;
+  uv_close((uv_handle_t *)&g_timeout, NULL);
+  g_ready = 0;
+}
+
+/* --- requests --- */
+
+void http_request_init(struct http_request *req) {
+  memset(req, 0, sizeof(*req));
+  req->body_fd = -1;
+  req->resp_fd = -1;
+  req->max_retries = 4;
+}
+
+static void free_resp_headers(struct http_request *req) {
+  for (size_t i = 0; i < req->n_resp_headers; i++) {
+    free(req->resp_headers[i].name);
+    free(req->resp_headers[i].value);
+  }
+  free(req->resp_headers);
+  req->resp_headers = NULL;
+  req->n_resp_headers = 0;
+}
+
+void http_request_free(struct http_request *req) {
+  free(req->url);
+  req->url = NULL;
+  for (size_t i = 0; i < req->n_headers; i++)
+    free(req->headers[i]);
+  free(req->headers);
+  req->headers = NULL;
+  req->n_headers = 0;
+  free_resp_headers(req);
+}
+
+void http_request_add_header(struct http_request *req, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *h = xvasprintf(fmt, ap);
+  va_end(ap);
+  req->headers = xrealloc(req->headers, (req->n_headers + 1) * sizeof(char *));
+  req->headers[req->n_headers++] = h;
+}
+
+void http_request_del_header(struct http_request *req, const char *name) {
+  size_t n = strlen(name), j = 0;
+  for (size_t i = 0; i < req->n_headers; i++) {
+    const char *h = req->headers[i];
+    if (!strncasecmp(h, name, n) && h[n] == ':')
+      free(req->headers[i]);
+    else
+      req->headers[j++] = req->headers[i];
+  }
+  req->n_headers = j;
+}
+
+const char *http_response_header(const struct http_request *req,
+                                 const char *name) {
+  for (size_t i = 0; i < req->n_resp_headers; i++)
+    if (!strcasecmp(req->resp_headers[i].name, name))
+      return req->resp_headers[i].value;
+  return NULL;
+}
+
+char *http_urlencode(const char *s, int keep_slash) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t n = strlen(s);
+  char *out = xmalloc(3 * n + 1), *o = out;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~' ||
+        (keep_slash && *p == '/')) {
+      *o++ = (char)*p;
+    } else {
+      *o++ = '%';
+      *o++ = hex[*p >> 4];
+      *o++ = hex[*p & 15];
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+static size_t on_read(char *ptr, size_t size, size_t nmemb, void *userp) {
+  struct http_request *req = userp;
+  size_t want = size * nmemb;
+  int64_t left = (int64_t)req->body_len - req->body_pos;
+  if (left <= 0)
+    return 0;
+  if ((int64_t)want > left)
+    want = (size_t)left;
+  if (req->body_fd >= 0) {
+    ssize_t n = pread_full(req->body_fd, ptr, want,
+                           (off_t)(req->body_off + req->body_pos));
+    if (n <= 0)
+      return CURL_READFUNC_ABORT;
+    want = (size_t)n;
+  } else {
+    memcpy(ptr, req->body + req->body_pos, want);
+  }
+  req->body_pos += (int64_t)want;
+  return want;
+}
+
+static int on_seek(void *userp, curl_off_t offset, int origin) {
+  struct http_request *req = userp;
+  if (origin != SEEK_SET || offset < 0 || offset > (curl_off_t)req->body_len)
+    return CURL_SEEKFUNC_CANTSEEK;
+  req->body_pos = offset;
+  return CURL_SEEKFUNC_OK;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userp) {
+  struct http_request *req = userp;
+  size_t n = size * nmemb;
+  req->bytes_received += (int64_t)n;
+  /* Only keep the body of the final response (not of 100 Continue). */
+  if (req->resp_fd >= 0 && req->status / 100 == 2) {
+    if (pwrite_full(req->resp_fd, ptr, n,
+                    (off_t)(req->resp_off + req->resp_pos)))
+      return 0;
+    req->resp_pos += (int64_t)n;
+    return n;
+  }
+  if (req->resp_body) {
+    if (buf_append(req->resp_body, ptr, n)) {
+      snprintf(req->errmsg, sizeof(req->errmsg),
+               "response larger than %zu bytes", req->resp_body->max);
+      return 0;
+    }
+  }
+  return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userp) {
+  struct http_request *req = userp;
+  size_t n = size * nmemb;
+  if (n >= 5 && !strncmp(ptr, "HTTP/", 5)) {
+    /* A new response (e.g. after 100 Continue) replaces the headers. */
+    free_resp_headers(req);
+    const char *sp = memchr(ptr, ' ', n);
+    if (sp)
+      req->status = atoi(sp + 1);
+    return n;
+  }
+  const char *colon = memchr(ptr, ':', n);
+  if (!colon)
+    return n;
+  size_t nl = (size_t)(colon - ptr);
+  const char *v = colon + 1, *end = ptr + n;
+  while (v < end && (*v == ' ' || *v == '\t'))
+    v++;
+  while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+    end--;
+  struct http_header h;
+  h.name = xstrndup(ptr, nl);
+  for (char *p = h.name; *p; p++)
+    *p = (char)tolower((unsigned char)*p);
+  h.value = xstrndup(v, (size_t)(end - v));
+  req->resp_headers = xrealloc(req->resp_headers, (req->n_resp_headers + 1) *
+                                                      sizeof(*req->resp_headers));
+  req->resp_headers[req->n_resp_headers++] = h;
+  return n;
+}
+
+static int setup_easy(struct http_request *req) {
+  CURL *e = curl_easy_init();
+  if (!e)
+    return ERR_HTTP;
+  req->easy = e;
+  curl_easy_setopt(e, CURLOPT_URL, req->url);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                   req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
+  if (req->skip_verify) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  int has_body = req->body_len > 0 || req->body != NULL || req->body_fd >= 0;
+  const char *m = req->method ? req->method : "GET";
+  if (!strcmp(m, "HEAD")) {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else if (!strcmp(m, "PUT")) {
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body_len);
+  } else if (!strcmp(m, "POST")) {
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)req->body_len);
+  } else if (strcmp(m, "GET")) {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+    if (has_body) {
+      curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+                       (curl_off_t)req->body_len);
+    }
+  }
+  if (has_body || !strcmp(m, "PUT") || !strcmp(m, "POST")) {
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, req);
+    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(e, CURLOPT_SEEKDATA, req);
+  }
+  struct curl_slist *sl = NULL;
+  for (size_t i = 0; i < req->n_headers; i++)
+    sl = curl_slist_append(sl, req->headers[i]);
+  /* No "Expect: 100-continue" round trip, and no curl default type. */
+  sl = curl_slist_append(sl, "Expect:");
+  if (!strcmp(m, "POST"))
+    sl = curl_slist_append(sl, "Content-Type:");
+  req->slist = sl;
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, sl);
+  return 0;
+}
+
+static void cleanup_easy(struct http_request *req) {
+  if (req->easy) {
+    curl_multi_remove_handle(g_multi, req->easy);
+    curl_easy_cleanup(req->easy);
+    req->easy = NULL;
+  }
+  if (req->slist) {
+    curl_slist_free_all(req->slist);
+    req->slist = NULL;
+  }
+}
+
+static void ring_push(struct http_pool *p) {
+  if (p->in_ring)
+    return;
+  p->in_ring = 1;
+  p->rr_next = NULL;
+  if (g_ring_tail)
+    g_ring_tail->rr_next = p;
+  else
+    g_ring_head = p;
+  g_ring_tail = p;
+}
+
+static struct http_pool *ring_pop(void) {
+  struct http_pool *p = g_ring_head;
+  if (!p)
+    return NULL;
+  g_ring_head = p->rr_next;
+  if (!g_ring_head)
+    g_ring_tail = NULL;
+  p->in_ring = 0;
+  p->rr_next = NULL;
+  return p;
+}
+
+static void finish(struct http_request *req) {
+  struct http_pool *p = req->pool;
+  p->inflight--;
+  g_inflight--;
+  if (p->queue_head && p->inflight < p->max_inflight)
+    ring_push(p);
+  req->done(req, req->arg);
+  schedule();
+}
+
+static void start(struct http_request *req) {
+  req->attempts++;
+  req->status = 0;
+  req->error = 0;
+  req->errmsg[0] = '\0';
+  req->body_pos = 0;
+  req->resp_pos = 0;
+  free_resp_headers(req);
+  if (req->resp_body)
+    buf_reset(req->resp_body);
+  if (req->prepare) {
+    int rc = req->prepare(req, req->arg);
+    if (rc) {
+      req->error = rc;
+      if (!req->errmsg[0])
+        snprintf(req->errmsg, sizeof(req->errmsg), "%s", err_str(rc));
+      finish(req);
+      return;
+    }
+  }
+  int rc = setup_easy(req);
+  if (!rc && curl_multi_add_handle(g_multi, req->easy) != CURLM_OK)
+    rc = ERR_HTTP;
+  if (rc) {
+    cleanup_easy(req);
+    req->error = ERR_HTTP;
+    snprintf(req->errmsg, sizeof(req->errmsg), "cannot start transfer");
+    finish(req);
+  }
+}
+
+static void schedule(void) {
+  while (g_inflight < g_max_inflight) {
+    struct http_pool *p = ring_pop();
+    if (!p)
+      return;
+    struct http_request *req = p->queue_head;
+    if (!req)
+      continue;
+    p->queue_head = req->next;
+    if (!p->queue_head)
+      p->queue_tail = NULL;
+    req->next = NULL;
+    p->inflight++;
+    g_inflight++;
+    if (p->queue_head && p->inflight < p->max_inflight)
+      ring_push(p);
+    start(req);
+  }
+}
+
+void http_submit(struct http_request *req) {
+  if (!g_ready)
+    http_init();
+  if (!req->pool)
+    req->pool = &g_default_pool;
+  if (req->pool->max_inflight < 1)
+    req->pool->max_inflight = 1;
+  req->next = NULL;
+  req->attempts = 0;
+  struct http_pool *p = req->pool;
+  if (p->queue_tail)
+    p->queue_tail->next = req;
+  else
+    p->queue_head = req;
+  p->queue_tail = req;
+  if (p->inflight < p->max_inflight)
+    ring_push(p);
+  schedule();
+}
+
+static int retryable(const struct http_request *req, CURLcode cc) {
+  if (req->error == ERR_CANCELED || req->error == ERR_TOO_BIG)
+    return 0;
+  switch (cc) {
+  case CURLE_OK:
+    break;
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_OPERATION_TIMEDOUT:
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+  case CURLE_SSL_CONNECT_ERROR:
+    return 1;
+  default:
+    return 0;
+  }
+  return req->status == 500 || req->status == 502 || req->status == 503 ||
+         req->status == 504 || req->status == 429;
+}
+
+static void on_retry_timer(void *arg) {
+  struct http_request *req = arg;
+  struct retry_wait **pp = &g_retrying;
+  while (*pp && (*pp)->req != req)
+    pp = &(*pp)->next;
+  if (*pp) {
+    struct retry_wait *w = *pp;
+    *pp = w->next;
+    free(w);
+  }
+  loop_timer_free(req->retry_timer);
+  req->retry_timer = NULL;
+  start(req);
+}
+
+static void check_done(void) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(g_multi, &left))) {
+    if (msg->msg != CURLMSG_DONE)
+      continue;
+    CURL *e = msg->easy_handle;
+    CURLcode cc = msg->data.result;
+    struct http_request *req = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&req);
+    long code = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+    curl_off_t up = 0;
+    curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &up);
+    req->bytes_sent += (int64_t)up;
+    req->status = (int)code;
+    if (cc != CURLE_OK) {
+      req->error = ERR_HTTP;
+      if (cc == CURLE_WRITE_ERROR && req->errmsg[0])
+        req->error = ERR_TOO_BIG;
+      else
+        snprintf(req->errmsg, sizeof(req->errmsg), "%s",
+                 curl_easy_strerror(cc));
+    }
+    cleanup_easy(req);
+    if (retryable(req, cc) && req->attempts <= req->max_retries) {
+      /* Exponential backoff with jitter: 250ms, 500ms, 1s... capped. */
+      uint64_t base = 250ULL << (req->attempts - 1 < 6 ? req->attempts - 1 : 6);
+      if (base > 10000)
+        base = 10000;
+      uint32_t r;
+      random_bytes(&r, sizeof(r));
+      uint64_t delay = base / 2 + r % (base / 2 + 1);
+      if (log_enabled(LOG_DEBUG))
+        log_debug(NULL, req->pool->name,
+                  "retrying %s after %s (attempt %d, in %llums)",
+                  req->method ? req->method : "GET",
+                  req->status ? "HTTP error" : req->errmsg, req->attempts,
+                  (unsigned long long)delay);
+      struct retry_wait *w = xcalloc(1, sizeof(*w));
+      w->req = req;
+      w->next = g_retrying;
+      g_retrying = w;
+      req->retry_timer = loop_timer_new(on_retry_timer, req);
+      loop_timer_start(req->retry_timer, delay);
+      continue;
+    }
+    finish(req);
+  }
+}
+
+void http_cancel_all(void) {
+  /* Queued requests: fail them now. */
+  struct http_pool *p;
+  while ((p = ring_pop())) {
+    struct http_request *req;
+    while ((req = p->queue_head)) {
+      p->queue_head = req->next;
+      if (!p->queue_head)
+        p->queue_tail = NULL;
+      req->error = ERR_CANCELED;
+      snprintf(req->errmsg, sizeof(req->errmsg), "canceled");
+      req->done(req, req->arg);
+    }
+  }
+  /* Requests waiting for a retry: fail them too (they hold a slot). */
+  while (g_retrying) {
+    struct retry_wait *w = g_retrying;
+    g_retrying = w->next;
+    struct http_request *req = w->req;
+    free(w);
+    loop_timer_free(req->retry_timer);
+    req->retry_timer = NULL;
+    req->error = ERR_CANCELED;
+    snprintf(req->errmsg, sizeof(req->errmsg), "canceled");
+    req->pool->inflight--;
+    g_inflight--;
+    req->done(req, req->arg);
+  }
+}

@@ -1,0 +1,268 @@
+/*
+ * The process's libuv loop and the small primitives core code uses on it:
+ * timers, thread-pool work, signals and child processes.
+ */
+#include "loop/loop.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+static uv_loop_t g_loop;
+static int g_loop_ready;
+static int g_work_pending;
+
+uv_loop_t *loop_uv(void); /* for http.c and watch.c */
+
+uv_loop_t *loop_uv(void) {
+  return &g_loop;
+}
+
+int loop_init(void) {
+  if (g_loop_ready)
+    return 0;
+  /* More pool threads than cores: pool jobs include fsync and SQLite busy
+   * waits, which sleep rather than compute. */
+  if (!getenv("UV_THREADPOOL_SIZE"))
+    setenv("UV_THREADPOOL_SIZE", "8", 0);
+  int rc = uv_loop_init(&g_loop);
+  if (rc)
+    return rc;
+  g_loop_ready = 1;
+  return 0;
+}
+
+int loop_run(void) {
+  return uv_run(&g_loop, UV_RUN_DEFAULT);
+}
+
+int loop_run_until(volatile int *flag) {
+  while (!*flag) {
+    if (!uv_run(&g_loop, UV_RUN_ONCE) && !*flag)
+      return -EDEADLK; /* nothing left that could set the flag */
+  }
+  return 0;
+}
+
+void loop_stop(void) {
+  uv_stop(&g_loop);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+int loop_close(void) {
+  if (!g_loop_ready)
+    return 0;
+  /* Let pending close callbacks run first. */
+  uv_run(&g_loop, UV_RUN_NOWAIT);
+  int rc = uv_loop_close(&g_loop);
+  if (rc == UV_EBUSY) {
+    uv_walk(&g_loop, close_walk_cb, NULL);
+    uv_run(&g_loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&g_loop);
+  }
+  if (rc == 0)
+    g_loop_ready = 0;
+  return rc;
+}
+
+uint64_t loop_now_ms(void) {
+  return uv_now(&g_loop);
+}
+
+/* --- timers --- */
+
+struct loop_timer {
+  uv_timer_t h;
+  loop_timer_cb cb;
+  void *arg;
+};
+
+static void on_timer(uv_timer_t *h) {
+  struct loop_timer *t = container_of(h, struct loop_timer, h);
+  t->cb(t->arg);
+}
+
+struct loop_timer *loop_timer_new(loop_timer_cb cb, void *arg) {
+  struct loop_timer *t = xcalloc(1, sizeof(*t));
+  uv_timer_init(&g_loop, &t->h);
+  t->cb = cb;
+  t->arg = arg;
+  return t;
+}
+
+void loop_timer_start(struct loop_timer *t, uint64_t ms) {
+  uv_timer_start(&t->h, on_timer, ms, 0);
+}
+
+void loop_timer_stop(struct loop_timer *t) {
+  uv_timer_stop(&t->h);
+}
+
+int loop_timer_active(const struct loop_timer *t) {
+  return uv_is_active((const uv_handle_t *)&t->h);
+}
+
+static void on_timer_close(uv_handle_t *h) {
+  free(container_of((uv_timer_t *)h, struct loop_timer, h));
+}
+
+void loop_timer_free(struct loop_timer *t) {
+  if (!t)
+    return;
+  uv_timer_stop(&t->h);
+  uv_close((uv_handle_t *)&t->h, on_timer_close);
+}
+
+/* --- thread pool --- */
+
+struct work {
+  uv_work_t req;
+  loop_work_fn work;
+  loop_done_fn done;
+  void *arg;
+};
+
+static void on_work(uv_work_t *req) {
+  struct work *w = container_of(req, struct work, req);
+  w->work(w->arg);
+}
+
+static void on_work_done(uv_work_t *req, int status) {
+  struct work *w = container_of(req, struct work, req);
+  g_work_pending--;
+  if (w->done)
+    w->done(w->arg, status);
+  free(w);
+}
+
+void loop_work_submit(loop_work_fn work, loop_done_fn done, void *arg) {
+  struct work *w = xcalloc(1, sizeof(*w));
+  w->work = work;
+  w->done = done;
+  w->arg = arg;
+  g_work_pending++;
+  int rc = uv_queue_work(&g_loop, &w->req, on_work, on_work_done);
+  if (rc) {
+    /* Cannot happen with a valid loop; run inline rather than lose it. */
+    work(arg);
+    on_work_done(&w->req, 0);
+  }
+}
+
+int loop_work_pending(void) {
+  return g_work_pending;
+}
+
+/* --- signals --- */
+
+struct loop_signal {
+  uv_signal_t h;
+  loop_signal_cb cb;
+  void *arg;
+};
+
+static void on_signal(uv_signal_t *h, int signum) {
+  struct loop_signal *s = container_of(h, struct loop_signal, h);
+  s->cb(s->arg, signum);
+}
+
+struct loop_signal *loop_signal_new(int signum, loop_signal_cb cb, void *arg) {
+  struct loop_signal *s = xcalloc(1, sizeof(*s));
+  uv_signal_init(&g_loop, &s->h);
+  s->cb = cb;
+  s->arg = arg;
+  uv_signal_start(&s->h, on_signal, signum);
+  /* Signal watchers must not keep the loop alive on their own. */
+  uv_unref((uv_handle_t *)&s->h);
+  return s;
+}
+
+static void on_signal_close(uv_handle_t *h) {
+  free(container_of((uv_signal_t *)h, struct loop_signal, h));
+}
+
+void loop_signal_free(struct loop_signal *s) {
+  if (!s)
+    return;
+  uv_signal_stop(&s->h);
+  uv_close((uv_handle_t *)&s->h, on_signal_close);
+}
+
+/* --- child processes --- */
+
+struct loop_child {
+  uv_process_t h;
+  loop_child_cb cb;
+  void *arg;
+  int pid;
+};
+
+static void on_child_close(uv_handle_t *h) {
+  free(container_of((uv_process_t *)h, struct loop_child, h));
+}
+
+static void on_child_exit(uv_process_t *h, int64_t status, int term_signal) {
+  struct loop_child *c = container_of(h, struct loop_child, h);
+  loop_child_cb cb = c->cb;
+  void *arg = c->arg;
+  uv_close((uv_handle_t *)h, on_child_close);
+  cb(arg, (int)status, term_signal);
+}
+
+int loop_child_spawn(char *const argv[], loop_child_cb cb, void *arg,
+                     struct loop_child **out) {
+  struct loop_child *c = xcalloc(1, sizeof(*c));
+  uv_process_options_t opts;
+  uv_stdio_container_t stdio[3];
+  memset(&opts, 0, sizeof(opts));
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = 1;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+  opts.file = argv[0];
+  opts.args = (char **)argv;
+  opts.exit_cb = on_child_exit;
+  opts.stdio = stdio;
+  opts.stdio_count = 3;
+  c->cb = cb;
+  c->arg = arg;
+  int rc = uv_spawn(&g_loop, &c->h, &opts);
+  if (rc) {
+    uv_close((uv_handle_t *)&c->h, on_child_close);
+    return rc;
+  }
+  c->pid = c->h.pid;
+  *out = c;
+  return 0;
+}
+
+int loop_child_kill(struct loop_child *c, int signum) {
+  return uv_process_kill(&c->h, signum);
+}
+
+int loop_child_pid(const struct loop_child *c) {
+  return c->pid;
+}
+
+long loop_raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl))
+    return -errno;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return (long)rl.rlim_cur;
+}

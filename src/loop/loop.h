@@ -1,0 +1,74 @@
+/*
+ * The event loop: the only module (with http.c) that includes <uv.h>.
+ * Core code uses this small API: one-shot timers, work on the thread pool,
+ * directory watches, signals and child processes.  There is one loop per
+ * process, created by loop_init() and destroyed by loop_close().
+ */
+#ifndef SLUICE_LOOP_H
+#define SLUICE_LOOP_H
+
+#include <stdint.h>
+
+int loop_init(void);
+/* Runs until loop_stop() or until nothing is left to do. */
+int loop_run(void);
+/* Runs the loop until *flag becomes non-zero (for CLI commands; never call
+ * from inside a loop callback). */
+int loop_run_until(volatile int *flag);
+void loop_stop(void);
+/* Closes every remaining handle and the loop; returns 0 if the loop closed
+ * cleanly (no leaked handles). */
+int loop_close(void);
+/* Milliseconds, cached at the start of the loop iteration. */
+uint64_t loop_now_ms(void);
+
+/* One-shot timers.  A timer is a heap object owned by its creator. */
+struct loop_timer;
+typedef void (*loop_timer_cb)(void *arg);
+struct loop_timer *loop_timer_new(loop_timer_cb cb, void *arg);
+/* (Re)arms the timer to fire once after ms milliseconds. */
+void loop_timer_start(struct loop_timer *t, uint64_t ms);
+void loop_timer_stop(struct loop_timer *t);
+int loop_timer_active(const struct loop_timer *t);
+/* Stops and frees the timer (asynchronously; safe inside its callback). */
+void loop_timer_free(struct loop_timer *t);
+
+/* Thread pool.  `work` runs on a pool thread; `done` runs on the loop
+ * thread afterwards.  Pool size is bounded (UV_THREADPOOL_SIZE). */
+typedef void (*loop_work_fn)(void *arg);
+typedef void (*loop_done_fn)(void *arg, int status);
+void loop_work_submit(loop_work_fn work, loop_done_fn done, void *arg);
+/* Number of jobs submitted and not yet done. */
+int loop_work_pending(void);
+
+/* Directory watches: one inotify watch per directory, shared by every
+ * subscriber in it.  The callback gets the name of the entry that changed
+ * (NULL if unknown: then check everything). */
+struct watch_sub;
+typedef void (*watch_cb)(void *arg, const char *name);
+/* Subscribes to changes in `dir`.  Returns 0, or a negative error when the
+ * directory cannot be watched (e.g. -ENOSPC when the inotify watch limit is
+ * reached): the caller then falls back to polling. */
+int watch_add(const char *dir, watch_cb cb, void *arg, struct watch_sub **out);
+void watch_remove(struct watch_sub *sub);
+
+/* Signals: SIGINT, SIGTERM, SIGHUP, SIGCHLD... delivered on the loop. */
+struct loop_signal;
+typedef void (*loop_signal_cb)(void *arg, int signum);
+struct loop_signal *loop_signal_new(int signum, loop_signal_cb cb, void *arg);
+void loop_signal_free(struct loop_signal *s);
+
+/* Child processes (replicate -exec).  argv[0] is looked up in PATH; the
+ * child inherits the environment, stdout and stderr; stdin is /dev/null.
+ * `exit_cb` gets the exit status, or 128+signal when killed by a signal. */
+struct loop_child;
+typedef void (*loop_child_cb)(void *arg, int exit_code, int term_signal);
+int loop_child_spawn(char *const argv[], loop_child_cb cb, void *arg,
+                     struct loop_child **out);
+int loop_child_kill(struct loop_child *c, int signum);
+int loop_child_pid(const struct loop_child *c);
+
+/* Raises RLIMIT_NOFILE to its hard limit; returns the new soft limit. */
+long loop_raise_nofile(void);
+
+#endif
