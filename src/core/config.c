@@ -23,3 +23,15 @@ int config_load(const char *path, int expand_env, struct config *out,
 void config_destroy(struct config *c) {
   (void)c;
 }
+
+void config_db_init(struct db_config *d, const char *path) {
+  memset(d, 0, sizeof(*d));
+  d->path = xstrdup(path);
+}
+
+int config_replica_from_url(const char *url, struct replica_config *out,
+                            char *err, size_t errlen) {
+  (void)out;
+  snprintf(err, errlen, "%s: URL parser not implemented yet", url);
+  return ERR_CONFIG;
+}
