@@ -88,6 +88,8 @@ static void job_work(void *arg) {
     rc = e->opened ? engine_close(e) : 0;
     goto out;
   }
+  if (todo == DBJ_STATUS)
+    goto out;
   if (!e->opened) {
     rc = engine_open(e);
     if (rc)
@@ -141,6 +143,12 @@ static void job_work(void *arg) {
   if (todo & DBJ_PRUNE && db->prune_below > 0)
     shadow_prune(e->meta, e->gen, db->prune_below);
 out:
+  if (todo & DBJ_STATUS && db->status_text) {
+    char *path = path_join(e->meta, DB_STATUS_FILE);
+    if (access(e->meta, F_OK) == 0)
+      file_write_atomic(path, db->status_text, strlen(db->status_text), 0600);
+    free(path);
+  }
   if (e->shadow_size != before_size || e->index != before_index ||
       strcmp(e->gen, before_gen))
     db->job_grew = 1;
@@ -211,6 +219,11 @@ static void job_done(void *arg, int status) {
   struct engine *e = &db->eng;
   publish(db);
 
+  if (todo == DBJ_STATUS) {
+    if (db->pending)
+      submit(db);
+    return;
+  }
   if (todo & DBJ_CLOSE) {
     if (rc)
       log_error(db->name, NULL, "close: %s", e->err);
@@ -276,9 +289,43 @@ static void job_done(void *arg, int status) {
     close_advance(db);
 }
 
+static char *format_status(struct db *db) {
+  struct buf b;
+  buf_init(&b, 0);
+  buf_appendf(&b, "pid %d\n", (int)getpid());
+  for (size_t i = 0; i < db->n_replicas; i++) {
+    struct replica *r = db->replicas[i];
+    buf_appendf(&b, "replica %s %s %u %lld %lld %lld %lld %s\n", r->name,
+                r->pos.gen[0] ? r->pos.gen : "-", r->pos.index,
+                (long long)r->pos.offset, (long long)r->pending_since_ns,
+                (long long)r->last_sync_ns, (long long)r->upload_errors,
+                replica_state_name(r->state));
+  }
+  char *s = (char *)buf_steal(&b, NULL);
+  return s ? s : xstrdup("");
+}
+
+static void on_status_timer(void *arg) {
+  struct db *db = arg;
+  free(db->status_text);
+  db->status_text = format_status(db);
+  db_kick(db, DBJ_STATUS);
+}
+
+void db_status_changed(struct db *db) {
+  if (db->state == DB_CLOSED)
+    return;
+  if (!db->status_timer)
+    db->status_timer = loop_timer_new(on_status_timer, db);
+  if (!loop_timer_active(db->status_timer))
+    loop_timer_start(db->status_timer, 200);
+}
+
 static void submit(struct db *db) {
   if (db->job_running || !db->pending || db->state == DB_CLOSED)
     return;
+  if (db->state == DB_CLOSING && db->close_phase == 3)
+    db->pending &= DBJ_CLOSE | DBJ_STATUS;
   db->job_todo = db->pending;
   db->pending = 0;
   db->job_running = 1;
@@ -388,7 +435,11 @@ static void on_replica_flushed(void *arg) {
   if (--db->closing_replicas > 0)
     return;
   db->close_phase = 3;
-  db_kick(db, DBJ_CLOSE);
+  loop_timer_free(db->status_timer);
+  db->status_timer = NULL;
+  free(db->status_text);
+  db->status_text = format_status(db);
+  db_kick(db, DBJ_CLOSE | DBJ_STATUS);
 }
 
 static void close_advance(struct db *db) {
@@ -426,6 +477,8 @@ void db_free(struct db *db) {
   loop_timer_free(db->poll_timer);
   loop_timer_free(db->idle_timer);
   loop_timer_free(db->retry_timer);
+  loop_timer_free(db->status_timer);
+  free(db->status_text);
   engine_destroy(&db->eng);
   free(db);
 }

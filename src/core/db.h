@@ -40,6 +40,7 @@ enum {
   DBJ_PRUNE = 1 << 3,
   DBJ_NEWGEN = 1 << 4,
   DBJ_CLOSE = 1 << 5,
+  DBJ_STATUS = 1 << 6, /* write the status file read by `sluice replicas` */
 };
 
 /* A compressed snapshot file shared by the replicas that asked for it. */
@@ -94,7 +95,18 @@ struct db {
   void *close_arg;
   int closing_replicas;
   int close_phase; /* 0, or 1..3 while closing (db.c) */
+  struct loop_timer *status_timer;
+  char *status_text; /* formatted on the loop, written by the next job */
 };
+
+/* The status file in the meta directory, one line per replica, read by
+ * `sluice replicas` (and only written when something changed):
+ *   pid PID
+ *   replica NAME GEN|- INDEX OFFSET PENDING_SINCE_NS LAST_SYNC_NS ERRORS STATE
+ */
+#define DB_STATUS_FILE "sluice-status"
+/* Something a replica reports changed: write the status file soon. */
+void db_status_changed(struct db *db);
 
 struct db *db_new(struct db_config *cfg);
 /* Opens the replicas' backends; on failure writes a message. */

@@ -38,6 +38,7 @@ const char *replica_state_name(enum replica_state s) {
 static void set_state(struct replica *r, enum replica_state s) {
   if (r->state == s)
     return;
+  db_status_changed(r->db);
   log_debug(r->db->name, r->name, "replica state %s -> %s",
             replica_state_name(r->state), replica_state_name(s));
   r->state = s;
@@ -224,6 +225,7 @@ static void on_put(void *arg, int status, const char *err) {
   }
   buf_reset(&r->seg);
   db_replicas_advanced(r->db);
+  db_status_changed(r->db);
   upload_next(r);
 }
 
