@@ -17,10 +17,13 @@
 #include "core/err.h"
 #include "core/flags.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "core/sdnotify.h"
 #include "core/replica.h"
 #include "core/url.h"
 #include "core/util.h"
 #include "loop/http.h"
+#include "loop/httpd.h"
 #include "loop/loop.h"
 
 static const char usage_text[] =
@@ -56,6 +59,10 @@ struct daemon {
   int open_dbs;
   int exit_code;
   struct loop_timer *shutdown_timer;
+  struct loop_timer *ready_timer;
+  struct loop_timer *watchdog_timer;
+  uint64_t watchdog_ms;
+  struct httpd *httpd;
   volatile int done;
 };
 
@@ -149,10 +156,46 @@ static void on_shutdown_timeout(void *arg) {
   finish();
 }
 
+static int serve(void *arg, const char *path, struct buf *body,
+                 const char **ctype) {
+  (void)arg;
+  if (!strcmp(path, "/metrics")) {
+    *ctype = "text/plain; version=0.0.4; charset=utf-8";
+    metrics_render(g_d.dbs, g_d.n_dbs, body);
+    return 200;
+  }
+  if (!strcmp(path, "/healthz"))
+    return metrics_health(g_d.dbs, g_d.n_dbs, g_d.cfg.health_max_sync_age,
+                          body);
+  buf_appendf(body, "404 page not found\n");
+  return 404;
+}
+
+/* READY=1 once every database has been opened (or found missing). */
+static void on_ready_check(void *arg) {
+  (void)arg;
+  for (size_t i = 0; i < g_d.n_dbs; i++) {
+    if (g_d.dbs[i]->state == DB_INIT) {
+      loop_timer_start(g_d.ready_timer, 20);
+      return;
+    }
+  }
+  sd_notify_msg("READY=1\nSTATUS=replicating");
+}
+
+static void on_watchdog(void *arg) {
+  (void)arg;
+  sd_notify_msg("WATCHDOG=1");
+  loop_timer_start(g_d.watchdog_timer, g_d.watchdog_ms);
+}
+
 static void shutdown_all(void) {
   if (g_d.shutting_down)
     return;
   g_d.shutting_down = 1;
+  sd_notify_msg("STOPPING=1");
+  httpd_stop(g_d.httpd);
+  g_d.httpd = NULL;
   int64_t t = g_d.cfg.shutdown_timeout > 0 ? g_d.cfg.shutdown_timeout
                                            : DEFAULT_SHUTDOWN_TIMEOUT;
   g_d.shutdown_timer = loop_timer_new(on_shutdown_timeout, NULL);
@@ -300,6 +343,22 @@ int cmd_replicate(int argc, char **argv) {
   for (size_t i = 0; i < g_d.n_dbs; i++)
     db_start(g_d.dbs[i]);
 
+  if (g_d.cfg.addr && g_d.cfg.addr[0]) {
+    char err[256];
+    if (httpd_start(g_d.cfg.addr, serve, NULL, &g_d.httpd, err, sizeof(err)))
+      log_error(NULL, NULL, "metrics server: %s", err);
+    else
+      log_info(NULL, NULL, "serving metrics on http://%s%s/metrics",
+               g_d.cfg.addr[0] == ':' ? "localhost" : "", g_d.cfg.addr);
+  }
+  g_d.ready_timer = loop_timer_new(on_ready_check, NULL);
+  loop_timer_start(g_d.ready_timer, 0);
+  uint64_t wd = sd_watchdog_usec();
+  if (wd) {
+    g_d.watchdog_ms = wd / 2000 ? wd / 2000 : 1;
+    g_d.watchdog_timer = loop_timer_new(on_watchdog, NULL);
+    loop_timer_start(g_d.watchdog_timer, g_d.watchdog_ms);
+  }
   g_d.sig_int = loop_signal_new(SIGINT, on_signal, NULL);
   g_d.sig_term = loop_signal_new(SIGTERM, on_signal, NULL);
   signal(SIGPIPE, SIG_IGN);
@@ -314,6 +373,9 @@ out_loop:
   loop_signal_free(g_d.sig_int);
   loop_signal_free(g_d.sig_term);
   loop_timer_free(g_d.shutdown_timer);
+  loop_timer_free(g_d.ready_timer);
+  loop_timer_free(g_d.watchdog_timer);
+  httpd_stop(g_d.httpd);
   http_cancel_all();
   /* Pool jobs point into the databases: let them finish first. */
   while (loop_work_pending() > 0 && loop_run_once())

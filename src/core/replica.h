@@ -47,6 +47,8 @@ struct replica {
   int64_t upload_errors;
   int64_t wal_bytes;        /* uncompressed WAL bytes uploaded */
   int64_t snapshots;        /* snapshots uploaded */
+  int64_t validations_ok;
+  int64_t validations_failed;
   char last_err[512];
 
   /* internal */
