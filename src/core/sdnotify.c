@@ -1,6 +1,7 @@
 #include "core/sdnotify.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
