@@ -16,6 +16,7 @@
 
 #include "core/db.h"
 #include "core/err.h"
+#include "core/housekeeping.h"
 #include "core/log.h"
 #include "core/lz4frame.h"
 #include "core/shadow.h"
@@ -61,10 +62,12 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
   r->state = R_IDLE;
   r->timer = loop_timer_new(on_timer, r);
   buf_init(&r->seg, 0);
+  r->hk = hk_new(r);
   return r;
 }
 
 void replica_free(struct replica *r) {
+  hk_free(r->hk);
   loop_timer_free(r->timer);
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
@@ -318,13 +321,22 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
   }
   succeeded(r);
   r->snapshots++;
-  memcpy(r->pos.gen, s->gen, sizeof(r->pos.gen));
-  r->pos.index = s->index;
-  r->pos.offset = 0;
+  hk_add_known(r->hk, s->gen, s->index, time_now_ns());
+  /* A replica already placed in this generation keeps its position (its
+   * segments continue); one that was not starts at the snapshot. */
+  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, s->gen)) {
+    memcpy(r->pos.gen, s->gen, sizeof(r->pos.gen));
+    r->pos.index = s->index;
+    r->pos.offset = 0;
+  }
   log_info(r->db->name, r->name,
            "snapshot written: generation=%s index=%08x size=%lld", s->gen,
            s->index, (long long)s->size);
   db_snapshot_release(r->db, s);
+  if (!r->hk_started) {
+    r->hk_started = 1;
+    hk_start(r->hk);
+  }
   set_state(r, R_IDLE);
   kick(r);
 }
@@ -386,6 +398,10 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
   char p[48];
   pos_format(&r->pos, p);
   log_info(db->name, r->name, "resuming replication at position %s", p);
+  if (!r->hk_started) {
+    r->hk_started = 1;
+    hk_start(r->hk);
+  }
   set_state(r, R_IDLE);
   kick(r);
 }
@@ -498,6 +514,9 @@ static void on_snapshots(void *arg, int status, const char *err) {
     fail(r, status, err);
     return;
   }
+  for (size_t i = 0; i < r->snaps.n; i++)
+    hk_add_known(r->hk, r->snaps.v[i].gen, r->snaps.v[i].index,
+                 r->snaps.v[i].created_ns);
   if (r->snaps.n == 0) {
     r->busy = 0;
     take_snapshot(r);
@@ -532,6 +551,11 @@ static void kick(struct replica *r) {
       r->pending_since_ns = db->last_change_ns ? db->last_change_ns
                                                : time_now_ns();
     start_resume(r);
+    return;
+  }
+  if (r->want_snapshot && !r->flushing) {
+    r->want_snapshot = 0;
+    take_snapshot(r);
     return;
   }
   if (!behind(r)) {
@@ -576,4 +600,10 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
     kick(r);
   }
   /* Otherwise the operation in flight continues and calls flush_done. */
+}
+
+void replica_snapshot_now(struct replica *r) {
+  r->want_snapshot = 1;
+  if (r->state == R_IDLE && !r->busy)
+    kick(r);
 }

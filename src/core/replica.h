@@ -69,6 +69,9 @@ struct replica {
   int64_t round_wall_ns;
   struct db_snapshot *snap;
   int busy;            /* an async operation is in flight */
+  struct housekeeping *hk;
+  int hk_started;
+  int want_snapshot;   /* take a snapshot when idle (interval, retention) */
 };
 
 struct replica *replica_new(struct db *db, struct replica_config *cfg,
@@ -81,5 +84,7 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg);
 /* Lag: 0 when caught up, else now - oldest change not yet held. */
 int64_t replica_lag_ns(const struct replica *r, int64_t now_ns);
 const char *replica_state_name(enum replica_state s);
+/* Uploads a fresh snapshot of the current generation when idle. */
+void replica_snapshot_now(struct replica *r);
 
 #endif

@@ -38,3 +38,10 @@ void store_segments(struct backend *b, const char *gen,
   (void)out;
   cb(arg, ERR_BACKEND, "store not implemented yet");
 }
+
+void store_generations(struct backend *b, struct gen_list *out, store_cb cb,
+                       void *arg) {
+  (void)b;
+  (void)out;
+  cb(arg, ERR_BACKEND, "store not implemented yet");
+}
