@@ -9,6 +9,9 @@
  * is kept raw for the caller to warn about (it may hold a SAS token, so it
  * is never printed); the fragment is dropped.
  *
+ * An sftp URL needs a host here; its user may instead come from the
+ * replica's `user` key, as in Litestream, so config.c checks that one.
+ *
  * Error messages name the URL in its redacted form (password and query
  * replaced by "xxxxx"), so a secret can never reach a log.
  */
@@ -286,8 +289,6 @@ static int parse_rest(const char *s, const char *rest, struct replica_url *u,
     }
     if (!*u->host)
       return fail(s, err, errlen, "host required for sftp URL");
-    if (!u->user || !*u->user)
-      return fail(s, err, errlen, "user required for sftp URL");
     return 0;
   }
   u->path = key_prefix(path);
