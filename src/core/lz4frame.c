@@ -116,13 +116,14 @@ static int dec_emit(struct dec_out *o, const uint8_t *p, size_t n) {
 }
 
 /* Feeds src to the decoder.  *hint is liblz4's expected-input hint: 0
- * once a frame is complete. */
+ * once a frame is complete.  Keeps calling while the output buffer comes
+ * back full, so nothing stays buffered inside the context. */
 static int dec_feed(LZ4F_dctx *ctx, const uint8_t *src, size_t n,
                     uint8_t *tmp, size_t tmpcap, struct dec_out *o,
                     size_t *hint) {
-  while (n > 0) {
+  for (;;) {
     size_t in = n, outn = tmpcap;
-    size_t r = LZ4F_decompress(ctx, tmp, &outn, src, &in, NULL);
+    size_t r = LZ4F_decompress(ctx, tmp, &outn, n ? src : NULL, &in, NULL);
     if (LZ4F_isError(r))
       return ERR_LZ4;
     int rc = dec_emit(o, tmp, outn);
@@ -130,24 +131,13 @@ static int dec_feed(LZ4F_dctx *ctx, const uint8_t *src, size_t n,
       return rc;
     src += in;
     n -= in;
-    *hint = r;
+    if (in || outn)
+      *hint = r;
+    if (n == 0 && outn < tmpcap)
+      return 0;
     if (in == 0 && outn == 0)
       return ERR_LZ4; /* no progress */
   }
-  /* Drain output still buffered inside the context. */
-  for (;;) {
-    size_t in = 0, outn = tmpcap;
-    size_t r = LZ4F_decompress(ctx, tmp, &outn, NULL, &in, NULL);
-    if (LZ4F_isError(r))
-      return ERR_LZ4;
-    int rc = dec_emit(o, tmp, outn);
-    if (rc)
-      return rc;
-    *hint = r;
-    if (outn == 0)
-      break;
-  }
-  return 0;
 }
 
 static int decompress_mem(const uint8_t *src, size_t n, struct dec_out *o) {
