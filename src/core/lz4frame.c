@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <lz4frame.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -134,8 +135,11 @@ static int dec_feed(LZ4F_dctx *ctx, const uint8_t *src, size_t n,
     if (in == 0 && outn == 0)
       return ERR_LZ4; /* no progress */
   }
-  /* Drain output still buffered inside the context. */
-  for (;;) {
+  /* Drain output still buffered inside the context.  A hint of 0 means
+   * the frame is complete and flushed: asking again would report the
+   * header size of a next frame and make a complete input look
+   * truncated. */
+  while (*hint != 0) {
     size_t in = 0, outn = tmpcap;
     size_t r = LZ4F_decompress(ctx, tmp, &outn, NULL, &in, NULL);
     if (LZ4F_isError(r))
@@ -214,4 +218,51 @@ int lz4_decompress_fd(int in_fd, int out_fd, int64_t *out_len) {
   free(tmp);
   LZ4F_freeDecompressionContext(ctx);
   return rc;
+}
+
+struct lz4_dec {
+  LZ4F_dctx *ctx;
+  uint8_t *tmp;
+  size_t cap;
+  struct dec_out out;
+  size_t hint;
+  int any;
+};
+
+struct lz4_dec *lz4_dec_new(int out_fd, int64_t out_off) {
+  struct lz4_dec *d = xcalloc(1, sizeof(*d));
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&d->ctx, LZ4F_VERSION))) {
+    fprintf(stderr, "lz4: cannot create a decompression context\n");
+    abort(); /* only fails on allocation failure */
+  }
+  /* 4 MiB: the largest block, so liblz4 decodes straight into tmp. */
+  d->cap = BLOCK;
+  d->tmp = xmalloc(d->cap);
+  d->out.fd = out_fd;
+  d->out.off = out_off;
+  d->hint = 1;
+  return d;
+}
+
+int lz4_dec_feed(struct lz4_dec *d, const uint8_t *src, size_t n) {
+  if (!n)
+    return 0;
+  d->any = 1;
+  return dec_feed(d->ctx, src, n, d->tmp, d->cap, &d->out, &d->hint);
+}
+
+int lz4_dec_end(struct lz4_dec *d, int64_t *out_len) {
+  if (!d->any || d->hint != 0)
+    return ERR_LZ4;
+  if (out_len)
+    *out_len = d->out.total;
+  return 0;
+}
+
+void lz4_dec_free(struct lz4_dec *d) {
+  if (!d)
+    return;
+  LZ4F_freeDecompressionContext(d->ctx);
+  free(d->tmp);
+  free(d);
 }
