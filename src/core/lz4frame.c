@@ -21,17 +21,40 @@ static void prefs_init(LZ4F_preferences_t *p) {
 }
 
 int lz4_compress(const uint8_t *src, size_t n, struct buf *out) {
+  /* Not LZ4F_compressFrame: it shrinks the block size to fit small inputs,
+   * changing the BD byte (0x40 instead of Litestream's 0x70). */
   LZ4F_preferences_t prefs;
   prefs_init(&prefs);
-  size_t bound = LZ4F_compressFrameBound(n, &prefs);
-  int rc = buf_reserve(out, bound);
-  if (rc)
-    return rc;
-  size_t w = LZ4F_compressFrame(out->data + out->len, bound, src, n, &prefs);
-  if (LZ4F_isError(w))
+  LZ4F_cctx *ctx = NULL;
+  if (LZ4F_isError(LZ4F_createCompressionContext(&ctx, LZ4F_VERSION)))
     return ERR_LZ4;
-  out->len += w;
-  return 0;
+  size_t bound = LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(n, &prefs);
+  size_t before = out->len;
+  int rc = buf_reserve(out, bound);
+  size_t w = 0;
+  if (!rc) {
+    w = LZ4F_compressBegin(ctx, out->data + out->len, bound, &prefs);
+    if (!LZ4F_isError(w))
+      out->len += w;
+  }
+  if (!rc && !LZ4F_isError(w)) {
+    w = LZ4F_compressUpdate(ctx, out->data + out->len,
+                            bound - (out->len - before), src, n, NULL);
+    if (!LZ4F_isError(w))
+      out->len += w;
+  }
+  if (!rc && !LZ4F_isError(w)) {
+    w = LZ4F_compressEnd(ctx, out->data + out->len,
+                         bound - (out->len - before), NULL);
+    if (!LZ4F_isError(w))
+      out->len += w;
+  }
+  if (!rc && LZ4F_isError(w))
+    rc = ERR_LZ4;
+  if (rc)
+    out->len = before;
+  LZ4F_freeCompressionContext(ctx);
+  return rc;
 }
 
 /* Streaming compressor writing to an fd through a bounded buffer. */
