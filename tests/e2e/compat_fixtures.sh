@@ -95,12 +95,12 @@ YML
       { cat "$T/$name.c.log" >&2; fail "$name: config-mode restore failed"; }
     assert_same_db "$dir/source.db" "$db"
     # Now it exists: refused, or skipped with -if-db-not-exists.
-    if "$SLUICE" restore -config "$T/$name.yml" "$db" 2>"$T/$name.c.log"; then
+    if "$SLUICE" restore -config "$T/$name.yml" "$db" >"$T/$name.c.log" 2>&1; then
       fail "$name: restore over an existing database succeeded"
     fi
     grep -q "cannot restore, output path already exists: $db" "$T/$name.c.log" ||
       fail "$name: no 'already exists' error"
-    "$SLUICE" restore -if-db-not-exists -config "$T/$name.yml" "$db" 2>"$T/$name.c.log" ||
+    "$SLUICE" restore -if-db-not-exists -config "$T/$name.yml" "$db" >"$T/$name.c.log" 2>&1 ||
       fail "$name: -if-db-not-exists exited non-zero"
     grep -q 'database already exists, skipping' "$T/$name.c.log" ||
       fail "$name: no 'skipping' log"
@@ -162,4 +162,35 @@ grep -v -q "$old" <(tail -n +2 "$T/mg.wal") && fail "wal -generation listed othe
 [ "$(wc -l <"$T/mg.wal")" -eq "$(grep -c "$old" "$dir/expected/wal.txt" | awk '{print $1 + 1}')" ] ||
   fail "wal -generation $old: wrong number of rows"
 
-echo "compat_fixtures: ok"
+# databases: every configured database and its replica names.
+if [ $config_ok = 1 ]; then
+  cat >"$T/dbs.yml" <<YML
+dbs:
+  - path: $T/dbs/a.db
+    replicas:
+      - type: file
+        path: $T/ra
+      - name: second
+        type: file
+        path: $T/rb
+  - path: $T/dbs/longer-name.db
+    replicas:
+      - url: file://$T/rc
+YML
+  "$SLUICE" databases -config "$T/dbs.yml" >"$T/dbs.out" || fail "databases failed"
+  w=$(( ${#T} + 19 + 2 ))
+  printf "%-${w}s%s\n" path replicas "$T/dbs/a.db" file,second \
+    "$T/dbs/longer-name.db" file >"$T/dbs.want"
+  cmp -s "$T/dbs.out" "$T/dbs.want" || { diff "$T/dbs.out" "$T/dbs.want" >&2; fail "databases output"; }
+  # Unknown database and replica names.
+  rc=0
+  "$SLUICE" generations -config "$T/dbs.yml" "$T/dbs/none.db" >"$T/err" 2>&1 || rc=$?
+  [ $rc -eq 1 ] && grep -q "database not found in config: $T/dbs/none.db" "$T/err" ||
+    fail "unknown database: exit $rc, $(cat "$T/err")"
+  rc=0
+  "$SLUICE" snapshots -config "$T/dbs.yml" -replica nope "$T/dbs/a.db" >"$T/err" 2>&1 || rc=$?
+  [ $rc -eq 1 ] && grep -qF "replica \\\"nope\\\" not found for database \\\"$T/dbs/a.db\\\"" "$T/err" ||
+    fail "unknown replica: exit $rc, $(cat "$T/err")"
+fi
+
+echo "compat_fixtures: ok (config mode: $config_ok)"

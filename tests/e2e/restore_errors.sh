@@ -151,6 +151,45 @@ rm -rf "$T/out"
 grep -q 'no matching backups found' "$T/stderr" || fail "-if-replica-exists: log"
 [ ! -e "$T/out/db" ] || fail "-if-replica-exists created a database"
 
+# Config mode: -replica picks among the database's replicas.
+fresh
+mkdir -p "$T/cfgempty"
+cat >"$T/cfg.yml" <<YML
+dbs:
+  - path: $T/cfgdb/app.db
+    replicas:
+      - name: a
+        type: file
+        path: $T/cfgempty
+      - name: b
+        type: file
+        path: $r
+YML
+rm -rf "$T/cfgdb"
+"$SLUICE" restore -config "$T/cfg.yml" "$T/cfgdb/app.db" >"$T/stdout" 2>&1 ||
+  { cat "$T/stdout" >&2; fail "config mode: restore failed"; }
+assert_same_db "$SRC/source.db" "$T/cfgdb/app.db"
+grep -q 'replica=b' "$T/stdout" || fail "config mode: not restored from replica b"
+rm -rf "$T/cfgdb"
+"$SLUICE" restore -config "$T/cfg.yml" -replica b -o "$T/cfgdb/x.db" "$T/cfgdb/app.db" \
+  >"$T/stdout" 2>&1 || fail "config mode: -replica b failed"
+assert_same_db "$SRC/source.db" "$T/cfgdb/x.db"
+for rep in a zzz; do
+  rc=0
+  "$SLUICE" restore -config "$T/cfg.yml" -replica $rep -o "$T/cfgdb/y.db" "$T/cfgdb/app.db" \
+    >"$T/stdout" 2>&1 || rc=$?
+  [ $rc -eq 1 ] && grep -q 'no matching backups found' "$T/stdout" ||
+    fail "config mode: -replica $rep: exit $rc, $(cat "$T/stdout")"
+  "$SLUICE" restore -if-replica-exists -config "$T/cfg.yml" -replica $rep \
+    -o "$T/cfgdb/y.db" "$T/cfgdb/app.db" >/dev/null 2>&1 ||
+    fail "config mode: -if-replica-exists -replica $rep: exit $?"
+done
+[ ! -e "$T/cfgdb/y.db" ] || fail "config mode: y.db created"
+rc=0
+"$SLUICE" restore -config "$T/cfg.yml" "$T/cfgdb/other.db" >"$T/stdout" 2>&1 || rc=$?
+[ $rc -eq 1 ] && grep -q "database not found in config: $T/cfgdb/other.db" "$T/stdout" ||
+  fail "config mode: unknown database: exit $rc"
+
 # Argument errors.
 expect_fail "URL without -o" "output path required" "file://$r"
 expect_fail "bad -timestamp" \
