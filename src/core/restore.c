@@ -100,6 +100,10 @@ struct fetch {
 
   int status;
   char err[1024];
+  /* Written by the pool job in flight (one at a time), merged into
+   * status/err on the loop thread when it is done. */
+  int jstatus;
+  char jerr[1024];
   int64_t out_len; /* decoded bytes, on success */
   int finished;
 };
@@ -115,6 +119,28 @@ static void fetch_fail(struct fetch *f, int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(f->err, sizeof(f->err), fmt, ap);
   va_end(ap);
+}
+
+/* The same, for code running on a pool thread (decode jobs, post). */
+static void job_fail(struct fetch *f, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void job_fail(struct fetch *f, int code, const char *fmt, ...) {
+  if (f->jstatus)
+    return;
+  f->jstatus = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(f->jerr, sizeof(f->jerr), fmt, ap);
+  va_end(ap);
+}
+
+/* Loop thread, after a pool job of this fetch. */
+static void job_merge(struct fetch *f, int status) {
+  if (status)
+    fetch_fail(f, status, "%s: pool job failed", f->key);
+  else if (f->jstatus)
+    fetch_fail(f, f->jstatus, "%s", f->jerr);
 }
 
 static void fetch_pump(struct fetch *f);
@@ -141,10 +167,10 @@ static void decode_work(void *arg) {
   if (!rc && c->no == f->nchunks - 1)
     rc = lz4_dec_end(f->dec, &f->out_len);
   if (rc == ERR_LZ4)
-    fetch_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
+    job_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
   else if (rc)
-    fetch_fail(f, rc, "%s: cannot write decoded data: %s", f->key,
-               errtext(rc, tmp, sizeof(tmp)));
+    job_fail(f, rc, "%s: cannot write decoded data: %s", f->key,
+             errtext(rc, tmp, sizeof(tmp)));
   else if (c->no == f->nchunks - 1 && f->post)
     f->post(f);
 }
@@ -154,8 +180,7 @@ static void on_decoded(void *arg, int status) {
   struct fetch *f = c->f;
   f->pending--;
   f->decoding = 0;
-  if (status)
-    fetch_fail(f, status, "%s: decode job failed", f->key);
+  job_merge(f, status);
   c->fetched = 0;
   buf_reset(&c->buf);
   f->next_dec++;
@@ -221,8 +246,8 @@ static void tmp_open_work(void *arg) {
   f->tmp_fd =
       open(f->tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, OUT_MODE);
   if (f->tmp_fd < 0)
-    fetch_fail(f, -errno, "%s: %s", f->tmp_path,
-               errtext(-errno, tmp, sizeof(tmp)));
+    job_fail(f, -errno, "%s: %s", f->tmp_path,
+             errtext(-errno, tmp, sizeof(tmp)));
 }
 
 static void tmp_decode_work(void *arg) {
@@ -250,10 +275,10 @@ static void tmp_decode_work(void *arg) {
   f->tmp_fd = -1;
   unlink(f->tmp_path);
   if (rc == ERR_LZ4)
-    fetch_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
+    job_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
   else if (rc)
-    fetch_fail(f, rc, "%s: cannot decode: %s", f->key,
-               errtext(rc, tmp, sizeof(tmp)));
+    job_fail(f, rc, "%s: cannot decode: %s", f->key,
+             errtext(rc, tmp, sizeof(tmp)));
   else if (f->post)
     f->post(f);
 }
@@ -261,8 +286,7 @@ static void tmp_decode_work(void *arg) {
 static void on_tmp_decoded(void *arg, int status) {
   struct fetch *f = arg;
   f->pending--;
-  if (status)
-    fetch_fail(f, status, "%s: decode job failed", f->key);
+  job_merge(f, status);
   fetch_finish(f);
 }
 
@@ -296,9 +320,8 @@ static void on_tmp_got(void *arg, int status, const char *err) {
 static void on_tmp_opened(void *arg, int status) {
   struct fetch *f = arg;
   f->pending--;
-  if (status || f->status) {
-    if (!f->status)
-      fetch_fail(f, status, "%s: cannot create a temporary file", f->key);
+  job_merge(f, status);
+  if (f->status) {
     fetch_finish(f);
     return;
   }
@@ -514,7 +537,7 @@ static int verify_segment(struct fetch *f) {
                     ? 0
                     : pread_full(w->fd, hdr, sizeof(hdr), 0);
     if (r != WAL_HEADER_SIZE || wal_header_parse(hdr, &w->scan.hdr)) {
-      fetch_fail(f, ERR_WAL_HEADER, "%s: invalid WAL header", f->key);
+      job_fail(f, ERR_WAL_HEADER, "%s: invalid WAL header", f->key);
       return ERR_WAL_HEADER;
     }
     struct wal_header h = w->scan.hdr;
@@ -522,15 +545,15 @@ static int verify_segment(struct fetch *f) {
     w->have_hdr = 1;
   }
   if (!w->have_hdr) {
-    fetch_fail(f, ERR_WAL_HEADER, "%s: no WAL header before it", f->key);
+    job_fail(f, ERR_WAL_HEADER, "%s: no WAL header before it", f->key);
     return ERR_WAL_HEADER;
   }
   int64_t fs = wal_frame_size(w->scan.hdr.page_size);
   if ((end - WAL_HEADER_SIZE) % fs) {
-    fetch_fail(f, ERR_WAL_CORRUPT,
-               "%s: ends inside a WAL frame (decompressed length %" PRId64
-               ", frame size %" PRId64 ")",
-               f->key, f->out_len, fs);
+    job_fail(f, ERR_WAL_CORRUPT,
+             "%s: ends inside a WAL frame (decompressed length %" PRId64
+             ", frame size %" PRId64 ")",
+             f->key, f->out_len, fs);
     return ERR_WAL_CORRUPT;
   }
   int64_t per = MAX(1, VERIFY_BUF / fs);
@@ -540,17 +563,17 @@ static int verify_segment(struct fetch *f) {
     ssize_t r = pread_full(w->fd, b, (size_t)(n * fs), (off_t)pos);
     if (r != n * fs) {
       rc = r < 0 ? (int)r : -EIO;
-      fetch_fail(f, rc, "%s: cannot read back: %s", w->staging,
-                 errtext(rc, tmp, sizeof(tmp)));
+      job_fail(f, rc, "%s: cannot read back: %s", w->staging,
+               errtext(rc, tmp, sizeof(tmp)));
       break;
     }
     for (int64_t i = 0; i < n; i++, pos += fs) {
       if (!wal_scan_frame(&w->scan, b + i * fs)) {
         rc = ERR_WAL_CORRUPT;
-        fetch_fail(f, rc,
-                   "%s: WAL frame at offset %" PRId64
-                   " fails its salt or checksum check",
-                   f->key, pos);
+        job_fail(f, rc,
+                 "%s: WAL frame at offset %" PRId64
+                 " fails its salt or checksum check",
+                 f->key, pos);
         break;
       }
     }
@@ -560,17 +583,17 @@ static int verify_segment(struct fetch *f) {
     return rc;
   if (w->next_seg == w->n - 1) {
     if (w->scan.commit_end != w->scan.end) {
-      fetch_fail(f, ERR_WAL_CORRUPT,
-                 "%s: WAL index ends inside a transaction (last commit at "
-                 "offset %" PRId64 ", end %" PRId64 ")",
-                 f->key, w->scan.commit_end, w->scan.end);
+      job_fail(f, ERR_WAL_CORRUPT,
+               "%s: WAL index ends inside a transaction (last commit at "
+               "offset %" PRId64 ", end %" PRId64 ")",
+               f->key, w->scan.commit_end, w->scan.end);
       return ERR_WAL_CORRUPT;
     }
     /* No fsync: the staging file is a scratch copy; the database is
      * fsynced once at the end. */
     if (close(w->fd)) {
       rc = -errno;
-      fetch_fail(f, rc, "%s: %s", w->staging, errtext(rc, tmp, sizeof(tmp)));
+      job_fail(f, rc, "%s: %s", w->staging, errtext(rc, tmp, sizeof(tmp)));
     }
     w->fd = -1;
   }
@@ -960,7 +983,7 @@ static int verify_snapshot(struct fetch *f) {
     ps = 65536;
   if (r != 100 || memcmp(h, "SQLite format 3", 16) || ps < 512 || ps > 65536 ||
       (ps & (ps - 1)) || f->out_len % ps) {
-    fetch_fail(f, ERR_CORRUPT, "%s: not a SQLite database", f->key);
+    job_fail(f, ERR_CORRUPT, "%s: not a SQLite database", f->key);
     return ERR_CORRUPT;
   }
   rs->page_size = ps;

@@ -5,6 +5,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 
 [ -x "$SLUICE" ] || skip "no sluice binary at $SLUICE"
+command -v lz4 >/dev/null || skip "no lz4 CLI"
 
 SRC=$FIXTURES/basic
 GEN=6c0f537145dc1153
