@@ -82,16 +82,25 @@ dbs:
       - type: file
         path: $rep
 YML
+    # With the database's mtime at the NOTES "final" moment, even the lag
+    # column is Litestream's.
+    cp "$dir/source.db" "$db"
+    touch -d "$(awk '$1 == "final" { print $2 }' "$dir/NOTES")" "$db"
     for kind in generations snapshots wal; do
       "$SLUICE" $kind -config "$T/$name.yml" "$db" >"$T/$name.c.$kind" 2>"$T/$name.c.err" ||
         { cat "$T/$name.c.err" >&2; fail "$name: config-mode $kind failed"; }
-      same_table "$T/$name.c.$kind" "$dir/expected/$kind.txt" $kind
+      same_table "$T/$name.c.$kind" "$dir/expected/$kind.txt" exact
     done
+    # A -wal newer than the database counts.
+    touch -d "$(awk '$1 == "final" { print $2 }' "$dir/NOTES") + 1 hour" "$db-wal"
+    "$SLUICE" generations -config "$T/$name.yml" "$db" | awk 'NR == 2 { print $3 }' |
+      grep -q '^1h0m' || fail "$name: lag ignores the -wal mtime"
+    rm -f "$db" "$db-wal"
     "$SLUICE" wal -config "$T/$name.yml" -replica file "$db" >"$T/$name.c.wal2" ||
       fail "$name: wal -replica file failed"
     same_table "$T/$name.c.wal2" "$dir/expected/wal.txt" wal
     # Restore to the configured path (the default output).
-    "$SLUICE" restore -config "$T/$name.yml" "$db" 2>"$T/$name.c.log" ||
+    "$SLUICE" restore -config "$T/$name.yml" "$db" >"$T/$name.c.log" 2>&1 ||
       { cat "$T/$name.c.log" >&2; fail "$name: config-mode restore failed"; }
     assert_same_db "$dir/source.db" "$db"
     # Now it exists: refused, or skipped with -if-db-not-exists.
