@@ -411,6 +411,9 @@ static int setup_easy(struct http_request *req) {
   curl_easy_setopt(e, CURLOPT_PRIVATE, req);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  /* URLs are built and signed by the backends: send the path as written
+   * (no squashing of "/./" or "/../" inside object keys). */
+  curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
   if (g_share)
     curl_easy_setopt(e, CURLOPT_SHARE, g_share);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
