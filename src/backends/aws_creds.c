@@ -24,6 +24,9 @@
 
 #define REFRESH_EARLY_NS (5 * 60 * NS_PER_SEC) /* start refreshing */
 #define REFRESH_MUST_NS (60 * NS_PER_SEC)      /* stop using the old ones */
+/* A source handing out short-lived credentials must not turn every
+ * request into a refresh. */
+#define REFRESH_SPACING_NS (30 * NS_PER_SEC)
 #define FETCH_BODY_MAX (64 * 1024)
 
 enum source {
@@ -49,6 +52,7 @@ struct aws_creds_provider {
   int have;
   /* Fetching. */
   int fetching;
+  int64_t last_fetch_ns;
   int closing;
   struct http_request req;
   struct buf body;
@@ -684,9 +688,11 @@ static int usable(const struct aws_creds_provider *p, int64_t margin) {
 const struct aws_creds *aws_creds_current(struct aws_creds_provider *p) {
   if (!usable(p, REFRESH_MUST_NS))
     return NULL;
-  if (!usable(p, REFRESH_EARLY_NS) && !p->fetching && p->src != SRC_STATIC) {
+  if (!usable(p, REFRESH_EARLY_NS) && !p->fetching && p->src != SRC_STATIC &&
+      time_now_ns() - p->last_fetch_ns > REFRESH_SPACING_NS) {
     /* Refresh in the background; requests keep using these meanwhile. */
     p->fetching = 1;
+    p->last_fetch_ns = time_now_ns();
     p->imds_step = IMDS_TOKEN;
     start_fetch(p);
   }
@@ -722,6 +728,7 @@ void aws_creds_ensure(struct aws_creds_provider *p, int force, aws_creds_cb cb,
   if (p->fetching)
     return;
   p->fetching = 1;
+  p->last_fetch_ns = time_now_ns();
   p->imds_step = IMDS_TOKEN;
   if (force && p->src != SRC_STATIC)
     p->cur.expires_ns = p->have ? 1 : 0; /* do not fall back to them */

@@ -1180,7 +1180,9 @@ static void xml_escape(struct buf *b, const char *s) {
       buf_appendf(b, "&apos;");
       break;
     default:
-      if (ch < 0x20)
+      /* Tab and newline stay literal (XML keeps them in text); a CR would
+       * be normalised away, so it and other controls become references. */
+      if (ch < 0x20 && ch != '\t' && ch != '\n')
         buf_appendf(b, "&#x%X;", ch);
       else
         buf_append(b, s, 1);
