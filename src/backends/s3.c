@@ -35,6 +35,7 @@
 
 #include "backends/aws_creds.h"
 #include "backends/backend.h"
+#include "backends/s3.h"
 #include "backends/sigv4.h"
 #include "backends/xml.h"
 #include "core/err.h"
@@ -1492,6 +1493,25 @@ static void s3_close(struct backend *b) {
   free(s->ssec_key);
   free(s->ssec_md5);
   memset(s, 0, sizeof(*s));
+}
+
+char *s3_object_url(struct backend *b, const char *key) {
+  struct s3 *s = b->priv;
+  if (!s->region)
+    return NULL;
+  struct call *c = call_new(s, "", "GET", NULL, NULL, NULL);
+  c->key = full_key(s, key);
+  char *host, *path;
+  target(c, &host, &path);
+  char *url = xasprintf("%s://%s%s", s->scheme, host, path);
+  free(host);
+  free(path);
+  call_free(c);
+  return url;
+}
+
+const char *s3_region(struct backend *b) {
+  return ((struct s3 *)b->priv)->region;
 }
 
 const struct backend_ops backend_s3 = {
