@@ -936,6 +936,48 @@ TEST(moto_region_discovery) {
   backend_close(b);
 }
 
+TEST(moto_failed_multipart_is_aborted) {
+  int port;
+  const char *args[] = {"--upstream", "127.0.0.1:5000", "--faults",
+                        "ok,ok,500,500,500,500,500", NULL};
+  pid_t pid = spawn_py("../tools/s3_fault_proxy.py", args, &port);
+  if (pid <= 0)
+    return;
+  setenv("SLUICE_S3_MULTIPART_THRESHOLD", "6000000", 1);
+  setenv("SLUICE_S3_PART_SIZE", "5242880", 1);
+  setenv("SLUICE_S3_PART_PARALLEL", "1", 1);
+  struct s3opts o = {.bucket = g_moto_bucket,
+                     .path_style = TRI_TRUE,
+                     .ak = "moto",
+                     .sk = "moto"};
+  struct backend *b = via_proxy(port, &o);
+  unsetenv("SLUICE_S3_MULTIPART_THRESHOLD");
+  unsetenv("SLUICE_S3_PART_SIZE");
+  unsetenv("SLUICE_S3_PART_PARALLEL");
+  size_t n = 12 * 1024 * 1024;
+  uint8_t *big = xcalloc(1, n);
+  struct payload pb = {.data = big, .fd = -1, .len = (int64_t)n};
+  char err[600] = "";
+  int rc = backend_put_sync(b, "aborted", &pb, err, sizeof(err));
+  /* Part 2 fails five times (retries exhausted): the upload is aborted. */
+  CHECK_INT(rc, ERR_HTTP_STATUS);
+  printf("  %s\n", err);
+  free(big);
+  backend_close(b);
+  stop_child(pid);
+  char cmd[256];
+  snprintf(cmd, sizeof(cmd), "curl -s '%s/%s?uploads'", MOTO, g_moto_bucket);
+  FILE *f = popen(cmd, "r");
+  char out[8192] = "";
+  size_t got = fread(out, 1, sizeof(out) - 1, f);
+  pclose(f);
+  out[got] = '\0';
+  CHECK(strstr(out, "ListMultipartUploadsResult") != NULL);
+  CHECK(strstr(out, "/aborted</Key>") == NULL);
+  if (strstr(out, "/aborted</Key>"))
+    printf("  uploads left: %s\n", out);
+}
+
 /* --- shutdown --- */
 
 static void on_drained(void *arg) {
@@ -1026,6 +1068,7 @@ int main(void) {
     RUN(moto_delimiter_listing_virtual_host);
     RUN(moto_many_keys_odd_keys_multipart);
     RUN(moto_region_discovery);
+    RUN(moto_failed_multipart_is_aborted);
   } else {
     printf("skip moto tests: no moto on 127.0.0.1:5000\n");
   }
