@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
@@ -82,19 +83,28 @@ int main(int argc, char **argv) {
     return 1;
   }
   int rc_ = 0;
-  if ((!strcmp(cmd, "put") || !strcmp(cmd, "put-lz4")) && argc - i == 2) {
+  if (!strcmp(cmd, "put") && argc - i == 2) {
+    /* Streamed from the file (large snapshots never sit in memory). */
+    int fd = open(argv[i + 1], O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+      snprintf(err, sizeof(err), "cannot open %s", argv[i + 1]);
+      rc_ = -1;
+    } else {
+      struct payload p = {.fd = fd, .off = 0, .len = (int64_t)st.st_size};
+      rc_ = backend_put_sync(b, argv[i], &p, err, sizeof(err));
+    }
+    if (fd >= 0)
+      close(fd);
+  } else if (!strcmp(cmd, "put-lz4") && argc - i == 2) {
     struct buf in, z;
     rc_ = file_read_all(argv[i + 1], 0, &in);
     if (!rc_) {
-      struct payload p = {.data = in.data ? in.data : (const uint8_t *)"",
-                          .fd = -1,
-                          .len = (int64_t)in.len};
       buf_init(&z, 0);
-      if (!strcmp(cmd, "put-lz4")) {
-        rc_ = lz4_compress(in.data, in.len, &z);
-        p.data = z.data;
-        p.len = (int64_t)z.len;
-      }
+      rc_ = lz4_compress(in.data ? in.data : (const uint8_t *)"", in.len, &z);
+      struct payload p = {.data = z.data ? z.data : (const uint8_t *)"",
+                          .fd = -1,
+                          .len = (int64_t)z.len};
       if (!rc_)
         rc_ = backend_put_sync(b, argv[i], &p, err, sizeof(err));
       buf_destroy(&z);
