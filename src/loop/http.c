@@ -65,6 +65,29 @@ static struct loop_timer *g_drain_timer;
 static void schedule(void);
 static void check_done(void);
 
+/* One transfer: owned by this module, not by the request, so shutdown can
+ * free transfers whose requests' owners are already gone. */
+struct xfer {
+  CURL *e;
+  struct curl_slist *sl;
+  struct http_request *req;
+  struct xfer *prev, *next;
+};
+static struct xfer *g_xfers;
+
+static void xfer_free(struct xfer *x) {
+  if (x->prev)
+    x->prev->next = x->next;
+  else
+    g_xfers = x->next;
+  if (x->next)
+    x->next->prev = x->prev;
+  curl_multi_remove_handle(g_multi, x->e);
+  curl_easy_cleanup(x->e);
+  curl_slist_free_all(x->sl);
+  free(x);
+}
+
 /* --- socket and timer glue --- */
 
 static void on_sock_close(uv_handle_t *h) {
@@ -206,13 +229,27 @@ int http_inflight(void) {
 void http_shutdown(void) {
   if (!g_ready)
     return;
-  /* Done callbacks may submit more; abort until nothing is left. */
-  while (g_pending || g_active || g_retrying)
-    http_abort_all();
+  /* Queued and retry-waiting requests get their callbacks, as from
+   * http_cancel_all().  Transfers still in flight are dropped without
+   * touching their requests: their owners may be freed by now (call
+   * http_abort_all() earlier to have their callbacks run). */
+  http_cancel_all();
+  int abandoned = 0;
+  while (g_xfers) {
+    xfer_free(g_xfers);
+    abandoned++;
+  }
+  if (abandoned)
+    log_debug(NULL, NULL, "shutdown: %d HTTP transfer%s abandoned", abandoned,
+              abandoned == 1 ? "" : "s");
+  g_active = NULL;
+  g_inflight = 0;
+  g_pending = 0;
   if (g_drain_timer) {
     loop_timer_free(g_drain_timer);
     g_drain_timer = NULL;
   }
+  g_drain_cb = NULL;
   curl_multi_cleanup(g_multi);
   g_multi = NULL;
   if (g_share) {
@@ -406,9 +443,16 @@ static int setup_easy(struct http_request *req) {
   CURL *e = curl_easy_init();
   if (!e)
     return ERR_HTTP;
-  req->easy = e;
+  struct xfer *x = xcalloc(1, sizeof(*x));
+  x->e = e;
+  x->req = req;
+  x->next = g_xfers;
+  if (g_xfers)
+    g_xfers->prev = x;
+  g_xfers = x;
+  req->easy = x;
   curl_easy_setopt(e, CURLOPT_URL, req->url);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, x);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   /* URLs are built and signed by the backends: send the path as written
@@ -465,20 +509,15 @@ static int setup_easy(struct http_request *req) {
   sl = curl_slist_append(sl, "Expect:");
   if (!strcmp(m, "POST"))
     sl = curl_slist_append(sl, "Content-Type:");
-  req->slist = sl;
+  x->sl = sl;
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, sl);
   return 0;
 }
 
 static void cleanup_easy(struct http_request *req) {
   if (req->easy) {
-    curl_multi_remove_handle(g_multi, req->easy);
-    curl_easy_cleanup(req->easy);
+    xfer_free(req->easy);
     req->easy = NULL;
-  }
-  if (req->slist) {
-    curl_slist_free_all(req->slist);
-    req->slist = NULL;
   }
 }
 
@@ -573,7 +612,8 @@ static void start(struct http_request *req) {
     }
   }
   int rc = setup_easy(req);
-  if (!rc && curl_multi_add_handle(g_multi, req->easy) != CURLM_OK)
+  if (!rc &&
+      curl_multi_add_handle(g_multi, ((struct xfer *)req->easy)->e) != CURLM_OK)
     rc = ERR_HTTP;
   if (rc) {
     cleanup_easy(req);
@@ -696,8 +736,9 @@ static void check_done(void) {
       continue;
     CURL *e = msg->easy_handle;
     CURLcode cc = msg->data.result;
-    struct http_request *req = NULL;
-    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&req);
+    struct xfer *x = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+    struct http_request *req = x->req;
     long code = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
     curl_off_t up = 0;

@@ -17,8 +17,8 @@
  * Connections are reused through the multi handle's connection cache
  * (keep-alive); TLS sessions and DNS are shared.  TLS is verified unless a
  * request sets skip_verify.  Shutdown: http_drain() waits for what is in
- * flight up to a deadline, http_shutdown() aborts the rest; every done
- * callback runs exactly once either way.
+ * flight up to a deadline and then aborts the rest (their done callbacks
+ * run once, with ERR_CANCELED); http_shutdown() releases everything.
  */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
@@ -99,7 +99,7 @@ struct http_request {
   int64_t bytes_received;
 
   /* --- internal --- */
-  void *easy;
+  void *easy; /* the transfer (owned by http.c) */
   struct http_request *next;
   struct http_request *act_prev, *act_next; /* started and not finished */
   int active;
@@ -107,7 +107,6 @@ struct http_request {
   struct loop_timer *retry_timer;
   int64_t body_pos;
   int64_t resp_pos;
-  struct curl_slist *slist;
 };
 
 int http_init(void);
@@ -125,8 +124,11 @@ int http_pending(void);
  * (then aborts whatever is left first).  New requests may still be
  * submitted meanwhile; they are waited for too. */
 void http_drain(uint64_t timeout_ms, void (*cb)(void *arg), void *arg);
-/* Aborts everything (done callbacks run), closes every socket and the
- * multi handle.  The loop can then close cleanly. */
+/* Ends the HTTP layer: queued and retry-waiting requests get their
+ * callbacks (ERR_CANCELED); transfers still in flight are dropped without
+ * touching their request structs (whose owners may be freed already: call
+ * http_abort_all() first to have their callbacks run).  Closes every
+ * socket and the multi handle, so the loop can close cleanly. */
 void http_shutdown(void);
 
 /* Process-wide statistics (all pools). */
