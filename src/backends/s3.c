@@ -98,6 +98,7 @@ struct call {
   struct s3 *s;
   const char *op; /* "PutObject", for messages */
   char *key;      /* full object key, or NULL for bucket requests */
+  char *about;    /* for messages when key is NULL (a listed prefix) */
   const char *method;
   char *query; /* encoded query or NULL */
   char **hdrs; /* extra "Name: value" headers, signed */
@@ -145,6 +146,7 @@ static struct call *call_new(struct s3 *s, const char *op, const char *method,
 }
 
 static void call_free(struct call *c) {
+  free(c->about);
   free(c->owned_body);
   free(c->key);
   free(c->query);
@@ -170,7 +172,10 @@ static void call_header(struct call *c, const char *fmt, ...) {
 
 /* "s3://bucket/key" for messages. */
 static void where(const struct call *c, char *out, size_t n) {
-  msgf(out, n, "s3://%s/%s", c->s->bucket, c->key ? c->key : "");
+  msgf(out, n, "s3://%s/%s", c->s->bucket,
+       c->key     ? c->key
+       : c->about ? c->about
+                  : "");
 }
 
 /* Host and encoded path of a request. */
@@ -1113,8 +1118,7 @@ static void list_page(struct list_op *op) {
   /* The key shown in messages is the prefix listed. */
   struct call *c =
       call_new(op->s, "ListObjectsV2", "GET", NULL, on_list_page, op);
-  free(c->key);
-  c->key = NULL;
+  c->about = xstrdup(op->prefix);
   op->pages++;
   struct buf q;
   buf_init(&q, 0);
@@ -1283,6 +1287,7 @@ static void s3_del(struct backend *b, char *const *keys, size_t n,
     struct call *c =
         call_new(s, "DeleteObjects", "POST", NULL, on_del_batch, op);
     c->query = xstrdup("delete=");
+    c->about = xstrdup(s->root);
     c->owned_body = data;
     c->body = data;
     c->body_len = (int64_t)len;

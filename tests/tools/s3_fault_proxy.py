@@ -12,7 +12,9 @@ the first requests follow --faults, a comma list of:
   drop     close the connection without answering
   slow     wait 3 s, then forward
   ok       forward
-After the list, every request is forwarded.  With --always CODE every
+After the list, every request is forwarded.  While --down-file exists,
+every request gets the fault written in it (or --down-mode, default
+drop): the store is down.  With --always CODE every
 request gets that fault.  Each request's method, path and headers are
 appended to --log (one JSON object per line).  Prints "PORT <n>" once
 listening on 127.0.0.1.
@@ -20,6 +22,7 @@ listening on 127.0.0.1.
 import argparse
 import http.client
 import json
+import os
 import socketserver
 import sys
 import threading
@@ -43,6 +46,8 @@ class State:
     count = 0
     log = None
     upstream = None
+    down_file = None
+    down_mode = "drop"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -54,6 +59,13 @@ class Handler(BaseHTTPRequestHandler):
     def _fault(self):
         with State.lock:
             State.count += 1
+            if State.down_file and os.path.exists(State.down_file):
+                try:
+                    with open(State.down_file) as f:
+                        mode = f.read().strip()
+                except OSError:
+                    mode = ""
+                return mode or State.down_mode
             if State.always:
                 return State.always
             if State.faults:
@@ -129,12 +141,18 @@ def main():
     ap.add_argument("--faults", default="")
     ap.add_argument("--always", default=None)
     ap.add_argument("--log", default=None)
+    ap.add_argument("--down-file", default=None,
+                    help="while this file exists, every request gets "
+                    "--down-mode (the store is down)")
+    ap.add_argument("--down-mode", default="drop")
     a = ap.parse_args()
     h, p = a.upstream.rsplit(":", 1)
     State.upstream = (h, int(p))
     State.faults = [f for f in a.faults.split(",") if f]
     State.always = a.always
     State.log = a.log
+    State.down_file = a.down_file
+    State.down_mode = a.down_mode
     srv = Server(("127.0.0.1", 0), Handler)
     print("PORT %d" % srv.server_address[1], flush=True)
     srv.serve_forever()
