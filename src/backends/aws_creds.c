@@ -23,7 +23,8 @@
 #include "loop/loop.h"
 
 #define REFRESH_EARLY_NS (5 * 60 * NS_PER_SEC) /* start refreshing */
-#define REFRESH_MUST_NS (60 * NS_PER_SEC)      /* stop using the old ones */
+#define REFRESH_MUST_NS (60 * NS_PER_SEC)      /* fetch before a request */
+#define REFRESH_LAST_NS (5 * NS_PER_SEC)       /* never sign with older */
 /* A source handing out short-lived credentials must not turn every
  * request into a refresh. */
 #define REFRESH_SPACING_NS (30 * NS_PER_SEC)
@@ -686,7 +687,7 @@ static int usable(const struct aws_creds_provider *p, int64_t margin) {
 }
 
 const struct aws_creds *aws_creds_current(struct aws_creds_provider *p) {
-  if (!usable(p, REFRESH_MUST_NS))
+  if (!usable(p, REFRESH_LAST_NS))
     return NULL;
   if (!usable(p, REFRESH_EARLY_NS) && !p->fetching && p->src != SRC_STATIC &&
       time_now_ns() - p->last_fetch_ns > REFRESH_SPACING_NS) {
@@ -697,6 +698,10 @@ const struct aws_creds *aws_creds_current(struct aws_creds_provider *p) {
     start_fetch(p);
   }
   return &p->cur;
+}
+
+int aws_creds_fresh(struct aws_creds_provider *p) {
+  return usable(p, REFRESH_MUST_NS) && aws_creds_current(p) != NULL;
 }
 
 static void on_defer(void *arg) {

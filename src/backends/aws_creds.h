@@ -57,11 +57,14 @@ const char *aws_creds_source(const struct aws_creds_provider *p);
 /* 1 if the source can issue new credentials (STS, container, IMDS). */
 int aws_creds_refreshable(const struct aws_creds_provider *p);
 
-/* The current credentials if they can be used now, else NULL (then call
- * aws_creds_ensure).  When they expire within five minutes a background
- * refresh starts; the pointer stays valid until the next fetch completes,
- * so copy what you need at once. */
+/* The current credentials if they are valid for a few more seconds, else
+ * NULL.  When they expire within five minutes a background refresh starts
+ * (at most every 30 s); the pointer stays valid until the next fetch
+ * completes, so copy what you need at once (e.g. while signing). */
 const struct aws_creds *aws_creds_current(struct aws_creds_provider *p);
+/* 1 if a request can start with the current credentials; 0 if it should
+ * wait for aws_creds_ensure (none yet, or they expire within a minute). */
+int aws_creds_fresh(struct aws_creds_provider *p);
 /* Fetches credentials when missing, nearly expired or `force`d (e.g. after
  * an ExpiredToken answer); calls cb on the loop, never synchronously.
  * Concurrent calls share one fetch. */

@@ -418,7 +418,7 @@ static void call_start(struct call *c) {
     region_need(c);
     return;
   }
-  if (aws_creds_current(c->s->creds))
+  if (aws_creds_fresh(c->s->creds))
     submit_http(c);
   else
     aws_creds_ensure(c->s->creds, 0, on_creds, c);

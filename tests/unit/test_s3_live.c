@@ -795,6 +795,20 @@ TEST(credential_chain) {
   stop_child(proxy);
   clear_env();
   stop_child(pid);
+  /* Credentials that expire within a minute are fetched again before the
+   * next request (refreshed before they expire, never used stale). */
+  const char *sargs[] = {"--ttl", "30", NULL};
+  pid = spawn_py("../tools/aws_meta_server.py", sargs, &port);
+  snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", port);
+  unsetenv("AWS_EC2_METADATA_DISABLED");
+  setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", ep, 1);
+  b = open_s3(&o, err, sizeof(err));
+  CHECK_INT(put_small(b, "creds/imds", err, sizeof(err)), 0);
+  CHECK_INT(put_small(b, "creds/imds2", err, sizeof(err)), 0);
+  CHECK_INT(meta_count(port, "PUT /latest/api/token"), 2);
+  backend_close(b);
+  clear_env();
+  stop_child(pid);
   b = s3rver();
   const char *keys[] = {"creds/env",    "creds/file",      "creds/imds",
                         "creds/imds2",  "creds/container", "creds/sts",
