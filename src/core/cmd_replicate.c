@@ -548,7 +548,7 @@ out_loop:
   loop_timer_free(g_d.ready_timer);
   loop_timer_free(g_d.watchdog_timer);
   httpd_stop(g_d.httpd);
-  http_cancel_all();
+  http_abort_all(); /* callbacks run now, while the replicas exist */
   /* Pool jobs point into the databases: let them finish first. */
   while (loop_work_pending() > 0 && loop_run_once())
     ;
