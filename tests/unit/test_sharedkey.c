@@ -4,8 +4,9 @@
  * signatures computed independently with
  *   printf "$STS" | openssl dgst -sha256 -mac HMAC -macopt hexkey:$KEY |
  *   base64
- * using Azurite's published development key.  test_abs_live cross-checks
- * the same code against Azurite itself.
+ * using Azurite's published development key; one case is copied from
+ * Azurite's debug log.  test_abs_live checks the same code against Azurite
+ * itself.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,22 @@ static const struct sk_case cases[] = {
      "/myaccount/myaccount/mycontainer\ncomp:metadata\nrestype:container\n"
      "timeout:20",
      "Su5rvibNeMxB7A4I87rOtEgCDtdICsL8v5H+yJs0W+M="},
+    /* Taken from Azurite's own debug log (-d): its string to sign and
+     * "Calculated authentication header based on key1" for a Put Blob of
+     * a name that needs percent-encoding. */
+    {"PUT",
+     "http://127.0.0.1:10200/devstoreaccount1/sluice-test-18240-e77a0beb/db/"
+     "one/odd/a%20b%2Bc%25d%26e%3Df%3Fg%23h~%21%27%28%29%2A%2C%3B%3A%40%24.txt",
+     "devstoreaccount1",
+     {"x-ms-version: 2021-08-06", "x-ms-blob-type: BlockBlob",
+      "Content-Type: application/octet-stream",
+      "x-ms-date: Thu, 26 Nov 2026 15:51:45 GMT"},
+     1,
+     "PUT\n\n\n1\n\napplication/octet-stream\n\n\n\n\n\n\nx-ms-blob-type:"
+     "BlockBlob\nx-ms-date:Thu, 26 Nov 2026 15:51:45 GMT\nx-ms-version:2021-"
+     "08-06\n/devstoreaccount1/devstoreaccount1/sluice-test-18240-e77a0beb/db/"
+     "one/odd/a%20b%2Bc%25d%26e%3Df%3Fg%23h~%21%27%28%29%2A%2C%3B%3A%40%24.txt",
+     "bNyWtQtN40RzqnSKRg3MfnZBcd9b5iFQiPFWeOOgCaE="},
     /* Host style (real Azure): path kept encoded; header names lower-cased
      * and values folded; repeated (case-insensitive) query names joined in
      * sorted order; a zero Content-Length is the empty field; non-x-ms
