@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <lz4frame.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,17 +21,40 @@ static void prefs_init(LZ4F_preferences_t *p) {
 }
 
 int lz4_compress(const uint8_t *src, size_t n, struct buf *out) {
+  /* Not LZ4F_compressFrame: it shrinks the block size to fit small inputs,
+   * changing the BD byte (0x40 instead of Litestream's 0x70). */
   LZ4F_preferences_t prefs;
   prefs_init(&prefs);
-  size_t bound = LZ4F_compressFrameBound(n, &prefs);
-  int rc = buf_reserve(out, bound);
-  if (rc)
-    return rc;
-  size_t w = LZ4F_compressFrame(out->data + out->len, bound, src, n, &prefs);
-  if (LZ4F_isError(w))
+  LZ4F_cctx *ctx = NULL;
+  if (LZ4F_isError(LZ4F_createCompressionContext(&ctx, LZ4F_VERSION)))
     return ERR_LZ4;
-  out->len += w;
-  return 0;
+  size_t bound = LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(n, &prefs);
+  size_t before = out->len;
+  int rc = buf_reserve(out, bound);
+  size_t w = 0;
+  if (!rc) {
+    w = LZ4F_compressBegin(ctx, out->data + out->len, bound, &prefs);
+    if (!LZ4F_isError(w))
+      out->len += w;
+  }
+  if (!rc && !LZ4F_isError(w)) {
+    w = LZ4F_compressUpdate(ctx, out->data + out->len,
+                            bound - (out->len - before), src, n, NULL);
+    if (!LZ4F_isError(w))
+      out->len += w;
+  }
+  if (!rc && !LZ4F_isError(w)) {
+    w = LZ4F_compressEnd(ctx, out->data + out->len,
+                         bound - (out->len - before), NULL);
+    if (!LZ4F_isError(w))
+      out->len += w;
+  }
+  if (!rc && LZ4F_isError(w))
+    rc = ERR_LZ4;
+  if (rc)
+    out->len = before;
+  LZ4F_freeCompressionContext(ctx);
+  return rc;
 }
 
 /* Streaming compressor writing to an fd through a bounded buffer. */
@@ -134,8 +158,11 @@ static int dec_feed(LZ4F_dctx *ctx, const uint8_t *src, size_t n,
     if (in == 0 && outn == 0)
       return ERR_LZ4; /* no progress */
   }
-  /* Drain output still buffered inside the context. */
-  for (;;) {
+  /* Drain output still buffered inside the context.  A hint of 0 means
+   * the frame is complete and flushed: asking again would report the
+   * header size of a next frame and make a complete input look
+   * truncated. */
+  while (*hint != 0) {
     size_t in = 0, outn = tmpcap;
     size_t r = LZ4F_decompress(ctx, tmp, &outn, NULL, &in, NULL);
     if (LZ4F_isError(r))
@@ -214,4 +241,51 @@ int lz4_decompress_fd(int in_fd, int out_fd, int64_t *out_len) {
   free(tmp);
   LZ4F_freeDecompressionContext(ctx);
   return rc;
+}
+
+struct lz4_dec {
+  LZ4F_dctx *ctx;
+  uint8_t *tmp;
+  size_t cap;
+  struct dec_out out;
+  size_t hint;
+  int any;
+};
+
+struct lz4_dec *lz4_dec_new(int out_fd, int64_t out_off) {
+  struct lz4_dec *d = xcalloc(1, sizeof(*d));
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&d->ctx, LZ4F_VERSION))) {
+    fprintf(stderr, "lz4: cannot create a decompression context\n");
+    abort(); /* only fails on allocation failure */
+  }
+  /* 4 MiB: the largest block, so liblz4 decodes straight into tmp. */
+  d->cap = BLOCK;
+  d->tmp = xmalloc(d->cap);
+  d->out.fd = out_fd;
+  d->out.off = out_off;
+  d->hint = 1;
+  return d;
+}
+
+int lz4_dec_feed(struct lz4_dec *d, const uint8_t *src, size_t n) {
+  if (!n)
+    return 0;
+  d->any = 1;
+  return dec_feed(d->ctx, src, n, d->tmp, d->cap, &d->out, &d->hint);
+}
+
+int lz4_dec_end(struct lz4_dec *d, int64_t *out_len) {
+  if (!d->any || d->hint != 0)
+    return ERR_LZ4;
+  if (out_len)
+    *out_len = d->out.total;
+  return 0;
+}
+
+void lz4_dec_free(struct lz4_dec *d) {
+  if (!d)
+    return;
+  LZ4F_freeDecompressionContext(d->ctx);
+  free(d->tmp);
+  free(d);
 }

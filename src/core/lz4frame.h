@@ -35,4 +35,17 @@ int lz4_decompress_fd(int in_fd, int out_fd, int64_t *out_len);
 int lz4_decompress_to_fd(const uint8_t *src, size_t n, int out_fd,
                          int64_t out_off, int64_t *out_len);
 
+/* Incremental decompression for objects that arrive in pieces (ranged
+ * downloads): feed the compressed bytes in order, possibly from different
+ * threads one after the other (never concurrently); the content is written
+ * to out_fd from out_off.  lz4_dec_end fails with ERR_LZ4 when the input
+ * stopped inside a frame or held no frame at all. */
+struct lz4_dec;
+/* Returns owned; free with lz4_dec_free. */
+struct lz4_dec *lz4_dec_new(int out_fd, int64_t out_off);
+int lz4_dec_feed(struct lz4_dec *d, const uint8_t *src, size_t n);
+/* *out_len gets the number of content bytes written. */
+int lz4_dec_end(struct lz4_dec *d, int64_t *out_len);
+void lz4_dec_free(struct lz4_dec *d);
+
 #endif

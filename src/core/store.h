@@ -54,6 +54,12 @@ void store_snapshots(struct backend *b, const char *gen,
 void store_segments(struct backend *b, const char *gen,
                     struct segment_list *out, store_cb cb, void *arg);
 
+/* Time bounds of a generation: min/max created time over its snapshots and
+ * segments (spec 4.1).  Fails with ERR_NOT_FOUND if it holds nothing. */
+void store_generation_bounds(struct backend *b, const char *gen,
+                             int64_t *start_ns, int64_t *end_ns, store_cb cb,
+                             void *arg);
+
 /* Synchronous versions for CLI commands (run the loop until done). */
 int store_generations_sync(struct backend *b, struct gen_list *out, char *err,
                            size_t errlen);
@@ -62,8 +68,6 @@ int store_snapshots_sync(struct backend *b, const char *gen,
 int store_segments_sync(struct backend *b, const char *gen,
                         struct segment_list *out, char *err, size_t errlen);
 
-/* Time bounds of a generation: min/max created time over its snapshots and
- * segments (spec 4.1).  Returns ERR_NOT_FOUND if it holds nothing. */
 int store_generation_bounds_sync(struct backend *b, const char *gen,
                                  int64_t *start_ns, int64_t *end_ns, char *err,
                                  size_t errlen);

@@ -12,6 +12,8 @@ struct replica_url {
                      others: cleaned, no leading '/', "" when empty */
   char *user;     /* userinfo user (abs account name, sftp user) or NULL */
   char *password; /* sftp password or NULL */
+  char *query;    /* raw query string without '?', or NULL; ignored by
+                     Litestream 0.3; may hold a SAS token: never print */
   /* s3 only, derived from the host table of spec 6.4 (ParseHost): */
   char *bucket;
   char *region;   /* NULL when not derivable */
@@ -27,6 +29,10 @@ int url_is_url(const char *s);
 int url_parse(const char *s, struct replica_url *out, char *err,
               unsigned errlen);
 void url_destroy(struct replica_url *u);
+
+/* The URL with any password and query replaced by "xxxxx", for messages.
+ * Returns owned string. */
+char *url_redact(const char *s);
 
 /* The s3 host table alone: fills bucket/region/endpoint/force_path_style
  * from a host[:port]. */

@@ -49,6 +49,10 @@ int loop_run_until(volatile int *flag) {
   return 0;
 }
 
+int loop_run_once(void) {
+  return uv_run(&g_loop, UV_RUN_ONCE);
+}
+
 void loop_stop(void) {
   uv_stop(&g_loop);
 }

@@ -16,6 +16,9 @@ int loop_run(void);
  * from inside a loop callback). */
 int loop_run_until(volatile int *flag);
 void loop_stop(void);
+/* One loop iteration (blocking until something happens); returns non-zero
+ * while there is still something to wait for. */
+int loop_run_once(void);
 /* Closes every remaining handle and the loop; returns 0 if the loop closed
  * cleanly (no leaked handles). */
 int loop_close(void);

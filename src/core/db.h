@@ -1,0 +1,127 @@
+/*
+ * One replicated database on the loop: its directory watch, the queue of
+ * engine jobs (one at a time, on the thread pool), snapshots shared by its
+ * replicas, and shutdown.
+ *
+ * States (db_set_state logs every change):
+ *   INIT     -> first job pending
+ *   WAITING  the database file does not exist yet; woken by the directory
+ *            watch when it appears
+ *   READY    pinned and copying; idle until the -wal changes
+ *   ERROR    the last job failed; retried after a backoff
+ *   CLOSING  final sync and uploads in progress
+ *   CLOSED
+ */
+#ifndef SLUICE_DB_H
+#define SLUICE_DB_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/engine.h"
+
+struct replica;
+struct db;
+
+enum db_state {
+  DB_INIT,
+  DB_WAITING,
+  DB_READY,
+  DB_ERROR,
+  DB_CLOSING,
+  DB_CLOSED
+};
+
+/* Work requested from the next job. */
+enum {
+  DBJ_SYNC = 1 << 0,
+  DBJ_CHECKPOINT = 1 << 1, /* idle checkpoint (checkpoint-interval) */
+  DBJ_SNAPSHOT = 1 << 2,
+  DBJ_PRUNE = 1 << 3,
+  DBJ_NEWGEN = 1 << 4,
+  DBJ_CLOSE = 1 << 5,
+  DBJ_STATUS = 1 << 6, /* write the status file read by `sluice replicas` */
+};
+
+/* A compressed snapshot file shared by the replicas that asked for it. */
+struct db_snapshot {
+  char gen[GEN_LEN + 1];
+  uint32_t index;
+  char *path;
+  int fd;
+  int64_t size;
+  int refs;
+};
+
+typedef void (*db_snapshot_cb)(void *arg, int status,
+                               struct db_snapshot *snap);
+
+struct db {
+  struct db_config *cfg; /* borrowed; outlives the db */
+  const char *name;      /* the database path, for logs */
+  struct engine eng;     /* only the running job touches it */
+  enum db_state state;
+
+  /* Published by the loop after every job; safe to read on the loop. */
+  char gen[GEN_LEN + 1];
+  uint32_t index;
+  int64_t shadow_size;
+  int64_t wal_size;
+  int64_t db_size;
+  uint32_t page_size;
+  int64_t last_change_ns; /* wall time the shadow last grew */
+  struct engine_stats stats;
+
+  struct replica **replicas;
+  size_t n_replicas;
+
+  /* internal */
+  int job_running;
+  unsigned pending;
+  unsigned job_todo;
+  int job_rc;
+  int job_new_gen;
+  int job_grew;
+  uint32_t prune_below;
+  struct watch_sub *watch;
+  struct loop_timer *retry_timer;
+  struct loop_timer *idle_timer;
+  struct loop_timer *poll_timer;
+  int backoff_ms;
+  char last_err[512];
+  struct db_snapshot *snap; /* result of the last snapshot job */
+  struct snap_waiter *snap_waiters;
+  void (*close_cb)(void *arg);
+  void *close_arg;
+  int closing_replicas;
+  int close_phase; /* 0, or 1..3 while closing (db.c) */
+  struct loop_timer *status_timer;
+  char *status_text; /* formatted on the loop, written by the next job */
+};
+
+/* The status file in the meta directory, one line per replica, read by
+ * `sluice replicas` (and only written when something changed):
+ *   pid PID
+ *   replica NAME GEN|- INDEX OFFSET PENDING_SINCE_NS LAST_SYNC_NS ERRORS STATE
+ */
+#define DB_STATUS_FILE "sluice-status"
+/* Something a replica reports changed: write the status file soon. */
+void db_status_changed(struct db *db);
+
+struct db *db_new(struct db_config *cfg);
+/* Opens the replicas' backends; on failure writes a message. */
+int db_add_replicas(struct db *db, char *err, size_t errlen);
+void db_start(struct db *db);
+/* Final sync, final uploads, then closes everything; cb when done. */
+void db_close(struct db *db, void (*cb)(void *arg), void *arg);
+void db_free(struct db *db);
+
+/* For replicas. */
+void db_kick(struct db *db, unsigned what);
+void db_request_snapshot(struct db *db, db_snapshot_cb cb, void *arg);
+void db_snapshot_release(struct db *db, struct db_snapshot *snap);
+/* Replicas moved: prune shadow files no replica needs any more. */
+void db_replicas_advanced(struct db *db);
+const char *db_state_name(enum db_state s);
+
+#endif

@@ -1,0 +1,683 @@
+#include "core/engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/lz4frame.h"
+#include "core/shadow.h"
+#include "core/util.h"
+
+#define BUSY_TIMEOUT_MS 1000
+#define COPY_CHUNK (4 << 20)
+/* Frames checkpointed before taking the write lock when the WAL holds more
+ * than this many un-checkpointed frames. */
+#define PRECHECKPOINT_FRAMES 64
+
+void engine_global_init(void) {
+  static int done;
+  if (done)
+    return;
+  done = 1;
+  sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+  sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 0, 0);
+  sqlite3_initialize();
+}
+
+void engine_init_struct(struct engine *e, const struct db_config *cfg) {
+  memset(e, 0, sizeof(*e));
+  e->db_path = xstrdup(cfg->path);
+  e->wal_path = xasprintf("%s-wal", cfg->path);
+  if (cfg->meta_path) {
+    e->meta = xstrdup(cfg->meta_path);
+  } else {
+    char *dir = path_dir(cfg->path);
+    e->meta = xasprintf("%s/.%s-litestream", dir, path_base(cfg->path));
+    free(dir);
+  }
+  e->name = e->db_path;
+  e->min_ckpt_pages = cfg->min_checkpoint_page_count > 0
+                          ? cfg->min_checkpoint_page_count
+                          : DEFAULT_MIN_CHECKPOINT_PAGES;
+  e->max_ckpt_pages = cfg->max_checkpoint_page_count;
+  e->ckpt_min_interval_ns = NS_PER_SEC;
+  e->pin = -1;
+  e->wal_fd = -1;
+  e->shadow_fd = -1;
+}
+
+static void set_err(struct engine *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_err(struct engine *e, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->err, sizeof(e->err), fmt, ap);
+  va_end(ap);
+}
+
+static int sql_exec(struct engine *e, sqlite3 *c, const char *sql) {
+  char *msg = NULL;
+  int rc = sqlite3_exec(c, sql, NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    set_err(e, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return (rc & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
+  }
+  return 0;
+}
+
+/* Runs a statement returning one row; copies up to 3 integer columns. */
+static int sql_row(struct engine *e, sqlite3 *c, const char *sql,
+                   int64_t out[3], char *text, size_t textlen) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(c, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK) {
+    set_err(e, "%s: %s", sql, sqlite3_errmsg(c));
+    return ERR_SQLITE;
+  }
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    int n = sqlite3_column_count(st);
+    for (int i = 0; i < 3 && i < n && out; i++)
+      out[i] = sqlite3_column_int64(st, i);
+    if (text && textlen) {
+      const unsigned char *t = sqlite3_column_text(st, 0);
+      snprintf(text, textlen, "%s", t ? (const char *)t : "");
+    }
+    rc = SQLITE_DONE;
+  }
+  if (rc != SQLITE_DONE) {
+    set_err(e, "%s: %s", sql, sqlite3_errmsg(c));
+    sqlite3_finalize(st);
+    return (rc & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
+  }
+  sqlite3_finalize(st);
+  return 0;
+}
+
+static int open_conn(struct engine *e, sqlite3 **out) {
+  sqlite3 *c = NULL;
+  int rc = sqlite3_open_v2(e->db_path, &c,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    set_err(e, "open %s: %s", e->db_path,
+            c ? sqlite3_errmsg(c) : sqlite3_errstr(rc));
+    sqlite3_close(c);
+    return ERR_SQLITE;
+  }
+  /* Never delete the -wal on close: it is the application's. */
+  int on = 1;
+  sqlite3_file_control(c, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+  sqlite3_busy_timeout(c, BUSY_TIMEOUT_MS);
+  sqlite3_extended_result_codes(c, 1);
+  /* Our connections never checkpoint on their own and read little. */
+  if ((rc = sql_exec(e, c, "PRAGMA wal_autocheckpoint = 0")) ||
+      (rc = sql_exec(e, c, "PRAGMA cache_size = 8")) ||
+      (rc = sql_exec(e, c, "PRAGMA synchronous = NORMAL"))) {
+    sqlite3_close(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+/* --- the pin --- */
+
+static int pin_begin(struct engine *e, int i) {
+  int rc = sql_exec(e, e->conn[i], "BEGIN");
+  if (!rc)
+    rc = sql_row(e, e->conn[i], "SELECT COUNT(1) FROM _litestream_seq", NULL,
+                 NULL, 0);
+  if (rc)
+    sqlite3_exec(e->conn[i], "ROLLBACK", NULL, NULL, NULL);
+  return rc;
+}
+
+static void pin_end(struct engine *e, int i) {
+  if (sqlite3_get_autocommit(e->conn[i]) == 0)
+    sql_exec(e, e->conn[i], "ROLLBACK");
+}
+
+/* --- WAL reading and shadow appends --- */
+
+static int wal_open(struct engine *e) {
+  if (e->wal_fd >= 0)
+    return 0;
+  e->wal_fd = open(e->wal_path, O_RDONLY | O_CLOEXEC);
+  if (e->wal_fd < 0) {
+    int err = -errno;
+    set_err(e, "open %s: %s", e->wal_path, strerror(errno));
+    return err;
+  }
+  return 0;
+}
+
+static int read_wal_header(struct engine *e, uint8_t raw[WAL_HEADER_SIZE],
+                           struct wal_header *h) {
+  ssize_t n = pread_full(e->wal_fd, raw, WAL_HEADER_SIZE, 0);
+  if (n < 0) {
+    set_err(e, "read %s: %s", e->wal_path, strerror((int)-n));
+    return (int)n;
+  }
+  if (n < WAL_HEADER_SIZE)
+    return ERR_NOT_FOUND; /* empty (e.g. truncated by a checkpoint) */
+  return wal_header_parse(raw, h) ? ERR_WAL_HEADER : 0;
+}
+
+/* Appends committed frames from the real WAL, starting at shadow_size,
+ * checking salts and the checksum chain.  Frames of a transaction still
+ * being written are copied speculatively and cut off again, so the WAL is
+ * read once. */
+static int copy_frames(struct engine *e) {
+  int64_t fs = wal_frame_size(e->hdr.page_size);
+  size_t nframes = (size_t)MAX(1, COPY_CHUNK / fs);
+  uint8_t *buf = xmalloc((size_t)fs * nframes);
+  struct wal_scan scan;
+  wal_scan_resume(&scan, &e->hdr, e->shadow_size, e->s0, e->s1);
+  int64_t written_end = e->shadow_size;
+  int rc = 0;
+  for (;;) {
+    ssize_t r = pread_full(e->wal_fd, buf, (size_t)fs * nframes,
+                           (off_t)scan.end);
+    if (r < 0) {
+      rc = (int)r;
+      set_err(e, "read %s: %s", e->wal_path, strerror(-rc));
+      break;
+    }
+    size_t n = (size_t)r / (size_t)fs, i;
+    int64_t start = scan.end;
+    for (i = 0; i < n; i++) {
+      if (!wal_scan_frame(&scan, buf + i * (size_t)fs))
+        break;
+      if (scan.commit_end == scan.end)
+        memcpy(e->last_frame_hdr, buf + i * (size_t)fs,
+               WAL_FRAME_HEADER_SIZE);
+    }
+    if (i > 0) {
+      rc = pwrite_full(e->shadow_fd, buf, (size_t)i * (size_t)fs,
+                       (off_t)start);
+      if (rc) {
+        set_err(e, "write shadow wal %s/%08x.wal: %s", e->gen, e->index,
+                strerror(-rc));
+        break;
+      }
+      written_end = start + (int64_t)i * fs;
+    }
+    if (i < n || n < nframes)
+      break;
+  }
+  free(buf);
+  if (rc) {
+    /* Drop whatever this round wrote; the next round starts over. */
+    if (ftruncate(e->shadow_fd, (off_t)e->shadow_size)) {
+    }
+    return rc;
+  }
+  /* Drop frames of a transaction that is still being written. */
+  if (written_end > scan.commit_end &&
+      ftruncate(e->shadow_fd, (off_t)scan.commit_end)) {
+    rc = -errno;
+    set_err(e, "truncate shadow wal: %s", strerror(errno));
+    return rc;
+  }
+  if (scan.commit_end > e->shadow_size) {
+    e->stats.total_wal_bytes += scan.commit_end - e->shadow_size;
+    e->shadow_size = scan.commit_end;
+    e->s0 = scan.commit_s0;
+    e->s1 = scan.commit_s1;
+    e->shadow_dirty = 1;
+  }
+  return 0;
+}
+
+static int shadow_open_current(struct engine *e, int create) {
+  if (e->shadow_fd >= 0) {
+    close(e->shadow_fd);
+    e->shadow_fd = -1;
+  }
+  char *dir = shadow_wal_dir(e->meta, e->gen);
+  int rc = mkdir_p(dir, 0700);
+  free(dir);
+  if (rc) {
+    set_err(e, "create %s: %s", e->meta, strerror(-rc));
+    return rc;
+  }
+  char *path = shadow_wal_path(e->meta, e->gen, e->index);
+  e->shadow_fd =
+      open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0), 0600);
+  if (e->shadow_fd < 0) {
+    rc = -errno;
+    set_err(e, "open %s: %s", path, strerror(errno));
+  }
+  free(path);
+  return rc;
+}
+
+/* Starts shadow file e->index with the header in e->hdr_raw. */
+static int shadow_start_index(struct engine *e) {
+  int rc = shadow_open_current(e, 1);
+  if (rc)
+    return rc;
+  rc = pwrite_full(e->shadow_fd, e->hdr_raw, WAL_HEADER_SIZE, 0);
+  if (rc) {
+    set_err(e, "write shadow wal header: %s", strerror(-rc));
+    return rc;
+  }
+  e->shadow_size = WAL_HEADER_SIZE;
+  e->s0 = e->hdr.cksum1;
+  e->s1 = e->hdr.cksum2;
+  memset(e->last_frame_hdr, 0, sizeof(e->last_frame_hdr));
+  e->shadow_dirty = 1;
+  return 0;
+}
+
+static int shadow_fsync(struct engine *e) {
+  if (!e->shadow_dirty || e->shadow_fd < 0)
+    return 0;
+  if (fdatasync(e->shadow_fd)) {
+    set_err(e, "fsync shadow wal: %s", strerror(errno));
+    return -errno;
+  }
+  e->shadow_dirty = 0;
+  return 0;
+}
+
+/* Makes SQLite write a WAL header: Litestream's _litestream_seq upsert. */
+static int force_wal_write(struct engine *e, int conn) {
+  return sql_exec(e, e->conn[conn],
+                  "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) "
+                  "ON CONFLICT (id) DO UPDATE SET seq = seq + 1");
+}
+
+int engine_new_generation(struct engine *e, const char *reason) {
+  snprintf(e->reason, sizeof(e->reason), "%s", reason);
+  uint8_t raw[WAL_HEADER_SIZE];
+  struct wal_header h;
+  int rc = read_wal_header(e, raw, &h);
+  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
+    /* No WAL header yet: write one (our pin stays valid: an empty WAL has
+     * nothing to lose). */
+    rc = force_wal_write(e, 1 - e->pin);
+    if (!rc)
+      rc = read_wal_header(e, raw, &h);
+  }
+  if (rc) {
+    if (!e->err[0])
+      set_err(e, "cannot read WAL header of %s: %s", e->wal_path, err_str(rc));
+    return rc;
+  }
+  char gen[GEN_LEN + 1];
+  gen_new(gen);
+  memcpy(e->gen, gen, sizeof(gen));
+  memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
+  e->hdr = h;
+  e->page_size = h.page_size;
+  e->index = 0;
+  if ((rc = shadow_start_index(e)) || (rc = copy_frames(e)) ||
+      (rc = shadow_fsync(e)))
+    return rc;
+  if ((rc = shadow_write_generation(e->meta, gen))) {
+    set_err(e, "write %s/generation: %s", e->meta, strerror(-rc));
+    return rc;
+  }
+  shadow_clean(e->meta, gen);
+  e->stats.generations++;
+  return 0;
+}
+
+/* Checks whether the meta dir's generation continues in the current WAL
+ * (spec 2.2 step 10 and 2.4).  Returns 0 and loads the state when it does;
+ * otherwise writes the reason and returns 1. */
+static int try_continue(struct engine *e, char *reason, size_t rlen) {
+  char gen[GEN_LEN + 1];
+  uint32_t index;
+  if (shadow_read_generation(e->meta, gen)) {
+    snprintf(reason, rlen, "no generation exists");
+    return 1;
+  }
+  if (shadow_max_index(e->meta, gen, &index)) {
+    snprintf(reason, rlen, "no shadow wal");
+    return 1;
+  }
+  char *path = shadow_wal_path(e->meta, gen, index);
+  struct shadow_state st;
+  uint8_t sraw[WAL_HEADER_SIZE], wraw[WAL_HEADER_SIZE];
+  struct wal_header wh;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int ok = fd >= 0 && pread_full(fd, sraw, WAL_HEADER_SIZE, 0) ==
+                          WAL_HEADER_SIZE;
+  if (fd >= 0)
+    close(fd);
+  if (!ok || shadow_load(path, &st)) {
+    free(path);
+    snprintf(reason, rlen, "short shadow wal");
+    return 1;
+  }
+  free(path);
+  if (read_wal_header(e, wraw, &wh) || memcmp(sraw, wraw, WAL_HEADER_SIZE)) {
+    snprintf(reason, rlen, "wal header mismatch");
+    return 1;
+  }
+  struct stat sb;
+  if (fstat(e->wal_fd, &sb) || sb.st_size < st.size) {
+    snprintf(reason, rlen, "wal truncated by another process");
+    return 1;
+  }
+  if (st.size > WAL_HEADER_SIZE) {
+    uint8_t fh[WAL_FRAME_HEADER_SIZE];
+    int64_t at = st.size - wal_frame_size(st.hdr.page_size);
+    if (pread_full(e->wal_fd, fh, sizeof(fh), (off_t)at) != (ssize_t)sizeof(fh) ||
+        memcmp(fh, st.last_frame_hdr, sizeof(fh))) {
+      snprintf(reason, rlen, "wal overwritten by another process");
+      return 1;
+    }
+  }
+  memcpy(e->gen, gen, sizeof(gen));
+  e->index = index;
+  memcpy(e->hdr_raw, wraw, WAL_HEADER_SIZE);
+  e->hdr = st.hdr;
+  e->page_size = st.hdr.page_size;
+  e->shadow_size = st.size;
+  e->s0 = st.s0;
+  e->s1 = st.s1;
+  memcpy(e->last_frame_hdr, st.last_frame_hdr, sizeof(st.last_frame_hdr));
+  return 0;
+}
+
+static void close_all(struct engine *e) {
+  for (int i = 0; i < 2; i++) {
+    if (e->conn[i]) {
+      pin_end(e, i);
+      sqlite3_close(e->conn[i]);
+      e->conn[i] = NULL;
+    }
+  }
+  e->pin = -1;
+  if (e->wal_fd >= 0)
+    close(e->wal_fd);
+  if (e->shadow_fd >= 0)
+    close(e->shadow_fd);
+  e->wal_fd = e->shadow_fd = -1;
+  e->opened = 0;
+}
+
+int engine_open(struct engine *e) {
+  struct stat sb;
+  e->err[0] = '\0';
+  e->reason[0] = '\0';
+  if (stat(e->db_path, &sb))
+    return ERR_NOT_FOUND;
+  int rc;
+  char mode[32];
+  if ((rc = open_conn(e, &e->conn[0])) || (rc = open_conn(e, &e->conn[1])))
+    goto fail;
+  if ((rc = sql_row(e, e->conn[0], "PRAGMA journal_mode = wal", NULL, mode,
+                    sizeof(mode))))
+    goto fail;
+  if (strcmp(mode, "wal")) {
+    set_err(e, "enable wal failed: journal_mode is %s", mode);
+    rc = ERR_SQLITE;
+    goto fail;
+  }
+  if ((rc = sql_exec(e, e->conn[0],
+                     "CREATE TABLE IF NOT EXISTS _litestream_seq "
+                     "(id INTEGER PRIMARY KEY, seq INTEGER);"
+                     "CREATE TABLE IF NOT EXISTS _litestream_lock "
+                     "(id INTEGER);")))
+    goto fail;
+  int64_t ps[3] = {0};
+  if ((rc = sql_row(e, e->conn[0], "PRAGMA page_size", ps, NULL, 0)))
+    goto fail;
+  e->page_size = (uint32_t)ps[0];
+  if ((rc = mkdir_p(e->meta, 0700))) {
+    set_err(e, "create meta directory %s: %s", e->meta, strerror(-rc));
+    goto fail;
+  }
+  if ((rc = pin_begin(e, 0)))
+    goto fail;
+  e->pin = 0;
+  /* The WAL exists once journal_mode=wal has run and the tables exist; if
+   * it is empty, write a header. */
+  if (access(e->wal_path, F_OK) && (rc = force_wal_write(e, 1)))
+    goto fail;
+  if ((rc = wal_open(e)))
+    goto fail;
+  char reason[128];
+  if (try_continue(e, reason, sizeof(reason))) {
+    if ((rc = engine_new_generation(e, reason)))
+      goto fail;
+  } else {
+    if ((rc = shadow_open_current(e, 0)) || (rc = copy_frames(e)))
+      goto fail;
+    shadow_clean(e->meta, e->gen);
+  }
+  e->opened = 1;
+  return 0;
+fail:
+  close_all(e);
+  return rc ? rc : ERR_SQLITE;
+}
+
+/* A new WAL header under our pin is a genuine restart (see engine.h); check
+ * that it continues the previous one: same format, and checkpoint sequence
+ * and salt-1 advanced by the same amount (one per restart, several when the
+ * WAL was restarted again while empty). */
+static int is_successor(const struct wal_header *old, const struct wal_header *h) {
+  uint32_t dseq = h->ckpt_seq - old->ckpt_seq;
+  uint32_t dsalt = h->salt1 - old->salt1;
+  return h->magic == old->magic && h->page_size == old->page_size &&
+         dseq == dsalt && dseq >= 1 && dseq <= (1u << 20);
+}
+
+int engine_sync(struct engine *e, int *new_gen) {
+  *new_gen = 0;
+  e->err[0] = '\0';
+  int64_t t0 = time_mono_ns();
+  uint8_t raw[WAL_HEADER_SIZE];
+  struct wal_header h;
+  int rc = read_wal_header(e, raw, &h);
+  struct stat sb;
+  if (!fstat(e->wal_fd, &sb))
+    e->wal_size = sb.st_size;
+  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
+    rc = 0; /* empty or being written: nothing to copy yet */
+    goto out;
+  }
+  if (rc)
+    goto out;
+  if (!memcmp(raw, e->hdr_raw, WAL_HEADER_SIZE)) {
+    /* Same lifetime: the last frame we copied must still be there. */
+    if (e->shadow_size > WAL_HEADER_SIZE) {
+      uint8_t fh[WAL_FRAME_HEADER_SIZE];
+      int64_t at = e->shadow_size - wal_frame_size(e->hdr.page_size);
+      ssize_t n = pread_full(e->wal_fd, fh, sizeof(fh), (off_t)at);
+      if (n != (ssize_t)sizeof(fh) || memcmp(fh, e->last_frame_hdr, sizeof(fh))) {
+        rc = engine_new_generation(e, "wal overwritten by another process");
+        *new_gen = !rc;
+        goto out;
+      }
+    }
+    e->pin_gap = 0;
+    rc = copy_frames(e);
+    goto out;
+  }
+  if (e->pin_gap || !is_successor(&e->hdr, &h)) {
+    rc = engine_new_generation(e, e->pin_gap
+                                      ? "wal restarted while not pinned"
+                                      : "wal header changed unexpectedly");
+    e->pin_gap = 0;
+    *new_gen = !rc;
+    goto out;
+  }
+  if (e->index >= MAX_WAL_INDEX) {
+    rc = engine_new_generation(e, "max index exceeded");
+    *new_gen = !rc;
+    goto out;
+  }
+  /* The previous lifetime is complete in the shadow: make it durable before
+   * the next one starts, then follow the restart. */
+  if ((rc = shadow_fsync(e)))
+    goto out;
+  e->index++;
+  memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
+  e->hdr = h;
+  e->stats.restarts++;
+  if ((rc = shadow_start_index(e)))
+    goto out;
+  rc = copy_frames(e);
+out:
+  if (!fstat(e->wal_fd, &sb))
+    e->wal_size = sb.st_size;
+  if (!stat(e->db_path, &sb))
+    e->db_size = sb.st_size;
+  e->stats.sync_count++;
+  e->stats.sync_ns += time_mono_ns() - t0;
+  if (rc)
+    e->stats.sync_errors++;
+  return rc;
+}
+
+int engine_should_checkpoint(const struct engine *e, int64_t now_ns,
+                             int idle) {
+  if (!e->opened || e->shadow_size <= WAL_HEADER_SIZE)
+    return 0;
+  int64_t frames = (e->shadow_size - WAL_HEADER_SIZE) /
+                   wal_frame_size(e->hdr.page_size);
+  if (idle)
+    return frames > 0;
+  if (e->max_ckpt_pages > 0 && frames >= e->max_ckpt_pages)
+    return 1;
+  return frames >= e->min_ckpt_pages &&
+         now_ns - e->last_ckpt_ns >= e->ckpt_min_interval_ns;
+}
+
+/* Moves the pin to the free connection without a gap: the new pin begins,
+ * everything present is copied, then the old pin ends. */
+static int pin_advance(struct engine *e) {
+  int f = 1 - e->pin;
+  int rc = pin_begin(e, f);
+  if (rc)
+    return rc;
+  int ng = 0;
+  rc = engine_sync(e, &ng);
+  if (rc || ng) {
+    /* Keep the old pin; drop the new one. */
+    pin_end(e, f);
+    return rc ? rc : ERR_BUSY;
+  }
+  pin_end(e, e->pin);
+  e->pin = f;
+  return 0;
+}
+
+int engine_checkpoint(struct engine *e) {
+  int64_t t0 = time_mono_ns();
+  int64_t res[3] = {0};
+  int rc;
+  e->err[0] = '\0';
+  int64_t frames_before = (e->shadow_size - WAL_HEADER_SIZE) /
+                          wal_frame_size(e->hdr.page_size);
+  if (frames_before > PRECHECKPOINT_FRAMES) {
+    /* Checkpoint the bulk without the write lock: writers keep going. */
+    if ((rc = pin_advance(e)))
+      goto out;
+    sql_row(e, e->conn[1 - e->pin], "PRAGMA wal_checkpoint(PASSIVE)", res,
+            NULL, 0);
+  }
+  int f = 1 - e->pin;
+  if ((rc = sql_exec(e, e->conn[f], "BEGIN IMMEDIATE"))) {
+    goto out; /* ERR_BUSY: the application is writing; try later */
+  }
+  /* No commit can happen now: copy the tail, then swap the pin. */
+  int ng = 0;
+  rc = engine_sync(e, &ng);
+  if (!rc)
+    rc = shadow_fsync(e);
+  if (rc || ng) {
+    sql_exec(e, e->conn[f], "ROLLBACK");
+    goto out;
+  }
+  int old = e->pin;
+  pin_end(e, old);
+  e->pin = f; /* f's read transaction is the pin now */
+  rc = sql_row(e, e->conn[old], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL,
+               0);
+  /* New pin on the old connection: with everything checkpointed it sits on
+   * read-mark 0 and lets the next writer restart the WAL. */
+  int prc = pin_begin(e, old);
+  if (prc == 0) {
+    sql_exec(e, e->conn[f], "ROLLBACK");
+    e->pin = old;
+  } else {
+    /* Keep f's read transaction as the pin; we hold the write lock in it,
+     * so end it and re-pin f as a plain reader. */
+    sql_exec(e, e->conn[f], "ROLLBACK");
+    e->pin_gap = 1; /* a restart in this gap could hide frames */
+    prc = pin_begin(e, f);
+    if (prc) {
+      e->pin = -1;
+      rc = prc;
+      goto out;
+    }
+    int ng2 = 0;
+    engine_sync(e, &ng2);
+  }
+  if (rc == ERR_BUSY)
+    rc = 0; /* another checkpointer was running: fine */
+out:
+  e->last_ckpt_ns = time_mono_ns();
+  if (rc && rc != ERR_BUSY)
+    e->stats.checkpoint_errors++;
+  else if (!rc)
+    e->stats.checkpoints++;
+  e->stats.checkpoint_ns += time_mono_ns() - t0;
+  return rc;
+}
+
+int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
+                    char gen[GEN_LEN + 1], uint32_t *index) {
+  int fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    set_err(e, "open %s: %s", e->db_path, strerror(errno));
+    return -errno;
+  }
+  struct stat sb;
+  int rc = fstat(fd, &sb) ? -errno : 0;
+  if (!rc)
+    rc = lz4_compress_fd(fd, 0, sb.st_size, out_fd, out_len);
+  if (rc)
+    set_err(e, "snapshot of %s: %s", e->db_path, err_str(rc));
+  close(fd);
+  if (!rc) {
+    memcpy(gen, e->gen, GEN_LEN + 1);
+    *index = e->index;
+  }
+  return rc;
+}
+
+int engine_close(struct engine *e) {
+  int rc = 0;
+  if (e->opened) {
+    int ng = 0;
+    rc = engine_sync(e, &ng);
+    int r2 = shadow_fsync(e);
+    if (!rc)
+      rc = r2;
+  }
+  close_all(e);
+  return rc;
+}
+
+void engine_destroy(struct engine *e) {
+  close_all(e);
+  free(e->db_path);
+  free(e->wal_path);
+  free(e->meta);
+  e->db_path = e->wal_path = e->meta = NULL;
+}

@@ -1,0 +1,129 @@
+/*
+ * The replication engine of one database: SQLite connections, the WAL
+ * ownership protocol, copying committed frames to the shadow WAL, the
+ * checkpoints that let the WAL restart, and generations.  Every function
+ * here blocks (file I/O, fsync, SQLite busy waits): db.c runs them on the
+ * thread pool, one job per database at a time.
+ *
+ * WAL ownership.  SQLite restarts the WAL (overwriting it from the start)
+ * once every frame has been checkpointed and no reader uses the WAL.  A
+ * frame we have not copied yet must never be lost that way.  We hold a read
+ * transaction (the "pin") at all times, and keep this invariant:
+ *
+ *   after a pin begins, and before the previous pin (if any) is released,
+ *   every committed frame then present in the WAL is copied.
+ *
+ * A pin on read-mark slot 1..4 blocks every WAL restart.  A pin on slot 0
+ * (taken when the WAL was fully checkpointed) blocks every checkpoint; then
+ * a restart can only happen while the current lifetime holds no
+ * un-checkpointed frame, i.e. only frames we already copied are discarded.
+ * Either way a WAL header change seen under the pin is a genuine restart and
+ * the previous lifetime is complete in the shadow WAL.
+ *
+ * To let the WAL restart under a continuous writer we "checkpoint with the
+ * write lock" (engine_checkpoint): BEGIN IMMEDIATE on the free connection
+ * (no commit can happen now), copy the last frames, release the old pin,
+ * run a PASSIVE checkpoint (everything is checkpointed up to our own read
+ * mark = the end of the WAL), take a new pin (slot 0), release the write
+ * lock.  The application's next commit restarts the WAL.  Most frames are
+ * checkpointed before taking the write lock, so writers wait only for the
+ * tail.  Litestream's holes are closed: a restart between its copy and its
+ * write lock (spec 2.9) cannot happen here.
+ */
+#ifndef SLUICE_ENGINE_H
+#define SLUICE_ENGINE_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/names.h"
+#include "core/wal.h"
+
+struct engine_stats {
+  int64_t total_wal_bytes;     /* bytes appended to shadow WALs */
+  int64_t checkpoints;         /* checkpoints run */
+  int64_t checkpoint_errors;
+  int64_t checkpoint_ns;
+  int64_t restarts;            /* WAL restarts observed */
+  int64_t generations;         /* generations started */
+  int64_t sync_count;
+  int64_t sync_errors;
+  int64_t sync_ns;
+};
+
+struct engine {
+  /* set by engine_init_struct; immutable afterwards */
+  char *db_path;
+  char *wal_path;
+  char *meta;
+  const char *name; /* for logs: the database path */
+  int64_t min_ckpt_pages;
+  int64_t max_ckpt_pages;
+  int64_t ckpt_min_interval_ns; /* no more than one checkpoint per this */
+
+  /* state */
+  sqlite3 *conn[2];
+  int pin; /* index in conn[] of the connection holding the pin, or -1 */
+  int wal_fd;
+  int shadow_fd;
+  int opened;      /* connections open and pinned */
+  char gen[GEN_LEN + 1];
+  uint32_t index;  /* current shadow WAL index */
+  uint8_t hdr_raw[WAL_HEADER_SIZE];
+  struct wal_header hdr;
+  int64_t shadow_size; /* committed bytes in the current shadow file */
+  uint32_t s0, s1;     /* checksum chain at shadow_size */
+  uint8_t last_frame_hdr[WAL_FRAME_HEADER_SIZE];
+  uint32_t page_size;
+  int64_t wal_size;    /* real -wal size seen at the last sync */
+  int64_t db_size;
+  int64_t last_ckpt_ns;
+  int shadow_dirty;    /* appended since the last fsync */
+  int pin_gap;         /* we were unpinned for a moment: distrust restarts */
+
+  struct engine_stats stats;
+  char reason[128];  /* why the last new generation was started */
+  char err[512];     /* message of the last failure */
+};
+
+/* Once per process, before any other SQLite call: no up-front page cache
+ * per connection (131 KB -> ~58 KB per connection). */
+void engine_global_init(void);
+
+void engine_init_struct(struct engine *e, const struct db_config *cfg);
+void engine_destroy(struct engine *e);
+
+/* Opens the connections, takes the pin and establishes the generation
+ * (continuing the one in the meta dir when the WAL still matches it).
+ * Returns 0, ERR_NOT_FOUND while the database file does not exist, or an
+ * error (message in e->err). */
+int engine_open(struct engine *e);
+
+/* Copies new committed frames to the shadow WAL.  Returns 0 or an error.
+ * Starts a new generation when continuity is lost (reason in e->reason,
+ * *new_gen set). */
+int engine_sync(struct engine *e, int *new_gen);
+
+/* Whether the WAL is big enough (or old enough) to checkpoint now. */
+int engine_should_checkpoint(const struct engine *e, int64_t now_ns,
+                             int idle);
+
+/* Checkpoints with the write lock so the WAL can restart (see above).
+ * Returns 0, ERR_BUSY if the write lock could not be taken in time (try
+ * again later), or an error. */
+int engine_checkpoint(struct engine *e);
+
+/* Writes the database file, LZ4-compressed, to out_fd, as the snapshot of
+ * the current (generation, index).  Must run with no concurrent
+ * engine_checkpoint (the job queue guarantees it). */
+int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
+                    char gen[GEN_LEN + 1], uint32_t *index);
+
+/* Final copy, fsync, releases the pin and closes everything. */
+int engine_close(struct engine *e);
+
+/* Starts a new generation now (e.g. after the replica lost continuity). */
+int engine_new_generation(struct engine *e, const char *reason);
+
+#endif

@@ -1,0 +1,377 @@
+/*
+ * Replica housekeeping: snapshot-interval (spec 3.6) and retention (3.7).
+ *
+ * Idle databases cost no requests: the replica remembers the snapshots it
+ * knows of (those it wrote, those it listed when it resumed, and those of
+ * other generations, listed once), so a retention check is a computation;
+ * the store is listed and deleted from only when something has expired.
+ * An unchanged database is not snapshotted again by snapshot-interval.
+ */
+#include "core/housekeeping.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/db.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/replica.h"
+#include "core/store.h"
+#include "loop/loop.h"
+
+struct hk_task {
+  int kind; /* 0 = delete a generation, 1 = delete below an index */
+  char gen[GEN_LEN + 1];
+  uint32_t below;
+  struct hk_task *next;
+};
+
+struct housekeeping {
+  struct replica *r;
+  struct loop_timer *retention_timer;
+  struct loop_timer *snapshot_timer;
+  struct known_snapshot *known;
+  size_t n_known;
+  int loaded; /* other generations listed */
+  int running;
+  struct hk_task *tasks;
+  struct gen_list gens;
+  size_t gen_i;
+  struct snapshot_list snaps;
+  struct obj_list objs;
+  struct segment_list segs;
+  char **keys;
+  size_t n_keys;
+  /* position at the last snapshot-interval snapshot */
+  struct pos snap_pos;
+};
+
+static void run_next(struct housekeeping *h);
+
+void hk_add_known(struct housekeeping *h, const char *gen, uint32_t index,
+                  int64_t created_ns) {
+  for (size_t i = 0; i < h->n_known; i++) {
+    struct known_snapshot *k = &h->known[i];
+    if (!strcmp(k->gen, gen) && k->index == index) {
+      k->created_ns = created_ns;
+      return;
+    }
+  }
+  h->known = xrealloc(h->known, (h->n_known + 1) * sizeof(*h->known));
+  struct known_snapshot *k = &h->known[h->n_known++];
+  memcpy(k->gen, gen, GEN_LEN + 1);
+  k->index = index;
+  k->created_ns = created_ns;
+}
+
+static void forget(struct housekeeping *h, const char *gen, uint32_t below,
+                   int whole_gen) {
+  size_t j = 0;
+  for (size_t i = 0; i < h->n_known; i++) {
+    struct known_snapshot *k = &h->known[i];
+    if (!strcmp(k->gen, gen) && (whole_gen || k->index < below))
+      continue;
+    h->known[j++] = *k;
+  }
+  h->n_known = j;
+}
+
+static void free_keys(struct housekeeping *h) {
+  for (size_t i = 0; i < h->n_keys; i++)
+    free(h->keys[i]);
+  free(h->keys);
+  h->keys = NULL;
+  h->n_keys = 0;
+}
+
+static void add_key(struct housekeeping *h, char *key) {
+  h->keys = xrealloc(h->keys, (h->n_keys + 1) * sizeof(char *));
+  h->keys[h->n_keys++] = key;
+}
+
+static void done_run(struct housekeeping *h) {
+  h->running = 0;
+  free_keys(h);
+  obj_list_destroy(&h->objs);
+  segment_list_destroy(&h->segs);
+}
+
+static void fail_run(struct housekeeping *h, const char *err) {
+  log_error(h->r->db->name, h->r->name, "retention: %s", err);
+  while (h->tasks) {
+    struct hk_task *t = h->tasks;
+    h->tasks = t->next;
+    free(t);
+  }
+  done_run(h);
+}
+
+/* --- deleting --- */
+
+static void on_deleted(void *arg, int status, const char *err) {
+  struct housekeeping *h = arg;
+  if (status) {
+    fail_run(h, err);
+    return;
+  }
+  struct hk_task *t = h->tasks;
+  h->tasks = t->next;
+  log_info(h->r->db->name, h->r->name,
+           t->kind == 0 ? "retention: generation %s deleted (%zu objects)"
+                        : "retention: %s: %zu objects below index %08x deleted",
+           t->gen, h->n_keys, t->below);
+  forget(h, t->gen, t->below, t->kind == 0);
+  free(t);
+  free_keys(h);
+  run_next(h);
+}
+
+static void delete_keys(struct housekeeping *h) {
+  if (!h->n_keys) {
+    on_deleted(h, 0, NULL);
+    return;
+  }
+  backend_del(h->r->b, h->keys, h->n_keys, on_deleted, h);
+}
+
+static void on_gen_listed(void *arg, int status, const char *err) {
+  struct housekeeping *h = arg;
+  if (status) {
+    fail_run(h, err);
+    return;
+  }
+  for (size_t i = 0; i < h->objs.n; i++)
+    add_key(h, xstrdup(h->objs.objs[i].key));
+  obj_list_destroy(&h->objs);
+  delete_keys(h);
+}
+
+static void on_below_listed(void *arg, int status, const char *err) {
+  struct housekeeping *h = arg;
+  if (status) {
+    fail_run(h, err);
+    return;
+  }
+  struct hk_task *t = h->tasks;
+  for (size_t i = 0; i < h->segs.n; i++)
+    if (h->segs.v[i].index < t->below)
+      add_key(h, key_wal_segment(t->gen, h->segs.v[i].index,
+                                 h->segs.v[i].offset));
+  for (size_t i = 0; i < h->n_known; i++)
+    if (!strcmp(h->known[i].gen, t->gen) && h->known[i].index < t->below)
+      add_key(h, key_snapshot(t->gen, h->known[i].index));
+  segment_list_destroy(&h->segs);
+  delete_keys(h);
+}
+
+static void run_next(struct housekeeping *h) {
+  struct hk_task *t = h->tasks;
+  if (!t) {
+    done_run(h);
+    return;
+  }
+  if (t->kind == 0) {
+    char *prefix = key_generation_dir(t->gen);
+    backend_list(h->r->b, prefix, 0, &h->objs, on_gen_listed, h);
+    free(prefix);
+  } else {
+    store_segments(h->r->b, t->gen, &h->segs, on_below_listed, h);
+  }
+}
+
+static void push_task(struct housekeeping *h, int kind, const char *gen,
+                      uint32_t below) {
+  struct hk_task *t = xcalloc(1, sizeof(*t));
+  t->kind = kind;
+  memcpy(t->gen, gen, GEN_LEN + 1);
+  t->below = below;
+  struct hk_task **pp = &h->tasks;
+  while (*pp)
+    pp = &(*pp)->next;
+  *pp = t;
+}
+
+/* --- the retention decision (spec 3.7) --- */
+
+static void evaluate(struct housekeeping *h) {
+  struct replica *r = h->r;
+  int64_t cutoff = time_now_ns() - r->cfg->retention;
+  int any = 0;
+  for (size_t i = 0; i < h->n_known; i++)
+    any |= h->known[i].created_ns >= cutoff;
+  if (!any) {
+    /* Keep at least one snapshot: take a fresh one, evaluate after. */
+    replica_snapshot_now(r);
+    done_run(h);
+    return;
+  }
+  /* Generations with no retained snapshot go; in the others, everything
+   * below the oldest retained snapshot goes. */
+  char (*gens)[GEN_LEN + 1] = xcalloc(h->n_known + 1, GEN_LEN + 1);
+  size_t ng = 0;
+  for (size_t i = 0; i < h->n_known; i++) {
+    size_t g;
+    for (g = 0; g < ng && strcmp(gens[g], h->known[i].gen); g++)
+      ;
+    if (g == ng)
+      memcpy(gens[ng++], h->known[i].gen, GEN_LEN + 1);
+  }
+  for (size_t g = 0; g < ng; g++) {
+    int kept = 0;
+    uint32_t min = UINT32_MAX;
+    for (size_t i = 0; i < h->n_known; i++) {
+      const struct known_snapshot *k = &h->known[i];
+      if (strcmp(k->gen, gens[g]) || k->created_ns < cutoff)
+        continue;
+      kept = 1;
+      min = MIN(min, k->index);
+    }
+    if (!kept && strcmp(gens[g], r->db->gen)) {
+      push_task(h, 0, gens[g], 0);
+      continue;
+    }
+    int older = 0;
+    for (size_t i = 0; i < h->n_known; i++)
+      older |= !strcmp(h->known[i].gen, gens[g]) && h->known[i].index < min;
+    if (kept && older)
+      push_task(h, 1, gens[g], min);
+  }
+  free(gens);
+  run_next(h);
+}
+
+/* Lists other generations' snapshots once, so retention knows them. */
+static void list_next_gen(struct housekeeping *h);
+
+static void on_gen_snaps(void *arg, int status, const char *err) {
+  struct housekeeping *h = arg;
+  if (status) {
+    fail_run(h, err);
+    return;
+  }
+  for (size_t i = 0; i < h->snaps.n; i++)
+    hk_add_known(h, h->snaps.v[i].gen, h->snaps.v[i].index,
+                 h->snaps.v[i].created_ns);
+  snapshot_list_destroy(&h->snaps);
+  h->gen_i++;
+  list_next_gen(h);
+}
+
+static void list_next_gen(struct housekeeping *h) {
+  if (h->gen_i >= h->gens.n) {
+    gen_list_destroy(&h->gens);
+    h->loaded = 1;
+    evaluate(h);
+    return;
+  }
+  store_snapshots(h->r->b, h->gens.gens[h->gen_i], &h->snaps, on_gen_snaps,
+                  h);
+}
+
+static void on_gens(void *arg, int status, const char *err) {
+  struct housekeeping *h = arg;
+  if (status) {
+    fail_run(h, err);
+    return;
+  }
+  h->gen_i = 0;
+  list_next_gen(h);
+}
+
+void hk_retention_check(struct housekeeping *h) {
+  struct replica *r = h->r;
+  if (h->running || r->cfg->retention <= 0 || !r->db->gen[0])
+    return;
+  h->running = 1;
+  if (!h->loaded) {
+    store_generations(r->b, &h->gens, on_gens, h);
+    return;
+  }
+  evaluate(h);
+}
+
+static void on_retention_timer(void *arg) {
+  struct housekeeping *h = arg;
+  struct replica *r = h->r;
+  int64_t period = MIN(r->cfg->retention_check_interval, r->cfg->retention);
+  if (period <= 0)
+    period = r->cfg->retention;
+  loop_timer_start(h->retention_timer, (uint64_t)(period / NS_PER_MS));
+  hk_retention_check(h);
+}
+
+/* --- snapshot interval (spec 3.6) --- */
+
+static void on_snapshot_timer(void *arg) {
+  struct housekeeping *h = arg;
+  struct replica *r = h->r;
+  loop_timer_start(h->snapshot_timer,
+                   (uint64_t)(r->cfg->snapshot_interval / NS_PER_MS));
+  struct db *db = r->db;
+  struct pos now = {"", db->index, db->shadow_size};
+  memcpy(now.gen, db->gen, sizeof(now.gen));
+  if (!db->gen[0])
+    return;
+  if (!strcmp(h->snap_pos.gen, now.gen) && !pos_cmp(&h->snap_pos, &now)) {
+    log_debug(db->name, r->name, "snapshot interval: unchanged, skipped");
+    return;
+  }
+  h->snap_pos = now;
+  replica_snapshot_now(r);
+}
+
+struct housekeeping *hk_new(struct replica *r) {
+  struct housekeeping *h = xcalloc(1, sizeof(*h));
+  h->r = r;
+  return h;
+}
+
+void hk_start(struct housekeeping *h) {
+  struct replica *r = h->r;
+  if (r->cfg->retention > 0) {
+    int64_t period = r->cfg->retention_check_interval > 0
+                         ? MIN(r->cfg->retention_check_interval,
+                               r->cfg->retention)
+                         : r->cfg->retention;
+    h->retention_timer = loop_timer_new(on_retention_timer, h);
+    loop_timer_start(h->retention_timer, (uint64_t)(period / NS_PER_MS));
+  }
+  if (r->cfg->snapshot_interval > 0) {
+    h->snapshot_timer = loop_timer_new(on_snapshot_timer, h);
+    /* Continue the previous schedule across restarts (spec 3.6): the
+     * first run comes interval - age of the newest known snapshot. */
+    int64_t newest = 0;
+    for (size_t i = 0; i < h->n_known; i++)
+      newest = MAX(newest, h->known[i].created_ns);
+    int64_t wait = r->cfg->snapshot_interval;
+    if (newest) {
+      int64_t age = time_now_ns() - newest;
+      wait = age >= wait ? 0 : wait - age;
+    }
+    loop_timer_start(h->snapshot_timer, (uint64_t)(wait / NS_PER_MS));
+  }
+}
+
+void hk_free(struct housekeeping *h) {
+  if (!h)
+    return;
+  loop_timer_free(h->retention_timer);
+  loop_timer_free(h->snapshot_timer);
+  while (h->tasks) {
+    struct hk_task *t = h->tasks;
+    h->tasks = t->next;
+    free(t);
+  }
+  free_keys(h);
+  gen_list_destroy(&h->gens);
+  snapshot_list_destroy(&h->snaps);
+  obj_list_destroy(&h->objs);
+  segment_list_destroy(&h->segs);
+  free(h->known);
+  free(h);
+}
+
+int hk_busy(const struct housekeeping *h) {
+  return h && h->running;
+}

@@ -1,0 +1,31 @@
+/*
+ * snapshot-interval and retention for one replica (see housekeeping.c).
+ */
+#ifndef SLUICE_HOUSEKEEPING_H
+#define SLUICE_HOUSEKEEPING_H
+
+#include <stdint.h>
+
+#include "core/names.h"
+
+struct replica;
+struct housekeeping;
+
+struct known_snapshot {
+  char gen[GEN_LEN + 1];
+  uint32_t index;
+  int64_t created_ns;
+};
+
+struct housekeeping *hk_new(struct replica *r);
+void hk_free(struct housekeeping *h);
+/* Arms the timers; called once the replica knows where it stands. */
+void hk_start(struct housekeeping *h);
+/* A snapshot exists (written or listed). */
+void hk_add_known(struct housekeeping *h, const char *gen, uint32_t index,
+                  int64_t created_ns);
+/* Runs a retention check now (also called by its timer). */
+void hk_retention_check(struct housekeeping *h);
+int hk_busy(const struct housekeeping *h);
+
+#endif

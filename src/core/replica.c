@@ -1,0 +1,609 @@
+/*
+ * A replica on the loop: decides when to upload (sync-interval bounds how
+ * often, not how long a lone commit waits), builds WAL segments on the
+ * thread pool and uploads them through the backend, keeps its position only
+ * after a successful upload, and retries with backoff when the store fails.
+ */
+#include "core/replica.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/db.h"
+#include "core/err.h"
+#include "core/housekeeping.h"
+#include "core/log.h"
+#include "core/lz4frame.h"
+#include "core/shadow.h"
+#include "core/util.h"
+#include "loop/loop.h"
+
+/* A segment covers at most this much WAL (more only for one transaction
+ * that is larger), so memory stays bounded. */
+#define MAX_SEGMENT (64LL << 20)
+#define MAX_BACKOFF_MS 30000
+
+static void kick(struct replica *r);
+
+const char *replica_state_name(enum replica_state s) {
+  static const char *names[] = {"idle",   "resume",  "snapshot",
+                                "upload", "backoff", "closed"};
+  return names[s];
+}
+
+static void set_state(struct replica *r, enum replica_state s) {
+  if (r->state == s)
+    return;
+  db_status_changed(r->db);
+  log_debug(r->db->name, r->name, "replica state %s -> %s",
+            replica_state_name(r->state), replica_state_name(s));
+  r->state = s;
+}
+
+static void on_timer(void *arg) {
+  struct replica *r = arg;
+  if (r->state == R_BACKOFF)
+    set_state(r, R_IDLE);
+  kick(r);
+}
+
+struct replica *replica_new(struct db *db, struct replica_config *cfg,
+                            struct backend *b) {
+  struct replica *r = xcalloc(1, sizeof(*r));
+  r->db = db;
+  r->cfg = cfg;
+  r->b = b;
+  r->name = b->name;
+  r->state = R_IDLE;
+  r->timer = loop_timer_new(on_timer, r);
+  buf_init(&r->seg, 0);
+  r->hk = hk_new(r);
+  return r;
+}
+
+void replica_free(struct replica *r) {
+  hk_free(r->hk);
+  loop_timer_free(r->timer);
+  snapshot_list_destroy(&r->snaps);
+  segment_list_destroy(&r->segs);
+  buf_destroy(&r->seg);
+  free(r);
+}
+
+int64_t replica_lag_ns(const struct replica *r, int64_t now_ns) {
+  if (!r->pending_since_ns)
+    return 0;
+  return now_ns > r->pending_since_ns ? now_ns - r->pending_since_ns : 0;
+}
+
+static int behind(const struct replica *r) {
+  const struct db *db = r->db;
+  if (!db->gen[0])
+    return 0;
+  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen))
+    return 1;
+  return r->pos.index < db->index ||
+         (r->pos.index == db->index && r->pos.offset < db->shadow_size);
+}
+
+static void flush_done(struct replica *r) {
+  if (!r->flushing || !r->flush_cb)
+    return;
+  void (*cb)(void *) = r->flush_cb;
+  r->flush_cb = NULL;
+  cb(r->flush_arg);
+}
+
+static void caught_up(struct replica *r) {
+  set_state(r, R_IDLE);
+  r->pending_since_ns = 0;
+  flush_done(r);
+}
+
+static void fail(struct replica *r, int rc, const char *msg) {
+  r->busy = 0;
+  r->upload_errors++;
+  if (strcmp(r->last_err, msg ? msg : "")) {
+    log_error(r->db->name, r->name, "replica sync error: %s",
+              msg ? msg : err_str(rc));
+    snprintf(r->last_err, sizeof(r->last_err), "%s", msg ? msg : "");
+  }
+  if (r->flushing) {
+    char p[48];
+    pos_format(&r->pos, p);
+    log_error(r->db->name, r->name,
+              "shutdown: replica stopped at position %s with changes not "
+              "uploaded",
+              p[0] ? p : "(none)");
+    set_state(r, R_IDLE);
+    flush_done(r);
+    return;
+  }
+  r->backoff_ms = r->backoff_ms ? MIN(r->backoff_ms * 2, MAX_BACKOFF_MS) : 1000;
+  set_state(r, R_BACKOFF);
+  loop_timer_start(r->timer, (uint64_t)r->backoff_ms);
+}
+
+static void succeeded(struct replica *r) {
+  r->busy = 0;
+  if (r->last_err[0])
+    log_info(r->db->name, r->name, "replica sync recovered");
+  r->last_err[0] = '\0';
+  r->backoff_ms = 0;
+  r->last_sync_ns = time_now_ns();
+}
+
+/* --- WAL segments --- */
+
+static void upload_next(struct replica *r);
+
+/* Finds the end of the last commit frame in [off, limit) by reading frame
+ * headers; if none, the first commit after limit.  Returns the end. */
+static int64_t commit_boundary(int fd, int64_t off, int64_t limit,
+                               int64_t end, uint32_t page_size) {
+  int64_t fs = WAL_FRAME_HEADER_SIZE + (int64_t)page_size;
+  int64_t p = off == 0 ? WAL_HEADER_SIZE : off, best = -1;
+  uint8_t h[WAL_FRAME_HEADER_SIZE];
+  for (; p + fs <= end; p += fs) {
+    if (pread_full(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h))
+      break;
+    if (get_be32(h + 4)) {
+      if (p + fs > limit && best > off)
+        break;
+      best = p + fs;
+      if (p + fs >= limit)
+        break;
+    }
+  }
+  return best > off ? best : end;
+}
+
+static void build_work(void *arg) {
+  struct replica *r = arg;
+  struct db *db = r->db;
+  char *path = shadow_wal_path(db->eng.meta, r->pos.gen, r->seg_index);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  r->seg_rc = 0;
+  buf_reset(&r->seg);
+  r->seg_end = r->seg_off;
+  if (fd < 0) {
+    r->seg_rc = -errno;
+    free(path);
+    return;
+  }
+  free(path);
+  int64_t end = r->round_cap;
+  struct stat sb;
+  if (end < 0) {
+    if (fstat(fd, &sb)) {
+      r->seg_rc = -errno;
+      close(fd);
+      return;
+    }
+    end = sb.st_size;
+  }
+  if (end - r->seg_off > MAX_SEGMENT)
+    end = commit_boundary(fd, r->seg_off, r->seg_off + MAX_SEGMENT, end,
+                          db->page_size);
+  if (end <= r->seg_off) {
+    close(fd);
+    return;
+  }
+  size_t n = (size_t)(end - r->seg_off);
+  uint8_t *data = xmalloc(n);
+  ssize_t got = pread_full(fd, data, n, (off_t)r->seg_off);
+  close(fd);
+  if (got != (ssize_t)n) {
+    r->seg_rc = got < 0 ? (int)got : -EIO;
+  } else {
+    r->seg_rc = lz4_compress(data, n, &r->seg);
+    if (!r->seg_rc)
+      r->seg_end = end;
+  }
+  free(data);
+}
+
+static void on_put(void *arg, int status, const char *err) {
+  struct replica *r = arg;
+  if (r->state == R_CLOSED)
+    return;
+  if (status) {
+    fail(r, status, err);
+    return;
+  }
+  succeeded(r);
+  int64_t n = r->seg_end - r->seg_off;
+  r->wal_bytes += n;
+  r->pos.offset = r->seg_end;
+  if (log_enabled(LOG_DEBUG)) {
+    char p[48];
+    pos_format(&r->pos, p);
+    log_debug(r->db->name, r->name, "wal segment written: position=%s sz=%lld",
+              p, (long long)r->seg.len);
+  }
+  buf_reset(&r->seg);
+  db_replicas_advanced(r->db);
+  db_status_changed(r->db);
+  upload_next(r);
+}
+
+static void build_done(void *arg, int status) {
+  struct replica *r = arg;
+  struct db *db = r->db;
+  (void)status;
+  if (r->state == R_CLOSED)
+    return;
+  if (r->seg_rc == -ENOENT) {
+    /* The local shadow no longer has what this replica needs: only a new
+     * generation can restore continuity. */
+    r->busy = 0;
+    log_warn(db->name, r->name,
+             "shadow wal %08x missing locally; starting a new generation",
+             r->seg_index);
+    memset(&r->pos, 0, sizeof(r->pos));
+    db_kick(db, DBJ_NEWGEN);
+    set_state(r, R_IDLE);
+    return;
+  }
+  if (r->seg_rc) {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "read shadow wal %s/%08x: %s", r->pos.gen,
+             r->seg_index, err_str(r->seg_rc));
+    fail(r, r->seg_rc, msg);
+    return;
+  }
+  if (r->seg_end == r->seg_off) {
+    r->busy = 0;
+    if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen)) {
+      r->pos.index++;
+      r->pos.offset = 0;
+    }
+    upload_next(r);
+    return;
+  }
+  char *key = key_wal_segment(r->pos.gen, r->seg_index, r->seg_off);
+  struct payload p = {r->seg.data, -1, 0, (int64_t)r->seg.len};
+  backend_put(r->b, key, &p, on_put, r);
+  free(key);
+}
+
+/* A round uploads what the shadow held when it started; what arrives
+ * meanwhile waits for the next round (one round per sync-interval). */
+static int past_round_end(const struct replica *r) {
+  return r->pos.index > r->round_index ||
+         (r->pos.index == r->round_index && r->pos.offset >= r->round_size);
+}
+
+static void upload_next(struct replica *r) {
+  struct db *db = r->db;
+  if (!behind(r)) {
+    caught_up(r);
+    return;
+  }
+  if (!r->flushing && past_round_end(r)) {
+    set_state(r, R_IDLE);
+    r->pending_since_ns = r->round_wall_ns;
+    kick(r);
+    return;
+  }
+  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen)) {
+    set_state(r, R_IDLE);
+    kick(r);
+    return;
+  }
+  set_state(r, R_UPLOAD);
+  r->busy = 1;
+  r->seg_index = r->pos.index;
+  r->seg_off = r->pos.offset;
+  r->round_cap = r->pos.index == db->index ? db->shadow_size : -1;
+  loop_work_submit(build_work, build_done, r);
+}
+
+/* --- snapshots --- */
+
+static void on_snapshot_put(void *arg, int status, const char *err) {
+  struct replica *r = arg;
+  struct db_snapshot *s = r->snap;
+  r->snap = NULL;
+  if (r->state == R_CLOSED) {
+    db_snapshot_release(r->db, s);
+    return;
+  }
+  if (status) {
+    db_snapshot_release(r->db, s);
+    fail(r, status, err);
+    return;
+  }
+  succeeded(r);
+  r->snapshots++;
+  hk_add_known(r->hk, s->gen, s->index, time_now_ns());
+  /* A replica already placed in this generation keeps its position (its
+   * segments continue); one that was not starts at the snapshot. */
+  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, s->gen)) {
+    memcpy(r->pos.gen, s->gen, sizeof(r->pos.gen));
+    r->pos.index = s->index;
+    r->pos.offset = 0;
+  }
+  log_info(r->db->name, r->name,
+           "snapshot written: generation=%s index=%08x size=%lld", s->gen,
+           s->index, (long long)s->size);
+  db_snapshot_release(r->db, s);
+  if (!r->hk_started) {
+    r->hk_started = 1;
+    hk_start(r->hk);
+  }
+  set_state(r, R_IDLE);
+  kick(r);
+}
+
+static void on_snapshot(void *arg, int status, struct db_snapshot *s) {
+  struct replica *r = arg;
+  if (status) {
+    fail(r, status, "snapshot failed");
+    return;
+  }
+  if (strcmp(s->gen, r->db->gen)) {
+    db_snapshot_release(r->db, s);
+    r->busy = 0;
+    set_state(r, R_IDLE);
+    kick(r);
+    return;
+  }
+  r->snap = s;
+  char *key = key_snapshot(s->gen, s->index);
+  struct payload p = {NULL, s->fd, 0, s->size};
+  backend_put(r->b, key, &p, on_snapshot_put, r);
+  free(key);
+}
+
+static void take_snapshot(struct replica *r) {
+  set_state(r, R_SNAPSHOT);
+  r->busy = 1;
+  db_request_snapshot(r->db, on_snapshot, r);
+}
+
+/* --- resume after a restart (spec 3.4) --- */
+
+/* Sets the position, checking it against the local shadow WAL: a replica
+ * ahead of us, or needing a shadow file we no longer have, can only be
+ * served by a new generation. */
+static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
+  struct db *db = r->db;
+  r->busy = 0;
+  int ok = index < db->index || (index == db->index && offset <= db->shadow_size);
+  if (ok && index < db->index) {
+    char *path = shadow_wal_path(db->eng.meta, db->gen, index);
+    struct stat sb;
+    ok = stat(path, &sb) == 0 && sb.st_size >= offset;
+    free(path);
+  }
+  if (!ok) {
+    log_warn(db->name, r->name,
+             "replica position %08x:%lld does not match the local shadow wal; "
+             "starting a new generation",
+             index, (long long)offset);
+    memset(&r->pos, 0, sizeof(r->pos));
+    db_kick(db, DBJ_NEWGEN);
+    set_state(r, R_IDLE);
+    return;
+  }
+  memcpy(r->pos.gen, db->gen, sizeof(r->pos.gen));
+  r->pos.index = index;
+  r->pos.offset = offset;
+  char p[48];
+  pos_format(&r->pos, p);
+  log_info(db->name, r->name, "resuming replication at position %s", p);
+  if (!r->hk_started) {
+    r->hk_started = 1;
+    hk_start(r->hk);
+  }
+  set_state(r, R_IDLE);
+  kick(r);
+}
+
+struct resume_get {
+  struct replica *r;
+  struct buf data;
+  struct buf out;
+  int rc;
+  uint32_t index;
+  int64_t offset;
+  char key[160];
+};
+
+static void resume_decode_work(void *arg) {
+  struct resume_get *g = arg;
+  buf_init(&g->out, 1LL << 30);
+  g->rc = lz4_decompress(g->data.data, g->data.len, &g->out);
+}
+
+static void resume_decode_done(void *arg, int status) {
+  struct resume_get *g = arg;
+  struct replica *r = g->r;
+  (void)status;
+  int64_t len = (int64_t)g->out.len;
+  int rc = g->rc;
+  if (rc)
+    log_warn(r->db->name, r->name,
+             "last segment %s is unreadable (%s); uploading it again", g->key,
+             err_str(rc));
+  buf_destroy(&g->data);
+  buf_destroy(&g->out);
+  uint32_t index = g->index;
+  int64_t offset = g->offset + (rc ? 0 : len);
+  free(g);
+  if (r->state == R_CLOSED)
+    return;
+  resume_at(r, index, offset);
+}
+
+static void on_last_segment(void *arg, int status, const char *err) {
+  struct resume_get *g = arg;
+  struct replica *r = g->r;
+  if (r->state == R_CLOSED) {
+    buf_destroy(&g->data);
+    free(g);
+    return;
+  }
+  if (status == ERR_NOT_FOUND) {
+    /* Vanished between list and get: resume at its offset. */
+    uint32_t index = g->index;
+    int64_t offset = g->offset;
+    buf_destroy(&g->data);
+    free(g);
+    resume_at(r, index, offset);
+    return;
+  }
+  if (status) {
+    buf_destroy(&g->data);
+    free(g);
+    fail(r, status, err);
+    return;
+  }
+  loop_work_submit(resume_decode_work, resume_decode_done, g);
+}
+
+static void on_segments(void *arg, int status, const char *err) {
+  struct replica *r = arg;
+  if (r->state == R_CLOSED)
+    return;
+  if (status) {
+    fail(r, status, err);
+    return;
+  }
+  uint32_t snap_index = 0;
+  for (size_t i = 0; i < r->snaps.n; i++)
+    snap_index = MAX(snap_index, r->snaps.v[i].index);
+  const struct segment_info *last = NULL;
+  for (size_t i = 0; i < r->segs.n; i++) {
+    const struct segment_info *s = &r->segs.v[i];
+    if (!last || s->index > last->index ||
+        (s->index == last->index && s->offset > last->offset))
+      last = s;
+  }
+  if (!last || last->index < snap_index) {
+    snapshot_list_destroy(&r->snaps);
+    segment_list_destroy(&r->segs);
+    resume_at(r, snap_index, 0);
+    return;
+  }
+  struct resume_get *g = xcalloc(1, sizeof(*g));
+  g->r = r;
+  g->index = last->index;
+  g->offset = last->offset;
+  buf_init(&g->data, 1LL << 30);
+  char *key = key_wal_segment(r->db->gen, last->index, last->offset);
+  snprintf(g->key, sizeof(g->key), "%s", key);
+  snapshot_list_destroy(&r->snaps);
+  segment_list_destroy(&r->segs);
+  struct sink s = {&g->data, -1, 0};
+  backend_get(r->b, key, 0, -1, &s, on_last_segment, g);
+  free(key);
+}
+
+static void on_snapshots(void *arg, int status, const char *err) {
+  struct replica *r = arg;
+  if (r->state == R_CLOSED)
+    return;
+  if (status) {
+    fail(r, status, err);
+    return;
+  }
+  for (size_t i = 0; i < r->snaps.n; i++)
+    hk_add_known(r->hk, r->snaps.v[i].gen, r->snaps.v[i].index,
+                 r->snaps.v[i].created_ns);
+  if (r->snaps.n == 0) {
+    r->busy = 0;
+    take_snapshot(r);
+    return;
+  }
+  store_segments(r->b, r->db->gen, &r->segs, on_segments, r);
+}
+
+static void start_resume(struct replica *r) {
+  set_state(r, R_RESUME);
+  r->busy = 1;
+  memset(&r->pos, 0, sizeof(r->pos));
+  snapshot_list_destroy(&r->snaps);
+  segment_list_destroy(&r->segs);
+  store_snapshots(r->b, r->db->gen, &r->snaps, on_snapshots, r);
+}
+
+/* --- scheduling --- */
+
+static void kick(struct replica *r) {
+  struct db *db = r->db;
+  if (r->busy || r->state == R_CLOSED)
+    return;
+  if (r->state == R_BACKOFF && !r->flushing)
+    return;
+  if (!db->gen[0]) {
+    caught_up(r);
+    return;
+  }
+  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen)) {
+    if (!r->pending_since_ns)
+      r->pending_since_ns = db->last_change_ns ? db->last_change_ns
+                                               : time_now_ns();
+    start_resume(r);
+    return;
+  }
+  if (r->want_snapshot && !r->flushing) {
+    r->want_snapshot = 0;
+    take_snapshot(r);
+    return;
+  }
+  if (!behind(r)) {
+    caught_up(r);
+    return;
+  }
+  if (!r->pending_since_ns)
+    r->pending_since_ns = db->last_change_ns ? db->last_change_ns
+                                             : time_now_ns();
+  int64_t now = time_mono_ns();
+  int64_t due = r->last_round_ns + r->cfg->sync_interval;
+  if (!r->flushing && r->last_round_ns && now < due) {
+    /* The first change after a quiet period goes at once; later ones wait
+     * for the interval and go together. */
+    if (!loop_timer_active(r->timer))
+      loop_timer_start(r->timer, (uint64_t)((due - now) / NS_PER_MS) + 1);
+    return;
+  }
+  loop_timer_stop(r->timer);
+  r->last_round_ns = now;
+  r->round_wall_ns = time_now_ns();
+  r->round_index = db->index;
+  r->round_size = db->shadow_size;
+  upload_next(r);
+}
+
+void replica_notify(struct replica *r) {
+  if (r->state == R_IDLE)
+    kick(r);
+}
+
+void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
+  r->flushing = 1;
+  r->flush_cb = cb;
+  r->flush_arg = arg;
+  if (r->state == R_BACKOFF) {
+    loop_timer_stop(r->timer);
+    set_state(r, R_IDLE);
+  }
+  if (r->state == R_IDLE) {
+    loop_timer_stop(r->timer);
+    kick(r);
+  }
+  /* Otherwise the operation in flight continues and calls flush_done. */
+}
+
+void replica_snapshot_now(struct replica *r) {
+  r->want_snapshot = 1;
+  if (r->state == R_IDLE && !r->busy)
+    kick(r);
+}

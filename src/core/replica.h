@@ -1,0 +1,90 @@
+/*
+ * One replica of a database on the loop: where it stands (its position),
+ * when it uploads (sync-interval), snapshots for new generations, resume
+ * after a restart (spec 3.4, without the hole: a torn or corrupt last
+ * segment is uploaded again instead of blocking replication), and retries.
+ *
+ * States (replica_set_state logs every change at debug level):
+ *   IDLE        caught up, or waiting for the sync interval to pass
+ *   RESUME      listing the store to find where it stands
+ *   SNAPSHOT    waiting for / uploading a snapshot
+ *   UPLOAD      building or uploading a WAL segment
+ *   BACKOFF     the last attempt failed; retry after a delay
+ *   CLOSED
+ */
+#ifndef SLUICE_REPLICA_H
+#define SLUICE_REPLICA_H
+
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "core/config.h"
+#include "core/names.h"
+#include "core/store.h"
+
+struct db;
+
+enum replica_state {
+  R_IDLE,
+  R_RESUME,
+  R_SNAPSHOT,
+  R_UPLOAD,
+  R_BACKOFF,
+  R_CLOSED
+};
+
+struct replica {
+  struct db *db;
+  struct replica_config *cfg; /* borrowed */
+  struct backend *b;
+  const char *name;
+  enum replica_state state;
+
+  struct pos pos;           /* replicated up to here; zero = unknown */
+  int64_t pending_since_ns; /* wall time of the oldest change not held */
+  int64_t last_sync_ns;     /* wall time of the last successful upload */
+  int64_t last_round_ns;    /* monotonic start of the last upload round */
+  int64_t upload_errors;
+  int64_t wal_bytes;        /* uncompressed WAL bytes uploaded */
+  int64_t snapshots;        /* snapshots uploaded */
+  int64_t validations_ok;
+  int64_t validations_failed;
+  char last_err[512];
+
+  /* internal */
+  struct loop_timer *timer;
+  int backoff_ms;
+  int flushing; /* shutdown: upload now, ignore the interval */
+  void (*flush_cb)(void *arg);
+  void *flush_arg;
+  struct snapshot_list snaps;
+  struct segment_list segs;
+  struct buf seg;      /* compressed segment being uploaded */
+  uint32_t seg_index;
+  int64_t seg_off, seg_end;
+  int seg_rc;
+  int64_t round_cap;   /* shadow size of the current index at job submit */
+  uint32_t round_index; /* end of the current round */
+  int64_t round_size;
+  int64_t round_wall_ns;
+  struct db_snapshot *snap;
+  int busy;            /* an async operation is in flight */
+  struct housekeeping *hk;
+  int hk_started;
+  int want_snapshot;   /* take a snapshot when idle (interval, retention) */
+};
+
+struct replica *replica_new(struct db *db, struct replica_config *cfg,
+                            struct backend *b);
+void replica_free(struct replica *r);
+/* The database's shadow WAL changed (or its generation). */
+void replica_notify(struct replica *r);
+/* Shutdown: upload everything now; cb once caught up or failed. */
+void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg);
+/* Lag: 0 when caught up, else now - oldest change not yet held. */
+int64_t replica_lag_ns(const struct replica *r, int64_t now_ns);
+const char *replica_state_name(enum replica_state s);
+/* Uploads a fresh snapshot of the current generation when idle. */
+void replica_snapshot_now(struct replica *r);
+
+#endif

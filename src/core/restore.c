@@ -1,0 +1,1270 @@
+/*
+ * Restore (spec 4), as a state machine on the loop.
+ *
+ *   list snapshots, list segments -> plan (snapshot, WAL indexes)
+ *   prepare (pool): refuse an existing output, mkdir -p, create <out>.tmp
+ *   snapshot: fetch + LZ4-decode into <out>.tmp            \  in parallel
+ *   each WAL index i (up to `parallelism` at once): fetch   |
+ *     its segments in offset order, decode them into        |
+ *     <out>.tmp-<i %08x>-wal, verify contiguity, salts,     |
+ *     checksum chain and the final commit frame            /
+ *   apply, strictly in index order once the snapshot is in: rename the
+ *     staging file to <out>.tmp-wal, checkpoint it with SQLite (pool)
+ *   integrity_check (pool), then rename <out>.tmp -> <out> (pool)
+ * On failure every file created is removed before the callback.
+ *
+ * Object fetches (struct fetch) stream: a small object is one GET into
+ * memory; a large one on a backend with ranged GETs is read as a window of
+ * fixed-size ranges in flight, decoded in order as they arrive, so memory
+ * stays at window * chunk whatever the object size; a large object on a
+ * backend without ranges is downloaded to a temporary file first.
+ */
+#include "core/restore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/lz4frame.h"
+#include "core/store.h"
+#include "core/util.h"
+#include "core/wal.h"
+#include "loop/loop.h"
+
+#define SNAP_WHOLE_MAX (16 << 20) /* one GET up to this size */
+#define SNAP_CHUNK (8 << 20)
+#define SNAP_WINDOW 4
+#define SEG_WHOLE_MAX (4 << 20)
+#define SEG_CHUNK (4 << 20)
+#define SEG_WINDOW 2
+#define MAX_WINDOW 4
+#define OUT_MODE 0600
+#define DIR_MODE 0700
+#define VERIFY_BUF (1 << 20)
+
+/* strerror is not thread-safe; pool threads use this. */
+static const char *errtext(int code, char *buf, size_t n) {
+  if (code < 0 && code > -4096)
+    return strerror_r(-code, buf, n);
+  return err_str(code);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fetching one object and decoding it into an fd.                     */
+
+struct fetch;
+
+struct chunk {
+  struct fetch *f;
+  struct buf buf;
+  struct sink sink;
+  int64_t no; /* chunk number */
+  int fetched;
+};
+
+/* Runs on a pool thread after the object was decoded; returns 0 or an
+ * error with a message in f->err. */
+typedef int (*fetch_post_fn)(struct fetch *f);
+typedef void (*fetch_done_fn)(struct fetch *f);
+
+struct fetch {
+  struct backend *b;
+  char *key;
+  int64_t size; /* stored size from the listing */
+  int out_fd;
+  int64_t out_off;
+  fetch_post_fn post;
+  fetch_done_fn done;
+  void *owner;
+
+  int64_t chunk_size; /* 0: one GET of the whole object */
+  int window;
+  int64_t nchunks, next_get, next_dec;
+  int decoding;
+  int pending; /* GETs and pool jobs in flight */
+  struct chunk chunks[MAX_WINDOW];
+  struct lz4_dec *dec;
+  /* Large object without ranged GETs: a temporary file. */
+  char *tmp_path;
+  int tmp_fd;
+  struct sink tmp_sink;
+
+  int status;
+  char err[1024];
+  int64_t out_len; /* decoded bytes, on success */
+  int finished;
+};
+
+static void fetch_fail(struct fetch *f, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fetch_fail(struct fetch *f, int code, const char *fmt, ...) {
+  if (f->status)
+    return;
+  f->status = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(f->err, sizeof(f->err), fmt, ap);
+  va_end(ap);
+}
+
+static void fetch_pump(struct fetch *f);
+
+static void fetch_finish(struct fetch *f) {
+  f->finished = 1;
+  for (int i = 0; i < MAX_WINDOW; i++)
+    buf_destroy(&f->chunks[i].buf);
+  lz4_dec_free(f->dec);
+  f->dec = NULL;
+  f->done(f);
+}
+
+/* Pool: feed one chunk; after the last, end the frame and run post. */
+static void decode_work(void *arg) {
+  struct chunk *c = arg;
+  struct fetch *f = c->f;
+  char tmp[128];
+  int rc = lz4_dec_feed(f->dec, c->buf.data, c->buf.len);
+  if (!rc && c->no == f->nchunks - 1)
+    rc = lz4_dec_end(f->dec, &f->out_len);
+  if (rc == ERR_LZ4)
+    fetch_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
+  else if (rc)
+    fetch_fail(f, rc, "%s: cannot write decoded data: %s", f->key,
+               errtext(rc, tmp, sizeof(tmp)));
+  else if (c->no == f->nchunks - 1 && f->post)
+    f->post(f);
+}
+
+static void on_decoded(void *arg, int status) {
+  struct chunk *c = arg;
+  struct fetch *f = c->f;
+  f->pending--;
+  f->decoding = 0;
+  if (status)
+    fetch_fail(f, status, "%s: decode job failed", f->key);
+  c->fetched = 0;
+  buf_reset(&c->buf);
+  f->next_dec++;
+  fetch_pump(f);
+}
+
+static void on_chunk(void *arg, int status, const char *err) {
+  struct chunk *c = arg;
+  struct fetch *f = c->f;
+  f->pending--;
+  if (status) {
+    fetch_fail(f, status, "%s", err ? err : err_str(status));
+  } else if (f->chunk_size) {
+    int64_t want = MIN(f->chunk_size, f->size - c->no * f->chunk_size);
+    if ((int64_t)c->buf.len != want)
+      fetch_fail(f, ERR_CORRUPT,
+                 "%s: got %zu bytes at offset %" PRId64 ", expected %" PRId64
+                 " (object changed during restore?)",
+                 f->key, c->buf.len, c->no * f->chunk_size, want);
+  }
+  c->fetched = 1;
+  fetch_pump(f);
+}
+
+static void fetch_pump(struct fetch *f) {
+  if (f->finished)
+    return;
+  if (f->status) {
+    if (!f->pending)
+      fetch_finish(f);
+    return;
+  }
+  if (f->next_dec == f->nchunks) {
+    if (!f->pending)
+      fetch_finish(f);
+    return;
+  }
+  while (f->next_get < f->nchunks && f->next_get < f->next_dec + f->window) {
+    struct chunk *c = &f->chunks[f->next_get % f->window];
+    c->no = f->next_get++;
+    c->fetched = 0;
+    int64_t off = 0, len = -1;
+    if (f->chunk_size) {
+      off = c->no * f->chunk_size;
+      len = MIN(f->chunk_size, f->size - off);
+    }
+    f->pending++;
+    backend_get(f->b, f->key, off, len, &c->sink, on_chunk, c);
+  }
+  struct chunk *c = &f->chunks[f->next_dec % f->window];
+  if (!f->decoding && c->fetched && c->no == f->next_dec) {
+    f->decoding = 1;
+    f->pending++;
+    loop_work_submit(decode_work, on_decoded, c);
+  }
+}
+
+/* --- large objects on backends without ranged GETs --- */
+
+static void tmp_open_work(void *arg) {
+  struct fetch *f = arg;
+  char tmp[128];
+  f->tmp_fd =
+      open(f->tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, OUT_MODE);
+  if (f->tmp_fd < 0)
+    fetch_fail(f, -errno, "%s: %s", f->tmp_path,
+               errtext(-errno, tmp, sizeof(tmp)));
+}
+
+static void tmp_decode_work(void *arg) {
+  struct fetch *f = arg;
+  char tmp[128];
+  uint8_t *in = xmalloc(1 << 20);
+  int64_t pos = 0;
+  int rc = 0;
+  for (;;) {
+    ssize_t r = pread_full(f->tmp_fd, in, 1 << 20, (off_t)pos);
+    if (r < 0) {
+      rc = (int)r;
+      break;
+    }
+    if (r == 0)
+      break;
+    pos += r;
+    if ((rc = lz4_dec_feed(f->dec, in, (size_t)r)))
+      break;
+  }
+  free(in);
+  if (!rc)
+    rc = lz4_dec_end(f->dec, &f->out_len);
+  close(f->tmp_fd);
+  f->tmp_fd = -1;
+  unlink(f->tmp_path);
+  if (rc == ERR_LZ4)
+    fetch_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
+  else if (rc)
+    fetch_fail(f, rc, "%s: cannot decode: %s", f->key,
+               errtext(rc, tmp, sizeof(tmp)));
+  else if (f->post)
+    f->post(f);
+}
+
+static void on_tmp_decoded(void *arg, int status) {
+  struct fetch *f = arg;
+  f->pending--;
+  if (status)
+    fetch_fail(f, status, "%s: decode job failed", f->key);
+  fetch_finish(f);
+}
+
+static void tmp_close_work(void *arg) {
+  struct fetch *f = arg;
+  if (f->tmp_fd >= 0)
+    close(f->tmp_fd);
+  f->tmp_fd = -1;
+  unlink(f->tmp_path);
+}
+
+static void on_tmp_closed(void *arg, int status) {
+  (void)status;
+  struct fetch *f = arg;
+  f->pending--;
+  fetch_finish(f);
+}
+
+static void on_tmp_got(void *arg, int status, const char *err) {
+  struct fetch *f = arg;
+  f->pending--;
+  f->pending++;
+  if (status) {
+    fetch_fail(f, status, "%s", err ? err : err_str(status));
+    loop_work_submit(tmp_close_work, on_tmp_closed, f);
+    return;
+  }
+  loop_work_submit(tmp_decode_work, on_tmp_decoded, f);
+}
+
+static void on_tmp_opened(void *arg, int status) {
+  struct fetch *f = arg;
+  f->pending--;
+  if (status || f->status) {
+    if (!f->status)
+      fetch_fail(f, status, "%s: cannot create a temporary file", f->key);
+    fetch_finish(f);
+    return;
+  }
+  f->tmp_sink.fd = f->tmp_fd;
+  f->tmp_sink.off = 0;
+  f->pending++;
+  backend_get(f->b, f->key, 0, -1, &f->tmp_sink, on_tmp_got, f);
+}
+
+/* Starts fetching key into out_fd at out_off.  tmp_path is used only for
+ * large objects on backends without ranged GETs. */
+static void fetch_start(struct fetch *f, struct backend *b, const char *key,
+                        int64_t size, int out_fd, int64_t out_off,
+                        int64_t whole_max, int64_t chunk, int window,
+                        const char *tmp_path) {
+  f->b = b;
+  f->key = xstrdup(key);
+  f->size = size;
+  f->out_fd = out_fd;
+  f->out_off = out_off;
+  f->tmp_fd = -1;
+  f->dec = lz4_dec_new(out_fd, out_off);
+  for (int i = 0; i < MAX_WINDOW; i++) {
+    f->chunks[i].f = f;
+    buf_init(&f->chunks[i].buf, 0);
+    f->chunks[i].sink.buf = &f->chunks[i].buf;
+    f->chunks[i].sink.fd = -1;
+  }
+  if (size >= 0 && size <= whole_max) {
+    /* One GET; the cap guards against an object that grew meanwhile. */
+    f->chunks[0].buf.max = (size_t)(whole_max * 2);
+    buf_reserve(&f->chunks[0].buf, (size_t)size);
+    f->nchunks = 1;
+    f->window = 1;
+  } else if (size > 0 && (b->ops->caps & BACKEND_CAP_RANGE)) {
+    f->chunk_size = chunk;
+    f->window = window;
+    f->nchunks = (size + chunk - 1) / chunk;
+    for (int i = 0; i < window; i++)
+      f->chunks[i].buf.max = (size_t)chunk;
+  } else {
+    f->tmp_path = xstrdup(tmp_path);
+    f->pending++;
+    loop_work_submit(tmp_open_work, on_tmp_opened, f);
+    return;
+  }
+  fetch_pump(f);
+}
+
+static void fetch_destroy(struct fetch *f) {
+  free(f->key);
+  free(f->tmp_path);
+  memset(f, 0, sizeof(*f));
+}
+
+/* ------------------------------------------------------------------ */
+/* The restore.                                                        */
+
+enum widx_state { WI_WAIT, WI_FETCHING, WI_READY, WI_APPLIED };
+
+/* One WAL index to replay. */
+struct widx {
+  struct rs *rs;
+  uint32_t index;
+  const struct segment_info *segs; /* borrowed from rs->segs */
+  size_t n, next_seg;
+  char *staging; /* <tmp>-<index>-wal */
+  int fd;
+  int created;
+  int64_t end; /* bytes decoded so far = offset of the next segment */
+  struct wal_scan scan;
+  int have_hdr;
+  enum widx_state state;
+  struct fetch fetch;
+  /* pool job results */
+  int status;
+  char err[1024];
+  int64_t elapsed_ns;
+};
+
+struct rs {
+  struct backend *b;
+  char gen[GEN_LEN + 1];
+  char *db;
+  struct restore_opts o;
+  char *out, *tmp, *tmp_wal, *tmp_shm;
+  restore_cb cb;
+  void *arg;
+
+  struct snapshot_list snaps;
+  struct segment_list segs;
+  struct snapshot_info snap;
+  struct widx *idx;
+  size_t n_idx;
+  size_t next_fetch, next_apply;
+  int fetching, applying, snap_done, finishing;
+  int pending;
+  int tmp_created;
+  int tmp_fd;
+  uint32_t page_size;
+  struct fetch snapf;
+  int64_t t0;
+
+  int status;
+  char err[1024];
+  int cleaned;
+};
+
+static void rs_pump(struct rs *rs);
+
+static void rs_fail(struct rs *rs, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void rs_fail(struct rs *rs, int code, const char *fmt, ...) {
+  if (rs->status)
+    return;
+  rs->status = code ? code : ERR_CORRUPT;
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = xvasprintf(fmt, ap);
+  va_end(ap);
+  snprintf(rs->err, sizeof(rs->err), "restore: %s", msg);
+  free(msg);
+}
+
+static void rs_free(struct rs *rs) {
+  for (size_t i = 0; i < rs->n_idx; i++) {
+    free(rs->idx[i].staging);
+    fetch_destroy(&rs->idx[i].fetch);
+  }
+  free(rs->idx);
+  fetch_destroy(&rs->snapf);
+  snapshot_list_destroy(&rs->snaps);
+  segment_list_destroy(&rs->segs);
+  free(rs->db);
+  free((char *)rs->o.generation);
+  free(rs->out);
+  free(rs->tmp);
+  free(rs->tmp_wal);
+  free(rs->tmp_shm);
+  free(rs);
+}
+
+static void rs_done(struct rs *rs) {
+  restore_cb cb = rs->cb;
+  void *arg = rs->arg;
+  int status = rs->status;
+  char *err = status ? xstrdup(rs->err) : NULL;
+  rs_free(rs);
+  cb(arg, status, err);
+  free(err);
+}
+
+/* --- failure cleanup --- */
+
+static void cleanup_work(void *arg) {
+  struct rs *rs = arg;
+  if (rs->tmp_fd >= 0)
+    close(rs->tmp_fd);
+  rs->tmp_fd = -1;
+  for (size_t i = 0; i < rs->n_idx; i++) {
+    struct widx *w = &rs->idx[i];
+    if (w->fd >= 0)
+      close(w->fd);
+    w->fd = -1;
+    if (w->created)
+      unlink(w->staging);
+  }
+  if (rs->tmp_created) {
+    unlink(rs->tmp);
+    unlink(rs->tmp_wal);
+    unlink(rs->tmp_shm);
+  }
+}
+
+static void on_cleaned(void *arg, int status) {
+  (void)status;
+  rs_done(arg);
+}
+
+/* --- per WAL index --- */
+
+static void widx_fail(struct widx *w, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void widx_fail(struct widx *w, int code, const char *fmt, ...) {
+  if (w->status)
+    return;
+  w->status = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(w->err, sizeof(w->err), fmt, ap);
+  va_end(ap);
+}
+
+/*
+ * Pool: checks the segment just decoded at [off, off+len) of the staging
+ * file: the WAL header (first segment), whole frames, salts and the
+ * checksum chain; after the last segment, that the WAL ends on a commit.
+ */
+static int verify_segment(struct fetch *f) {
+  struct widx *w = f->owner;
+  int64_t off = f->out_off, end = f->out_off + f->out_len;
+  char tmp[128];
+  uint8_t *b = NULL;
+  int rc = 0;
+  if (off == 0) {
+    uint8_t hdr[WAL_HEADER_SIZE];
+    ssize_t r = f->out_len < WAL_HEADER_SIZE
+                    ? 0
+                    : pread_full(w->fd, hdr, sizeof(hdr), 0);
+    if (r != WAL_HEADER_SIZE || wal_header_parse(hdr, &w->scan.hdr)) {
+      fetch_fail(f, ERR_WAL_HEADER, "%s: invalid WAL header", f->key);
+      return ERR_WAL_HEADER;
+    }
+    struct wal_header h = w->scan.hdr;
+    wal_scan_init(&w->scan, &h);
+    w->have_hdr = 1;
+  }
+  if (!w->have_hdr) {
+    fetch_fail(f, ERR_WAL_HEADER, "%s: no WAL header before it", f->key);
+    return ERR_WAL_HEADER;
+  }
+  int64_t fs = wal_frame_size(w->scan.hdr.page_size);
+  if ((end - WAL_HEADER_SIZE) % fs) {
+    fetch_fail(f, ERR_WAL_CORRUPT,
+               "%s: ends inside a WAL frame (decompressed length %" PRId64
+               ", frame size %" PRId64 ")",
+               f->key, f->out_len, fs);
+    return ERR_WAL_CORRUPT;
+  }
+  int64_t per = MAX(1, VERIFY_BUF / fs);
+  b = xmalloc((size_t)(per * fs));
+  for (int64_t pos = w->scan.end; pos < end && !rc;) {
+    int64_t n = MIN(per, (end - pos) / fs);
+    ssize_t r = pread_full(w->fd, b, (size_t)(n * fs), (off_t)pos);
+    if (r != n * fs) {
+      rc = r < 0 ? (int)r : -EIO;
+      fetch_fail(f, rc, "%s: cannot read back: %s", w->staging,
+                 errtext(rc, tmp, sizeof(tmp)));
+      break;
+    }
+    for (int64_t i = 0; i < n; i++, pos += fs) {
+      if (!wal_scan_frame(&w->scan, b + i * fs)) {
+        rc = ERR_WAL_CORRUPT;
+        fetch_fail(f, rc,
+                   "%s: WAL frame at offset %" PRId64
+                   " fails its salt or checksum check",
+                   f->key, pos);
+        break;
+      }
+    }
+  }
+  free(b);
+  if (rc)
+    return rc;
+  if (w->next_seg == w->n - 1) {
+    if (w->scan.commit_end != w->scan.end) {
+      fetch_fail(f, ERR_WAL_CORRUPT,
+                 "%s: WAL index ends inside a transaction (last commit at "
+                 "offset %" PRId64 ", end %" PRId64 ")",
+                 f->key, w->scan.commit_end, w->scan.end);
+      return ERR_WAL_CORRUPT;
+    }
+    /* No fsync: the staging file is a scratch copy; the database is
+     * fsynced once at the end. */
+    if (close(w->fd)) {
+      rc = -errno;
+      fetch_fail(f, rc, "%s: %s", w->staging, errtext(rc, tmp, sizeof(tmp)));
+    }
+    w->fd = -1;
+  }
+  return rc;
+}
+
+static void widx_next_segment(struct widx *w);
+
+static void on_segment_done(struct fetch *f) {
+  struct widx *w = f->owner;
+  struct rs *rs = w->rs;
+  rs->pending--;
+  if (f->status) {
+    rs_fail(rs, f->status, "%s", f->err);
+  } else {
+    w->end += f->out_len;
+    w->next_seg++;
+  }
+  fetch_destroy(f);
+  if (rs->status || w->next_seg == w->n) {
+    if (!rs->status)
+      w->state = WI_READY;
+    rs->fetching--;
+    rs_pump(rs);
+    return;
+  }
+  widx_next_segment(w);
+}
+
+static void widx_next_segment(struct widx *w) {
+  struct rs *rs = w->rs;
+  const struct segment_info *s = &w->segs[w->next_seg];
+  if (s->offset != w->end) {
+    char *key = key_wal_segment(rs->gen, w->index, w->end);
+    rs_fail(rs, ERR_SEGMENT_GAP,
+            "%s: not contiguous: expected offset %" PRId64 ", got %" PRId64,
+            key, w->end, s->offset);
+    free(key);
+    rs->fetching--;
+    rs_pump(rs);
+    return;
+  }
+  char *key = key_wal_segment(rs->gen, w->index, s->offset);
+  char *tmp = xasprintf("%s.lz4", w->staging);
+  w->fetch.owner = w;
+  w->fetch.post = verify_segment;
+  w->fetch.done = on_segment_done;
+  rs->pending++;
+  fetch_start(&w->fetch, rs->b, key, s->size, w->fd, w->end, SEG_WHOLE_MAX,
+              SEG_CHUNK, SEG_WINDOW, tmp);
+  free(tmp);
+  free(key);
+}
+
+static void staging_open_work(void *arg) {
+  struct widx *w = arg;
+  char tmp[128];
+  w->fd = open(w->staging, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, OUT_MODE);
+  if (w->fd < 0)
+    widx_fail(w, -errno, "%s: %s", w->staging,
+              errtext(-errno, tmp, sizeof(tmp)));
+  else
+    w->created = 1;
+}
+
+static void on_staging_open(void *arg, int status) {
+  struct widx *w = arg;
+  struct rs *rs = w->rs;
+  rs->pending--;
+  if (status || w->status || rs->status) {
+    rs_fail(rs, w->status ? w->status : status, "%s", w->err);
+    rs->fetching--;
+    rs_pump(rs);
+    return;
+  }
+  widx_next_segment(w);
+}
+
+/* Pool: replays one WAL index into the database with SQLite. */
+static void apply_work(void *arg) {
+  struct widx *w = arg;
+  struct rs *rs = w->rs;
+  int64_t t0 = time_mono_ns();
+  char tmp[128];
+  const char *first_key = NULL;
+  char *key = key_wal_segment(rs->gen, w->index, 0);
+  first_key = key;
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int64_t nframes = w->have_hdr ? (w->scan.end - WAL_HEADER_SIZE) /
+                                      wal_frame_size(w->scan.hdr.page_size)
+                                : 0;
+  if (w->have_hdr && w->scan.hdr.page_size != rs->page_size) {
+    widx_fail(w, ERR_WAL_CORRUPT,
+              "%s: WAL page size %u does not match the snapshot's %u",
+              first_key, w->scan.hdr.page_size, rs->page_size);
+    goto out;
+  }
+  if (rename(w->staging, rs->tmp_wal)) {
+    widx_fail(w, -errno, "%s: %s", rs->tmp_wal,
+              errtext(-errno, tmp, sizeof(tmp)));
+    goto out;
+  }
+  w->created = 0;
+  int rc = sqlite3_open_v2(rs->tmp, &db, SQLITE_OPEN_READWRITE, NULL);
+  /* The file is fsynced once when complete; syncing every checkpoint
+   * only slows a restore of many indexes down. */
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
+  /* PASSIVE first: it reports how many frames SQLite took from the WAL,
+   * which must be all of them; TRUNCATE then empties it. */
+  const char *modes[] = {"PRAGMA wal_checkpoint(PASSIVE)",
+                         "PRAGMA wal_checkpoint(TRUNCATE)"};
+  for (int m = 0; m < 2 && rc == SQLITE_OK; m++) {
+    rc = sqlite3_prepare_v2(db, modes[m], -1, &st, NULL);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_step(st) == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(db);
+    if (rc != SQLITE_OK)
+      break;
+    int busy = sqlite3_column_int(st, 0);
+    int64_t log = sqlite3_column_int64(st, 1);
+    int64_t done = sqlite3_column_int64(st, 2);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (busy) {
+      widx_fail(w, ERR_BUSY,
+                "%s: truncation checkpoint failed during restore (busy)",
+                first_key);
+      goto out;
+    }
+    if (m == 0 && (log != nframes || done != nframes)) {
+      widx_fail(w, ERR_WAL_CORRUPT,
+                "%s: SQLite applied %" PRId64 " of %" PRId64
+                " WAL frames of index %08" PRIx32,
+                first_key, done, nframes, w->index);
+      goto out;
+    }
+  }
+  if (rc != SQLITE_OK) {
+    widx_fail(w, ERR_SQLITE, "%s: checkpoint of %s failed: %s", first_key,
+              rs->tmp, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    goto out;
+  }
+  if (sqlite3_close(db) != SQLITE_OK) {
+    widx_fail(w, ERR_SQLITE, "%s: close failed: %s", rs->tmp,
+              sqlite3_errmsg(db));
+    db = NULL;
+    goto out;
+  }
+  db = NULL;
+  struct stat sb;
+  if (w->scan.db_pages && !stat(rs->tmp, &sb) &&
+      sb.st_size != (off_t)w->scan.db_pages * rs->page_size) {
+    widx_fail(w, ERR_WAL_CORRUPT,
+              "%s: database is %lld bytes after the checkpoint, expected "
+              "%lld",
+              first_key, (long long)sb.st_size,
+              (long long)w->scan.db_pages * rs->page_size);
+  }
+out:
+  if (st)
+    sqlite3_finalize(st);
+  if (db)
+    sqlite3_close(db);
+  free(key);
+  w->elapsed_ns = time_mono_ns() - t0;
+}
+
+static void on_applied(void *arg, int status) {
+  struct widx *w = arg;
+  struct rs *rs = w->rs;
+  rs->pending--;
+  rs->applying = 0;
+  if (status || w->status) {
+    rs_fail(rs, w->status ? w->status : status, "%s", w->err);
+  } else {
+    char el[40];
+    duration_format(w->elapsed_ns, el);
+    log_info(rs->db, rs->b->name,
+             "applied wal generation=%s index=%08" PRIx32 " elapsed=%s",
+             rs->gen, w->index, el);
+    w->state = WI_APPLIED;
+    rs->next_apply++;
+  }
+  rs_pump(rs);
+}
+
+/* --- finishing --- */
+
+static void integrity_work(void *arg) {
+  struct rs *rs = arg;
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  char tmp[128];
+  int rc = sqlite3_open_v2(rs->tmp, &db, SQLITE_OPEN_READWRITE, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      const char *res = (const char *)sqlite3_column_text(st, 0);
+      if (!res || strcmp(res, "ok")) {
+        rs_fail(rs, ERR_INTEGRITY, "integrity check failed for %s: %s", rs->tmp,
+                res ? res : "no result");
+      }
+      rc = SQLITE_OK;
+    }
+  }
+  if (rc != SQLITE_OK && !rs->status)
+    rs_fail(rs, ERR_SQLITE, "integrity check of %s: %s", rs->tmp,
+            db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  sqlite3_finalize(st);
+  if (db && sqlite3_close(db) != SQLITE_OK && !rs->status)
+    rs_fail(rs, ERR_SQLITE, "close of %s: %s", rs->tmp, sqlite3_errmsg(db));
+  if (rs->status)
+    return;
+  /* SQLite removes both when the last connection closes cleanly. */
+  struct stat sb;
+  if (!stat(rs->tmp_wal, &sb) && sb.st_size > 0) {
+    rs_fail(rs, ERR_SQLITE, "%s was not checkpointed", rs->tmp_wal);
+    return;
+  }
+  unlink(rs->tmp_wal);
+  unlink(rs->tmp_shm);
+  int fd = open(rs->tmp, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fchmod(fd, OUT_MODE) || fsync(fd)) {
+    int e = -errno;
+    rs_fail(rs, e, "%s: %s", rs->tmp, errtext(e, tmp, sizeof(tmp)));
+  }
+  if (fd >= 0)
+    close(fd);
+}
+
+static void rename_work(void *arg) {
+  struct rs *rs = arg;
+  char tmp[128];
+  /* Never replace a file that appeared at the output meanwhile. */
+  int rc = renameat2(AT_FDCWD, rs->tmp, AT_FDCWD, rs->out, RENAME_NOREPLACE);
+  if (rc && (errno == EINVAL || errno == ENOSYS)) {
+    struct stat sb;
+    if (!lstat(rs->out, &sb))
+      errno = EEXIST;
+    else
+      rc = rename(rs->tmp, rs->out);
+  }
+  if (rc && errno == EEXIST) {
+    rs_fail(rs, ERR_EXISTS, "cannot restore, output path already exists: %s",
+            rs->out);
+    return;
+  }
+  if (rc) {
+    int e = -errno;
+    rs_fail(rs, e, "rename %s: %s", rs->tmp, errtext(e, tmp, sizeof(tmp)));
+    return;
+  }
+  rs->tmp_created = 0;
+  char *dir = path_dir(rs->out);
+  fsync_dir(dir);
+  free(dir);
+}
+
+static void on_renamed(void *arg, int status) {
+  struct rs *rs = arg;
+  rs->pending--;
+  if (status)
+    rs_fail(rs, status, "rename job failed");
+  if (!rs->status) {
+    char el[40];
+    duration_format(time_mono_ns() - rs->t0, el);
+    log_info(rs->db, rs->b->name, "restore complete path=%s elapsed=%s",
+             rs->out, el);
+  }
+  rs_pump(rs);
+}
+
+static void on_integrity(void *arg, int status) {
+  struct rs *rs = arg;
+  rs->pending--;
+  if (status)
+    rs_fail(rs, status, "integrity job failed");
+  if (rs->status) {
+    rs_pump(rs);
+    return;
+  }
+  log_info(rs->db, rs->b->name,
+           "renaming database from temporary location path=%s", rs->out);
+  rs->pending++;
+  loop_work_submit(rename_work, on_renamed, rs);
+}
+
+/* --- the scheduler --- */
+
+static void widx_start(struct widx *w) {
+  struct rs *rs = w->rs;
+  w->state = WI_FETCHING;
+  rs->fetching++;
+  rs->pending++;
+  loop_work_submit(staging_open_work, on_staging_open, w);
+}
+
+static void rs_pump(struct rs *rs) {
+  if (rs->status) {
+    if (!rs->pending && !rs->cleaned) {
+      rs->cleaned = 1;
+      loop_work_submit(cleanup_work, on_cleaned, rs);
+    }
+    return;
+  }
+  if (rs->finishing) {
+    if (!rs->pending)
+      rs_done(rs);
+    return;
+  }
+  size_t par = (size_t)(rs->o.parallelism < 1 ? 1 : rs->o.parallelism);
+  /* Bound the staged-but-not-applied indexes too (disk space). */
+  while ((size_t)rs->fetching < par && rs->next_fetch < rs->n_idx &&
+         rs->next_fetch < rs->next_apply + 2 * par)
+    widx_start(&rs->idx[rs->next_fetch++]);
+  if (!rs->snap_done || rs->applying)
+    return;
+  if (rs->next_apply < rs->n_idx) {
+    struct widx *w = &rs->idx[rs->next_apply];
+    if (w->state == WI_READY) {
+      rs->applying = 1;
+      rs->pending++;
+      loop_work_submit(apply_work, on_applied, w);
+    }
+    return;
+  }
+  rs->finishing = 1;
+  rs->pending++;
+  loop_work_submit(integrity_work, on_integrity, rs);
+}
+
+/* --- snapshot --- */
+
+/* Pool: the decoded snapshot must look like a database; remember its page
+ * size for the WAL checks. */
+static int verify_snapshot(struct fetch *f) {
+  struct rs *rs = f->owner;
+  uint8_t h[100];
+  char tmp[128];
+  ssize_t r = f->out_len >= 100 ? pread_full(rs->tmp_fd, h, sizeof(h), 0) : 0;
+  uint32_t ps = r == 100 ? (uint32_t)h[16] << 8 | h[17] : 0;
+  if (ps == 1)
+    ps = 65536;
+  if (r != 100 || memcmp(h, "SQLite format 3", 16) || ps < 512 || ps > 65536 ||
+      (ps & (ps - 1)) || f->out_len % ps) {
+    fetch_fail(f, ERR_CORRUPT, "%s: not a SQLite database", f->key);
+    return ERR_CORRUPT;
+  }
+  rs->page_size = ps;
+  /* Close before SQLite opens the file: closing any descriptor of a file
+   * drops every POSIX lock the process holds on it. */
+  int rc = close(rs->tmp_fd) ? -errno : 0;
+  rs->tmp_fd = -1;
+  if (rc)
+    fetch_fail(f, rc, "%s: %s", rs->tmp, errtext(rc, tmp, sizeof(tmp)));
+  return rc;
+}
+
+static void on_snapshot_done(struct fetch *f) {
+  struct rs *rs = f->owner;
+  rs->pending--;
+  if (f->status)
+    rs_fail(rs, f->status, "%s", f->err);
+  else
+    rs->snap_done = 1;
+  rs_pump(rs);
+}
+
+static void prepare_work(void *arg) {
+  struct rs *rs = arg;
+  char tmp[128];
+  struct stat sb;
+  if (!lstat(rs->out, &sb)) {
+    rs_fail(rs, ERR_EXISTS, "cannot restore, output path already exists: %s",
+            rs->out);
+    return;
+  }
+  char *dir = path_dir(rs->out);
+  int rc = mkdir_p(dir, DIR_MODE);
+  if (rc) {
+    rs_fail(rs, rc, "cannot create %s: %s", dir, errtext(rc, tmp, sizeof(tmp)));
+    free(dir);
+    return;
+  }
+  free(dir);
+  /* A stale -wal beside the new file would be replayed by SQLite. */
+  unlink(rs->tmp_wal);
+  unlink(rs->tmp_shm);
+  rs->tmp_fd = open(rs->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, OUT_MODE);
+  if (rs->tmp_fd < 0) {
+    rc = -errno;
+    rs_fail(rs, rc, "%s: %s", rs->tmp, errtext(rc, tmp, sizeof(tmp)));
+    return;
+  }
+  rs->tmp_created = 1;
+}
+
+static void on_prepared(void *arg, int status) {
+  struct rs *rs = arg;
+  rs->pending--;
+  if (status)
+    rs_fail(rs, status, "prepare job failed");
+  if (rs->status) {
+    rs_pump(rs);
+    return;
+  }
+  char *key = key_snapshot(rs->gen, rs->snap.index);
+  char *tmp = xasprintf("%s.snapshot.lz4", rs->tmp);
+  log_info(rs->db, rs->b->name,
+           "restoring snapshot generation=%s index=%08" PRIx32 " path=%s",
+           rs->gen, rs->snap.index, rs->tmp);
+  rs->snapf.owner = rs;
+  rs->snapf.post = verify_snapshot;
+  rs->snapf.done = on_snapshot_done;
+  rs->pending++;
+  fetch_start(&rs->snapf, rs->b, key, rs->snap.size, rs->tmp_fd, 0,
+              SNAP_WHOLE_MAX, SNAP_CHUNK, SNAP_WINDOW, tmp);
+  free(tmp);
+  free(key);
+  rs_pump(rs);
+}
+
+/* --- planning (spec 4.2, 4.3, minus the bugs) --- */
+
+static int choose_snapshot(struct rs *rs) {
+  const struct restore_opts *o = &rs->o;
+  const struct snapshot_info *best = NULL;
+  for (size_t i = 0; i < rs->snaps.n; i++) {
+    const struct snapshot_info *s = &rs->snaps.v[i];
+    if (o->has_index) {
+      if (s->index <= o->index)
+        best = s; /* listing is ascending: the highest index wins */
+      continue;
+    }
+    if (o->has_timestamp && s->created_ns > o->timestamp_ns)
+      continue;
+    if (!best || s->created_ns >= best->created_ns)
+      best = s;
+  }
+  if (!best) {
+    char when[32];
+    if (o->has_index)
+      rs_fail(rs, ERR_NO_SNAPSHOT,
+              "generations/%s/snapshots/: no snapshot at or below index "
+              "%08" PRIx32,
+              rs->gen, o->index);
+    else if (o->has_timestamp) {
+      time_format_rfc3339(o->timestamp_ns, when);
+      rs_fail(rs, ERR_NO_SNAPSHOT,
+              "generations/%s/snapshots/: no snapshot created at or before "
+              "%s",
+              rs->gen, when);
+    } else
+      rs_fail(rs, ERR_NO_SNAPSHOT,
+              "generations/%s/snapshots/: no snapshots available", rs->gen);
+    return -1;
+  }
+  rs->snap = *best;
+  return 0;
+}
+
+static int plan_segments(struct rs *rs) {
+  const struct restore_opts *o = &rs->o;
+  size_t first = rs->segs.n, last = rs->segs.n;
+  for (size_t i = 0; i < rs->segs.n; i++) {
+    const struct segment_info *s = &rs->segs.v[i];
+    if (s->index < rs->snap.index)
+      continue; /* older than the snapshot: not needed */
+    if ((o->has_timestamp && s->created_ns > o->timestamp_ns) ||
+        (o->has_index && s->index > o->index))
+      break;
+    if (first == rs->segs.n)
+      first = i;
+    last = i + 1;
+  }
+  if (first == rs->segs.n)
+    return 0; /* snapshot only */
+  uint32_t lo = rs->snap.index, hi = rs->segs.v[last - 1].index;
+  rs->n_idx = (size_t)(hi - lo) + 1;
+  rs->idx = xcalloc(rs->n_idx, sizeof(*rs->idx));
+  for (size_t k = 0; k < rs->n_idx; k++) {
+    struct widx *w = &rs->idx[k];
+    w->rs = rs;
+    w->index = lo + (uint32_t)k;
+    w->fd = -1;
+    w->staging = xasprintf("%s-%08" PRIx32 "-wal", rs->tmp, w->index);
+  }
+  for (size_t i = first; i < last; i++) {
+    struct widx *w = &rs->idx[rs->segs.v[i].index - lo];
+    if (!w->n)
+      w->segs = &rs->segs.v[i];
+    w->n++;
+  }
+  for (size_t k = 0; k < rs->n_idx; k++) {
+    if (rs->idx[k].n)
+      continue;
+    char *key = key_wal_segment(rs->gen, rs->idx[k].index, 0);
+    rs_fail(rs, ERR_SEGMENT_GAP,
+            "%s: missing: WAL index %08" PRIx32 " has no segments", key,
+            rs->idx[k].index);
+    free(key);
+    return -1;
+  }
+  return 0;
+}
+
+static void on_segments(void *arg, int status, const char *err) {
+  struct rs *rs = arg;
+  rs->pending--;
+  if (status)
+    rs_fail(rs, status, "%s", err ? err : err_str(status));
+  else if (!choose_snapshot(rs))
+    plan_segments(rs);
+  if (rs->status) {
+    rs_pump(rs);
+    return;
+  }
+  rs->pending++;
+  loop_work_submit(prepare_work, on_prepared, rs);
+}
+
+static void on_snapshots(void *arg, int status, const char *err) {
+  struct rs *rs = arg;
+  rs->pending--;
+  if (status) {
+    rs_fail(rs, status, "%s", err ? err : err_str(status));
+    rs_pump(rs);
+    return;
+  }
+  rs->pending++;
+  store_segments(rs->b, rs->gen, &rs->segs, on_segments, rs);
+}
+
+void restore_run(struct backend *b, const char *gen,
+                 const struct restore_opts *o, const char *out_path,
+                 restore_cb cb, void *arg) {
+  struct rs *rs = xcalloc(1, sizeof(*rs));
+  rs->b = b;
+  snprintf(rs->gen, sizeof(rs->gen), "%s", gen);
+  rs->o = *o;
+  rs->db = o->db ? xstrdup(o->db) : NULL;
+  rs->o.db = rs->db;
+  rs->o.generation = o->generation ? xstrdup(o->generation) : NULL;
+  rs->out = path_abs(out_path);
+  rs->tmp = xasprintf("%s.tmp", rs->out);
+  rs->tmp_wal = xasprintf("%s-wal", rs->tmp);
+  rs->tmp_shm = xasprintf("%s-shm", rs->tmp);
+  rs->tmp_fd = -1;
+  rs->cb = cb;
+  rs->arg = arg;
+  rs->t0 = time_mono_ns();
+  rs->pending++;
+  store_snapshots(b, rs->gen, &rs->snaps, on_snapshots, rs);
+}
+
+/* ------------------------------------------------------------------ */
+/* Choosing the replica and generation (spec 4.1).                     */
+
+struct choose {
+  struct backend *const *bs;
+  size_t n, r, g;
+  int listed;
+  struct restore_opts o;
+  struct gen_list gens;
+  int64_t start, end;
+  int found;
+  struct restore_target best;
+  struct restore_target *out;
+  restore_cb cb;
+  void *arg;
+};
+
+static void choose_next(struct choose *c);
+
+static void choose_done(struct choose *c, int status, const char *err) {
+  if (!status && !c->found) {
+    status = ERR_NO_BACKUPS;
+    err = "no matching backups found";
+  }
+  if (!status)
+    *c->out = c->best;
+  restore_cb cb = c->cb;
+  void *arg = c->arg;
+  char *msg = err ? xstrdup(err) : NULL;
+  gen_list_destroy(&c->gens);
+  free((char *)c->o.generation);
+  free(c);
+  cb(arg, status, msg);
+  free(msg);
+}
+
+static void on_bounds(void *arg, int status, const char *err) {
+  struct choose *c = arg;
+  if (status && status != ERR_NOT_FOUND) {
+    char *msg = xasprintf("replica %s: %s", c->bs[c->r]->name,
+                          err ? err : err_str(status));
+    choose_done(c, status, msg);
+    free(msg);
+    return;
+  }
+  /* An empty generation, or one that started after the timestamp, does
+   * not match; a timestamp after its end still does (latest state). */
+  if (!status && !(c->o.has_timestamp && c->o.timestamp_ns < c->start) &&
+      (!c->found || c->end > c->best.end_ns)) {
+    c->found = 1;
+    c->best.replica = c->r;
+    memcpy(c->best.gen, c->gens.gens[c->g], GEN_LEN + 1);
+    c->best.start_ns = c->start;
+    c->best.end_ns = c->end;
+  }
+  c->g++;
+  choose_next(c);
+}
+
+static void on_gens(void *arg, int status, const char *err) {
+  struct choose *c = arg;
+  if (status) {
+    char *msg = xasprintf("replica %s: %s", c->bs[c->r]->name,
+                          err ? err : err_str(status));
+    choose_done(c, status, msg);
+    free(msg);
+    return;
+  }
+  c->g = 0;
+  choose_next(c);
+}
+
+static void choose_next(struct choose *c) {
+  while (c->r < c->n) {
+    if (!c->listed) {
+      c->listed = 1;
+      store_generations(c->bs[c->r], &c->gens, on_gens, c);
+      return;
+    }
+    for (; c->g < c->gens.n; c->g++) {
+      if (c->o.generation && strcmp(c->o.generation, c->gens.gens[c->g]))
+        continue;
+      store_generation_bounds(c->bs[c->r], c->gens.gens[c->g], &c->start,
+                              &c->end, on_bounds, c);
+      return;
+    }
+    gen_list_destroy(&c->gens);
+    c->r++;
+    c->g = 0;
+    c->listed = 0;
+  }
+  choose_done(c, 0, NULL);
+}
+
+void restore_choose(struct backend *const *backends, size_t n,
+                    const struct restore_opts *o, struct restore_target *out,
+                    restore_cb cb, void *arg) {
+  struct choose *c = xcalloc(1, sizeof(*c));
+  c->bs = backends;
+  c->n = n;
+  c->o = *o;
+  c->o.generation = o->generation ? xstrdup(o->generation) : NULL;
+  c->out = out;
+  c->cb = cb;
+  c->arg = arg;
+  choose_next(c);
+}
+
+/* ------------------------------------------------------------------ */
+
+struct sync_wait {
+  volatile int done;
+  int status;
+  char *err;
+  size_t errlen;
+};
+
+static void on_sync(void *arg, int status, const char *err) {
+  struct sync_wait *w = arg;
+  w->status = status;
+  if (status && w->err && w->errlen)
+    snprintf(w->err, w->errlen, "%s", err ? err : err_str(status));
+  w->done = 1;
+}
+
+static int sync_run(struct sync_wait *w) {
+  int rc = loop_run_until(&w->done);
+  if (rc && w->err && w->errlen)
+    snprintf(w->err, w->errlen, "%s", err_str(rc));
+  return rc ? rc : w->status;
+}
+
+int restore_choose_sync(struct backend *const *backends, size_t n,
+                        const struct restore_opts *o,
+                        struct restore_target *out, char *err, size_t errlen) {
+  struct sync_wait w = {0, 0, err, errlen};
+  restore_choose(backends, n, o, out, on_sync, &w);
+  return sync_run(&w);
+}
+
+int restore_run_sync(struct backend *b, const char *gen,
+                     const struct restore_opts *o, const char *out_path,
+                     char *err, size_t errlen) {
+  struct sync_wait w = {0, 0, err, errlen};
+  restore_run(b, gen, o, out_path, on_sync, &w);
+  return sync_run(&w);
+}

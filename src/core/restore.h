@@ -1,0 +1,77 @@
+/*
+ * Restore (spec 4): rebuild a database from a replica's snapshot and WAL
+ * segments.  Used by the `restore` command and, later, by validation.
+ *
+ * Differences from Litestream 0.3.13, on purpose:
+ *  - a -timestamp later than the last upload restores the latest state
+ *    (Litestream: "no matching backups found");
+ *  - stray segments with an index below the chosen snapshot are ignored;
+ *  - segments must be contiguous: within an index the first starts at
+ *    offset 0 and each next one at the previous offset plus its
+ *    decompressed length; every index from the snapshot's to the last one
+ *    must be present.  Every frame's salts and checksum chain are verified
+ *    and each index must end on a commit frame.  Anything missing, corrupt
+ *    or out of place is an error naming the object, never a silently
+ *    shorter database;
+ *  - the result must pass PRAGMA integrity_check; no -wal/-shm is left
+ *    behind; the output is 0600 and appears only when complete (nothing is
+ *    left behind on failure).
+ *
+ * Everything is asynchronous on the loop: downloads through the backend,
+ * LZ4 decoding and SQLite work on the thread pool.  Memory stays bounded:
+ * large objects stream through a few fixed-size ranges.
+ */
+#ifndef SLUICE_RESTORE_H
+#define SLUICE_RESTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "core/names.h"
+
+struct restore_opts {
+  const char *db;         /* database path for log lines, or NULL */
+  const char *generation; /* restrict to one generation, or NULL */
+  int has_index;
+  uint32_t index; /* last WAL index to apply (with has_index) */
+  int has_timestamp;
+  int64_t timestamp_ns; /* point in time (with has_timestamp) */
+  int parallelism;      /* WAL indexes downloaded at once; < 1 means 1 */
+};
+
+/* status is 0 or a negative code; err is a one-line message (valid only
+ * during the callback). */
+typedef void (*restore_cb)(void *arg, int status, const char *err);
+
+struct restore_target {
+  size_t replica; /* index into the backends given to restore_choose */
+  char gen[GEN_LEN + 1];
+  int64_t start_ns, end_ns; /* the generation's time bounds */
+};
+
+/* Chooses the replica and generation to restore (spec 4.1): among the
+ * generations (only o->generation if set) whose first upload is not after
+ * o->timestamp_ns, the one with the latest last upload; ties keep the
+ * earlier replica and generation.  Fails with ERR_NO_BACKUPS ("no matching
+ * backups found") when nothing matches.  `out` is written on success. */
+void restore_choose(struct backend *const *backends, size_t n,
+                    const struct restore_opts *o, struct restore_target *out,
+                    restore_cb cb, void *arg);
+int restore_choose_sync(struct backend *const *backends, size_t n,
+                        const struct restore_opts *o,
+                        struct restore_target *out, char *err, size_t errlen);
+
+/* Restores generation `gen` of replica b into out_path, which must not
+ * exist (ERR_EXISTS: "cannot restore, output path already exists: PATH").
+ * Parent directories are created.  Works in out_path.tmp (and
+ * out_path.tmp-<index>-wal staging files) and renames into place at the
+ * end.  `o` and the strings are copied; b must outlive the restore. */
+void restore_run(struct backend *b, const char *gen,
+                 const struct restore_opts *o, const char *out_path,
+                 restore_cb cb, void *arg);
+int restore_run_sync(struct backend *b, const char *gen,
+                     const struct restore_opts *o, const char *out_path,
+                     char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * The local meta directory (spec 1.3), identical to Litestream 0.3's so a
+ * host can swap binaries and carry on in the same generation:
+ *
+ *   <dir>/.<db>-litestream/generation                 "<gen>\n"
+ *   <dir>/.<db>-litestream/generations/<gen>/wal/<IDX>.wal
+ *
+ * A shadow WAL file is a byte copy of one lifetime of the real -wal
+ * (between two WAL restarts): the 32-byte header SQLite wrote for that
+ * lifetime, then whole frames of committed transactions only, so its
+ * checksum chain is valid and it always ends on a commit boundary.
+ * These functions do blocking I/O: call them off the loop thread.
+ */
+#ifndef SLUICE_SHADOW_H
+#define SLUICE_SHADOW_H
+
+#include <stdint.h>
+
+#include "core/names.h"
+#include "core/wal.h"
+
+/* Reads the generation file; returns 0 and fills gen if it holds a valid
+ * generation name, ERR_NO_GENERATION otherwise. */
+int shadow_read_generation(const char *meta, char gen[GEN_LEN + 1]);
+int shadow_write_generation(const char *meta, const char *gen);
+int shadow_remove_generation_file(const char *meta);
+
+/* Owned path strings. */
+char *shadow_gen_dir(const char *meta, const char *gen);
+char *shadow_wal_dir(const char *meta, const char *gen);
+char *shadow_wal_path(const char *meta, const char *gen, uint32_t index);
+
+/* Highest shadow WAL index of a generation; ERR_NOT_FOUND if none. */
+int shadow_max_index(const char *meta, const char *gen, uint32_t *index);
+/* Deletes every generations/<g> except `keep`, and every *.tmp file. */
+int shadow_clean(const char *meta, const char *keep);
+/* Deletes shadow files of `gen` with index < below. */
+int shadow_prune(const char *meta, const char *gen, uint32_t below);
+
+/* State of a shadow file after validating it end to end. */
+struct shadow_state {
+  struct wal_header hdr;
+  int64_t size;     /* bytes up to the last commit frame */
+  uint32_t s0, s1;  /* checksum chain at `size` */
+  uint8_t last_frame_hdr[WAL_FRAME_HEADER_SIZE]; /* valid if size > 32 */
+};
+/* Scans a shadow file: header, checksum chain, commit boundary.  A torn
+ * tail (a kill -9 during an append) is cut back to the last commit frame.
+ * Returns 0, or an error if the header is unreadable or invalid. */
+int shadow_load(const char *path, struct shadow_state *out);
+
+#endif
