@@ -321,9 +321,11 @@ def main():
     p.add_argument("--upstream", required=True)
     p.add_argument("--chunked", action="store_true")
     p.add_argument("--partial", action="store_true")
+    p.add_argument("--port", type=int, default=0,
+                   help="listen here (0: any free port)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     srv.daemon_threads = True
     port = srv.server_address[1]
     tmp = args.port_file + ".tmp"
