@@ -27,7 +27,9 @@
  * The access token is cached and fetched again shortly before it expires
  * (a quarter of its lifetime, at most 5 minutes, ahead); requests that
  * need one wait for the fetch, which goes through http_submit like any
- * other request.  A 401 drops the token and retries the request once.
+ * other request.  If that early fetch fails, the old token keeps serving
+ * until shortly before it expires.  A 401 drops the token and retries the
+ * request once.
  * Tokens and keys are never logged.
  */
 #include <errno.h>
@@ -60,6 +62,9 @@
   "/computeMetadata/v1/instance/service-accounts/default/token"
 #define JWT_LIFETIME 3600
 #define CREDS_FILE_MAX (256 << 10)
+/* After a failed early refresh the old token is used for up to this long
+ * (or half the refresh margin) before the next attempt. */
+#define TOKEN_GRACE_NS (10 * NS_PER_SEC)
 
 enum auth_mode { AUTH_NONE, AUTH_SERVICE_ACCOUNT, AUTH_USER, AUTH_METADATA };
 
@@ -86,6 +91,8 @@ struct auth {
   char *token;        /* current access token, never logged */
   int gen;            /* bumped for every new token */
   int64_t refresh_ns; /* monotonic time from which a new one is needed */
+  int64_t expiry_ns;  /* monotonic time at which the token stops working */
+  int64_t grace_ns;   /* how long before expiry a failed refresh is fatal */
   int fetching;
   struct http_request req;
   struct buf resp;
@@ -191,7 +198,9 @@ static int parse_token(struct auth *a, const struct buf *body, char *msg,
   a->token = xstrdup(tok);
   a->gen++;
   int64_t margin = MIN(300 * NS_PER_SEC, secs * NS_PER_SEC / 4);
-  a->refresh_ns = time_mono_ns() + secs * NS_PER_SEC - margin;
+  a->expiry_ns = time_mono_ns() + secs * NS_PER_SEC;
+  a->refresh_ns = a->expiry_ns - margin;
+  a->grace_ns = MIN(TOKEN_GRACE_NS, margin / 2);
   json_decref(j);
   return 0;
 }
@@ -244,9 +253,19 @@ static void on_auth_done(struct http_request *req, void *arg) {
     snprintf(msg, sizeof(msg), "%s", m2);
     rc = ERR_AUTH;
   }
-  /* A failure is not logged here: every waiting call reports it. */
-  if (!rc)
+  /* A failed early refresh is not fatal while the old token still has a
+   * while to live: keep using it and try again in a little while. */
+  int64_t now = time_mono_ns();
+  if (rc && rc != ERR_CANCELED && a->token &&
+      now + a->grace_ns < a->expiry_ns) {
+    log_warn(NULL, g->b->name, "gcs: %s; the current token is still valid",
+             msg);
+    a->refresh_ns = MIN(now + a->grace_ns, a->expiry_ns - a->grace_ns);
+    rc = 0;
+  } else if (!rc) {
     log_debug(NULL, g->b->name, "gcs: new access token from %s", a->token_uri);
+  }
+  /* Other failures are not logged here: every waiting call reports them. */
   http_request_free(&a->req);
   buf_destroy(&a->resp);
   free(a->form);
@@ -317,7 +336,7 @@ static int gcall_retry_auth(struct gcall *c) {
     return 0;
   c->auth_retried = 1;
   if (c->token_gen == a->gen)
-    a->refresh_ns = 0;
+    a->refresh_ns = a->expiry_ns = 0; /* known bad: no grace */
   log_debug(NULL, c->g->b->name,
             "gcs: access token rejected (401), "
             "fetching a new one");

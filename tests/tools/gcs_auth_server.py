@@ -15,6 +15,8 @@ counterpart that checks it.  This server (127.0.0.1, port written to
   GET  /_stats  what happened, as JSON (tokens issued, JWT failures,
                 requests per token, rejected requests, resumable chunks).
   POST /_revoke every token issued so far stops working.
+  POST /_fail_tokens?n=N  the next N token requests get 400
+                invalid_request (an outage of the token endpoint).
   anything else the storage JSON API: the bearer token must be one we
                 issued and not expired, else 401; then the request goes to
                 --upstream.  With --chunked, resumable uploads are handled
@@ -54,7 +56,9 @@ state = {
     "chunks": [],       # Content-Range of resumable PUTs
     "sessions": 0,
     "claims": None,     # last good claims
+    "failed_on_purpose": 0,
 }
+fail_tokens = [0]       # token requests still to refuse (/_fail_tokens)
 tokens = {}             # token -> expiry (time.time())
 sessions = {}           # upload_id -> dict
 port = 0
@@ -143,6 +147,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def token(self):
         form = urllib.parse.parse_qs(self.body().decode())
+        with lock:
+            refuse = fail_tokens[0] > 0
+            if refuse:
+                fail_tokens[0] -= 1
+                state["failed_on_purpose"] += 1
+        if refuse:
+            return self.reply(400, {"error": "invalid_request",
+                                    "error_description": "test outage"})
         if form.get("grant_type") != [GRANT]:
             return self.reply(400, {"error": "unsupported_grant_type"})
         claims, why = verify_jwt(form.get("assertion", [""])[0])
@@ -301,6 +313,12 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_stats":
             with lock:
                 return self.reply(200, state)
+        if path == "/_fail_tokens":
+            self.body()
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            with lock:
+                fail_tokens[0] = int(q.get("n", ["1"])[0])
+            return self.reply(200, {})
         if path == "/_revoke":
             self.body()
             with lock:

@@ -515,14 +515,25 @@ TEST(oauth_service_account_tokens_used_and_refreshed) {
   /* Still the first token; every request carried it. */
   CHECK_INT(stat_int("tokens"), 1);
   CHECK_INT(stat_len("used"), 1);
-  /* Tokens live 6 s here and are replaced a quarter of that before they
-   * expire: 4.6 s after the first one, the next operation fetches a new
-   * one before it starts. */
-  int64_t wait = t_token + 4600 * NS_PER_MS - time_mono_ns();
+  /* Tokens live 12 s here and are replaced a quarter of that (3 s) before
+   * they expire.  At 9.2 s the next operation wants a new one; the token
+   * endpoint refuses, and the old token, still good, serves. */
+  int64_t wait = t_token + 9200 * NS_PER_MS - time_mono_ns();
   CHECK(wait > 0);
   if (wait > 0)
     usleep((useconds_t)(wait / 1000));
+  json_decref(server_call("POST", "/_fail_tokens?n=1"));
   struct obj_list l = {0};
+  CHECK_INT(backend_list_sync(b, "", 0, &l, errbuf, sizeof(errbuf)), 0);
+  CHECK_INT(l.n, 7);
+  obj_list_destroy(&l);
+  CHECK_INT(stat_int("failed_on_purpose"), 1);
+  CHECK_INT(stat_int("tokens"), 1);
+  /* 1.5 s later (half the margin) it tries again, and gets one. */
+  wait = t_token + 10800 * NS_PER_MS - time_mono_ns();
+  CHECK(wait > 0);
+  if (wait > 0)
+    usleep((useconds_t)(wait / 1000));
   CHECK_INT(backend_list_sync(b, "", 0, &l, errbuf, sizeof(errbuf)), 0);
   CHECK_INT(l.n, 7);
   obj_list_destroy(&l);
@@ -641,7 +652,7 @@ static void oauth_tests(void) {
     printf("SKIP oauth tests: openssl or python3 missing\n");
     return;
   }
-  if (start_auth_server(pub, email, "6")) {
+  if (start_auth_server(pub, email, "12")) {
     printf("SKIP oauth tests: cannot start gcs_auth_server.py\n");
     return;
   }
