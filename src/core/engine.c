@@ -15,10 +15,12 @@
 #include "core/util.h"
 
 #define BUSY_TIMEOUT_MS 1000
+/* How long the checkpoint waits for the write lock before trying later. */
+#define WRITE_LOCK_WAIT_MS 250
 #define COPY_CHUNK (4 << 20)
 /* Frames checkpointed before taking the write lock when the WAL holds more
  * than this many un-checkpointed frames. */
-#define PRECHECKPOINT_FRAMES 64
+#define PRECHECKPOINT_FRAMES 256
 
 void engine_global_init(void) {
   static int done;
@@ -46,9 +48,10 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
                           ? cfg->min_checkpoint_page_count
                           : DEFAULT_MIN_CHECKPOINT_PAGES;
   e->max_ckpt_pages = cfg->max_checkpoint_page_count;
-  e->ckpt_min_interval_ns = NS_PER_SEC;
+  e->ckpt_min_interval_ns = 250 * NS_PER_MS;
   e->pin = -1;
   e->wal_fd = -1;
+  e->db_fd = -1;
   e->shadow_fd = -1;
 }
 
@@ -61,8 +64,31 @@ static void set_err(struct engine *e, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* SQLite's default busy handler sleeps 1, 2, 5, 10... ms between tries, so
+ * against a writer committing tens of thousands of times a second it rarely
+ * finds the write lock free.  Ours retries every 100us until a deadline. */
+struct busy_wait {
+  int64_t deadline_ns;
+};
+static _Thread_local struct busy_wait t_busy;
+
+static int on_busy(void *arg, int n) {
+  (void)arg;
+  (void)n;
+  int64_t now = time_mono_ns();
+  int64_t deadline = t_busy.deadline_ns ? t_busy.deadline_ns
+                                        : now + BUSY_TIMEOUT_MS * NS_PER_MS;
+  if (!t_busy.deadline_ns)
+    t_busy.deadline_ns = deadline;
+  if (now >= deadline)
+    return 0;
+  usleep(100);
+  return 1;
+}
+
 static int sql_exec(struct engine *e, sqlite3 *c, const char *sql) {
   char *msg = NULL;
+  t_busy.deadline_ns = 0;
   int rc = sqlite3_exec(c, sql, NULL, NULL, &msg);
   if (rc != SQLITE_OK) {
     set_err(e, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
@@ -76,6 +102,7 @@ static int sql_exec(struct engine *e, sqlite3 *c, const char *sql) {
 static int sql_row(struct engine *e, sqlite3 *c, const char *sql,
                    int64_t out[3], char *text, size_t textlen) {
   sqlite3_stmt *st;
+  t_busy.deadline_ns = 0;
   int rc = sqlite3_prepare_v2(c, sql, -1, &st, NULL);
   if (rc != SQLITE_OK) {
     set_err(e, "%s: %s", sql, sqlite3_errmsg(c));
@@ -114,7 +141,7 @@ static int open_conn(struct engine *e, sqlite3 **out) {
   /* Never delete the -wal on close: it is the application's. */
   int on = 1;
   sqlite3_file_control(c, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
-  sqlite3_busy_timeout(c, BUSY_TIMEOUT_MS);
+  sqlite3_busy_handler(c, on_busy, NULL);
   sqlite3_extended_result_codes(c, 1);
   /* Our connections never checkpoint on their own and read little. */
   if ((rc = sql_exec(e, c, "PRAGMA wal_autocheckpoint = 0")) ||
@@ -403,7 +430,10 @@ static void close_all(struct engine *e) {
     close(e->wal_fd);
   if (e->shadow_fd >= 0)
     close(e->shadow_fd);
-  e->wal_fd = e->shadow_fd = -1;
+  /* Only now that SQLite's connections are closed. */
+  if (e->db_fd >= 0)
+    close(e->db_fd);
+  e->wal_fd = e->shadow_fd = e->db_fd = -1;
   e->opened = 0;
 }
 
@@ -414,6 +444,12 @@ int engine_open(struct engine *e) {
   if (stat(e->db_path, &sb))
     return ERR_NOT_FOUND;
   int rc;
+  /* Before any SQLite connection: never closed while they are open. */
+  e->db_fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
+  if (e->db_fd < 0) {
+    set_err(e, "open %s: %s", e->db_path, strerror(errno));
+    return errno == ENOENT ? ERR_NOT_FOUND : -errno;
+  }
   char mode[32];
   if ((rc = open_conn(e, &e->conn[0])) || (rc = open_conn(e, &e->conn[1])))
     goto fail;
@@ -475,7 +511,10 @@ static int is_successor(const struct wal_header *old, const struct wal_header *h
          dseq == dsalt && dseq >= 1 && dseq <= (1u << 20);
 }
 
+static int pin_advance(struct engine *e);
+
 int engine_sync(struct engine *e, int *new_gen) {
+  uint32_t index0 = e->index;
   *new_gen = 0;
   e->err[0] = '\0';
   int64_t t0 = time_mono_ns();
@@ -534,12 +573,21 @@ int engine_sync(struct engine *e, int *new_gen) {
 out:
   if (!fstat(e->wal_fd, &sb))
     e->wal_size = sb.st_size;
-  if (!stat(e->db_path, &sb))
+  if (!fstat(e->db_fd, &sb))
     e->db_size = sb.st_size;
   e->stats.sync_count++;
   e->stats.sync_ns += time_mono_ns() - t0;
   if (rc)
     e->stats.sync_errors++;
+  /* After a restart our pin may sit on read-mark 0, which blocks every
+   * checkpoint: the application's autocheckpoint would then scan the whole
+   * WAL on each commit.  Move it onto the new lifetime (a slot >= 1). */
+  if (!rc && !*new_gen && e->index != index0 && !e->advancing &&
+      e->pin >= 0) {
+    int arc = pin_advance(e);
+    if (arc && arc != ERR_BUSY)
+      rc = arc;
+  }
   return rc;
 }
 
@@ -557,6 +605,29 @@ int engine_should_checkpoint(const struct engine *e, int64_t now_ns,
          now_ns - e->last_ckpt_ns >= e->ckpt_min_interval_ns;
 }
 
+/* The WAL file keeps the size of its longest lifetime.  When that is far
+ * beyond the checkpoint thresholds, restart the WAL ourselves (our pin is
+ * on read-mark 0 now, everything is checkpointed): the connection that
+ * restarts it truncates it to journal_size_limit (spec 2.6's TRUNCATE, in
+ * a form that never blocks on readers). */
+static void shrink_wal(struct engine *e, int f) {
+  int64_t limit = wal_size_for(e->hdr.page_size, MAX(e->max_ckpt_pages,
+                                                     e->min_ckpt_pages));
+  if (e->wal_size <= 2 * limit || e->ckpt_full_index != e->index + 1)
+    return;
+  char sql[64];
+  snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %lld",
+           (long long)limit);
+  if (sql_exec(e, e->conn[f], sql))
+    return;
+  t_busy.deadline_ns = time_mono_ns() + 50 * NS_PER_MS;
+  if (sqlite3_exec(e->conn[f], "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+      SQLITE_OK) {
+    force_wal_write(e, f);
+    sql_exec(e, e->conn[f], "COMMIT");
+  }
+}
+
 /* Moves the pin to the free connection without a gap: the new pin begins,
  * everything present is copied, then the old pin ends. */
 static int pin_advance(struct engine *e) {
@@ -565,7 +636,9 @@ static int pin_advance(struct engine *e) {
   if (rc)
     return rc;
   int ng = 0;
+  e->advancing = 1;
   rc = engine_sync(e, &ng);
+  e->advancing = 0;
   if (rc || ng) {
     /* Keep the old pin; drop the new one. */
     pin_end(e, f);
@@ -583,22 +656,53 @@ int engine_checkpoint(struct engine *e) {
   e->err[0] = '\0';
   int64_t frames_before = (e->shadow_size - WAL_HEADER_SIZE) /
                           wal_frame_size(e->hdr.page_size);
-  if (frames_before > PRECHECKPOINT_FRAMES) {
-    /* Checkpoint the bulk without the write lock: writers keep going. */
+  if (e->ckpt_full_index == e->index + 1) {
+    /* Everything was checkpointed and the WAL has not restarted since
+     * (nobody wrote): nothing to do. */
+    rc = 0;
+    goto out;
+  }
+  /* Checkpoint the bulk without the write lock, so writers keep going:
+   * move the pin to the end, checkpoint up to it, flush; repeat while the
+   * writer added a lot meanwhile.  Under the write lock only the tail is
+   * left, with little to write or fsync. */
+  for (int round = 0; round < 4 && frames_before > PRECHECKPOINT_FRAMES &&
+                     time_mono_ns() - t0 < 250 * NS_PER_MS;
+       round++) {
     if ((rc = pin_advance(e)))
       goto out;
+    res[1] = res[2] = 0;
     sql_row(e, e->conn[1 - e->pin], "PRAGMA wal_checkpoint(PASSIVE)", res,
             NULL, 0);
+    fdatasync(e->wal_fd);
+    fdatasync(e->db_fd);
+    if ((rc = shadow_fsync(e)))
+      goto out;
+    if (res[1] - res[2] <= PRECHECKPOINT_FRAMES)
+      break;
   }
+  if ((rc = shadow_fsync(e)))
+    goto out;
+  int64_t t_lock = time_mono_ns();
   int f = 1 - e->pin;
-  if ((rc = sql_exec(e, e->conn[f], "BEGIN IMMEDIATE"))) {
-    goto out; /* ERR_BUSY: the application is writing; try later */
+  {
+    char *msg = NULL;
+    t_busy.deadline_ns = time_mono_ns() + WRITE_LOCK_WAIT_MS * NS_PER_MS;
+    int src = sqlite3_exec(e->conn[f], "BEGIN IMMEDIATE", NULL, NULL, &msg);
+    sqlite3_free(msg);
+    if (src != SQLITE_OK) {
+      rc = (src & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
+      if (rc != ERR_BUSY)
+        set_err(e, "BEGIN IMMEDIATE: %s", sqlite3_errstr(src));
+      goto out; /* ERR_BUSY: the application is writing; try later */
+    }
   }
-  /* No commit can happen now: copy the tail, then swap the pin. */
+  int64_t t_acq = time_mono_ns();
+  /* No commit can happen now: copy the tail, then swap the pin.  (The
+   * tail is not fsynced here: after a power loss a shadow shorter than the
+   * WAL it copied only means a new generation, never a gap.) */
   int ng = 0;
   rc = engine_sync(e, &ng);
-  if (!rc)
-    rc = shadow_fsync(e);
   if (rc || ng) {
     sql_exec(e, e->conn[f], "ROLLBACK");
     goto out;
@@ -608,12 +712,16 @@ int engine_checkpoint(struct engine *e) {
   e->pin = f; /* f's read transaction is the pin now */
   rc = sql_row(e, e->conn[old], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL,
                0);
+  if (!rc && res[0] == 0 && res[1] == res[2])
+    e->ckpt_full_index = e->index + 1;
   /* New pin on the old connection: with everything checkpointed it sits on
    * read-mark 0 and lets the next writer restart the WAL. */
   int prc = pin_begin(e, old);
   if (prc == 0) {
     sql_exec(e, e->conn[f], "ROLLBACK");
     e->pin = old;
+    e->lock_held_ns = time_mono_ns() - t_acq;
+    shrink_wal(e, f);
   } else {
     /* Keep f's read transaction as the pin; we hold the write lock in it,
      * so end it and re-pin f as a plain reader. */
@@ -630,6 +738,12 @@ int engine_checkpoint(struct engine *e) {
   }
   if (rc == ERR_BUSY)
     rc = 0; /* another checkpointer was running: fine */
+  if (log_enabled(LOG_DEBUG))
+    log_debug(e->name, NULL,
+              "checkpoint: %lld frames, waited %.1fms for the write lock, "
+              "held it %.1fms, total %.1fms",
+              (long long)frames_before, (t_acq - t_lock) / 1e6,
+              e->lock_held_ns / 1e6, (time_mono_ns() - t0) / 1e6);
 out:
   e->last_ckpt_ns = time_mono_ns();
   if (rc && rc != ERR_BUSY)
@@ -642,18 +756,14 @@ out:
 
 int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
                     char gen[GEN_LEN + 1], uint32_t *index) {
-  int fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    set_err(e, "open %s: %s", e->db_path, strerror(errno));
-    return -errno;
-  }
+  /* Read through the fd held for the process lifetime: opening and
+   * closing another one would release SQLite's locks (POSIX semantics). */
   struct stat sb;
-  int rc = fstat(fd, &sb) ? -errno : 0;
+  int rc = fstat(e->db_fd, &sb) ? -errno : 0;
   if (!rc)
-    rc = lz4_compress_fd(fd, 0, sb.st_size, out_fd, out_len);
+    rc = lz4_compress_fd(e->db_fd, 0, sb.st_size, out_fd, out_len);
   if (rc)
     set_err(e, "snapshot of %s: %s", e->db_path, err_str(rc));
-  close(fd);
   if (!rc) {
     memcpy(gen, e->gen, GEN_LEN + 1);
     *index = e->index;

@@ -66,6 +66,8 @@ struct engine {
   sqlite3 *conn[2];
   int pin; /* index in conn[] of the connection holding the pin, or -1 */
   int wal_fd;
+  int db_fd; /* held open for the process lifetime: closing any fd of the
+               database file would drop SQLite's POSIX locks on it */
   int shadow_fd;
   int opened;      /* connections open and pinned */
   char gen[GEN_LEN + 1];
@@ -81,6 +83,9 @@ struct engine {
   int64_t last_ckpt_ns;
   int shadow_dirty;    /* appended since the last fsync */
   int pin_gap;         /* we were unpinned for a moment: distrust restarts */
+  int advancing;       /* inside pin_advance */
+  int64_t lock_held_ns; /* write lock hold time of the last checkpoint */
+  uint32_t ckpt_full_index; /* index+1 fully checkpointed, 0 if none */
 
   struct engine_stats stats;
   char reason[128];  /* why the last new generation was started */
