@@ -35,6 +35,7 @@
 
 #include "backends/aws_creds.h"
 #include "backends/backend.h"
+#include "backends/base64.h"
 #include "backends/s3.h"
 #include "backends/sigv4.h"
 #include "backends/xml.h"
@@ -1388,9 +1389,19 @@ static int open_sse(struct s3 *s, const struct replica_config *cfg, char *err,
     s->sse_kms_key_id = xstrdup(cfg->sse_kms_key_id);
   }
   if (cfg->sse_c_key && *cfg->sse_c_key) {
-    uint8_t raw[64];
-    long n = base64_decode(cfg->sse_c_key, raw, sizeof(raw));
-    if (n != 32) {
+    uint8_t *raw = NULL;
+    size_t n = 0;
+    int bad = base64_decode(cfg->sse_c_key, strlen(cfg->sse_c_key), 0, &raw,
+                            &n) != 0 ||
+              n != 32;
+    char md5[25];
+    if (!bad)
+      md5_base64(raw, 32, md5);
+    if (raw) {
+      OPENSSL_cleanse(raw, n);
+      free(raw);
+    }
+    if (bad) {
       msgf(err, errlen,
            "replica %s: sse-c-key must be the base64 of a 256-bit key", name);
       return ERR_CONFIG;
@@ -1400,9 +1411,6 @@ static int open_sse(struct s3 *s, const struct replica_config *cfg, char *err,
            name);
       return ERR_CONFIG;
     }
-    char md5[25];
-    md5_base64(raw, 32, md5);
-    OPENSSL_cleanse(raw, sizeof(raw));
     s->ssec_key = xstrdup(cfg->sse_c_key);
     s->ssec_md5 = xstrdup(md5);
   }

@@ -67,47 +67,6 @@ void md5_base64(const void *data, size_t n, char out[25]) {
   EVP_EncodeBlock((unsigned char *)out, md, 16);
 }
 
-char *base64_encode(const void *data, size_t n) {
-  char *out = xmalloc(4 * ((n + 2) / 3) + 1);
-  EVP_EncodeBlock((unsigned char *)out, data, (int)n);
-  return out;
-}
-
-static int b64_val(int c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
-}
-
-long base64_decode(const char *s, uint8_t *out, size_t max) {
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t n = 0;
-  for (; *s && *s != '='; s++) {
-    int v = b64_val((unsigned char)*s);
-    if (v < 0)
-      return -1;
-    acc = acc << 6 | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      if (n >= max)
-        return -1;
-      out[n++] = (uint8_t)(acc >> bits);
-    }
-  }
-  for (; *s == '='; s++)
-    ;
-  return *s ? -1 : (long)n;
-}
 
 char *sigv4_uri_encode(const char *s, int keep_slash) {
   static const char hex[] = "0123456789ABCDEF";

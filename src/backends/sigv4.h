@@ -77,10 +77,6 @@ void sha256_final_hex(struct sha256_ctx *c, char out[65]);
 
 /* Base64 of MD5 (Content-MD5 header); out holds 25 bytes. */
 void md5_base64(const void *data, size_t n, char out[25]);
-/* Standard base64 with padding; returns owned string. */
-char *base64_encode(const void *data, size_t n);
-/* Decodes standard base64 (padding optional); returns the byte count or
- * -1 if invalid or longer than max. */
-long base64_decode(const char *s, uint8_t *out, size_t max);
+
 
 #endif
