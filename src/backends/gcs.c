@@ -249,8 +249,8 @@ static void on_auth_done(struct http_request *req, void *arg) {
     rc = req->error == ERR_CANCELED ? ERR_CANCELED : ERR_AUTH;
   } else if ((rc = parse_token(a, &a->resp, msg, sizeof(msg)))) {
     char m2[512];
-    snprintf(m2, sizeof(m2), "token from %s: %s", a->token_uri, msg);
-    snprintf(msg, sizeof(msg), "%s", m2);
+    snprintf(m2, sizeof(m2), "token from %.200s: %.280s", a->token_uri, msg);
+    memcpy(msg, m2, sizeof(msg));
     rc = ERR_AUTH;
   }
   /* A failed early refresh is not fatal while the old token still has a

@@ -259,9 +259,12 @@ void sharedkey_format_date(int64_t ns, char out[32]) {
   time_t t = (time_t)(ns / NS_PER_SEC);
   struct tm tm;
   gmtime_r(&t, &tm);
-  snprintf(out, 32, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
-           tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-           tm.tm_min, tm.tm_sec);
+  /* Fields reduced to their ranges so the compiler can see it fits. */
+  snprintf(out, 32, "%s, %02u %s %04u %02u:%02u:%02u GMT",
+           days[(unsigned)tm.tm_wday % 7], (unsigned)tm.tm_mday % 32u,
+           months[(unsigned)tm.tm_mon % 12], (unsigned)(tm.tm_year + 1900) % 10000u,
+           (unsigned)tm.tm_hour % 24u, (unsigned)tm.tm_min % 60u,
+           (unsigned)tm.tm_sec % 61u);
 }
 
 int sharedkey_parse_date(const char *s, int64_t *ns) {
