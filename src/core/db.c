@@ -222,6 +222,8 @@ static void job_done(void *arg, int status) {
   if (todo == DBJ_STATUS) {
     if (db->pending)
       submit(db);
+    if (db->state == DB_CLOSING)
+      close_advance(db);
     return;
   }
   if (todo & DBJ_CLOSE) {
