@@ -28,6 +28,12 @@ struct snap_waiter {
   struct snap_waiter *next;
 };
 
+struct val_waiter {
+  db_validation_cb cb;
+  void *arg;
+  struct val_waiter *next;
+};
+
 static void submit(struct db *db);
 static void close_advance(struct db *db);
 
@@ -140,6 +146,12 @@ static void job_work(void *arg) {
     }
     db->snap = s;
   }
+  if (todo & DBJ_VALIDATE) {
+    free(db->job_val_path);
+    db->job_val_path = xasprintf("%s/validate.%d.db.tmp", e->meta, (int)getpid());
+    db->job_val_rc = engine_validation_copy(e, db->job_val_path,
+                                            &db->job_val_pos);
+  }
   if (todo & DBJ_PRUNE && db->prune_below > 0)
     shadow_prune(e->meta, e->gen, db->prune_below);
 out:
@@ -183,6 +195,37 @@ static void fail_snapshot_waiters(struct db *db, int rc) {
     free(w);
     w = next;
   }
+}
+
+static void deliver_validation(struct db *db, int rc) {
+  struct val_waiter *w = db->val_waiters;
+  db->val_waiters = NULL;
+  char *path = db->job_val_path;
+  db->job_val_path = NULL;
+  if (rc && path)
+    unlink(path);
+  /* One copy per request: later waiters (rare) ask again. */
+  int first = 1;
+  while (w) {
+    struct val_waiter *next = w->next;
+    if (first && !rc)
+      w->cb(w->arg, 0, path, &db->job_val_pos);
+    else
+      w->cb(w->arg, rc ? rc : ERR_BUSY, NULL, NULL);
+    first = 0;
+    free(w);
+    w = next;
+  }
+  free(path);
+}
+
+void db_request_validation(struct db *db, db_validation_cb cb, void *arg) {
+  struct val_waiter *v = xcalloc(1, sizeof(*v));
+  v->cb = cb;
+  v->arg = arg;
+  v->next = db->val_waiters;
+  db->val_waiters = v;
+  db_kick(db, DBJ_VALIDATE);
 }
 
 static void deliver_snapshot(struct db *db) {
@@ -281,6 +324,8 @@ static void job_done(void *arg, int status) {
     if (db->snap)
       deliver_snapshot(db);
   }
+  if (todo & DBJ_VALIDATE)
+    deliver_validation(db, rc ? rc : db->job_val_rc);
   if (db->job_grew || db->job_new_gen || (todo & DBJ_SNAPSHOT) == 0) {
     for (size_t i = 0; i < db->n_replicas; i++)
       replica_notify(db->replicas[i]);
@@ -465,6 +510,7 @@ void db_close(struct db *db, void (*cb)(void *arg), void *arg) {
   loop_timer_free(db->retry_timer);
   db->poll_timer = db->idle_timer = db->retry_timer = NULL;
   fail_snapshot_waiters(db, ERR_CANCELED);
+  deliver_validation(db, ERR_CANCELED);
   db->close_phase = 1;
   db_kick(db, DBJ_SYNC);
 }
@@ -481,6 +527,7 @@ void db_free(struct db *db) {
   loop_timer_free(db->retry_timer);
   loop_timer_free(db->status_timer);
   free(db->status_text);
+  free(db->job_val_path);
   engine_destroy(&db->eng);
   free(db);
 }

@@ -41,6 +41,7 @@ enum {
   DBJ_NEWGEN = 1 << 4,
   DBJ_CLOSE = 1 << 5,
   DBJ_STATUS = 1 << 6, /* write the status file read by `sluice replicas` */
+  DBJ_VALIDATE = 1 << 7, /* consistent copy for validation */
 };
 
 /* A compressed snapshot file shared by the replicas that asked for it. */
@@ -55,6 +56,10 @@ struct db_snapshot {
 
 typedef void (*db_snapshot_cb)(void *arg, int status,
                                struct db_snapshot *snap);
+/* path: a consistent copy of the database at position *at (owned by the
+ * caller once delivered: unlink it when done). */
+typedef void (*db_validation_cb)(void *arg, int status, const char *path,
+                                 const struct pos *at);
 
 struct db {
   struct db_config *cfg; /* borrowed; outlives the db */
@@ -96,6 +101,10 @@ struct db {
   int closing_replicas;
   int close_phase; /* 0, or 1..3 while closing (db.c) */
   struct loop_timer *status_timer;
+  struct val_waiter *val_waiters;
+  int job_val_rc;
+  struct pos job_val_pos;
+  char *job_val_path;
   char *status_text; /* formatted on the loop, written by the next job */
 };
 
@@ -120,6 +129,7 @@ void db_free(struct db *db);
 void db_kick(struct db *db, unsigned what);
 void db_request_snapshot(struct db *db, db_snapshot_cb cb, void *arg);
 void db_snapshot_release(struct db *db, struct db_snapshot *snap);
+void db_request_validation(struct db *db, db_validation_cb cb, void *arg);
 /* Replicas moved: prune shadow files no replica needs any more. */
 void db_replicas_advanced(struct db *db);
 const char *db_state_name(enum db_state s);

@@ -771,6 +771,56 @@ int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
   return rc;
 }
 
+int engine_validation_copy(struct engine *e, const char *out_path,
+                           struct pos *at) {
+  int f = 1 - e->pin;
+  t_busy.deadline_ns = time_mono_ns() + WRITE_LOCK_WAIT_MS * NS_PER_MS;
+  int src = sqlite3_exec(e->conn[f], "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (src != SQLITE_OK)
+    return (src & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
+  int ng = 0;
+  int rc = engine_sync(e, &ng);
+  if (rc || ng) {
+    sql_exec(e, e->conn[f], "ROLLBACK");
+    return rc ? rc : ERR_BUSY;
+  }
+  /* Nothing can commit: a pin begun now sees exactly the shadow's end. */
+  int old = e->pin;
+  pin_end(e, old);
+  rc = pin_begin(e, old);
+  sql_exec(e, e->conn[f], "ROLLBACK");
+  if (rc) {
+    /* Keep a pin whatever happens. */
+    e->pin_gap = 1;
+    if (pin_begin(e, f) == 0)
+      e->pin = f;
+    else
+      e->pin = -1;
+    return rc;
+  }
+  memcpy(at->gen, e->gen, sizeof(at->gen));
+  at->index = e->index;
+  at->offset = e->shadow_size;
+  sqlite3 *dst = NULL;
+  unlink(out_path);
+  rc = sqlite3_open(out_path, &dst) == SQLITE_OK ? 0 : ERR_SQLITE;
+  if (!rc) {
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", e->conn[old], "main");
+    if (!b) {
+      rc = ERR_SQLITE;
+    } else {
+      int step = sqlite3_backup_step(b, -1);
+      if (step != SQLITE_DONE)
+        rc = ERR_SQLITE;
+      sqlite3_backup_finish(b);
+    }
+    if (rc)
+      set_err(e, "validation copy of %s: %s", e->db_path, sqlite3_errmsg(dst));
+  }
+  sqlite3_close(dst);
+  return rc;
+}
+
 int engine_close(struct engine *e) {
   int rc = 0;
   if (e->opened) {

@@ -125,6 +125,14 @@ int engine_checkpoint(struct engine *e);
 int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
                     char gen[GEN_LEN + 1], uint32_t *index);
 
+/* Validation (spec 3.8, without its false mismatches): with the write lock
+ * held for a moment, copies everything and pins a read transaction at that
+ * exact position, then writes a consistent copy of the database as of that
+ * position to out_path (SQLite's backup API reading through the pin).
+ * *at gets the position. */
+int engine_validation_copy(struct engine *e, const char *out_path,
+                           struct pos *at);
+
 /* Final copy, fsync, releases the pin and closes everything. */
 int engine_close(struct engine *e);
 

@@ -17,6 +17,7 @@
 #include "core/db.h"
 #include "core/err.h"
 #include "core/housekeeping.h"
+#include "core/validate.h"
 #include "core/log.h"
 #include "core/lz4frame.h"
 #include "core/shadow.h"
@@ -63,11 +64,13 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
   r->timer = loop_timer_new(on_timer, r);
   buf_init(&r->seg, 0);
   r->hk = hk_new(r);
+  r->val = validator_new(r);
   return r;
 }
 
 void replica_free(struct replica *r) {
   hk_free(r->hk);
+  validator_free(r->val);
   loop_timer_free(r->timer);
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
@@ -301,6 +304,9 @@ static void upload_next(struct replica *r) {
   r->seg_index = r->pos.index;
   r->seg_off = r->pos.offset;
   r->round_cap = r->pos.index == db->index ? db->shadow_size : -1;
+  if (r->val_cap_pending && r->pos.index == r->val_cap.index &&
+      !strcmp(r->pos.gen, r->val_cap.gen))
+    r->round_cap = r->val_cap.offset;
   loop_work_submit(build_work, build_done, r);
 }
 
@@ -336,6 +342,7 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
   if (!r->hk_started) {
     r->hk_started = 1;
     hk_start(r->hk);
+    validator_start(r->val);
   }
   set_state(r, R_IDLE);
   kick(r);
@@ -401,6 +408,7 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
   if (!r->hk_started) {
     r->hk_started = 1;
     hk_start(r->hk);
+    validator_start(r->val);
   }
   set_state(r, R_IDLE);
   kick(r);
@@ -579,6 +587,12 @@ static void kick(struct replica *r) {
   r->round_wall_ns = time_now_ns();
   r->round_index = db->index;
   r->round_size = db->shadow_size;
+  if (r->val_cap_pending && !strcmp(r->val_cap.gen, r->pos.gen) &&
+      pos_cmp(&r->pos, &r->val_cap) < 0) {
+    /* Validation needs a segment that ends exactly at its position. */
+    r->round_index = r->val_cap.index;
+    r->round_size = r->val_cap.offset;
+  }
   upload_next(r);
 }
 
@@ -589,6 +603,7 @@ void replica_notify(struct replica *r) {
 
 void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
   hk_stop(r->hk);
+  validator_stop(r->val);
   r->want_snapshot = 0;
   r->flushing = 1;
   r->flush_cb = cb;

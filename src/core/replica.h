@@ -70,6 +70,9 @@ struct replica {
   struct db_snapshot *snap;
   int busy;            /* an async operation is in flight */
   struct housekeeping *hk;
+  struct validator *val;
+  struct pos val_cap;   /* validation: the next round ends exactly here */
+  int val_cap_pending;
   int hk_started;
   int want_snapshot;   /* take a snapshot when idle (interval, retention) */
 };

@@ -1112,7 +1112,9 @@ static int plan_segments(struct rs *rs) {
     if (s->index < rs->snap.index)
       continue; /* older than the snapshot: not needed */
     if ((o->has_timestamp && s->created_ns > o->timestamp_ns) ||
-        (o->has_index && s->index > o->index))
+        (o->has_index && s->index > o->index) ||
+        (o->has_index && o->has_offset && s->index == o->index &&
+         s->offset >= o->offset))
       break;
     if (first == rs->segs.n)
       first = i;

@@ -35,6 +35,9 @@ struct restore_opts {
   const char *generation; /* restrict to one generation, or NULL */
   int has_index;
   uint32_t index; /* last WAL index to apply (with has_index) */
+  int has_offset;
+  int64_t offset; /* with has_index: stop index `index` at this byte offset
+                     (a segment boundary); used by validation */
   int has_timestamp;
   int64_t timestamp_ns; /* point in time (with has_timestamp) */
   int parallelism;      /* WAL indexes downloaded at once; < 1 means 1 */
