@@ -80,14 +80,15 @@ static void report(struct check *c, int is_error, int line, const char *key,
 }
 
 /* The nearest existing ancestor of path (path itself if it exists), with
- * its stat.  Returns owned string, or NULL with errno set when a component
- * cannot be looked at (EACCES, ENOTDIR, ELOOP...). */
+ * its stat; under a regular file (ENOTDIR) that file is the answer, so the
+ * caller can name it.  Returns owned string, or NULL with errno set when a
+ * component cannot be looked at (EACCES, ELOOP...). */
 static char *existing_ancestor(const char *path, struct stat *st) {
   char *p = xstrdup(path);
   for (;;) {
     if (stat(p, st) == 0)
       return p;
-    if (errno != ENOENT || !strcmp(p, "/")) {
+    if ((errno != ENOENT && errno != ENOTDIR) || !strcmp(p, "/")) {
       int e = errno;
       free(p);
       errno = e;
