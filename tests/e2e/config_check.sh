@@ -5,7 +5,7 @@
 # replicated or created; no secret is ever printed.
 source "$SRCDIR/tests/lib/common.sh"
 
-SECRETS="SeCrEt-AcCeSs-1 SeCrEt-AzUrE-2 SeCrEt-SaS-3 SeCrEt-PaSs-4 SeCrEt-EnV-5"
+SECRETS="SeCrEt-AcCeSs-1 SeCrEtAzUrE2 SeCrEt-SaS-3 SeCrEt-PaSs-4 SeCrEt-EnV-5"
 export SLUICE_TEST_SECRET=SeCrEt-EnV-5
 
 # check NAME WANT_RC [ARGS...]: runs config check on $T/NAME.yml (unless
@@ -161,7 +161,7 @@ dbs:
   - path: $T/wal.db
     replicas:
       - url: "abs://acct@/x?sv=2021&sig=SeCrEt-SaS-3"
-        account-key: SeCrEt-AzUrE-2
+        account-key: SeCrEtAzUrE2
 YML
 bad container 4 url
 
@@ -204,7 +204,7 @@ dbs:
         access-key-id: AKIAEXAMPLE
       - name: azure
         url: "abs://acct@container/app?sv=2021&sig=SeCrEt-SaS-3"
-        account-key: SeCrEt-AzUrE-2
+        account-key: SeCrEtAzUrE2
 YML
 rc=0
 "$SLUICE" config check -config "$T/cloud.yml" >"$T/cloud.out" 2>&1 || rc=$?

@@ -191,7 +191,8 @@ grep -q '^FROM debian:12 AS build' "$DF" || fail "Dockerfile: build stage"
 runtime=$(awk '/^FROM debian:12-slim/ { r = 1 } r' "$DF")
 # Every library the binary links, by its Debian package, is installed.
 for so in $(objdump -p "$SLUICE" | awk '$1 == "NEEDED" { print $2 }'); do
-  case $so in libc.so.* | libm.so.* | libpthread.so.* | ld-linux*) continue ;; esac
+  # libc, and the sanitizer runtimes of an ASan build.
+  case $so in libc.so.* | libm.so.* | libpthread.so.* | ld-linux* | libasan* | libubsan* | liblsan*) continue ;; esac
   pkg=$(dpkg -S "*/$so" 2>/dev/null | head -n1 | cut -d: -f1)
   [ -n "$pkg" ] || fail "no Debian package found for $so"
   grep -qw "$pkg" <<<"$runtime" || fail "Dockerfile runtime stage lacks $pkg ($so)"
