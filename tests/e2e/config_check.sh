@@ -76,6 +76,7 @@ echo "good config: ok"
 # The same through $SLUICE_CONFIG, and through -no-expand-env.
 SLUICE_CONFIG=$T/good.yml check env 0 -no-expand-env
 expect env "^config: $T/good.yml$"
+# shellcheck disable=SC2016 # the config names the variable, unexpanded
 printf 'dbs:\n  - path: ${SLUICE_TEST_DIR}/wal.db\n    replicas:\n      - url: file://%s/r\n' \
   "$T" >"$T/expand.yml"
 SLUICE_TEST_DIR=$T check expand 0
@@ -227,14 +228,17 @@ expect empty "no databases specified"
 # Command line.
 rc=0
 "$SLUICE" config >"$T/usage.out" 2>&1 || rc=$?
-[ "$rc" -eq 1 ] && grep -q "check" "$T/usage.out" || fail "config without a subcommand"
+if [ "$rc" -ne 1 ] || ! grep -q "check" "$T/usage.out"; then
+  fail "config without a subcommand"
+fi
 rc=0
 "$SLUICE" config check -h >"$T/usage.out" 2>&1 || rc=$?
 grep -q -- "-no-expand-env" "$T/usage.out" || fail "config check -h"
 rc=0
 "$SLUICE" config frobnicate >"$T/usage.out" 2>&1 || rc=$?
-[ "$rc" -eq 1 ] && grep -q "unknown subcommand" "$T/usage.out" ||
+if [ "$rc" -ne 1 ] || ! grep -q "unknown subcommand" "$T/usage.out"; then
   fail "unknown subcommand accepted"
+fi
 rc=0
 "$SLUICE" config check -config "$T/good.yml" extra >"$T/usage.out" 2>&1 || rc=$?
 [ "$rc" -eq 1 ] || fail "extra argument accepted"

@@ -166,7 +166,7 @@ wait_until 60 healthy || fail "/healthz still $(status /healthz) after a returne
 [ "$(lag a)" = 0 ] || fail "lag of a is $(lag a) after recovery"
 echo "replica a back: /healthz 200, lag 0"
 
-sluice_stop
+sluice_stop TERM
 "$SLUICE" restore -config "$T/sluice.yml" -replica a -o "$T/restored.db" "$DB" \
   >"$T/restore.log" 2>&1 || { cat "$T/restore.log"; fail "restore from a"; }
 assert_same_db "$DB" "$T/restored.db"

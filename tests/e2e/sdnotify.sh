@@ -57,7 +57,7 @@ run_case() {
   PIDS+=("$SLUICE_PID")
   wait_until 10 grep -q "READY=1" "$OUT" || fail "$name: no READY=1"
   sleep 1.5
-  sluice_stop
+  sluice_stop TERM
   wait_until 5 grep -q "STOPPING=1" "$OUT" || fail "$name: no STOPPING=1"
   kill "$LISTENER"
   wait "$LISTENER" 2>/dev/null
@@ -98,5 +98,5 @@ echo "abstract socket: ok"
 sluice_start -config "$T/sluice.yml"
 wait_until 10 grep -q "initialized db" "$T/sluice.log" || fail "did not start"
 sleep 0.3
-sluice_stop
+sluice_stop TERM
 echo PASS
