@@ -48,7 +48,16 @@ static const char usage_text[] =
     "\t    Logs at debug level.\n";
 
 struct daemon {
-  struct config cfg;
+  struct config cfg;           /* the current configuration */
+  struct config **old_cfgs;    /* replaced by reloads; databases that were
+                                  closed may still point into them */
+  size_t n_old_cfgs;
+  char *config_path;           /* NULL in command-line mode */
+  int expand_env;
+  int verbose;
+  struct loop_signal *sig_hup;
+  struct db **closing;         /* closed by a reload, not yet done */
+  size_t n_closing;
   struct db **dbs;
   size_t n_dbs;
   struct loop_signal *sig_int, *sig_term;
@@ -67,6 +76,13 @@ struct daemon {
 };
 
 static struct daemon g_d;
+
+/* Databases waiting for their old instance to close (reload). */
+struct pending_start {
+  struct db *db;
+  struct pending_start *next;
+};
+static struct pending_start *g_pending;
 
 /* Shell-like word splitting without expansion (go-shellwords): quotes and
  * backslash escapes.  Returns a NULL-terminated owned argv or NULL. */
@@ -200,9 +216,16 @@ static void shutdown_all(void) {
                                            : DEFAULT_SHUTDOWN_TIMEOUT;
   g_d.shutdown_timer = loop_timer_new(on_shutdown_timeout, NULL);
   loop_timer_start(g_d.shutdown_timer, (uint64_t)(t / NS_PER_MS));
-  g_d.open_dbs = (int)g_d.n_dbs + 1;
+  /* Databases closing after a reload count too (on_reload_closed). */
+  g_d.open_dbs = (int)(g_d.n_dbs + g_d.n_closing) + 1;
   for (size_t i = 0; i < g_d.n_dbs; i++)
     db_close(g_d.dbs[i], on_db_closed, NULL);
+  while (g_pending) {
+    struct pending_start *p = g_pending;
+    g_pending = p->next;
+    db_free(p->db);
+    free(p);
+  }
   on_db_closed(NULL);
 }
 
@@ -227,6 +250,148 @@ static void on_child_exit(void *arg, int code, int term_signal) {
   else
     log_info(NULL, NULL, "subprocess exited: code=%d", code);
   shutdown_all(); /* always a final sync, whatever the exit status */
+}
+
+
+/* --- SIGHUP: reload the configuration ---
+ * Databases whose whole configuration is unchanged keep running untouched
+ * (same pin, same generation); removed or changed ones are closed (with a
+ * final sync), then changed ones start again with the new settings; new
+ * ones start.  A broken new config is rejected and the old one kept. */
+
+
+static int db_path_busy(const char *path) {
+  for (size_t i = 0; i < g_d.n_closing; i++)
+    if (!strcmp(g_d.closing[i]->name, path))
+      return 1;
+  return 0;
+}
+
+static void start_db(struct db *db) {
+  g_d.dbs = xrealloc(g_d.dbs, (g_d.n_dbs + 1) * sizeof(struct db *));
+  g_d.dbs[g_d.n_dbs++] = db;
+  db_start(db);
+}
+
+static void on_reload_closed(void *arg) {
+  struct db *db = arg;
+  for (size_t i = 0; i < g_d.n_closing; i++) {
+    if (g_d.closing[i] == db) {
+      g_d.closing[i] = g_d.closing[--g_d.n_closing];
+      break;
+    }
+  }
+  char *path = xstrdup(db->name);
+  log_info(path, NULL, "database removed from replication");
+  db_free(db);
+  if (g_d.shutting_down) {
+    free(path);
+    on_db_closed(NULL);
+    return;
+  }
+  /* A changed database starts again once its old instance is gone. */
+  struct pending_start **pp = &g_pending;
+  while (*pp) {
+    struct pending_start *p = *pp;
+    if (!strcmp(p->db->name, path) && !db_path_busy(path)) {
+      *pp = p->next;
+      start_db(p->db);
+      free(p);
+      continue;
+    }
+    pp = &p->next;
+  }
+  free(path);
+}
+
+static void on_hup(void *arg, int signum) {
+  (void)arg;
+  (void)signum;
+  if (g_d.shutting_down)
+    return;
+  if (!g_d.config_path) {
+    log_warn(NULL, NULL, "SIGHUP ignored: no configuration file to reload");
+    return;
+  }
+  struct config *nc = xcalloc(1, sizeof(*nc));
+  char err[1024];
+  if (config_load(g_d.config_path, g_d.expand_env, nc, err, sizeof(err))) {
+    log_error(NULL, NULL, "reload rejected, keeping the current configuration: %s",
+              err);
+    config_destroy(nc);
+    free(nc);
+    return;
+  }
+  if (g_d.verbose)
+    nc->logging.level = LOG_DEBUG;
+  log_setup(&nc->logging);
+  int *kept = xcalloc(nc->n_dbs + 1, sizeof(int));
+  size_t n_keep = 0;
+  struct db **keep = xcalloc(g_d.n_dbs + 1, sizeof(struct db *));
+  for (size_t i = 0; i < g_d.n_dbs; i++) {
+    struct db *db = g_d.dbs[i];
+    struct db_config *nd = config_find_db(nc, db->name);
+    int same = 0;
+    if (nd) {
+      char *a = config_db_fingerprint(db->cfg), *b = config_db_fingerprint(nd);
+      same = !strcmp(a, b);
+      free(a);
+      free(b);
+    }
+    if (same) {
+      kept[nd - nc->dbs] = 1;
+      db->cfg = nd;
+      for (size_t j = 0; j < db->n_replicas; j++)
+        db->replicas[j]->cfg = &nd->replicas[j];
+      keep[n_keep++] = db;
+      continue;
+    }
+    log_info(db->name, NULL, nd ? "configuration changed: restarting replication"
+                                : "no longer in the configuration: stopping");
+    g_d.closing = xrealloc(g_d.closing, (g_d.n_closing + 1) * sizeof(struct db *));
+    g_d.closing[g_d.n_closing++] = db;
+    db_close(db, on_reload_closed, db);
+  }
+  free(g_d.dbs);
+  g_d.dbs = keep;
+  g_d.n_dbs = n_keep;
+  for (size_t i = 0; i < nc->n_dbs; i++) {
+    if (kept[i])
+      continue;
+    struct db *db = db_new(&nc->dbs[i]);
+    if (db_add_replicas(db, err, sizeof(err))) {
+      log_error(db->name, NULL, "cannot start: %s", err);
+      db_free(db);
+      continue;
+    }
+    if (db_path_busy(db->name)) {
+      struct pending_start *p = xcalloc(1, sizeof(*p));
+      p->db = db;
+      p->next = g_pending;
+      g_pending = p;
+    } else {
+      start_db(db);
+    }
+  }
+  free(kept);
+  /* The metrics server follows `addr`. */
+  if (!nc->addr != !g_d.cfg.addr ||
+      (nc->addr && strcmp(nc->addr, g_d.cfg.addr))) {
+    httpd_stop(g_d.httpd);
+    g_d.httpd = NULL;
+    if (nc->addr && nc->addr[0] &&
+        httpd_start(nc->addr, serve, NULL, &g_d.httpd, err, sizeof(err)))
+      log_error(NULL, NULL, "metrics server: %s", err);
+  }
+  free(nc->exec);
+  nc->exec = g_d.cfg.exec ? xstrdup(g_d.cfg.exec) : NULL;
+  struct config *old = xmalloc(sizeof(*old));
+  *old = g_d.cfg;
+  g_d.old_cfgs = xrealloc(g_d.old_cfgs, (g_d.n_old_cfgs + 1) * sizeof(*old));
+  g_d.old_cfgs[g_d.n_old_cfgs++] = old;
+  g_d.cfg = *nc;
+  free(nc);
+  log_info(NULL, NULL, "configuration reloaded: %zu databases", g_d.n_dbs);
 }
 
 static int start_exec(const char *cmdline) {
@@ -303,9 +468,14 @@ int cmd_replicate(int argc, char **argv) {
     if (config_from_args(nargs, argv + first, &g_d.cfg))
       goto out;
     log_setup(&g_d.cfg.logging);
-  } else if (cmd_load_config(config_path, no_expand, &g_d.cfg)) {
-    goto out;
+  } else {
+    if (cmd_load_config(config_path, no_expand, &g_d.cfg))
+      goto out;
+    int explicit_;
+    g_d.config_path = config_default_path(config_path, &explicit_);
+    g_d.expand_env = !no_expand;
   }
+  g_d.verbose = verbose;
   if (verbose) {
     g_d.cfg.logging.level = LOG_DEBUG;
     log_setup(&g_d.cfg.logging);
@@ -361,6 +531,7 @@ int cmd_replicate(int argc, char **argv) {
   }
   g_d.sig_int = loop_signal_new(SIGINT, on_signal, NULL);
   g_d.sig_term = loop_signal_new(SIGTERM, on_signal, NULL);
+  g_d.sig_hup = loop_signal_new(SIGHUP, on_hup, NULL);
   signal(SIGPIPE, SIG_IGN);
   if (g_d.cfg.exec && g_d.cfg.exec[0] && start_exec(g_d.cfg.exec)) {
     /* The databases are open and watched: close them through the normal
@@ -376,11 +547,12 @@ int cmd_replicate(int argc, char **argv) {
 out_loop:
   loop_signal_free(g_d.sig_int);
   loop_signal_free(g_d.sig_term);
+  loop_signal_free(g_d.sig_hup);
   loop_timer_free(g_d.shutdown_timer);
   loop_timer_free(g_d.ready_timer);
   loop_timer_free(g_d.watchdog_timer);
   httpd_stop(g_d.httpd);
-  http_cancel_all();
+  http_abort_all(); /* callbacks run now, while the replicas exist */
   /* Pool jobs point into the databases: let them finish first. */
   while (loop_work_pending() > 0 && loop_run_once())
     ;
@@ -392,6 +564,13 @@ out_loop:
     log_debug(NULL, NULL, "loop closed with handles still open");
 out:
   config_destroy(&g_d.cfg);
+  for (size_t i = 0; i < g_d.n_old_cfgs; i++) {
+    config_destroy(g_d.old_cfgs[i]);
+    free(g_d.old_cfgs[i]);
+  }
+  free(g_d.old_cfgs);
+  free(g_d.closing);
+  free(g_d.config_path);
   flags_free(flags, nf);
   return rc;
 }

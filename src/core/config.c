@@ -1157,3 +1157,41 @@ struct db_config *config_find_db(struct config *c, const char *path) {
   free(abs);
   return found;
 }
+
+/* A canonical text of everything that configures one database and its
+ * replicas (secrets included: never log it).  Two configs with the same
+ * fingerprint replicate the same way, so a reload keeps that database
+ * running untouched. */
+char *config_db_fingerprint(const struct db_config *d) {
+  struct buf b;
+  buf_init(&b, 0);
+#define S(x) ((x) ? (x) : "\x01")
+  buf_appendf(&b, "%s|%s|%lld|%lld|%lld|%lld|%zu\n", S(d->path),
+              S(d->meta_path), (long long)d->monitor_interval,
+              (long long)d->checkpoint_interval,
+              (long long)d->min_checkpoint_page_count,
+              (long long)d->max_checkpoint_page_count, d->n_replicas);
+  for (size_t i = 0; i < d->n_replicas; i++) {
+    const struct replica_config *r = &d->replicas[i];
+    buf_appendf(&b,
+                "%s|%s|%s|%lld|%lld|%lld|%lld|%lld|%s|%s|%s|%s|%d|%d|%s|%s|"
+                "%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s",
+                S(r->type), S(r->name), S(r->url), (long long)r->retention,
+                (long long)r->retention_check_interval,
+                (long long)r->sync_interval, (long long)r->snapshot_interval,
+                (long long)r->validation_interval, S(r->path), S(r->bucket),
+                S(r->region), S(r->endpoint), (int)r->force_path_style,
+                r->skip_verify, S(r->access_key_id), S(r->secret_access_key),
+                S(r->sse), S(r->sse_kms_key_id), S(r->sse_c_key),
+                S(r->storage_class), S(r->account_name), S(r->account_key),
+                S(r->sas_token), S(r->host), S(r->user), S(r->password),
+                S(r->key_path));
+    for (size_t j = 0; j < r->n_age_identities; j++)
+      buf_appendf(&b, "|i:%s", r->age_identities[j]);
+    for (size_t j = 0; j < r->n_age_recipients; j++)
+      buf_appendf(&b, "|r:%s", r->age_recipients[j]);
+    buf_append(&b, "\n", 1);
+  }
+#undef S
+  return (char *)buf_steal(&b, NULL);
+}

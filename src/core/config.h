@@ -132,4 +132,8 @@ char *config_expand_env(const char *text);
 /* Finds a db by path (expanded and made absolute first). */
 struct db_config *config_find_db(struct config *c, const char *path);
 
+/* Canonical text of a database's whole configuration, for comparing two
+ * configs on reload.  Holds secrets: never log it.  Owned string. */
+char *config_db_fingerprint(const struct db_config *d);
+
 #endif

@@ -97,8 +97,11 @@ static void done_run(struct housekeeping *h) {
   segment_list_destroy(&h->segs);
 }
 
-static void fail_run(struct housekeeping *h, const char *err) {
-  log_error(h->r->db->name, h->r->name, "retention: %s", err);
+static void fail_run(struct housekeeping *h, int status, const char *err) {
+  if (status == ERR_CANCELED) /* shutting down */
+    log_debug(h->r->db->name, h->r->name, "retention: %s", err);
+  else
+    log_error(h->r->db->name, h->r->name, "retention: %s", err);
   while (h->tasks) {
     struct hk_task *t = h->tasks;
     h->tasks = t->next;
@@ -112,7 +115,7 @@ static void fail_run(struct housekeeping *h, const char *err) {
 static void on_deleted(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (status) {
-    fail_run(h, err);
+    fail_run(h, status, err);
     return;
   }
   struct hk_task *t = h->tasks;
@@ -138,7 +141,7 @@ static void delete_keys(struct housekeeping *h) {
 static void on_gen_listed(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (status) {
-    fail_run(h, err);
+    fail_run(h, status, err);
     return;
   }
   for (size_t i = 0; i < h->objs.n; i++)
@@ -150,7 +153,7 @@ static void on_gen_listed(void *arg, int status, const char *err) {
 static void on_below_listed(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (status) {
-    fail_run(h, err);
+    fail_run(h, status, err);
     return;
   }
   struct hk_task *t = h->tasks;
@@ -247,7 +250,7 @@ static void list_next_gen(struct housekeeping *h);
 static void on_gen_snaps(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (status) {
-    fail_run(h, err);
+    fail_run(h, status, err);
     return;
   }
   for (size_t i = 0; i < h->snaps.n; i++)
@@ -272,7 +275,7 @@ static void list_next_gen(struct housekeeping *h) {
 static void on_gens(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (status) {
-    fail_run(h, err);
+    fail_run(h, status, err);
     return;
   }
   h->gen_i = 0;
@@ -374,4 +377,12 @@ void hk_free(struct housekeeping *h) {
 
 int hk_busy(const struct housekeeping *h) {
   return h && h->running;
+}
+
+void hk_stop(struct housekeeping *h) {
+  if (!h)
+    return;
+  loop_timer_free(h->retention_timer);
+  loop_timer_free(h->snapshot_timer);
+  h->retention_timer = h->snapshot_timer = NULL;
 }

@@ -588,6 +588,8 @@ void replica_notify(struct replica *r) {
 }
 
 void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
+  hk_stop(r->hk);
+  r->want_snapshot = 0;
   r->flushing = 1;
   r->flush_cb = cb;
   r->flush_arg = arg;

@@ -25,12 +25,13 @@
 
 uv_loop_t *loop_uv(void);
 
-#define DEFAULT_TIMEOUT_MS (10L * 60 * 1000)
 #define CONNECT_TIMEOUT_MS 10000L
+#define STALL_SEC 60L
 
 struct sock_ctx {
   uv_poll_t poll;
   curl_socket_t fd;
+  struct sock_ctx *prev, *next;
 };
 
 static CURLM *g_multi;
@@ -48,14 +49,59 @@ struct retry_wait {
   struct retry_wait *next;
 };
 static struct retry_wait *g_retrying;
+/* Started and not finished, for http_abort_all(). */
+static struct http_request *g_active;
+/* Every uv_poll handle we opened, so shutdown can close leftovers. */
+static struct sock_ctx *g_socks;
+static CURLSH *g_share;
+static struct http_stats g_stats;
+static uint64_t g_retry_base_ms = 250;
+static int g_pending; /* submitted and not finished */
+/* Shutdown drain. */
+static void (*g_drain_cb)(void *);
+static void *g_drain_arg;
+static struct loop_timer *g_drain_timer;
 
 static void schedule(void);
 static void check_done(void);
+
+/* One transfer: owned by this module, not by the request, so shutdown can
+ * free transfers whose requests' owners are already gone. */
+struct xfer {
+  CURL *e;
+  struct curl_slist *sl;
+  struct http_request *req;
+  struct xfer *prev, *next;
+};
+static struct xfer *g_xfers;
+
+static void xfer_free(struct xfer *x) {
+  if (x->prev)
+    x->prev->next = x->next;
+  else
+    g_xfers = x->next;
+  if (x->next)
+    x->next->prev = x->prev;
+  curl_multi_remove_handle(g_multi, x->e);
+  curl_easy_cleanup(x->e);
+  curl_slist_free_all(x->sl);
+  free(x);
+}
 
 /* --- socket and timer glue --- */
 
 static void on_sock_close(uv_handle_t *h) {
   free(container_of((uv_poll_t *)h, struct sock_ctx, poll));
+}
+
+static void sock_unlink(struct sock_ctx *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    g_socks = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -82,6 +128,7 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
   if (what == CURL_POLL_REMOVE) {
     if (c) {
       uv_poll_stop(&c->poll);
+      sock_unlink(c);
       uv_close((uv_handle_t *)&c->poll, on_sock_close);
       curl_multi_assign(g_multi, s, NULL);
     }
@@ -94,6 +141,10 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
       free(c);
       return -1;
     }
+    c->next = g_socks;
+    if (g_socks)
+      g_socks->prev = c;
+    g_socks = c;
     curl_multi_assign(g_multi, s, c);
   }
   int events = 0;
@@ -135,9 +186,29 @@ int http_init(void) {
   curl_multi_setopt(g_multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                     (long)g_max_inflight);
   curl_multi_setopt(g_multi, CURLMOPT_MAXCONNECTS, (long)g_max_inflight);
+  /* The multi handle already shares connections and the DNS cache among
+   * its transfers; the share adds TLS session resumption for new
+   * connections to a host we talked to before. */
+  g_share = curl_share_init();
+  if (g_share) {
+    curl_share_setopt(g_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(g_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  }
   uv_timer_init(loop_uv(), &g_timeout);
   g_ready = 1;
   return 0;
+}
+
+void http_set_retry_base_ms(uint64_t ms) {
+  g_retry_base_ms = ms ? ms : 1;
+}
+
+void http_get_stats(struct http_stats *out) {
+  *out = g_stats;
+}
+
+int http_pending(void) {
+  return g_pending;
 }
 
 void http_set_max_inflight(int n) {
@@ -158,9 +229,41 @@ int http_inflight(void) {
 void http_shutdown(void) {
   if (!g_ready)
     return;
+  /* Queued and retry-waiting requests get their callbacks, as from
+   * http_cancel_all().  Transfers still in flight are dropped without
+   * touching their requests: their owners may be freed by now (call
+   * http_abort_all() earlier to have their callbacks run). */
   http_cancel_all();
+  int abandoned = 0;
+  while (g_xfers) {
+    xfer_free(g_xfers);
+    abandoned++;
+  }
+  if (abandoned)
+    log_debug(NULL, NULL, "shutdown: %d HTTP transfer%s abandoned", abandoned,
+              abandoned == 1 ? "" : "s");
+  g_active = NULL;
+  g_inflight = 0;
+  g_pending = 0;
+  if (g_drain_timer) {
+    loop_timer_free(g_drain_timer);
+    g_drain_timer = NULL;
+  }
+  g_drain_cb = NULL;
   curl_multi_cleanup(g_multi);
   g_multi = NULL;
+  if (g_share) {
+    curl_share_cleanup(g_share);
+    g_share = NULL;
+  }
+  /* Sockets curl did not report removed before cleanup. */
+  while (g_socks) {
+    struct sock_ctx *c = g_socks;
+    sock_unlink(c);
+    uv_poll_stop(&c->poll);
+    uv_close((uv_handle_t *)&c->poll, on_sock_close);
+  }
+  uv_timer_stop(&g_timeout);
   uv_close((uv_handle_t *)&g_timeout, NULL);
   g_ready = 0;
 }
@@ -275,11 +378,21 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userp) {
   struct http_request *req = userp;
   size_t n = size * nmemb;
   req->bytes_received += (int64_t)n;
+  int ok = req->status / 100 == 2;
+  if (!ok && req->err_body) {
+    /* Error bodies are small XML/JSON; keep the first 64 KiB. */
+    if (req->err_body->len < 65536)
+      buf_append(req->err_body, ptr, MIN(n, 65536 - req->err_body->len));
+    return n;
+  }
   /* Only keep the body of the final response (not of 100 Continue). */
-  if (req->resp_fd >= 0 && req->status / 100 == 2) {
+  if (req->resp_fd >= 0 && ok) {
     if (pwrite_full(req->resp_fd, ptr, n,
-                    (off_t)(req->resp_off + req->resp_pos)))
+                    (off_t)(req->resp_off + req->resp_pos))) {
+      snprintf(req->errmsg, sizeof(req->errmsg), "cannot write response: %s",
+               strerror(errno));
       return 0;
+    }
     req->resp_pos += (int64_t)n;
     return n;
   }
@@ -287,6 +400,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userp) {
     if (buf_append(req->resp_body, ptr, n)) {
       snprintf(req->errmsg, sizeof(req->errmsg),
                "response larger than %zu bytes", req->resp_body->max);
+      req->error = ERR_TOO_BIG;
       return 0;
     }
   }
@@ -318,8 +432,9 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userp) {
   for (char *p = h.name; *p; p++)
     *p = (char)tolower((unsigned char)*p);
   h.value = xstrndup(v, (size_t)(end - v));
-  req->resp_headers = xrealloc(req->resp_headers, (req->n_resp_headers + 1) *
-                                                      sizeof(*req->resp_headers));
+  req->resp_headers =
+      xrealloc(req->resp_headers,
+               (req->n_resp_headers + 1) * sizeof(*req->resp_headers));
   req->resp_headers[req->n_resp_headers++] = h;
   return n;
 }
@@ -328,18 +443,38 @@ static int setup_easy(struct http_request *req) {
   CURL *e = curl_easy_init();
   if (!e)
     return ERR_HTTP;
-  req->easy = e;
+  struct xfer *x = xcalloc(1, sizeof(*x));
+  x->e = e;
+  x->req = req;
+  x->next = g_xfers;
+  if (g_xfers)
+    g_xfers->prev = x;
+  g_xfers = x;
+  req->easy = x;
   curl_easy_setopt(e, CURLOPT_URL, req->url);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, x);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                   req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS);
+  /* URLs are built and signed by the backends: send the path as written
+   * (no squashing of "/./" or "/../" inside object keys). */
+  curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+  if (g_share)
+    curl_easy_setopt(e, CURLOPT_SHARE, g_share);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   req->connect_timeout_ms > 0 ? req->connect_timeout_ms
+                                               : CONNECT_TIMEOUT_MS);
+  if (req->timeout_ms > 0)
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+  /* A transfer that moves less than 1 byte/s for STALL_SEC is dead (a
+   * dropped connection without RST); a large upload may take long. */
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, STALL_SEC);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
+  /* TLS verification is curl's default; only skip-verify turns it off, for
+   * that replica's requests alone. */
   if (req->skip_verify) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -353,14 +488,12 @@ static int setup_easy(struct http_request *req) {
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body_len);
   } else if (!strcmp(m, "POST")) {
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t)req->body_len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
   } else if (strcmp(m, "GET")) {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
     if (has_body) {
       curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-      curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
-                       (curl_off_t)req->body_len);
+      curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body_len);
     }
   }
   if (has_body || !strcmp(m, "PUT") || !strcmp(m, "POST")) {
@@ -376,20 +509,15 @@ static int setup_easy(struct http_request *req) {
   sl = curl_slist_append(sl, "Expect:");
   if (!strcmp(m, "POST"))
     sl = curl_slist_append(sl, "Content-Type:");
-  req->slist = sl;
+  x->sl = sl;
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, sl);
   return 0;
 }
 
 static void cleanup_easy(struct http_request *req) {
   if (req->easy) {
-    curl_multi_remove_handle(g_multi, req->easy);
-    curl_easy_cleanup(req->easy);
+    xfer_free(req->easy);
     req->easy = NULL;
-  }
-  if (req->slist) {
-    curl_slist_free_all(req->slist);
-    req->slist = NULL;
   }
 }
 
@@ -417,26 +545,62 @@ static struct http_pool *ring_pop(void) {
   return p;
 }
 
+static void active_add(struct http_request *req) {
+  req->active = 1;
+  req->act_prev = NULL;
+  req->act_next = g_active;
+  if (g_active)
+    g_active->act_prev = req;
+  g_active = req;
+}
+
+static void active_del(struct http_request *req) {
+  if (!req->active)
+    return;
+  if (req->act_prev)
+    req->act_prev->act_next = req->act_next;
+  else
+    g_active = req->act_next;
+  if (req->act_next)
+    req->act_next->act_prev = req->act_prev;
+  req->act_prev = req->act_next = NULL;
+  req->active = 0;
+}
+
+static void check_drained(void);
+
+/* Ends a started request: frees its slot and calls done. */
 static void finish(struct http_request *req) {
   struct http_pool *p = req->pool;
+  active_del(req);
   p->inflight--;
   g_inflight--;
+  g_pending--;
+  if (req->error || req->status / 100 != 2) {
+    p->n_failed++;
+    g_stats.failed++;
+  }
   if (p->queue_head && p->inflight < p->max_inflight)
     ring_push(p);
   req->done(req, req->arg);
   schedule();
+  check_drained();
 }
 
 static void start(struct http_request *req) {
   req->attempts++;
+  req->pool->n_attempts++;
+  g_stats.attempts++;
   req->status = 0;
   req->error = 0;
   req->errmsg[0] = '\0';
   req->body_pos = 0;
   req->resp_pos = 0;
   free_resp_headers(req);
-  if (req->resp_body)
-    buf_reset(req->resp_body);
+  if (req->resp_body && req->resp_body->len > req->resp_base)
+    req->resp_body->len = req->resp_base;
+  if (req->err_body)
+    buf_reset(req->err_body);
   if (req->prepare) {
     int rc = req->prepare(req, req->arg);
     if (rc) {
@@ -448,7 +612,8 @@ static void start(struct http_request *req) {
     }
   }
   int rc = setup_easy(req);
-  if (!rc && curl_multi_add_handle(g_multi, req->easy) != CURLM_OK)
+  if (!rc &&
+      curl_multi_add_handle(g_multi, ((struct xfer *)req->easy)->e) != CURLM_OK)
     rc = ERR_HTTP;
   if (rc) {
     cleanup_easy(req);
@@ -472,8 +637,10 @@ static void schedule(void) {
     req->next = NULL;
     p->inflight++;
     g_inflight++;
+    /* Back of the ring: the other pools get their turn first. */
     if (p->queue_head && p->inflight < p->max_inflight)
       ring_push(p);
+    active_add(req);
     start(req);
   }
 }
@@ -487,6 +654,10 @@ void http_submit(struct http_request *req) {
     req->pool->max_inflight = 1;
   req->next = NULL;
   req->attempts = 0;
+  req->resp_base = req->resp_body ? req->resp_body->len : 0;
+  req->pool->n_requests++;
+  g_stats.requests++;
+  g_pending++;
   struct http_pool *p = req->pool;
   if (p->queue_tail)
     p->queue_tail->next = req;
@@ -537,6 +708,26 @@ static void on_retry_timer(void *arg) {
   start(req);
 }
 
+/* Exponential backoff with full jitter in [base/2, base], base doubling
+ * from g_retry_base_ms up to 20 s; a server's Retry-After (seconds) is
+ * honoured up to the same cap. */
+static uint64_t retry_delay(const struct http_request *req) {
+  int shift = req->attempts - 1 < 10 ? req->attempts - 1 : 10;
+  uint64_t base = g_retry_base_ms << shift;
+  if (base > 20000)
+    base = 20000;
+  uint32_t r;
+  random_bytes(&r, sizeof(r));
+  uint64_t delay = base / 2 + r % (base / 2 + 1);
+  const char *ra = http_response_header(req, "retry-after");
+  if (ra && isdigit((unsigned char)*ra)) {
+    uint64_t s = strtoull(ra, NULL, 10) * 1000;
+    if (s > delay)
+      delay = s < 20000 ? s : 20000;
+  }
+  return delay;
+}
+
 static void check_done(void) {
   CURLMsg *msg;
   int left;
@@ -545,8 +736,9 @@ static void check_done(void) {
       continue;
     CURL *e = msg->easy_handle;
     CURLcode cc = msg->data.result;
-    struct http_request *req = NULL;
-    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&req);
+    struct xfer *x = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+    struct http_request *req = x->req;
     long code = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
     curl_off_t up = 0;
@@ -554,22 +746,20 @@ static void check_done(void) {
     req->bytes_sent += (int64_t)up;
     req->status = (int)code;
     if (cc != CURLE_OK) {
-      req->error = ERR_HTTP;
-      if (cc == CURLE_WRITE_ERROR && req->errmsg[0])
-        req->error = ERR_TOO_BIG;
-      else
+      if (req->error != ERR_TOO_BIG)
+        req->error = ERR_HTTP;
+      if (cc != CURLE_WRITE_ERROR || !req->errmsg[0])
         snprintf(req->errmsg, sizeof(req->errmsg), "%s",
                  curl_easy_strerror(cc));
     }
     cleanup_easy(req);
-    if (retryable(req, cc) && req->attempts <= req->max_retries) {
-      /* Exponential backoff with jitter: 250ms, 500ms, 1s... capped. */
-      uint64_t base = 250ULL << (req->attempts - 1 < 6 ? req->attempts - 1 : 6);
-      if (base > 10000)
-        base = 10000;
-      uint32_t r;
-      random_bytes(&r, sizeof(r));
-      uint64_t delay = base / 2 + r % (base / 2 + 1);
+    int again = retryable(req, cc);
+    if (!again && cc == CURLE_OK && req->status / 100 != 2 && req->retry_check)
+      again = req->retry_check(req, req->arg);
+    if (again && req->attempts <= req->max_retries) {
+      uint64_t delay = retry_delay(req);
+      req->pool->n_retries++;
+      g_stats.retries++;
       if (log_enabled(LOG_DEBUG))
         log_debug(NULL, req->pool->name,
                   "retrying %s after %s (attempt %d, in %llums)",
@@ -588,6 +778,11 @@ static void check_done(void) {
   }
 }
 
+static void cancel(struct http_request *req) {
+  req->error = ERR_CANCELED;
+  snprintf(req->errmsg, sizeof(req->errmsg), "canceled");
+}
+
 void http_cancel_all(void) {
   /* Queued requests: fail them now. */
   struct http_pool *p;
@@ -597,8 +792,10 @@ void http_cancel_all(void) {
       p->queue_head = req->next;
       if (!p->queue_head)
         p->queue_tail = NULL;
-      req->error = ERR_CANCELED;
-      snprintf(req->errmsg, sizeof(req->errmsg), "canceled");
+      cancel(req);
+      g_pending--;
+      p->n_failed++;
+      g_stats.failed++;
       req->done(req, req->arg);
     }
   }
@@ -610,10 +807,71 @@ void http_cancel_all(void) {
     free(w);
     loop_timer_free(req->retry_timer);
     req->retry_timer = NULL;
-    req->error = ERR_CANCELED;
-    snprintf(req->errmsg, sizeof(req->errmsg), "canceled");
-    req->pool->inflight--;
-    g_inflight--;
-    req->done(req, req->arg);
+    cancel(req);
+    finish(req);
   }
+  check_drained();
+}
+
+void http_abort_all(void) {
+  if (!g_ready)
+    return;
+  http_cancel_all();
+  /* finish() may start queued requests (freed slots) and done callbacks
+   * may submit more: cancel again after each abort. */
+  while (g_active) {
+    struct http_request *req = g_active;
+    if (req->easy) {
+      cleanup_easy(req);
+      req->status = 0;
+    }
+    cancel(req);
+    finish(req);
+    http_cancel_all();
+  }
+}
+
+/* --- drain --- */
+
+static void drain_fire(void) {
+  void (*cb)(void *) = g_drain_cb;
+  void *arg = g_drain_arg;
+  g_drain_cb = NULL;
+  g_drain_arg = NULL;
+  if (g_drain_timer) {
+    loop_timer_free(g_drain_timer);
+    g_drain_timer = NULL;
+  }
+  if (cb)
+    cb(arg);
+}
+
+static void check_drained(void) {
+  if (g_drain_cb && g_pending == 0)
+    drain_fire();
+}
+
+static void on_drain_timeout(void *arg) {
+  (void)arg;
+  if (g_pending)
+    log_warn(NULL, NULL, "shutdown: aborting %d HTTP request%s still in flight",
+             g_pending, g_pending == 1 ? "" : "s");
+  void (*cb)(void *) = g_drain_cb;
+  g_drain_cb = NULL; /* abort without firing from check_drained */
+  http_abort_all();
+  g_drain_cb = cb;
+  drain_fire();
+}
+
+void http_drain(uint64_t timeout_ms, void (*cb)(void *arg), void *arg) {
+  g_drain_cb = cb;
+  g_drain_arg = arg;
+  if (g_pending == 0) {
+    /* Still asynchronous for the caller: fire from the loop. */
+    g_drain_timer = loop_timer_new(on_drain_timeout, NULL);
+    loop_timer_start(g_drain_timer, 0);
+    return;
+  }
+  g_drain_timer = loop_timer_new(on_drain_timeout, NULL);
+  loop_timer_start(g_drain_timer, timeout_ms);
 }

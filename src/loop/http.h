@@ -7,10 +7,18 @@
  * queued requests are served round-robin across pools, so one busy
  * database cannot starve the others.
  *
- * Retries: transport failures (connect, timeout, reset) and statuses 500,
- * 502, 503, 504 and 429 are retried with exponential backoff and jitter,
- * up to `max_retries` times.  `prepare` runs before every attempt, so a
- * backend can (re)sign the request with a fresh date or token.
+ * Retries: transport failures (connect, timeout, reset, stall) and
+ * statuses 500, 502, 503, 504 and 429 are retried with exponential backoff
+ * and jitter (honouring Retry-After), up to `max_retries` times; a
+ * `retry_check` hook can ask for more (S3's 400 RequestTimeout), nothing
+ * else is retried (never a 403).  `prepare` runs before every attempt, so
+ * a backend can (re)sign the request with a fresh date or token.
+ *
+ * Connections are reused through the multi handle's connection cache
+ * (keep-alive); TLS sessions and DNS are shared.  TLS is verified unless a
+ * request sets skip_verify.  Shutdown: http_drain() waits for what is in
+ * flight up to a deadline and then aborts the rest (their done callbacks
+ * run once, with ERR_CANCELED); http_shutdown() releases everything.
  */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
@@ -23,6 +31,12 @@
 struct http_pool {
   const char *name; /* for logs: the replica name */
   int max_inflight;
+  /* Statistics: requests submitted, attempts made (first tries plus
+   * retries), retries, requests that ended in an error or a non-2xx. */
+  int64_t n_requests;
+  int64_t n_attempts;
+  int64_t n_retries;
+  int64_t n_failed;
   /* internal */
   int inflight;
   struct http_request *queue_head, *queue_tail;
@@ -38,6 +52,9 @@ struct http_header {
 struct http_request;
 typedef void (*http_done_cb)(struct http_request *req, void *arg);
 typedef int (*http_prepare_cb)(struct http_request *req, void *arg);
+/* Called when an attempt ended with a status the default policy would not
+ * retry (e.g. a 400 whose body says RequestTimeout); return 1 to retry. */
+typedef int (*http_retry_cb)(struct http_request *req, void *arg);
 
 struct http_request {
   /* --- set by the caller --- */
@@ -51,23 +68,30 @@ struct http_request {
   size_t body_len;
   int body_fd;
   int64_t body_off;
-  /* Response body: collected into resp_body (if set; its max is honoured),
-   * or written to resp_fd at resp_off (if >= 0). */
+  /* Response body: appended to resp_body (if set; its max is honoured;
+   * a retry truncates it back to its length at submit time), or written to
+   * resp_fd at resp_off (if >= 0). */
   struct buf *resp_body;
   int resp_fd;
   int64_t resp_off;
+  /* If set, bodies of non-2xx responses go here instead (error XML), so
+   * an error never lands in the caller's file or buffer. */
+  struct buf *err_body;
   int skip_verify;
-  long timeout_ms;     /* whole transfer; 0 = default (10 min) */
-  int max_retries;     /* default set by http_request_init: 4 */
+  long timeout_ms;         /* whole transfer; 0 = none (a stall detector
+                              aborts transfers that move nothing for 60 s) */
+  long connect_timeout_ms; /* 0 = default (10 s) */
+  int max_retries;         /* default set by http_request_init: 4 */
   struct http_pool *pool;
-  http_prepare_cb prepare; /* optional, before each attempt */
+  http_prepare_cb prepare;   /* optional, before each attempt */
+  http_retry_cb retry_check; /* optional */
   http_done_cb done;
   void *arg;
 
   /* --- results, valid in `done` --- */
-  int status;            /* HTTP status, 0 if none */
-  int error;             /* 0, or ERR_HTTP (transport) / ERR_CANCELED */
-  char errmsg[256];      /* transport error text (no secrets) */
+  int status;       /* HTTP status, 0 if none */
+  int error;        /* 0, or ERR_HTTP (transport) / ERR_CANCELED */
+  char errmsg[256]; /* transport error text (no secrets) */
   struct http_header *resp_headers;
   size_t n_resp_headers;
   int attempts;
@@ -75,20 +99,45 @@ struct http_request {
   int64_t bytes_received;
 
   /* --- internal --- */
-  void *easy;
+  void *easy; /* the transfer (owned by http.c) */
   struct http_request *next;
+  struct http_request *act_prev, *act_next; /* started and not finished */
+  int active;
+  size_t resp_base;
   struct loop_timer *retry_timer;
   int64_t body_pos;
   int64_t resp_pos;
-  struct curl_slist *slist;
 };
 
 int http_init(void);
-/* Cancels queued requests (their done callbacks run with ERR_CANCELED)
- * and lets in-flight ones finish. */
+/* Cancels queued requests and those waiting to retry (their done callbacks
+ * run with ERR_CANCELED) and lets in-flight ones finish. */
 void http_cancel_all(void);
+/* Cancels everything, in-flight transfers too: every done callback runs
+ * (with ERR_CANCELED) before this returns. */
+void http_abort_all(void);
+/* Requests started and not finished (in flight or waiting to retry). */
 int http_inflight(void);
+/* Requests submitted and not finished (queued or started). */
+int http_pending(void);
+/* Shutdown drain: calls cb once nothing is pending, or after timeout_ms
+ * (then aborts whatever is left first).  New requests may still be
+ * submitted meanwhile; they are waited for too. */
+void http_drain(uint64_t timeout_ms, void (*cb)(void *arg), void *arg);
+/* Ends the HTTP layer: queued and retry-waiting requests get their
+ * callbacks (ERR_CANCELED); transfers still in flight are dropped without
+ * touching their request structs (whose owners may be freed already: call
+ * http_abort_all() first to have their callbacks run).  Closes every
+ * socket and the multi handle, so the loop can close cleanly. */
 void http_shutdown(void);
+
+/* Process-wide statistics (all pools). */
+struct http_stats {
+  int64_t requests, attempts, retries, failed;
+};
+void http_get_stats(struct http_stats *out);
+/* First retry delay (default 250 ms, doubling, jittered); for tests. */
+void http_set_retry_base_ms(uint64_t ms);
 
 void http_request_init(struct http_request *req);
 /* Frees url, headers and response headers (not the struct itself). */

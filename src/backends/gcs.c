@@ -1,0 +1,1096 @@
+/*
+ * Google Cloud Storage backend (gcs://, gs://), JSON API on the curl-multi
+ * HTTP layer.
+ *
+ *   put   uploadType=media (one POST) up to GCS_SIMPLE_MAX bytes; above, a
+ *         resumable upload: POST ?uploadType=resumable gives a session URI
+ *         (Location), then PUTs of GCS_CHUNK bytes (a multiple of 256 KiB)
+ *         with "Content-Range: bytes a-b/total"; 308 answers say how much
+ *         is persisted ("Range: bytes=0-n") and the next chunk starts
+ *         there.  The storage emulator of firebase-tools finalises an
+ *         upload on its first PUT whatever Content-Range says, so against
+ *         STORAGE_EMULATOR_HOST the data goes in one PUT.
+ *   get   GET .../o/NAME?alt=media with Range.
+ *   list  GET .../o?prefix=&delimiter=/&pageToken= (items[].name, size,
+ *         timeCreated; prefixes[]; nextPageToken).
+ *   del   DELETE .../o/NAME, one per object; 404 is success.
+ *
+ * Credentials (Application Default Credentials, as Google's clients):
+ *   STORAGE_EMULATOR_HOST set: that host, no authorization at all;
+ *   GOOGLE_APPLICATION_CREDENTIALS, else gcloud's
+ *   application_default_credentials.json: a service account (an RS256 JWT
+ *   {iss, scope, aud = token_uri, iat, exp = iat + 1h} exchanged at
+ *   token_uri with grant_type jwt-bearer) or an authorized user (refresh
+ *   token);
+ *   otherwise the GCE/GKE metadata server (GCE_METADATA_HOST overrides
+ *   metadata.google.internal).
+ * The access token is cached and fetched again shortly before it expires
+ * (a quarter of its lifetime, at most 5 minutes, ahead); requests that
+ * need one wait for the fetch, which goes through http_submit like any
+ * other request.  If that early fetch fails, the old token keeps serving
+ * until shortly before it expires.  A 401 drops the token and retries the
+ * request once.
+ * Tokens and keys are never logged.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "backends/jwt.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "loop/loop.h"
+
+#define GCS_SIMPLE_MAX (8LL << 20)
+#define GCS_CHUNK (8LL << 20) /* a multiple of 256 KiB */
+#define GCS_ERRBODY_MAX (64 << 10)
+#define GCS_LISTBODY_MAX (64 << 20)
+#define GCS_DELETES_INFLIGHT 8
+#define GCS_MAX_STALLS 3
+#define GCS_SCOPE "https://www.googleapis.com/auth/devstorage.read_write"
+#define GCS_DEFAULT_BASE "https://storage.googleapis.com"
+#define GOOGLE_TOKEN_URI "https://oauth2.googleapis.com/token"
+#define METADATA_HOST "metadata.google.internal"
+#define METADATA_PATH                                                          \
+  "/computeMetadata/v1/instance/service-accounts/default/token"
+#define JWT_LIFETIME 3600
+#define CREDS_FILE_MAX (256 << 10)
+/* After a failed early refresh the old token is used for up to this long
+ * (or half the refresh margin) before the next attempt. */
+#define TOKEN_GRACE_NS (10 * NS_PER_SEC)
+
+enum auth_mode { AUTH_NONE, AUTH_SERVICE_ACCOUNT, AUTH_USER, AUTH_METADATA };
+
+struct gcs;
+
+/* One HTTP exchange with the service; embedded in every operation. */
+struct gcall {
+  struct http_request req;
+  struct gcs *g;
+  struct buf body;         /* response body (JSON, or error text) */
+  struct gcall *wait_next; /* in the list of calls waiting for a token */
+  int auth_retried;        /* a 401 was retried once with a new token */
+  const char *auth_err;    /* why no token came, during the done callback */
+  int token_gen;           /* which token prepare put on the request */
+};
+
+struct auth {
+  enum auth_mode mode;
+  char *source;    /* for messages: where credentials come from */
+  char *token_uri; /* token endpoint (or metadata URL) */
+  char *email, *key_id;
+  EVP_PKEY *key;
+  char *client_id, *client_secret, *refresh_token;
+  char *token;        /* current access token, never logged */
+  int gen;            /* bumped for every new token */
+  int64_t refresh_ns; /* monotonic time from which a new one is needed */
+  int64_t expiry_ns;  /* monotonic time at which the token stops working */
+  int64_t grace_ns;   /* how long before expiry a failed refresh is fatal */
+  int fetching;
+  struct http_request req;
+  struct buf resp;
+  char *form; /* POST body of the token request */
+  struct gcall *wait_head, *wait_tail;
+};
+
+struct gcs {
+  struct backend *b;
+  char *base; /* scheme://host[:port], no trailing '/' */
+  char *bucket;
+  char *root; /* object-name prefix: "" or "path/" */
+  int skip_verify;
+  int emulator; /* STORAGE_EMULATOR_HOST: single-PUT resumable uploads */
+  struct auth auth;
+};
+
+/* --- access tokens --- */
+
+/* Completes a call that never went out because no token came (the token
+ * error can be longer than req.errmsg holds). */
+static void gcall_fail_waiting(struct gcall *c, int code, const char *msg) {
+  c->req.error = code;
+  c->req.status = 0;
+  snprintf(c->req.errmsg, sizeof(c->req.errmsg), "%s", msg);
+  c->auth_err = msg;
+  c->req.done(&c->req, c->req.arg);
+}
+
+/* A JWT assertion for the service-account flow (RFC 7523). */
+static char *sa_assertion(struct auth *a) {
+  int64_t now = time_now_ns() / NS_PER_SEC;
+  json_t *h = json_pack("{s:s, s:s}", "alg", "RS256", "typ", "JWT");
+  if (a->key_id)
+    json_object_set_new(h, "kid", json_string(a->key_id));
+  json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", a->email, "scope",
+                        GCS_SCOPE, "aud", a->token_uri, "iat", (json_int_t)now,
+                        "exp", (json_int_t)(now + JWT_LIFETIME));
+  char *hs = json_dumps(h, JSON_COMPACT);
+  char *cs = json_dumps(c, JSON_COMPACT);
+  char *jwt = hs && cs ? jwt_sign_rs256(a->key, hs, cs) : NULL;
+  free(hs);
+  free(cs);
+  json_decref(h);
+  json_decref(c);
+  return jwt;
+}
+
+/* Builds the token request body afresh before every attempt, so a retried
+ * assertion carries a current iat. */
+static int on_auth_prepare(struct http_request *req, void *arg) {
+  struct gcs *g = arg;
+  struct auth *a = &g->auth;
+  free(a->form);
+  a->form = NULL;
+  if (a->mode == AUTH_SERVICE_ACCOUNT) {
+    char *jwt = sa_assertion(a);
+    if (!jwt) {
+      snprintf(req->errmsg, sizeof(req->errmsg),
+               "cannot sign the JWT with the service account key");
+      return ERR_AUTH;
+    }
+    a->form = xasprintf("grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-"
+                        "type%%3Ajwt-bearer&assertion=%s",
+                        jwt);
+    free(jwt);
+  } else if (a->mode == AUTH_USER) {
+    char *id = http_urlencode(a->client_id, 0);
+    char *secret = http_urlencode(a->client_secret, 0);
+    char *rt = http_urlencode(a->refresh_token, 0);
+    a->form = xasprintf("grant_type=refresh_token&client_id=%s&client_secret="
+                        "%s&refresh_token=%s",
+                        id, secret, rt);
+    free(id);
+    free(secret);
+    free(rt);
+  }
+  if (a->form) {
+    req->body = (const uint8_t *)a->form;
+    req->body_len = strlen(a->form);
+  }
+  return 0;
+}
+
+/* Reads {"access_token", "expires_in"}; returns 0 or a message. */
+static int parse_token(struct auth *a, const struct buf *body, char *msg,
+                       size_t len) {
+  json_t *j = json_loadb((const char *)body->data, body->len, 0, NULL);
+  const char *tok = json_string_value(json_object_get(j, "access_token"));
+  json_t *exp = json_object_get(j, "expires_in");
+  int64_t secs = json_is_integer(exp)  ? (int64_t)json_integer_value(exp)
+                 : json_is_real(exp)   ? (int64_t)json_real_value(exp)
+                 : json_is_string(exp) ? atoll(json_string_value(exp))
+                                       : 3600;
+  if (!tok || !*tok) {
+    snprintf(msg, len, "no access_token in the token response");
+    json_decref(j);
+    return ERR_PROTOCOL;
+  }
+  if (secs <= 0)
+    secs = 1;
+  free(a->token);
+  a->token = xstrdup(tok);
+  a->gen++;
+  int64_t margin = MIN(300 * NS_PER_SEC, secs * NS_PER_SEC / 4);
+  a->expiry_ns = time_mono_ns() + secs * NS_PER_SEC;
+  a->refresh_ns = a->expiry_ns - margin;
+  a->grace_ns = MIN(TOKEN_GRACE_NS, margin / 2);
+  json_decref(j);
+  return 0;
+}
+
+/* Formats a failed token exchange: OAuth errors are
+ * {"error": "invalid_grant", "error_description": "..."}. */
+static void token_error(struct auth *a, char *msg, size_t len) {
+  struct http_request *r = &a->req;
+  if (r->error) {
+    snprintf(msg, len, "cannot get an access token (%s) from %s: %s%s",
+             a->source, a->token_uri, r->errmsg,
+             a->mode == AUTH_METADATA && r->error != ERR_CANCELED
+                 ? " (not on GCE/GKE? set GOOGLE_APPLICATION_CREDENTIALS to "
+                   "a service-account key file)"
+                 : "");
+    return;
+  }
+  char detail[256] = "";
+  json_t *j = json_loadb((const char *)a->resp.data, a->resp.len, 0, NULL);
+  json_t *e = json_object_get(j, "error");
+  const char *code = json_string_value(e);
+  const char *desc = json_string_value(json_object_get(j, "error_description"));
+  if (!code && json_is_object(e)) {
+    code = json_string_value(json_object_get(e, "status"));
+    desc = json_string_value(json_object_get(e, "message"));
+  }
+  if (code || desc)
+    snprintf(detail, sizeof(detail), " %s%s%s", code ? code : "",
+             code && desc ? ": " : "", desc ? desc : "");
+  else if (a->resp.len)
+    snprintf(detail, sizeof(detail), " %.*s",
+             (int)strcspn((const char *)a->resp.data, "\r\n"),
+             (const char *)a->resp.data);
+  json_decref(j);
+  snprintf(msg, len, "cannot get an access token (%s) from %s: HTTP %d%s",
+           a->source, a->token_uri, r->status, detail);
+}
+
+static void on_auth_done(struct http_request *req, void *arg) {
+  struct gcs *g = arg;
+  struct auth *a = &g->auth;
+  char msg[512] = "";
+  int rc = 0;
+  if (req->error || req->status != 200) {
+    token_error(a, msg, sizeof(msg));
+    rc = req->error == ERR_CANCELED ? ERR_CANCELED : ERR_AUTH;
+  } else if ((rc = parse_token(a, &a->resp, msg, sizeof(msg)))) {
+    char m2[512];
+    snprintf(m2, sizeof(m2), "token from %.200s: %.280s", a->token_uri, msg);
+    memcpy(msg, m2, sizeof(msg));
+    rc = ERR_AUTH;
+  }
+  /* A failed early refresh is not fatal while the old token still has a
+   * while to live: keep using it and try again in a little while. */
+  int64_t now = time_mono_ns();
+  if (rc && rc != ERR_CANCELED && a->token &&
+      now + a->grace_ns < a->expiry_ns) {
+    log_warn(NULL, g->b->name, "gcs: %s; the current token is still valid",
+             msg);
+    a->refresh_ns = MIN(now + a->grace_ns, a->expiry_ns - a->grace_ns);
+    rc = 0;
+  } else if (!rc) {
+    log_debug(NULL, g->b->name, "gcs: new access token from %s", a->token_uri);
+  }
+  /* Other failures are not logged here: every waiting call reports them. */
+  http_request_free(&a->req);
+  buf_destroy(&a->resp);
+  free(a->form);
+  a->form = NULL;
+  a->fetching = 0;
+  /* Callbacks may queue new calls (and start a new fetch): detach first. */
+  struct gcall *w = a->wait_head;
+  a->wait_head = a->wait_tail = NULL;
+  while (w) {
+    struct gcall *next = w->wait_next;
+    w->wait_next = NULL;
+    if (rc)
+      gcall_fail_waiting(w, rc, msg);
+    else
+      http_submit(&w->req);
+    w = next;
+  }
+}
+
+static void auth_fetch(struct gcs *g) {
+  struct auth *a = &g->auth;
+  a->fetching = 1;
+  http_request_init(&a->req);
+  buf_init(&a->resp, GCS_ERRBODY_MAX);
+  a->req.url = xstrdup(a->token_uri);
+  a->req.pool = &g->b->pool;
+  a->req.skip_verify = g->skip_verify;
+  a->req.resp_body = &a->resp;
+  a->req.timeout_ms = 30000;
+  a->req.prepare = on_auth_prepare;
+  a->req.done = on_auth_done;
+  a->req.arg = g;
+  if (a->mode == AUTH_METADATA) {
+    a->req.method = "GET";
+    a->req.max_retries = 2;
+    http_request_add_header(&a->req, "Metadata-Flavor: Google");
+  } else {
+    a->req.method = "POST";
+    http_request_add_header(&a->req,
+                            "Content-Type: application/x-www-form-urlencoded");
+  }
+  http_submit(&a->req);
+}
+
+/* Submits a call now, or after the next access token arrives. */
+static void gcall_submit(struct gcall *c) {
+  struct auth *a = &c->g->auth;
+  if (a->mode == AUTH_NONE || (a->token && time_mono_ns() < a->refresh_ns)) {
+    http_submit(&c->req);
+    return;
+  }
+  c->wait_next = NULL;
+  if (a->wait_tail)
+    a->wait_tail->wait_next = c;
+  else
+    a->wait_head = c;
+  a->wait_tail = c;
+  if (!a->fetching)
+    auth_fetch(c->g);
+}
+
+/* After a 401, fetches a new token (unless one newer than the rejected one
+ * exists) and sends the call again, once.  Returns 1 if it did. */
+static int gcall_retry_auth(struct gcall *c) {
+  struct auth *a = &c->g->auth;
+  if (a->mode == AUTH_NONE || c->req.error || c->req.status != 401 ||
+      c->auth_retried)
+    return 0;
+  c->auth_retried = 1;
+  if (c->token_gen == a->gen)
+    a->refresh_ns = a->expiry_ns = 0; /* known bad: no grace */
+  log_debug(NULL, c->g->b->name,
+            "gcs: access token rejected (401), "
+            "fetching a new one");
+  buf_reset(&c->body);
+  gcall_submit(c);
+  return 1;
+}
+
+/* --- requests --- */
+
+static int on_prepare(struct http_request *req, void *arg) {
+  struct gcall *c = container_of(req, struct gcall, req);
+  struct auth *a = &c->g->auth;
+  (void)arg;
+  if (a->mode == AUTH_NONE)
+    return 0;
+  http_request_del_header(req, "Authorization");
+  if (!a->token) {
+    snprintf(req->errmsg, sizeof(req->errmsg), "no access token");
+    return ERR_AUTH;
+  }
+  http_request_add_header(req, "Authorization: Bearer %s", a->token);
+  c->token_gen = a->gen;
+  return 0;
+}
+
+/* Sets up c->req for METHOD on url (owned by the request afterwards). */
+static void gcall_init(struct gcall *c, struct gcs *g, const char *method,
+                       char *url, http_done_cb done, void *arg) {
+  memset(c, 0, sizeof(*c));
+  c->g = g;
+  buf_init(&c->body, GCS_ERRBODY_MAX);
+  http_request_init(&c->req);
+  c->req.url = url;
+  c->req.method = method;
+  c->req.pool = &g->b->pool;
+  c->req.skip_verify = g->skip_verify;
+  c->req.resp_body = &c->body;
+  c->req.prepare = on_prepare;
+  c->req.done = done;
+  c->req.arg = arg;
+}
+
+static void gcall_destroy(struct gcall *c) {
+  http_request_free(&c->req);
+  buf_destroy(&c->body);
+}
+
+static char *object_url(struct gcs *g, const char *name, const char *query) {
+  char *enc = http_urlencode(name, 0);
+  char *u = xasprintf("%s/storage/v1/b/%s/o/%s%s%s", g->base, g->bucket, enc,
+                      query ? "?" : "", query ? query : "");
+  free(enc);
+  return u;
+}
+
+static void set_body(struct gcall *c, const struct payload *p, int64_t off,
+                     int64_t len) {
+  c->req.body_len = (size_t)len;
+  if (p->data) {
+    c->req.body = p->data + off;
+  } else {
+    c->req.body_fd = p->fd;
+    c->req.body_off = p->off + off;
+  }
+}
+
+/* Turns a finished exchange into a status and, on failure, a one-line
+ * message "gcs OP bucket/object: ...".  JSON API errors look like
+ * {"error": {"code": 403, "message": "...", "errors": [{"reason": ...}]}}. */
+static int gcall_result(struct gcall *c, const char *op, const char *obj,
+                        char *msg, size_t msglen) {
+  struct http_request *r = &c->req;
+  struct gcs *g = c->g;
+  if (r->error) {
+    if (c->auth_err)
+      snprintf(msg, msglen, "gcs %s %s/%s: %s", op, g->bucket, obj,
+               c->auth_err);
+    else if (r->error == ERR_AUTH || r->attempts == 0)
+      snprintf(msg, msglen, "gcs %s %s/%s: %s", op, g->bucket, obj, r->errmsg);
+    else
+      snprintf(msg, msglen, "gcs %s %s/%s: %s (after %d attempt%s)", op,
+               g->bucket, obj, r->errmsg, r->attempts,
+               r->attempts == 1 ? "" : "s");
+    return r->error;
+  }
+  if (r->status >= 200 && r->status < 300)
+    return 0;
+  char reason[64] = "", text[256] = "";
+  json_t *j = json_loadb((const char *)c->body.data, c->body.len, 0, NULL);
+  json_t *e = json_object_get(j, "error");
+  const char *m = json_string_value(json_object_get(e, "message"));
+  json_t *errs = json_object_get(e, "errors");
+  const char *rs =
+      json_string_value(json_object_get(json_array_get(errs, 0), "reason"));
+  if (rs)
+    snprintf(reason, sizeof(reason), "%s", rs);
+  if (m)
+    snprintf(text, sizeof(text), "%.*s", (int)strcspn(m, "\r\n"), m);
+  else if (!j && c->body.len)
+    snprintf(text, sizeof(text), "%.*s",
+             (int)strcspn((const char *)c->body.data, "\r\n"),
+             (const char *)c->body.data);
+  json_decref(j);
+  const char *hint = "";
+  if (r->status == 401)
+    hint = " (access token rejected)";
+  snprintf(msg, msglen, "gcs %s %s/%s: HTTP %d%s%s%s%s%s", op, g->bucket, obj,
+           r->status, reason[0] ? " " : "", reason, text[0] ? ": " : "", text,
+           hint);
+  if (r->status == 401 || r->status == 403)
+    return ERR_AUTH;
+  if (r->status == 404)
+    return strstr(text, "bucket") ? ERR_HTTP_STATUS : ERR_NOT_FOUND;
+  return ERR_HTTP_STATUS;
+}
+
+static char *object_name(struct gcs *g, const char *key) {
+  return xasprintf("%s%s", g->root, key);
+}
+
+/* Calls cb from the loop, for outcomes known before any request. */
+struct deferred {
+  struct loop_timer *t;
+  backend_cb cb;
+  void *arg;
+};
+
+static void on_deferred(void *arg) {
+  struct deferred *d = arg;
+  d->cb(d->arg, 0, NULL);
+  loop_timer_free(d->t);
+  free(d);
+}
+
+static void defer_ok(backend_cb cb, void *arg) {
+  struct deferred *d = xcalloc(1, sizeof(*d));
+  d->cb = cb;
+  d->arg = arg;
+  d->t = loop_timer_new(on_deferred, d);
+  loop_timer_start(d->t, 0);
+}
+
+/* --- put --- */
+
+enum put_stage { PUT_SIMPLE, PUT_START, PUT_CHUNK };
+
+struct put_op {
+  struct gcall call;
+  struct gcs *g;
+  char *name;
+  struct payload p;
+  enum put_stage stage;
+  char *session; /* resumable session URI */
+  int64_t sent;  /* bytes the server has persisted */
+  int stalls;
+  backend_cb cb;
+  void *arg;
+  char msg[512];
+};
+
+static void put_finish(struct put_op *op, int rc) {
+  op->cb(op->arg, rc, rc ? op->msg : NULL);
+  free(op->session);
+  free(op->name);
+  free(op);
+}
+
+static void on_put_done(struct http_request *req, void *arg);
+
+static void put_chunk(struct put_op *op) {
+  gcall_init(&op->call, op->g, "PUT", xstrdup(op->session), on_put_done, op);
+  int64_t len = op->p.len - op->sent;
+  if (!op->g->emulator) {
+    len = MIN(len, GCS_CHUNK);
+    http_request_add_header(
+        &op->call.req, "Content-Range: bytes %" PRId64 "-%" PRId64 "/%" PRId64,
+        op->sent, op->sent + len - 1, op->p.len);
+  }
+  set_body(&op->call, &op->p, op->sent, len);
+  op->stage = PUT_CHUNK;
+  gcall_submit(&op->call);
+}
+
+/* A 308 during a resumable upload: "Range: bytes=0-N" is what the server
+ * holds (no Range: nothing yet). */
+static int put_resume_point(struct put_op *op) {
+  const char *range = http_response_header(&op->call.req, "range");
+  int64_t next = 0;
+  if (range) {
+    const char *dash = strchr(range, '-');
+    if (!dash)
+      return ERR_PROTOCOL;
+    next = strtoll(dash + 1, NULL, 10) + 1;
+  }
+  if (next < 0 || next > op->p.len)
+    return ERR_PROTOCOL;
+  op->stalls = next > op->sent ? 0 : op->stalls + 1;
+  op->sent = next;
+  return 0;
+}
+
+static void on_put_done(struct http_request *req, void *arg) {
+  struct put_op *op = arg;
+  struct gcall *c = &op->call;
+  if (gcall_retry_auth(c))
+    return;
+  int rc = 0;
+  if (op->stage == PUT_CHUNK && !req->error && req->status == 308) {
+    rc = put_resume_point(op);
+    if (rc)
+      snprintf(op->msg, sizeof(op->msg),
+               "gcs put %s/%s: bad Range in a resumable upload answer",
+               op->g->bucket, op->name);
+    else if (op->stalls >= GCS_MAX_STALLS) {
+      rc = ERR_PROTOCOL;
+      snprintf(op->msg, sizeof(op->msg),
+               "gcs put %s/%s: resumable upload makes no progress at byte "
+               "%" PRId64,
+               op->g->bucket, op->name, op->sent);
+    }
+    gcall_destroy(c);
+    if (rc)
+      put_finish(op, rc);
+    else
+      put_chunk(op);
+    return;
+  }
+  rc = gcall_result(c, op->stage == PUT_CHUNK ? "put (resumable)" : "put",
+                    op->name, op->msg, sizeof(op->msg));
+  if (!rc && op->stage == PUT_START) {
+    const char *loc = http_response_header(req, "location");
+    if (!loc || !*loc) {
+      snprintf(op->msg, sizeof(op->msg),
+               "gcs put %s/%s: no session URI in the resumable upload answer",
+               op->g->bucket, op->name);
+      rc = ERR_PROTOCOL;
+    } else {
+      op->session = xstrdup(loc);
+      gcall_destroy(c);
+      put_chunk(op);
+      return;
+    }
+  }
+  gcall_destroy(c);
+  put_finish(op, rc);
+}
+
+static void gcs_put(struct backend *b, const char *key, const struct payload *p,
+                    backend_cb cb, void *arg) {
+  struct gcs *g = b->priv;
+  struct put_op *op = xcalloc(1, sizeof(*op));
+  op->g = g;
+  op->name = object_name(g, key);
+  op->p = *p;
+  op->cb = cb;
+  op->arg = arg;
+  char *enc = http_urlencode(op->name, 0);
+  int simple = p->len <= GCS_SIMPLE_MAX;
+  char *url =
+      xasprintf("%s/upload/storage/v1/b/%s/o?uploadType=%s&name=%s", g->base,
+                g->bucket, simple ? "media" : "resumable", enc);
+  free(enc);
+  gcall_init(&op->call, g, "POST", url, on_put_done, op);
+  if (simple) {
+    op->stage = PUT_SIMPLE;
+    http_request_add_header(&op->call.req,
+                            "Content-Type: application/octet-stream");
+    set_body(&op->call, p, 0, p->len);
+  } else {
+    op->stage = PUT_START;
+    http_request_add_header(&op->call.req,
+                            "X-Upload-Content-Type: application/octet-stream");
+    http_request_add_header(&op->call.req, "X-Upload-Content-Length: %" PRId64,
+                            p->len);
+  }
+  gcall_submit(&op->call);
+}
+
+/* --- get --- */
+
+struct get_op {
+  struct gcall call;
+  char *name;
+  struct sink sink;
+  struct buf data; /* memory sink: the body lands here, then is appended */
+  backend_cb cb;
+  void *arg;
+  char msg[512];
+};
+
+static void on_get_done(struct http_request *req, void *arg) {
+  struct get_op *op = arg;
+  struct gcall *c = &op->call;
+  if (op->sink.buf && !req->error && req->status / 100 != 2) {
+    /* The error body went to the data buffer. */
+    buf_reset(&c->body);
+    buf_append(&c->body, op->data.data, MIN(op->data.len, 4096));
+    buf_reset(&op->data);
+  }
+  if (gcall_retry_auth(c))
+    return;
+  int rc = gcall_result(c, "get", op->name, op->msg, sizeof(op->msg));
+  if (!rc && op->sink.buf && op->data.len &&
+      buf_append(op->sink.buf, op->data.data, op->data.len)) {
+    snprintf(op->msg, sizeof(op->msg), "gcs get %s/%s: larger than %zu bytes",
+             c->g->bucket, op->name, op->sink.buf->max);
+    rc = ERR_TOO_BIG;
+  }
+  gcall_destroy(c);
+  buf_destroy(&op->data);
+  op->cb(op->arg, rc, rc ? op->msg : NULL);
+  free(op->name);
+  free(op);
+}
+
+static void gcs_get(struct backend *b, const char *key, int64_t off,
+                    int64_t len, const struct sink *s, backend_cb cb,
+                    void *arg) {
+  struct gcs *g = b->priv;
+  struct get_op *op = xcalloc(1, sizeof(*op));
+  op->name = object_name(g, key);
+  op->sink = *s;
+  op->cb = cb;
+  op->arg = arg;
+  buf_init(&op->data, s->buf ? s->buf->max : 0);
+  /* len == 0 only checks that the object exists (metadata GET). */
+  gcall_init(&op->call, g, "GET",
+             object_url(g, op->name, len == 0 ? NULL : "alt=media"),
+             on_get_done, op);
+  if (len > 0)
+    http_request_add_header(&op->call.req, "Range: bytes=%" PRId64 "-%" PRId64,
+                            off, off + len - 1);
+  else if (off > 0 && len < 0)
+    http_request_add_header(&op->call.req, "Range: bytes=%" PRId64 "-", off);
+  if (len == 0) {
+    /* Keep the metadata JSON out of the caller's sink. */
+  } else if (s->buf) {
+    op->call.req.resp_body = &op->data;
+  } else {
+    op->call.req.resp_fd = s->fd;
+    op->call.req.resp_off = s->off;
+  }
+  gcall_submit(&op->call);
+}
+
+/* --- list --- */
+
+struct list_op {
+  struct gcall call;
+  struct gcs *g;
+  char *prefix; /* full object-name prefix */
+  int delimiter;
+  char *token;
+  struct obj_list *out;
+  backend_cb cb;
+  void *arg;
+  int pages;
+  char msg[512];
+};
+
+static void list_page(struct list_op *op);
+
+/* Adds one page of a JSON listing; returns 0 or ERR_PROTOCOL. */
+static int list_parse(struct list_op *op, json_t *j) {
+  size_t rl = strlen(op->g->root);
+  if (!json_is_object(j))
+    return ERR_PROTOCOL;
+  json_t *items = json_object_get(j, "items"), *it;
+  size_t i;
+  json_array_foreach(items, i, it) {
+    const char *name = json_string_value(json_object_get(it, "name"));
+    json_t *sz = json_object_get(it, "size");
+    const char *tc = json_string_value(json_object_get(it, "timeCreated"));
+    if (!name)
+      return ERR_PROTOCOL;
+    if (strncmp(name, op->g->root, rl))
+      continue;
+    int64_t size = json_is_string(sz)    ? atoll(json_string_value(sz))
+                   : json_is_integer(sz) ? (int64_t)json_integer_value(sz)
+                                         : -1;
+    if (size < 0)
+      return ERR_PROTOCOL;
+    int64_t mtime = 0;
+    if (!tc || time_parse_rfc3339(tc, &mtime))
+      mtime = 0;
+    obj_list_add(op->out, name + rl, size, mtime);
+  }
+  json_t *prefixes = json_object_get(j, "prefixes");
+  json_array_foreach(prefixes, i, it) {
+    const char *p = json_string_value(it);
+    if (p && !strncmp(p, op->g->root, rl))
+      obj_list_add_prefix(op->out, p + rl);
+  }
+  const char *next = json_string_value(json_object_get(j, "nextPageToken"));
+  free(op->token);
+  op->token = next && *next ? xstrdup(next) : NULL;
+  return 0;
+}
+
+static void on_list_done(struct http_request *req, void *arg) {
+  struct list_op *op = arg;
+  (void)req;
+  if (gcall_retry_auth(&op->call))
+    return;
+  int rc =
+      gcall_result(&op->call, "list", op->prefix, op->msg, sizeof(op->msg));
+  if (rc == ERR_NOT_FOUND)
+    rc = ERR_HTTP_STATUS; /* the bucket itself is missing */
+  if (!rc) {
+    json_t *j = json_loadb((const char *)op->call.body.data, op->call.body.len,
+                           0, NULL);
+    rc = list_parse(op, j);
+    json_decref(j);
+    if (rc)
+      snprintf(op->msg, sizeof(op->msg),
+               "gcs list %s/%s: malformed listing (page %d)", op->g->bucket,
+               op->prefix, op->pages + 1);
+  }
+  gcall_destroy(&op->call);
+  op->pages++;
+  if (!rc && op->token) {
+    list_page(op);
+    return;
+  }
+  if (!rc)
+    obj_list_sort(op->out);
+  op->cb(op->arg, rc, rc ? op->msg : NULL);
+  free(op->prefix);
+  free(op->token);
+  free(op);
+}
+
+static void list_page(struct list_op *op) {
+  struct buf u;
+  buf_init(&u, 0);
+  char *p = http_urlencode(op->prefix, 0);
+  buf_appendf(&u, "%s/storage/v1/b/%s/o?prefix=%s", op->g->base, op->g->bucket,
+              p);
+  free(p);
+  if (op->delimiter)
+    buf_appendf(&u, "&delimiter=%%2F");
+  if (op->token) {
+    char *t = http_urlencode(op->token, 0);
+    buf_appendf(&u, "&pageToken=%s", t);
+    free(t);
+  }
+  buf_append(&u, "", 1);
+  size_t len;
+  gcall_init(&op->call, op->g, "GET", (char *)buf_steal(&u, &len), on_list_done,
+             op);
+  op->call.body.max = GCS_LISTBODY_MAX;
+  gcall_submit(&op->call);
+}
+
+static void gcs_list(struct backend *b, const char *prefix, int delimiter,
+                     struct obj_list *out, backend_cb cb, void *arg) {
+  struct gcs *g = b->priv;
+  struct list_op *op = xcalloc(1, sizeof(*op));
+  op->g = g;
+  op->prefix = object_name(g, prefix ? prefix : "");
+  op->delimiter = delimiter;
+  op->out = out;
+  op->cb = cb;
+  op->arg = arg;
+  list_page(op);
+}
+
+/* --- delete --- */
+
+struct del_one {
+  struct gcall call;
+  struct del_op *op;
+  char *name;
+};
+
+struct del_op {
+  struct gcs *g;
+  char **keys;
+  size_t n, next;
+  int inflight;
+  int status;
+  backend_cb cb;
+  void *arg;
+  char msg[512];
+};
+
+static void del_start(struct del_op *op);
+
+static void on_del_done(struct http_request *req, void *arg) {
+  struct del_one *d = arg;
+  struct del_op *op = d->op;
+  (void)req;
+  if (gcall_retry_auth(&d->call))
+    return;
+  op->inflight--;
+  char msg[512];
+  int rc = gcall_result(&d->call, "delete", d->name, msg, sizeof(msg));
+  if (rc == ERR_NOT_FOUND)
+    rc = 0;
+  if (rc && !op->status) {
+    op->status = rc;
+    snprintf(op->msg, sizeof(op->msg), "%s", msg);
+  }
+  gcall_destroy(&d->call);
+  free(d->name);
+  free(d);
+  if (!op->status && op->next < op->n) {
+    del_start(op);
+    return;
+  }
+  if (op->inflight)
+    return;
+  op->cb(op->arg, op->status, op->status ? op->msg : NULL);
+  for (size_t i = 0; i < op->n; i++)
+    free(op->keys[i]);
+  free(op->keys);
+  free(op);
+}
+
+static void del_start(struct del_op *op) {
+  while (op->inflight < GCS_DELETES_INFLIGHT && op->next < op->n) {
+    struct del_one *d = xcalloc(1, sizeof(*d));
+    d->op = op;
+    d->name = object_name(op->g, op->keys[op->next++]);
+    gcall_init(&d->call, op->g, "DELETE", object_url(op->g, d->name, NULL),
+               on_del_done, d);
+    op->inflight++;
+    gcall_submit(&d->call);
+  }
+}
+
+static void gcs_del(struct backend *b, char *const *keys, size_t n,
+                    backend_cb cb, void *arg) {
+  struct gcs *g = b->priv;
+  if (!n) {
+    defer_ok(cb, arg);
+    return;
+  }
+  struct del_op *op = xcalloc(1, sizeof(*op));
+  op->g = g;
+  op->n = n;
+  op->keys = xcalloc(n, sizeof(char *));
+  for (size_t i = 0; i < n; i++)
+    op->keys[i] = xstrdup(keys[i]);
+  op->cb = cb;
+  op->arg = arg;
+  del_start(op);
+}
+
+/* --- open / close --- */
+
+static const char *env_nonempty(const char *name) {
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+static char *with_scheme(const char *host) {
+  char *s = strstr(host, "://") ? xstrdup(host) : xasprintf("http://%s", host);
+  size_t n = strlen(s);
+  while (n && s[n - 1] == '/')
+    s[--n] = '\0';
+  return s;
+}
+
+static const char *json_str(json_t *j, const char *key) {
+  const char *v = json_string_value(json_object_get(j, key));
+  return v && *v ? v : NULL;
+}
+
+/* Reads a credentials JSON file: service_account or authorized_user. */
+static int auth_from_file(struct auth *a, const char *path, const char *name,
+                          char *err, size_t errlen) {
+  struct buf f;
+  buf_init(&f, 0);
+  int rc = file_read_all(path, CREDS_FILE_MAX, &f);
+  if (rc) {
+    snprintf(err, errlen, "replica %s: cannot read Google credentials %s: %s",
+             name, path, err_str(rc));
+    buf_destroy(&f);
+    return ERR_CONFIG;
+  }
+  json_error_t je;
+  json_t *j = json_loadb((const char *)f.data, f.len, 0, &je);
+  buf_destroy(&f);
+  const char *type = json_str(j, "type");
+  rc = ERR_CONFIG;
+  if (!j) {
+    snprintf(err, errlen,
+             "replica %s: Google credentials %s: invalid JSON at line %d", name,
+             path, je.line);
+  } else if (type && !strcmp(type, "service_account")) {
+    const char *email = json_str(j, "client_email");
+    const char *pem = json_str(j, "private_key");
+    const char *uri = json_str(j, "token_uri");
+    const char *kid = json_str(j, "private_key_id");
+    if (!email || !pem) {
+      snprintf(err, errlen,
+               "replica %s: Google credentials %s: client_email and "
+               "private_key required",
+               name, path);
+    } else if (!(a->key = jwt_key_from_pem(pem, strlen(pem), 0))) {
+      snprintf(err, errlen,
+               "replica %s: Google credentials %s: private_key is not a PEM "
+               "RSA private key",
+               name, path);
+    } else {
+      a->mode = AUTH_SERVICE_ACCOUNT;
+      a->email = xstrdup(email);
+      a->key_id = kid ? xstrdup(kid) : NULL;
+      a->token_uri = xstrdup(uri ? uri : GOOGLE_TOKEN_URI);
+      a->source = xasprintf("service account %s from %s", email, path);
+      rc = 0;
+    }
+  } else if (type && !strcmp(type, "authorized_user")) {
+    const char *id = json_str(j, "client_id");
+    const char *secret = json_str(j, "client_secret");
+    const char *rt = json_str(j, "refresh_token");
+    const char *uri = json_str(j, "token_uri");
+    if (!id || !secret || !rt) {
+      snprintf(err, errlen,
+               "replica %s: Google credentials %s: client_id, client_secret "
+               "and refresh_token required",
+               name, path);
+    } else {
+      a->mode = AUTH_USER;
+      a->client_id = xstrdup(id);
+      a->client_secret = xstrdup(secret);
+      a->refresh_token = xstrdup(rt);
+      a->token_uri = xstrdup(uri ? uri : GOOGLE_TOKEN_URI);
+      a->source = xasprintf("user credentials from %s", path);
+      rc = 0;
+    }
+  } else {
+    snprintf(err, errlen,
+             "replica %s: Google credentials %s: unsupported type \"%s\" "
+             "(service_account and authorized_user are)",
+             name, path, type ? type : "");
+  }
+  json_decref(j);
+  return rc;
+}
+
+/* gcloud's well-known ADC file, if it exists.  Returns owned path. */
+static char *adc_well_known(void) {
+  const char *dir = env_nonempty("CLOUDSDK_CONFIG");
+  char *p = NULL;
+  if (dir) {
+    p = xasprintf("%s/application_default_credentials.json", dir);
+  } else if (env_nonempty("HOME")) {
+    p = xasprintf("%s/.config/gcloud/application_default_credentials.json",
+                  getenv("HOME"));
+  }
+  if (p && access(p, R_OK)) {
+    free(p);
+    p = NULL;
+  }
+  return p;
+}
+
+static void auth_destroy(struct auth *a) {
+  free(a->source);
+  free(a->token_uri);
+  free(a->email);
+  free(a->key_id);
+  EVP_PKEY_free(a->key);
+  free(a->client_id);
+  free(a->client_secret);
+  free(a->refresh_token);
+  free(a->token);
+  free(a->form);
+}
+
+static void gcs_free_priv(struct gcs *g) {
+  auth_destroy(&g->auth);
+  free(g->base);
+  free(g->bucket);
+  free(g->root);
+}
+
+static int gcs_open(struct backend *b, const struct replica_config *cfg,
+                    char *err, size_t errlen) {
+  struct gcs *g = b->priv;
+  const char *name = cfg->name ? cfg->name : "gcs";
+  g->b = b;
+  if (!cfg->bucket || !*cfg->bucket) {
+    snprintf(err, errlen, "replica %s: bucket required for gcs replica", name);
+    return ERR_CONFIG;
+  }
+  const char *emu = env_nonempty("STORAGE_EMULATOR_HOST");
+  if (emu) {
+    g->base = with_scheme(emu);
+    g->emulator = 1;
+    g->auth.mode = AUTH_NONE;
+  } else {
+    const char *ep = cfg->endpoint && *cfg->endpoint ? cfg->endpoint : NULL;
+    g->base =
+        ep ? (strstr(ep, "://") ? with_scheme(ep) : xasprintf("https://%s", ep))
+           : xstrdup(GCS_DEFAULT_BASE);
+    size_t n = strlen(g->base);
+    while (n && g->base[n - 1] == '/')
+      g->base[--n] = '\0';
+    const char *file = env_nonempty("GOOGLE_APPLICATION_CREDENTIALS");
+    char *wk = file ? NULL : adc_well_known();
+    if (file || wk) {
+      int rc = auth_from_file(&g->auth, file ? file : wk, name, err, errlen);
+      free(wk);
+      if (rc) {
+        gcs_free_priv(g);
+        return rc;
+      }
+    } else {
+      const char *host = env_nonempty("GCE_METADATA_HOST");
+      g->auth.mode = AUTH_METADATA;
+      g->auth.token_uri =
+          xasprintf("http://%s" METADATA_PATH, host ? host : METADATA_HOST);
+      g->auth.source =
+          xasprintf("metadata server %s", host ? host : METADATA_HOST);
+    }
+  }
+  g->bucket = xstrdup(cfg->bucket);
+  const char *p = cfg->path ? cfg->path : "";
+  while (*p == '/')
+    p++;
+  size_t pl = strlen(p);
+  while (pl && p[pl - 1] == '/')
+    pl--;
+  if (pl == 1 && p[0] == '.')
+    pl = 0;
+  g->root = pl ? xasprintf("%.*s/", (int)pl, p) : xstrdup("");
+  g->skip_verify = cfg->skip_verify;
+  b->desc = xasprintf("gcs://%s/%.*s", g->bucket, (int)pl, p);
+  log_debug(NULL, b->name, "gcs %s bucket %s, credentials: %s", g->base,
+            g->bucket, g->auth.source ? g->auth.source : "none (emulator)");
+  return 0;
+}
+
+static void gcs_close(struct backend *b) {
+  struct gcs *g = b->priv;
+  /* A token fetch only runs while some call waits for it, and close comes
+   * with no operation in flight. */
+  if (g->auth.fetching)
+    log_error(NULL, b->name, "gcs: closed while fetching a token");
+  gcs_free_priv(g);
+}
+
+const struct backend_ops backend_gcs = {
+    .name = "gcs",
+    .caps = BACKEND_CAP_RANGE | BACKEND_CAP_MULTIPART,
+    .priv_size = sizeof(struct gcs),
+    .open = gcs_open,
+    .close = gcs_close,
+    .put = gcs_put,
+    .get = gcs_get,
+    .list = gcs_list,
+    .del = gcs_del,
+};

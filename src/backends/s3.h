@@ -1,0 +1,17 @@
+/*
+ * S3 backend internals exposed for tests and diagnostics.  The backend
+ * itself is used through backend.h (backend_s3).
+ */
+#ifndef SLUICE_S3_H
+#define SLUICE_S3_H
+
+struct backend;
+
+/* The URL an object request for `key` (relative to the replica root) goes
+ * to, e.g. "https://bkt.s3.eu-west-1.amazonaws.com/db/k".  Returns owned
+ * string, or NULL while the region is still to be discovered. */
+char *s3_object_url(struct backend *b, const char *key);
+/* The region requests are signed for, or NULL if not known yet. */
+const char *s3_region(struct backend *b);
+
+#endif
