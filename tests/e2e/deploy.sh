@@ -90,6 +90,47 @@ if command -v systemd-analyze >/dev/null; then
     fi
   done
 fi
+# ExecReload, run as systemd would: a new database in the config starts
+# replicating without a restart; a broken config fails the reload at the
+# check and the daemon keeps running.
+mkdir -p "$T/reload"
+cat >"$T/reload/sluice.yml" <<YML
+dbs:
+  - path: $T/reload/one.db
+    replicas:
+      - url: file://$T/reload/replica-one
+YML
+"$SQLWRITER" -db "$T/reload/one.db" -n 10 >/dev/null
+"$SQLWRITER" -db "$T/reload/two.db" -n 10 >/dev/null
+sluice_start -config "$T/reload/sluice.yml"
+wait_until 10 test -d "$T/reload/replica-one/generations" || fail "reload: first db"
+# exec_reload UNIT: runs each ExecReload line with the test's paths.
+exec_reload() {
+  local line
+  while IFS= read -r line; do
+    line=${line//\/usr\/local\/bin\/sluice/$SLUICE}
+    line=${line//\/etc\/sluice.yml/$T/reload/sluice.yml}
+    line=${line//\$MAINPID/$SLUICE_PID}
+    eval "$line" >>"$T/reload/reload.log" 2>&1 || return 1
+  done < <(sed -n 's/^ExecReload=//p' "$D/systemd/$1")
+}
+cat >>"$T/reload/sluice.yml" <<YML
+  - path: $T/reload/two.db
+    replicas:
+      - url: file://$T/reload/replica-two
+YML
+exec_reload sluice.service || { cat "$T/reload/reload.log"; fail "ExecReload failed"; }
+wait_until 10 test -d "$T/reload/replica-two/generations" ||
+  fail "reload: the added database is not replicated"
+echo "dbs: [" >>"$T/reload/sluice.yml"
+exec_reload sluice.service && fail "ExecReload accepted a broken config"
+grep -q "^error: $T/reload/sluice.yml:" "$T/reload/reload.log" ||
+  { cat "$T/reload/reload.log"; fail "failed reload does not say why"; }
+kill -0 "$SLUICE_PID" || fail "sluice died on a failed reload"
+sluice_stop TERM
+grep -qxF "ExecReload=/bin/kill -HUP \$MAINPID" "$D/systemd/sluice-exec.service" ||
+  fail "sluice-exec.service: ExecReload"
+echo "ExecReload: checks the config, then SIGHUP reloads it"
 grep -q '^AWS_SECRET_ACCESS_KEY=REPLACE_WITH' "$D/systemd/sluice.default" ||
   fail "sluice.default: placeholder credentials expected"
 echo "systemd units: directives consistent with sluice"
