@@ -226,8 +226,16 @@ static void check_replica(struct check *c, const struct replica_config *r) {
   char err[1024] = "";
   struct backend *b = backend_open(r, err, sizeof(err));
   char *where = replica_where(r, b);
-  printf("  replica %s: %s %s\n", name, type, where);
+  printf("  replica %s: %s %s", name, type, where);
   free(where);
+  if (r->endpoint && *r->endpoint) {
+    char *ep = url_redact(r->endpoint);
+    printf(" endpoint=%s", ep);
+    free(ep);
+  }
+  if (r->region && *r->region)
+    printf(" region=%s", r->region);
+  printf("\n");
   if (!b) {
     report(c, 1, r->line, r->url ? "url" : "type", "%s", err);
     return;

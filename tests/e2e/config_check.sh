@@ -206,6 +206,11 @@ dbs:
       - name: azure
         url: "abs://acct@container/app?sv=2021&sig=SeCrEt-SaS-3"
         account-key: SeCrEtAzUrE2
+      - name: minio
+        type: s3
+        bucket: b2
+        endpoint: "http://user:SeCrEt-PaSs-4@minio:9000"
+        region: us-east-1
 YML
 rc=0
 "$SLUICE" config check -config "$T/cloud.yml" >"$T/cloud.out" 2>&1 || rc=$?
@@ -214,6 +219,7 @@ for s in $SECRETS; do
 done
 expect cloud "^  replica s3: s3 s3://my-bucket/app$"
 expect cloud "^  replica azure: abs "
+expect cloud "^  replica minio: s3 .* endpoint=http://user:xxxxx@minio:9000 region=us-east-1$"
 if grep -q "backend not available yet" "$T/cloud.out"; then
   echo "cloud: $(grep -c 'not available yet' "$T/cloud.out") backend(s) not in this build yet"
 else
