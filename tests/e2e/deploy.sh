@@ -59,6 +59,9 @@ for unit in sluice.service sluice-exec.service; do
   [ -n "$(unit_get $unit ReadWritePaths)" ] || fail "$unit: ReadWritePaths"
   [ "$(unit_get $unit LimitNOFILE)" -ge 65536 ] || fail "$unit: LimitNOFILE"
 done
+# User= is the databases' (so the application's) user: RemoveIPC would
+# delete the application's IPC objects when sluice stops.
+grep -q '^RemoveIPC=yes' "$D"/systemd/*.service && fail "RemoveIPC=yes with the application's user"
 [ "$(unit_get sluice-exec.service KillMode)" = mixed ] ||
   fail "sluice-exec.service: KillMode=mixed (SIGTERM to sluice only)"
 unit_get sluice-exec.service ExecStart | grep -q -- '-exec "' ||
