@@ -8,7 +8,8 @@ set -eu
 BUILD="cmake make gcc pkg-config libuv1-dev libsqlite3-dev sqlite3 \
 libcurl4-openssl-dev libssl-dev libyaml-dev liblz4-dev lz4 libexpat1-dev \
 libjansson-dev ca-certificates"
-TEST="awscli nodejs npm shellcheck systemd prometheus iproute2 python3 curl"
+TEST="awscli nodejs npm shellcheck systemd prometheus iproute2 python3 curl \
+python3-yaml"
 
 pkgs=$BUILD
 [ "${1:-}" = "--test" ] && pkgs="$BUILD $TEST"
@@ -28,4 +29,5 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "installing:$missing"
 $SUDO apt-get update -qq
+# shellcheck disable=SC2086 # one word per package
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

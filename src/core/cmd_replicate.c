@@ -533,8 +533,12 @@ int cmd_replicate(int argc, char **argv) {
   g_d.sig_term = loop_signal_new(SIGTERM, on_signal, NULL);
   g_d.sig_hup = loop_signal_new(SIGHUP, on_hup, NULL);
   signal(SIGPIPE, SIG_IGN);
-  if (g_d.cfg.exec && g_d.cfg.exec[0] && start_exec(g_d.cfg.exec))
-    goto out_loop;
+  if (g_d.cfg.exec && g_d.cfg.exec[0] && start_exec(g_d.cfg.exec)) {
+    /* The databases are open and watched: close them through the normal
+     * shutdown (freeing them with watches live crashed in loop_close). */
+    g_d.exit_code = 1;
+    shutdown_all();
+  }
 
   while (!g_d.done)
     loop_run();

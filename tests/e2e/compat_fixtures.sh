@@ -10,6 +10,7 @@
 # no_leftovers DIR: nothing but the restored database in DIR.
 no_leftovers() {
   local extra
+  # shellcheck disable=SC2010 # the names come from our own temp directory
   extra=$(ls -A "$1" | grep -v -x "$2" || true)
   [ -z "$extra" ] || fail "left behind in $1: $extra"
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for end-to-end tests (bash).  A test sources this file,
 # then uses the real sluice binary ($SLUICE), real SQLite writers
 # ($SQLWRITER) and, where needed, the real test servers.
@@ -7,7 +8,10 @@ set -u
 : "${SRCDIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${BUILDDIR:=$SRCDIR/build}"
 : "${SLUICE:=$BUILDDIR/sluice}"
+# Used by the tests that source this file.
+# shellcheck disable=SC2034
 SQLWRITER=$BUILDDIR/sqlwriter
+# shellcheck disable=SC2034
 FIXTURES=$SRCDIR/tests/fixtures/litestream-0.3.13
 T=$(mktemp -d "${TMPDIR:-/tmp}/sluice-test.XXXXXX")
 PIDS=()

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for end-to-end tests against Azurite (bash; sourced after
 # tests/lib/common.sh).  Requests are signed with Shared Key by openssl, as in
 # /work/shared/test-servers/az_curl.sh, independently of sluice's own signer.
