@@ -31,6 +31,7 @@ machine() {
 }
 
 tx_per_sec() { sed -n 's/.*tx_per_sec=\([0-9]*\).*/\1/p' "$1"; }
+wal_bytes() { sed -n 's/.*wal_bytes=\([0-9]*\).*/\1/p' "$1"; }
 
 start_sluice() { # config log
   "$SLUICE" replicate -config "$1" >"$2" 2>&1 &
@@ -53,7 +54,7 @@ bench_writer() {
     "$WRITER" -db "$d/a/app.db" -n 1 >/dev/null
     "$WRITER" -db "$d/a/app.db" -duration "$DURATION" -sync "$sync" >"$d/alone.out"
     local wal_a
-    wal_a=$(stat -c %s "$d/a/app.db-wal")
+    wal_a=$(wal_bytes "$d/alone.out")
     cat >"$d/sluice.yml" <<YML
 dbs:
   - path: $d/b/app.db
@@ -65,7 +66,7 @@ YML
     sleep 1
     "$WRITER" -db "$d/b/app.db" -duration "$DURATION" -sync "$sync" >"$d/with.out"
     local wal_b
-    wal_b=$(stat -c %s "$d/b/app.db-wal")
+    wal_b=$(wal_bytes "$d/with.out")
     stop_sluice
     local a b
     a=$(tx_per_sec "$d/alone.out")

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -148,13 +149,19 @@ int main(int argc, char **argv) {
     }
   }
   double secs = now() - start;
+  /* The WAL's size now, before closing (the last connection to close
+   * checkpoints and deletes it). */
+  char walpath[4096];
+  snprintf(walpath, sizeof(walpath), "%s-wal", path);
+  struct stat st;
+  long long wal_bytes = stat(walpath, &st) == 0 ? (long long)st.st_size : 0;
   sqlite3_finalize(ins);
   sqlite3_finalize(upd);
   sqlite3_finalize(del);
   if (sqlite3_close(db) != SQLITE_OK)
     die(db, "close");
-  printf("committed=%ld seconds=%.3f tx_per_sec=%.0f\n", tx, secs,
-         secs > 0 ? (double)tx / secs : 0.0);
+  printf("committed=%ld seconds=%.3f tx_per_sec=%.0f wal_bytes=%lld\n", tx,
+         secs, secs > 0 ? (double)tx / secs : 0.0, wal_bytes);
   free(payload);
   return 0;
 }
