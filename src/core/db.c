@@ -313,12 +313,16 @@ static void job_done(void *arg, int status) {
                db->gen, e->reason);
     if (db->job_grew) {
       db->last_change_ns = time_now_ns();
-      /* Checkpoint an idle database after checkpoint-interval. */
+      /* Checkpoint a database once it goes quiet (after at most 1s, or
+       * checkpoint-interval if shorter): the WAL is then fully
+       * checkpointed, the next commit restarts it, and an application's
+       * own wal_checkpoint(TRUNCATE) at a quiet time succeeds at once.
+       * One wakeup per quiet period, none while idle. */
       if (db->cfg->checkpoint_interval > 0 && db->state != DB_CLOSING) {
         if (!db->idle_timer)
           db->idle_timer = loop_timer_new(on_idle, db);
-        loop_timer_start(db->idle_timer,
-                         (uint64_t)(db->cfg->checkpoint_interval / NS_PER_MS));
+        int64_t quiet = MIN(db->cfg->checkpoint_interval, NS_PER_SEC);
+        loop_timer_start(db->idle_timer, (uint64_t)(quiet / NS_PER_MS));
       }
     }
     if (db->snap)

@@ -185,9 +185,9 @@ struct loop_signal *loop_signal_new(int signum, loop_signal_cb cb, void *arg) {
   uv_signal_init(&g_loop, &s->h);
   s->cb = cb;
   s->arg = arg;
+  /* Signal watchers keep the loop alive: a daemon with nothing else to
+   * do (no database yet) must still wait for SIGTERM. */
   uv_signal_start(&s->h, on_signal, signum);
-  /* Signal watchers must not keep the loop alive on their own. */
-  uv_unref((uv_handle_t *)&s->h);
   return s;
 }
 

@@ -18,6 +18,17 @@ grep -q "$T/broken.yml:[0-9]" "$T/out" ||
 grep -q "config file not found: $T/nope.yml" "$T/out" ||
   { cat "$T/out"; fail "missing config message"; }
 
+# No database at all: the daemon says so, idles (no busy loop) and stops
+# cleanly on SIGTERM.
+printf 'dbs: []\n' >"$T/empty.yml"
+sluice_start -config "$T/empty.yml"
+wait_until 5 grep -q "no databases specified" "$T/sluice.log" ||
+  fail "empty config not reported"
+sleep 0.5
+ticks=$(awk '{print $14 + $15}' "/proc/$SLUICE_PID/stat")
+[ "$ticks" -lt 20 ] || fail "idle daemon with no database burns CPU ($ticks ticks)"
+sluice_stop
+
 # A healthy database, a missing one and one whose replica cannot be
 # written: the healthy one replicates, the missing one is picked up when it
 # appears, the broken replica is reported with its path.
