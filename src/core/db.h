@@ -101,6 +101,8 @@ struct db {
   int closing_replicas;
   int close_phase; /* 0, or 1..3 while closing (db.c) */
   struct loop_timer *status_timer;
+  struct loop_timer *copy_timer;
+  uint64_t last_copy_ms;
   struct val_waiter *val_waiters;
   int job_val_rc;
   struct pos job_val_pos;

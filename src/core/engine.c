@@ -17,7 +17,22 @@
 #define BUSY_TIMEOUT_MS 1000
 /* How long the checkpoint waits for the write lock before trying later. */
 #define WRITE_LOCK_WAIT_MS 250
-#define COPY_CHUNK (4 << 20)
+#define COPY_CHUNK (1 << 20)
+
+/* One copy buffer per pool thread, reused by every database it serves:
+ * no allocation (and page faults) per copy round, and memory bounded by
+ * the number of threads, not of databases. */
+static _Thread_local uint8_t *t_copy_buf;
+static _Thread_local size_t t_copy_cap;
+
+static uint8_t *copy_buf(size_t n) {
+  if (t_copy_cap < n) {
+    free(t_copy_buf);
+    t_copy_buf = xmalloc(n);
+    t_copy_cap = n;
+  }
+  return t_copy_buf;
+}
 /* Frames checkpointed before taking the write lock when the WAL holds more
  * than this many un-checkpointed frames. */
 #define PRECHECKPOINT_FRAMES 256
@@ -52,6 +67,7 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   e->pin = -1;
   e->wal_fd = -1;
   e->db_fd = -1;
+  e->shm_fd = -1;
   e->shadow_fd = -1;
 }
 
@@ -204,7 +220,7 @@ static int read_wal_header(struct engine *e, uint8_t raw[WAL_HEADER_SIZE],
 static int copy_frames(struct engine *e) {
   int64_t fs = wal_frame_size(e->hdr.page_size);
   size_t nframes = (size_t)MAX(1, COPY_CHUNK / fs);
-  uint8_t *buf = xmalloc((size_t)fs * nframes);
+  uint8_t *buf = copy_buf((size_t)fs * nframes);
   struct wal_scan scan;
   wal_scan_resume(&scan, &e->hdr, e->shadow_size, e->s0, e->s1);
   int64_t written_end = e->shadow_size;
@@ -239,7 +255,6 @@ static int copy_frames(struct engine *e) {
     if (i < n || n < nframes)
       break;
   }
-  free(buf);
   if (rc) {
     /* Drop whatever this round wrote; the next round starts over. */
     if (ftruncate(e->shadow_fd, (off_t)e->shadow_size)) {
@@ -254,6 +269,12 @@ static int copy_frames(struct engine *e) {
     return rc;
   }
   if (scan.commit_end > e->shadow_size) {
+    /* Start writing the new bytes back now, without waiting: a later
+     * fsync (ours, or the application's on the same filesystem) then has
+     * little left to flush. */
+    sync_file_range(e->shadow_fd, (off_t)e->shadow_size,
+                    (off_t)(scan.commit_end - e->shadow_size),
+                    SYNC_FILE_RANGE_WRITE);
     e->stats.total_wal_bytes += scan.commit_end - e->shadow_size;
     e->shadow_size = scan.commit_end;
     e->s0 = scan.commit_s0;
@@ -430,10 +451,14 @@ static void close_all(struct engine *e) {
     close(e->wal_fd);
   if (e->shadow_fd >= 0)
     close(e->shadow_fd);
-  /* Only now that SQLite's connections are closed. */
+  /* Only now that SQLite's connections are closed: closing any fd of the
+   * database or -shm file drops the POSIX locks SQLite holds on it. */
   if (e->db_fd >= 0)
     close(e->db_fd);
-  e->wal_fd = e->shadow_fd = e->db_fd = -1;
+  if (e->shm_fd >= 0)
+    close(e->shm_fd);
+  e->wal_fd = e->shadow_fd = e->db_fd = e->shm_fd = -1;
+  e->ckpt_held = 0;
   e->opened = 0;
 }
 
@@ -484,6 +509,10 @@ int engine_open(struct engine *e) {
     goto fail;
   if ((rc = wal_open(e)))
     goto fail;
+  /* Kept open until the connections are closed (see close_all). */
+  char *shm = xasprintf("%s-shm", e->db_path);
+  e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
+  free(shm);
   char reason[128];
   if (try_continue(e, reason, sizeof(reason))) {
     if ((rc = engine_new_generation(e, reason)))
@@ -512,9 +541,11 @@ static int is_successor(const struct wal_header *old, const struct wal_header *h
 }
 
 static int pin_advance(struct engine *e);
+static void ckpt_lock(struct engine *e, int hold);
 
 int engine_sync(struct engine *e, int *new_gen) {
   uint32_t index0 = e->index;
+  int64_t size0 = e->shadow_size;
   *new_gen = 0;
   e->err[0] = '\0';
   int64_t t0 = time_mono_ns();
@@ -579,6 +610,8 @@ out:
   e->stats.sync_ns += time_mono_ns() - t0;
   if (rc)
     e->stats.sync_errors++;
+  if (!rc && (e->shadow_size != size0 || e->index != index0))
+    ckpt_lock(e, 1);
   /* After a restart our pin may sit on read-mark 0, which blocks every
    * checkpoint: the application's autocheckpoint would then scan the whole
    * WAL on each commit.  Move it onto the new lifetime (a slot >= 1). */
@@ -603,6 +636,33 @@ int engine_should_checkpoint(const struct engine *e, int64_t now_ns,
     return 1;
   return frames >= e->min_ckpt_pages &&
          now_ns - e->last_ckpt_ns >= e->ckpt_min_interval_ns;
+}
+
+/* Holding SQLite's checkpoint lock (byte 121 of the -shm, an OFD lock so
+ * it belongs to this descriptor only) while the database is busy: our pin
+ * already makes every application checkpoint useless, and with the lock
+ * held an application's autocheckpoint gives up after one fcntl instead of
+ * scanning lock slots on every commit, and its wal_checkpoint(RESTART or
+ * TRUNCATE) returns SQLITE_BUSY at once instead of stalling its writers for
+ * its busy timeout.  Released for our own checkpoints and once the
+ * database goes quiet (a crashed writer's recovery needs the lock too). */
+#define SHM_CKPT_BYTE 121
+
+static void ckpt_lock(struct engine *e, int hold) {
+  if (e->shm_fd < 0 || e->ckpt_held == hold || (hold && e->checkpointing))
+    return;
+  struct flock fl;
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = hold ? F_WRLCK : F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = SHM_CKPT_BYTE;
+  fl.l_len = 1;
+  if (fcntl(e->shm_fd, F_OFD_SETLK, &fl) == 0)
+    e->ckpt_held = hold;
+}
+
+void engine_hold_checkpoints(struct engine *e, int hold) {
+  ckpt_lock(e, hold);
 }
 
 /* The WAL file keeps the size of its longest lifetime.  When that is far
@@ -651,6 +711,8 @@ static int pin_advance(struct engine *e) {
 
 int engine_checkpoint(struct engine *e) {
   int64_t t0 = time_mono_ns();
+  ckpt_lock(e, 0);
+  e->checkpointing = 1; /* our own checkpoints need the lock free */
   int64_t res[3] = {0};
   int rc;
   e->err[0] = '\0';
@@ -694,6 +756,9 @@ int engine_checkpoint(struct engine *e) {
       rc = (src & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
       if (rc != ERR_BUSY)
         set_err(e, "BEGIN IMMEDIATE: %s", sqlite3_errstr(src));
+      if (rc == ERR_BUSY)
+        log_debug(e->name, NULL, "checkpoint: write lock busy for %dms, "
+                  "trying later", WRITE_LOCK_WAIT_MS);
       goto out; /* ERR_BUSY: the application is writing; try later */
     }
   }
@@ -745,6 +810,7 @@ int engine_checkpoint(struct engine *e) {
               (long long)frames_before, (t_acq - t_lock) / 1e6,
               e->lock_held_ns / 1e6, (time_mono_ns() - t0) / 1e6);
 out:
+  e->checkpointing = 0;
   e->last_ckpt_ns = time_mono_ns();
   if (rc && rc != ERR_BUSY)
     e->stats.checkpoint_errors++;
@@ -774,6 +840,7 @@ int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
 int engine_validation_copy(struct engine *e, const char *out_path,
                            struct pos *at) {
   int f = 1 - e->pin;
+  ckpt_lock(e, 0);
   t_busy.deadline_ns = time_mono_ns() + WRITE_LOCK_WAIT_MS * NS_PER_MS;
   int src = sqlite3_exec(e->conn[f], "BEGIN IMMEDIATE", NULL, NULL, NULL);
   if (src != SQLITE_OK)

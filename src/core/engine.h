@@ -69,6 +69,9 @@ struct engine {
   int db_fd; /* held open for the process lifetime: closing any fd of the
                database file would drop SQLite's POSIX locks on it */
   int shadow_fd;
+  int shm_fd;      /* OFD lock on the checkpoint byte; same lifetime rule */
+  int ckpt_held;
+  int checkpointing; /* inside engine_checkpoint */
   int opened;      /* connections open and pinned */
   char gen[GEN_LEN + 1];
   uint32_t index;  /* current shadow WAL index */
@@ -132,6 +135,9 @@ int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
  * *at gets the position. */
 int engine_validation_copy(struct engine *e, const char *out_path,
                            struct pos *at);
+
+/* Holds or releases SQLite's checkpoint lock (see engine.c). */
+void engine_hold_checkpoints(struct engine *e, int hold);
 
 /* Final copy, fsync, releases the pin and closes everything. */
 int engine_close(struct engine *e);

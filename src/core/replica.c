@@ -229,7 +229,9 @@ static void on_put(void *arg, int status, const char *err) {
     log_debug(r->db->name, r->name, "wal segment written: position=%s sz=%lld",
               p, (long long)r->seg.len);
   }
-  buf_reset(&r->seg);
+  /* Give the segment's memory back: an idle replica holds none. */
+  buf_destroy(&r->seg);
+  buf_init(&r->seg, 0);
   db_replicas_advanced(r->db);
   db_status_changed(r->db);
   upload_next(r);
