@@ -155,8 +155,6 @@ static void job_work(void *arg) {
   if (todo & DBJ_PRUNE && db->prune_below > 0)
     shadow_prune(e->meta, e->gen, db->prune_below);
 out:
-  if (rc && e->opened)
-    engine_hold_checkpoints(e, 0);
   if (todo & DBJ_STATUS && db->status_text) {
     char *path = path_join(e->meta, DB_STATUS_FILE);
     if (access(e->meta, F_OK) == 0)
