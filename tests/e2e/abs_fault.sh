@@ -30,14 +30,16 @@ YML
 sluice_start -config "$T/sluice.yml"
 wait_until 10 sh -c "grep -q 'snapshot written' '$T/sluice.log'" ||
   fail "no snapshot uploaded"
-"$SQLWRITER" -db "$T/app.db" -duration 8 -rate 1500 -update-every 7 \
+"$SQLWRITER" -db "$T/app.db" -duration 10 -rate 1500 -update-every 7 \
   -delete-every 11 >"$T/writer.out" &
 writer=$!
 PIDS+=("$writer")
 sleep 2
 az_stop_own
 echo "azurite stopped at $(date +%T.%N)"
-sleep 3
+# Longer than the HTTP layer's own retries (about 4 s), so the replica
+# itself sees the outage.
+sleep 6
 az_start_own "$T/azurite" "$AZ_PORT" || fail "cannot restart Azurite"
 echo "azurite restarted at $(date +%T.%N)"
 wait "$writer" || fail "writer failed"

@@ -60,7 +60,7 @@ wait_until 10 sh -c "grep -q 'snapshot written' '$T/sluice.log'" ||
   fail "no snapshot uploaded"
 [ "$(stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')" = 1 ] ||
   fail "expected one token: $(stats)"
-"$SQLWRITER" -db "$T/app.db" -duration 8 -rate 1500 -update-every 7 \
+"$SQLWRITER" -db "$T/app.db" -duration 10 -rate 1500 -update-every 7 \
   -delete-every 11 >"$T/writer.out" &
 writer=$!
 PIDS+=("$writer")
@@ -68,7 +68,9 @@ sleep 2
 kill -9 "$AUTH_PID"
 wait "$AUTH_PID" 2>/dev/null
 echo "auth server killed at $(date +%T.%N)"
-sleep 3
+# Longer than the HTTP layer's own retries (about 4 s), so the replica
+# itself sees the outage.
+sleep 6
 start_auth
 echo "auth server restarted at $(date +%T.%N)"
 wait "$writer" || fail "writer failed"
