@@ -3,17 +3,20 @@
 # in the same run on the same machine.  Writes bench/RESULTS.md.
 #
 #   bench/run.sh [BUILD_DIR] [SECTION...]
-#   sections: writer snapshot scale   (default: all)
+#   sections: writer snapshot scale s3   (default: all)
 #
 # writer    one-row transactions with sluice replicating / without, at
 #           synchronous=FULL and NORMAL, and the WAL size at the end
 # snapshot  snapshot of a ~200 MB database / `lz4 -1`; restore / `lz4 -d`+cp
 # scale     200 databases in one process: RSS per database, CPU while idle
+# s3        requests per hour (busy and idle database) and upload throughput
+#           of a large snapshot, single PUT vs multipart, to the local S3
+#           servers (bench/s3_*.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
 shift || true
-SECTIONS=${*:-writer snapshot scale}
+SECTIONS=${*:-writer snapshot scale s3}
 SLUICE=$BUILD/sluice
 WRITER=$BUILD/sqlwriter
 W=$(mktemp -d /tmp/sluice-bench.XXXXXX)
@@ -177,6 +180,15 @@ bench_scale() {
   say "| open files | $fds ($(awk -v f="$fds" -v n="$n" 'BEGIN {printf "%.1f", f/n}') per database) |"
   say "| CPU over ${idle}s idle | $(awk -v t=$((t1 - t0)) -v hz="$hz" -v s="$idle" 'BEGIN {printf "%.3f%% of a core", 100*t/hz/s}') |"
   say "| context switches over ${idle}s idle | $((sw1 - sw0)) |"
+  say ""
+}
+
+bench_s3() {
+  say "## S3: requests and upload throughput"
+  say ""
+  BUILDDIR=$BUILD "$ROOT/bench/s3_requests_per_hour.sh" 20 200 2>/dev/null | tee -a "$OUT"
+  say ""
+  BUILDDIR=$BUILD "$ROOT/bench/s3_upload_throughput.sh" 64 256 2>/dev/null | tee -a "$OUT"
   say ""
 }
 
