@@ -39,6 +39,14 @@ const struct backend_ops *backend_find(const char *type) {
 struct backend *backend_open(const struct replica_config *cfg, char *err,
                              size_t errlen) {
   const char *type = cfg->type ? cfg->type : "file";
+  if (cfg->n_age_recipients || cfg->n_age_identities) {
+    /* Refuse rather than upload plaintext the operator asked to encrypt. */
+    snprintf(err, errlen,
+             "replica %s: age encryption is not supported by sluice yet "
+             "(remove the age section to replicate unencrypted)",
+             cfg->name ? cfg->name : type);
+    return NULL;
+  }
   const struct backend_ops *ops = backend_find(type);
   if (!ops) {
     int known = !strcmp(type, "s3") || !strcmp(type, "gcs") ||

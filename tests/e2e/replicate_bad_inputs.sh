@@ -18,6 +18,19 @@ grep -q "$T/broken.yml:[0-9]" "$T/out" ||
 grep -q "config file not found: $T/nope.yml" "$T/out" ||
   { cat "$T/out"; fail "missing config message"; }
 
+# age encryption is not implemented: refused, never uploaded in plaintext.
+cat >"$T/age.yml" <<YML
+dbs:
+  - path: $T/age.db
+    replicas:
+      - url: file://$T/age-replica
+        age:
+          recipients: [age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq]
+YML
+"$SLUICE" replicate -config "$T/age.yml" >"$T/out" 2>&1 && fail "age config accepted"
+grep -q "age encryption is not supported" "$T/out" || { cat "$T/out"; fail "age message"; }
+[ ! -e "$T/age-replica" ] || fail "something was uploaded with age configured"
+
 # No database at all: the daemon says so, idles (no busy loop) and stops
 # cleanly on SIGTERM.
 printf 'dbs: []\n' >"$T/empty.yml"
