@@ -400,6 +400,7 @@ void db_kick(struct db *db, unsigned what) {
 static void on_copy_timer(void *arg) {
   struct db *db = arg;
   db->last_copy_ms = loop_now_ms();
+  watch_resume(db->watch);
   db_kick(db, DBJ_SYNC);
 }
 
@@ -427,6 +428,7 @@ static void on_dir_change(void *arg, const char *name) {
       db->copy_timer = loop_timer_new(on_copy_timer, db);
     if (!loop_timer_active(db->copy_timer))
       loop_timer_start(db->copy_timer, batch - (now - db->last_copy_ms));
+    watch_pause(db->watch); /* the timer copies whatever comes meanwhile */
     return;
   }
   db->last_copy_ms = now;

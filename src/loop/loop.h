@@ -54,6 +54,11 @@ typedef void (*watch_cb)(void *arg, const char *name);
  * reached): the caller then falls back to polling. */
 int watch_add(const char *dir, watch_cb cb, void *arg, struct watch_sub **out);
 void watch_remove(struct watch_sub *sub);
+/* A paused subscriber wants no callbacks for now; when all subscribers of
+ * a directory are paused the kernel watch is stopped.  After resuming, the
+ * subscriber must check for changes itself (events in between are lost). */
+void watch_pause(struct watch_sub *sub);
+void watch_resume(struct watch_sub *sub);
 
 /* Signals: SIGINT, SIGTERM, SIGHUP, SIGCHLD... delivered on the loop. */
 struct loop_signal;

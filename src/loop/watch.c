@@ -20,6 +20,7 @@ struct watch_sub {
   watch_cb cb;
   void *arg;
   int removed;
+  int paused;
   struct watch_sub *next;
 };
 
@@ -29,6 +30,8 @@ struct watch_dir {
   struct watch_sub *subs;
   int dispatching;
   int nsubs;
+  int npaused;
+  int stopped; /* every subscriber paused: the inotify watch is off */
   struct watch_dir *next;
 };
 
@@ -113,10 +116,41 @@ int watch_add(const char *path, watch_cb cb, void *arg,
   return 0;
 }
 
+/* While every subscriber of a directory is paused, the watch is off:
+ * a database that will copy at the end of its batch window anyway does not
+ * need the tens of thousands of events per second a busy writer causes. */
+void watch_pause(struct watch_sub *s) {
+  if (!s || s->paused)
+    return;
+  s->paused = 1;
+  struct watch_dir *d = s->dir;
+  if (++d->npaused == d->nsubs && !d->stopped && !d->dispatching) {
+    uv_fs_event_stop(&d->h);
+    d->stopped = 1;
+  }
+}
+
+void watch_resume(struct watch_sub *s) {
+  if (!s || !s->paused)
+    return;
+  s->paused = 0;
+  struct watch_dir *d = s->dir;
+  d->npaused--;
+  if (d->stopped) {
+    d->stopped = 0;
+    if (uv_fs_event_start(&d->h, on_fs_event, d->path, 0))
+      d->stopped = 1; /* cannot watch again: subscribers poll */
+  }
+}
+
 void watch_remove(struct watch_sub *s) {
   if (!s)
     return;
   struct watch_dir *d = s->dir;
+  if (s->paused) {
+    s->paused = 0;
+    d->npaused--;
+  }
   s->removed = 1;
   d->nsubs--;
   if (!d->dispatching) {
