@@ -668,6 +668,13 @@ void engine_hold_checkpoints(struct engine *e, int hold) {
   ckpt_lock(e, hold);
 }
 
+/* Whether the last checkpoint covered everything and nothing was committed
+ * since (same index, same size). */
+static int ckpt_is_full(const struct engine *e) {
+  return e->ckpt_full_index == e->index + 1 &&
+         e->ckpt_full_size == e->shadow_size;
+}
+
 /* The WAL file keeps the size of its longest lifetime.  When that is far
  * beyond the checkpoint thresholds, restart the WAL ourselves (our pin is
  * on read-mark 0 now, everything is checkpointed): the connection that
@@ -676,7 +683,7 @@ void engine_hold_checkpoints(struct engine *e, int hold) {
 static void shrink_wal(struct engine *e, int f) {
   int64_t limit = wal_size_for(e->hdr.page_size, MAX(e->max_ckpt_pages,
                                                      e->min_ckpt_pages));
-  if (e->wal_size <= 2 * limit || e->ckpt_full_index != e->index + 1)
+  if (e->wal_size <= 2 * limit || !ckpt_is_full(e))
     return;
   char sql[64];
   snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %lld",
@@ -721,9 +728,9 @@ int engine_checkpoint(struct engine *e) {
   e->err[0] = '\0';
   int64_t frames_before = (e->shadow_size - WAL_HEADER_SIZE) /
                           wal_frame_size(e->hdr.page_size);
-  if (e->ckpt_full_index == e->index + 1) {
-    /* Everything was checkpointed and the WAL has not restarted since
-     * (nobody wrote): nothing to do. */
+  if (ckpt_is_full(e)) {
+    /* Everything was checkpointed and nothing was committed since:
+     * nothing to do. */
     rc = 0;
     goto out;
   }
@@ -780,8 +787,10 @@ int engine_checkpoint(struct engine *e) {
   e->pin = f; /* f's read transaction is the pin now */
   rc = sql_row(e, e->conn[old], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL,
                0);
-  if (!rc && res[0] == 0 && res[1] == res[2])
+  if (!rc && res[0] == 0 && res[1] == res[2]) {
     e->ckpt_full_index = e->index + 1;
+    e->ckpt_full_size = e->shadow_size;
+  }
   /* New pin on the old connection: with everything checkpointed it sits on
    * read-mark 0 and lets the next writer restart the WAL. */
   int prc = pin_begin(e, old);

@@ -89,6 +89,7 @@ struct engine {
   int advancing;       /* inside pin_advance */
   int64_t lock_held_ns; /* write lock hold time of the last checkpoint */
   uint32_t ckpt_full_index; /* index+1 fully checkpointed, 0 if none */
+  int64_t ckpt_full_size;    /* ... at this shadow size */
 
   struct engine_stats stats;
   char reason[128];  /* why the last new generation was started */
