@@ -152,8 +152,8 @@ void backend_list(struct backend *b, const char *prefix, int delimiter,
   b->ops->list(b, prefix, delimiter, out, on_counted, c);
 }
 
-void backend_del(struct backend *b, char *const *keys, size_t n,
-                 backend_cb cb, void *arg) {
+void backend_del(struct backend *b, char *const *keys, size_t n, backend_cb cb,
+                 void *arg) {
   struct counted *c = counted_new(b, BOP_DELETE, cb, arg);
   b->ops->del(b, keys, n, on_counted, c);
 }
@@ -202,8 +202,8 @@ int backend_list_sync(struct backend *b, const char *prefix, int delimiter,
   return sync_run(&w);
 }
 
-int backend_del_sync(struct backend *b, char *const *keys, size_t n,
-                     char *err, size_t errlen) {
+int backend_del_sync(struct backend *b, char *const *keys, size_t n, char *err,
+                     size_t errlen) {
   struct sync_wait w = {0, 0, err, errlen};
   backend_del(b, keys, n, on_sync, &w);
   return sync_run(&w);

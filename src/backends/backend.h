@@ -96,8 +96,8 @@ enum backend_op { BOP_GET, BOP_PUT, BOP_LIST, BOP_DELETE, BOP__COUNT };
 
 struct backend {
   const struct backend_ops *ops;
-  char *name;  /* replica name, for logs */
-  char *desc;  /* printable location without secrets, e.g. s3://bkt/path */
+  char *name; /* replica name, for logs */
+  char *desc; /* printable location without secrets, e.g. s3://bkt/path */
   struct http_pool pool; /* bounds this replica's concurrent requests */
   /* Counters for litestream_replica_operation_total/_bytes. */
   int64_t op_count[BOP__COUNT];
@@ -125,8 +125,8 @@ void backend_get(struct backend *b, const char *key, int64_t off, int64_t len,
                  const struct sink *s, backend_cb cb, void *arg);
 void backend_list(struct backend *b, const char *prefix, int delimiter,
                   struct obj_list *out, backend_cb cb, void *arg);
-void backend_del(struct backend *b, char *const *keys, size_t n,
-                 backend_cb cb, void *arg);
+void backend_del(struct backend *b, char *const *keys, size_t n, backend_cb cb,
+                 void *arg);
 
 /* Synchronous versions for CLI commands: run the loop until done.  Never
  * call them from inside a loop callback.  err gets the message on failure. */
@@ -137,7 +137,7 @@ int backend_get_sync(struct backend *b, const char *key, int64_t off,
                      size_t errlen);
 int backend_list_sync(struct backend *b, const char *prefix, int delimiter,
                       struct obj_list *out, char *err, size_t errlen);
-int backend_del_sync(struct backend *b, char *const *keys, size_t n,
-                     char *err, size_t errlen);
+int backend_del_sync(struct backend *b, char *const *keys, size_t n, char *err,
+                     size_t errlen);
 
 #endif

@@ -262,9 +262,9 @@ void sharedkey_format_date(int64_t ns, char out[32]) {
   /* Fields reduced to their ranges so the compiler can see it fits. */
   snprintf(out, 32, "%s, %02u %s %04u %02u:%02u:%02u GMT",
            days[(unsigned)tm.tm_wday % 7], (unsigned)tm.tm_mday % 32u,
-           months[(unsigned)tm.tm_mon % 12], (unsigned)(tm.tm_year + 1900) % 10000u,
-           (unsigned)tm.tm_hour % 24u, (unsigned)tm.tm_min % 60u,
-           (unsigned)tm.tm_sec % 61u);
+           months[(unsigned)tm.tm_mon % 12],
+           (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)tm.tm_hour % 24u,
+           (unsigned)tm.tm_min % 60u, (unsigned)tm.tm_sec % 61u);
 }
 
 int sharedkey_parse_date(const char *s, int64_t *ns) {

@@ -67,7 +67,6 @@ void md5_base64(const void *data, size_t n, char out[25]) {
   EVP_EncodeBlock((unsigned char *)out, md, 16);
 }
 
-
 char *sigv4_uri_encode(const char *s, int keep_slash) {
   static const char hex[] = "0123456789ABCDEF";
   char *out = xmalloc(3 * strlen(s) + 1), *o = out;

@@ -78,5 +78,4 @@ void sha256_final_hex(struct sha256_ctx *c, char out[65]);
 /* Base64 of MD5 (Content-MD5 header); out holds 25 bytes. */
 void md5_base64(const void *data, size_t n, char out[25]);
 
-
 #endif

@@ -113,8 +113,7 @@ static int from_store(struct table *tb, struct backend *b, const char *db) {
   int64_t best_end = 0;
   for (size_t i = 0; i < gens.n; i++) {
     int64_t s, e;
-    if (store_generation_bounds_sync(b, gens.gens[i], &s, &e, err,
-                                     sizeof(err)))
+    if (store_generation_bounds_sync(b, gens.gens[i], &s, &e, err, sizeof(err)))
       continue;
     if (!best || e > best_end) {
       best = gens.gens[i];
@@ -163,16 +162,16 @@ int cmd_replicas(int argc, char **argv) {
   http_init();
   struct cmd_target t;
   char err[1024];
-  if (cmd_target_open(&t, argv[first], config_path, no_expand, replica, 0,
-                      err, sizeof(err))) {
+  if (cmd_target_open(&t, argv[first], config_path, no_expand, replica, 0, err,
+                      sizeof(err))) {
     rc = cmd_fail("%s", err);
     cmd_target_close(&t);
     goto out;
   }
   char *dir = path_dir(t.db->path);
-  char *meta = t.db->meta_path ? xstrdup(t.db->meta_path)
-                               : xasprintf("%s/.%s-litestream", dir,
-                                           path_base(t.db->path));
+  char *meta = t.db->meta_path
+                   ? xstrdup(t.db->meta_path)
+                   : xasprintf("%s/.%s-litestream", dir, path_base(t.db->path));
   free(dir);
   struct status_line st[64];
   int n = read_status(meta, st, 64);

@@ -48,15 +48,15 @@ static const char usage_text[] =
     "\t    Logs at debug level.\n";
 
 struct daemon {
-  struct config cfg;           /* the current configuration */
-  struct config **old_cfgs;    /* replaced by reloads; databases that were
-                                  closed may still point into them */
+  struct config cfg;        /* the current configuration */
+  struct config **old_cfgs; /* replaced by reloads; databases that were
+                               closed may still point into them */
   size_t n_old_cfgs;
-  char *config_path;           /* NULL in command-line mode */
+  char *config_path; /* NULL in command-line mode */
   int expand_env;
   int verbose;
   struct loop_signal *sig_hup;
-  struct db **closing;         /* closed by a reload, not yet done */
+  struct db **closing; /* closed by a reload, not yet done */
   size_t n_closing;
   struct db **dbs;
   size_t n_dbs;
@@ -231,8 +231,8 @@ static void shutdown_all(void) {
 
 static void on_signal(void *arg, int signum) {
   (void)arg;
-  log_info(NULL, NULL, "signal received, %s", g_d.child ? "stopping child"
-                                                        : "shutting down");
+  log_info(NULL, NULL, "signal received, %s",
+           g_d.child ? "stopping child" : "shutting down");
   if (g_d.child && !g_d.child_exited) {
     loop_child_kill(g_d.child, signum);
     return; /* shut down when the child exits */
@@ -252,13 +252,11 @@ static void on_child_exit(void *arg, int code, int term_signal) {
   shutdown_all(); /* always a final sync, whatever the exit status */
 }
 
-
 /* --- SIGHUP: reload the configuration ---
  * Databases whose whole configuration is unchanged keep running untouched
  * (same pin, same generation); removed or changed ones are closed (with a
  * final sync), then changed ones start again with the new settings; new
  * ones start.  A broken new config is rejected and the old one kept. */
-
 
 static int db_path_busy(const char *path) {
   for (size_t i = 0; i < g_d.n_closing; i++)
@@ -316,8 +314,8 @@ static void on_hup(void *arg, int signum) {
   struct config *nc = xcalloc(1, sizeof(*nc));
   char err[1024];
   if (config_load(g_d.config_path, g_d.expand_env, nc, err, sizeof(err))) {
-    log_error(NULL, NULL, "reload rejected, keeping the current configuration: %s",
-              err);
+    log_error(NULL, NULL,
+              "reload rejected, keeping the current configuration: %s", err);
     config_destroy(nc);
     free(nc);
     return;
@@ -346,9 +344,11 @@ static void on_hup(void *arg, int signum) {
       keep[n_keep++] = db;
       continue;
     }
-    log_info(db->name, NULL, nd ? "configuration changed: restarting replication"
-                                : "no longer in the configuration: stopping");
-    g_d.closing = xrealloc(g_d.closing, (g_d.n_closing + 1) * sizeof(struct db *));
+    log_info(db->name, NULL,
+             nd ? "configuration changed: restarting replication"
+                : "no longer in the configuration: stopping");
+    g_d.closing =
+        xrealloc(g_d.closing, (g_d.n_closing + 1) * sizeof(struct db *));
     g_d.closing[g_d.n_closing++] = db;
     db_close(db, on_reload_closed, db);
   }

@@ -19,29 +19,29 @@
 
 #include "core/log.h"
 
-#define DEFAULT_MONITOR_INTERVAL (1000LL * 1000 * 1000)           /* 1s */
-#define DEFAULT_CHECKPOINT_INTERVAL (60LL * 1000 * 1000 * 1000)   /* 1m */
+#define DEFAULT_MONITOR_INTERVAL (1000LL * 1000 * 1000)         /* 1s */
+#define DEFAULT_CHECKPOINT_INTERVAL (60LL * 1000 * 1000 * 1000) /* 1m */
 #define DEFAULT_MIN_CHECKPOINT_PAGES 1000
 #define DEFAULT_MAX_CHECKPOINT_PAGES 10000
-#define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000)              /* 1s */
-#define DEFAULT_RETENTION (24LL * 3600 * 1000 * 1000 * 1000)      /* 24h */
-#define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)     /* 1h */
-#define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)      /* 30s */
-#define DEFAULT_HEALTH_MAX_SYNC_AGE (300LL * 1000 * 1000 * 1000)  /* 5m */
+#define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000)             /* 1s */
+#define DEFAULT_RETENTION (24LL * 3600 * 1000 * 1000 * 1000)     /* 24h */
+#define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
+#define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
+#define DEFAULT_HEALTH_MAX_SYNC_AGE (300LL * 1000 * 1000 * 1000) /* 5m */
 
 enum tristate { TRI_UNSET = -1, TRI_FALSE = 0, TRI_TRUE = 1 };
 
 struct replica_config {
-  char *type;  /* resolved: "file", "s3", "gcs", "abs", "sftp" */
-  char *name;  /* defaults to type */
-  char *url;   /* as written, or NULL */
-  int line;    /* line of the replica entry, for error messages */
+  char *type; /* resolved: "file", "s3", "gcs", "abs", "sftp" */
+  char *name; /* defaults to type */
+  char *url;  /* as written, or NULL */
+  int line;   /* line of the replica entry, for error messages */
 
-  int64_t retention;                /* <= 0 disables */
+  int64_t retention; /* <= 0 disables */
   int64_t retention_check_interval;
   int64_t sync_interval;
-  int64_t snapshot_interval;        /* 0 = disabled */
-  int64_t validation_interval;      /* 0 = disabled */
+  int64_t snapshot_interval;   /* 0 = disabled */
+  int64_t validation_interval; /* 0 = disabled */
 
   char **age_identities;
   size_t n_age_identities;
@@ -49,8 +49,8 @@ struct replica_config {
   size_t n_age_recipients;
 
   /* Location: filled from the URL and/or explicit keys (explicit wins). */
-  char *path;    /* file: absolute; s3/gcs/abs: key prefix (no leading '/') */
-  char *bucket;  /* s3/gcs bucket, abs container */
+  char *path;   /* file: absolute; s3/gcs/abs: key prefix (no leading '/') */
+  char *bucket; /* s3/gcs bucket, abs container */
   char *region;
   char *endpoint;
   enum tristate force_path_style;
@@ -59,9 +59,9 @@ struct replica_config {
   /* S3 */
   char *access_key_id;
   char *secret_access_key;
-  char *sse;             /* "AES256" or "aws:kms" or NULL */
+  char *sse; /* "AES256" or "aws:kms" or NULL */
   char *sse_kms_key_id;
-  char *sse_c_key;       /* base64 of a 256-bit key, or NULL */
+  char *sse_c_key; /* base64 of a 256-bit key, or NULL */
   char *storage_class;
 
   /* ABS */
@@ -77,8 +77,8 @@ struct replica_config {
 };
 
 struct db_config {
-  char *path;       /* absolute */
-  char *meta_path;  /* absolute; default <dir>/.<file>-litestream */
+  char *path;      /* absolute */
+  char *meta_path; /* absolute; default <dir>/.<file>-litestream */
   int line;
   int64_t monitor_interval;
   int64_t checkpoint_interval;
@@ -89,7 +89,7 @@ struct db_config {
 };
 
 struct config {
-  char *path;  /* the file it was read from, or NULL */
+  char *path; /* the file it was read from, or NULL */
   char *addr;
   char *exec;
   char *access_key_id;
@@ -110,8 +110,8 @@ char *config_default_path(const char *flag, int *explicit_);
 /* Loads and validates a config file.  On failure returns ERR_CONFIG (or
  * -ENOENT: "config file not found: PATH") and writes a one-line message
  * naming file, line and key into err.  Warnings (unknown keys) are logged. */
-int config_load(const char *path, int expand_env, struct config *out,
-                char *err, size_t errlen);
+int config_load(const char *path, int expand_env, struct config *out, char *err,
+                size_t errlen);
 /* Same, from a string (tests); `name` is used in messages. */
 int config_parse(const char *name, const char *text, int expand_env,
                  struct config *out, char *err, size_t errlen);

@@ -148,9 +148,10 @@ static void job_work(void *arg) {
   }
   if (todo & DBJ_VALIDATE) {
     free(db->job_val_path);
-    db->job_val_path = xasprintf("%s/validate.%d.db.tmp", e->meta, (int)getpid());
-    db->job_val_rc = engine_validation_copy(e, db->job_val_path,
-                                            &db->job_val_pos);
+    db->job_val_path =
+        xasprintf("%s/validate.%d.db.tmp", e->meta, (int)getpid());
+    db->job_val_rc =
+        engine_validation_copy(e, db->job_val_path, &db->job_val_pos);
   }
   if (todo & DBJ_PRUNE && db->prune_below > 0)
     shadow_prune(e->meta, e->gen, db->prune_below);
@@ -285,16 +286,16 @@ static void job_done(void *arg, int status) {
       fail_snapshot_waiters(db, ERR_NO_GENERATION);
   } else if (rc) {
     if (strcmp(db->last_err, e->err)) {
-      log_error(db->name, NULL, "sync error: %s", e->err[0] ? e->err
-                                                             : err_str(rc));
+      log_error(db->name, NULL, "sync error: %s",
+                e->err[0] ? e->err : err_str(rc));
       snprintf(db->last_err, sizeof(db->last_err), "%s", e->err);
     }
     if (db->state != DB_CLOSING)
       db_set_state(db, DB_ERROR);
     if (todo & DBJ_SNAPSHOT)
       fail_snapshot_waiters(db, rc);
-    db->backoff_ms = db->backoff_ms ? MIN(db->backoff_ms * 2, MAX_BACKOFF_MS)
-                                    : 250;
+    db->backoff_ms =
+        db->backoff_ms ? MIN(db->backoff_ms * 2, MAX_BACKOFF_MS) : 250;
     if (!db->retry_timer)
       db->retry_timer = loop_timer_new(on_retry, db);
     if (db->state != DB_CLOSING)

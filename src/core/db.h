@@ -40,7 +40,7 @@ enum {
   DBJ_PRUNE = 1 << 3,
   DBJ_NEWGEN = 1 << 4,
   DBJ_CLOSE = 1 << 5,
-  DBJ_STATUS = 1 << 6, /* write the status file read by `sluice replicas` */
+  DBJ_STATUS = 1 << 6,   /* write the status file read by `sluice replicas` */
   DBJ_VALIDATE = 1 << 7, /* consistent copy for validation */
 };
 
@@ -54,8 +54,7 @@ struct db_snapshot {
   int refs;
 };
 
-typedef void (*db_snapshot_cb)(void *arg, int status,
-                               struct db_snapshot *snap);
+typedef void (*db_snapshot_cb)(void *arg, int status, struct db_snapshot *snap);
 /* path: a consistent copy of the database at position *at (owned by the
  * caller once delivered: unlink it when done). */
 typedef void (*db_validation_cb)(void *arg, int status, const char *path,

@@ -228,8 +228,8 @@ static int copy_frames(struct engine *e) {
   int64_t written_end = e->shadow_size;
   int rc = 0;
   for (;;) {
-    ssize_t r = pread_full(e->wal_fd, buf, (size_t)fs * nframes,
-                           (off_t)scan.end);
+    ssize_t r =
+        pread_full(e->wal_fd, buf, (size_t)fs * nframes, (off_t)scan.end);
     if (r < 0) {
       rc = (int)r;
       set_err(e, "read %s: %s", e->wal_path, strerror(-rc));
@@ -241,12 +241,10 @@ static int copy_frames(struct engine *e) {
       if (!wal_scan_frame(&scan, buf + i * (size_t)fs))
         break;
       if (scan.commit_end == scan.end)
-        memcpy(e->last_frame_hdr, buf + i * (size_t)fs,
-               WAL_FRAME_HEADER_SIZE);
+        memcpy(e->last_frame_hdr, buf + i * (size_t)fs, WAL_FRAME_HEADER_SIZE);
     }
     if (i > 0) {
-      rc = pwrite_full(e->shadow_fd, buf, (size_t)i * (size_t)fs,
-                       (off_t)start);
+      rc = pwrite_full(e->shadow_fd, buf, (size_t)i * (size_t)fs, (off_t)start);
       if (rc) {
         set_err(e, "write shadow wal %s/%08x.wal: %s", e->gen, e->index,
                 strerror(-rc));
@@ -400,8 +398,8 @@ static int try_continue(struct engine *e, char *reason, size_t rlen) {
   uint8_t sraw[WAL_HEADER_SIZE], wraw[WAL_HEADER_SIZE];
   struct wal_header wh;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  int ok = fd >= 0 && pread_full(fd, sraw, WAL_HEADER_SIZE, 0) ==
-                          WAL_HEADER_SIZE;
+  int ok =
+      fd >= 0 && pread_full(fd, sraw, WAL_HEADER_SIZE, 0) == WAL_HEADER_SIZE;
   if (fd >= 0)
     close(fd);
   if (!ok || shadow_load(path, &st)) {
@@ -422,7 +420,8 @@ static int try_continue(struct engine *e, char *reason, size_t rlen) {
   if (st.size > WAL_HEADER_SIZE) {
     uint8_t fh[WAL_FRAME_HEADER_SIZE];
     int64_t at = st.size - wal_frame_size(st.hdr.page_size);
-    if (pread_full(e->wal_fd, fh, sizeof(fh), (off_t)at) != (ssize_t)sizeof(fh) ||
+    if (pread_full(e->wal_fd, fh, sizeof(fh), (off_t)at) !=
+            (ssize_t)sizeof(fh) ||
         memcmp(fh, st.last_frame_hdr, sizeof(fh))) {
       snprintf(reason, rlen, "wal overwritten by another process");
       return 1;
@@ -536,7 +535,8 @@ fail:
  * that it continues the previous one: same format, and checkpoint sequence
  * and salt-1 advanced by the same amount (one per restart, several when the
  * WAL was restarted again while empty). */
-static int is_successor(const struct wal_header *old, const struct wal_header *h) {
+static int is_successor(const struct wal_header *old,
+                        const struct wal_header *h) {
   uint32_t dseq = h->ckpt_seq - old->ckpt_seq;
   uint32_t dsalt = h->salt1 - old->salt1;
   return h->magic == old->magic && h->page_size == old->page_size &&
@@ -568,7 +568,8 @@ int engine_sync(struct engine *e, int *new_gen) {
       uint8_t fh[WAL_FRAME_HEADER_SIZE];
       int64_t at = e->shadow_size - wal_frame_size(e->hdr.page_size);
       ssize_t n = pread_full(e->wal_fd, fh, sizeof(fh), (off_t)at);
-      if (n != (ssize_t)sizeof(fh) || memcmp(fh, e->last_frame_hdr, sizeof(fh))) {
+      if (n != (ssize_t)sizeof(fh) ||
+          memcmp(fh, e->last_frame_hdr, sizeof(fh))) {
         rc = engine_new_generation(e, "wal overwritten by another process");
         *new_gen = !rc;
         goto out;
@@ -614,8 +615,7 @@ out:
   /* After a restart our pin may sit on read-mark 0, which blocks every
    * checkpoint: the application's autocheckpoint would then scan the whole
    * WAL on each commit.  Move it onto the new lifetime (a slot >= 1). */
-  if (!rc && !*new_gen && e->index != index0 && !e->advancing &&
-      e->pin >= 0) {
+  if (!rc && !*new_gen && e->index != index0 && !e->advancing && e->pin >= 0) {
     int arc = pin_advance(e);
     if (arc && arc != ERR_BUSY)
       rc = arc;
@@ -623,12 +623,11 @@ out:
   return rc;
 }
 
-int engine_should_checkpoint(const struct engine *e, int64_t now_ns,
-                             int idle) {
+int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle) {
   if (!e->opened || e->shadow_size <= WAL_HEADER_SIZE)
     return 0;
-  int64_t frames = (e->shadow_size - WAL_HEADER_SIZE) /
-                   wal_frame_size(e->hdr.page_size);
+  int64_t frames =
+      (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
   if (idle)
     return frames > 0;
   if (e->max_ckpt_pages > 0 && frames >= e->max_ckpt_pages)
@@ -681,8 +680,8 @@ static int ckpt_is_full(const struct engine *e) {
  * restarts it truncates it to journal_size_limit (spec 2.6's TRUNCATE, in
  * a form that never blocks on readers). */
 static void shrink_wal(struct engine *e, int f) {
-  int64_t limit = wal_size_for(e->hdr.page_size, MAX(e->max_ckpt_pages,
-                                                     e->min_ckpt_pages));
+  int64_t limit =
+      wal_size_for(e->hdr.page_size, MAX(e->max_ckpt_pages, e->min_ckpt_pages));
   if (e->wal_size <= 2 * limit || !ckpt_is_full(e))
     return;
   char sql[64];
@@ -726,8 +725,8 @@ int engine_checkpoint(struct engine *e) {
   int64_t res[3] = {0};
   int rc;
   e->err[0] = '\0';
-  int64_t frames_before = (e->shadow_size - WAL_HEADER_SIZE) /
-                          wal_frame_size(e->hdr.page_size);
+  int64_t frames_before =
+      (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
   if (ckpt_is_full(e)) {
     /* Everything was checkpointed and nothing was committed since:
      * nothing to do. */
@@ -739,13 +738,13 @@ int engine_checkpoint(struct engine *e) {
    * writer added a lot meanwhile.  Under the write lock only the tail is
    * left, with little to write or fsync. */
   for (int round = 0; round < 4 && frames_before > PRECHECKPOINT_FRAMES &&
-                     time_mono_ns() - t0 < 250 * NS_PER_MS;
+                      time_mono_ns() - t0 < 250 * NS_PER_MS;
        round++) {
     if ((rc = pin_advance(e)))
       goto out;
     res[1] = res[2] = 0;
-    sql_row(e, e->conn[1 - e->pin], "PRAGMA wal_checkpoint(PASSIVE)", res,
-            NULL, 0);
+    sql_row(e, e->conn[1 - e->pin], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL,
+            0);
     fdatasync(e->wal_fd);
     fdatasync(e->db_fd);
     if ((rc = shadow_fsync(e)))
@@ -767,8 +766,10 @@ int engine_checkpoint(struct engine *e) {
       if (rc != ERR_BUSY)
         set_err(e, "BEGIN IMMEDIATE: %s", sqlite3_errstr(src));
       if (rc == ERR_BUSY)
-        log_debug(e->name, NULL, "checkpoint: write lock busy for %dms, "
-                  "trying later", WRITE_LOCK_WAIT_MS);
+        log_debug(e->name, NULL,
+                  "checkpoint: write lock busy for %dms, "
+                  "trying later",
+                  WRITE_LOCK_WAIT_MS);
       goto out; /* ERR_BUSY: the application is writing; try later */
     }
   }
@@ -785,8 +786,7 @@ int engine_checkpoint(struct engine *e) {
   int old = e->pin;
   pin_end(e, old);
   e->pin = f; /* f's read transaction is the pin now */
-  rc = sql_row(e, e->conn[old], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL,
-               0);
+  rc = sql_row(e, e->conn[old], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL, 0);
   if (!rc && res[0] == 0 && res[1] == res[2]) {
     e->ckpt_full_index = e->index + 1;
     e->ckpt_full_size = e->shadow_size;

@@ -41,12 +41,12 @@
 #include "core/wal.h"
 
 struct engine_stats {
-  int64_t total_wal_bytes;     /* bytes appended to shadow WALs */
-  int64_t checkpoints;         /* checkpoints run */
+  int64_t total_wal_bytes; /* bytes appended to shadow WALs */
+  int64_t checkpoints;     /* checkpoints run */
   int64_t checkpoint_errors;
   int64_t checkpoint_ns;
-  int64_t restarts;            /* WAL restarts observed */
-  int64_t generations;         /* generations started */
+  int64_t restarts;    /* WAL restarts observed */
+  int64_t generations; /* generations started */
   int64_t sync_count;
   int64_t sync_errors;
   int64_t sync_ns;
@@ -69,31 +69,31 @@ struct engine {
   int db_fd; /* held open for the process lifetime: closing any fd of the
                database file would drop SQLite's POSIX locks on it */
   int shadow_fd;
-  int shm_fd;      /* OFD lock on the checkpoint byte; same lifetime rule */
+  int shm_fd; /* OFD lock on the checkpoint byte; same lifetime rule */
   int ckpt_held;
   int checkpointing; /* inside engine_checkpoint */
-  int opened;      /* connections open and pinned */
+  int opened;        /* connections open and pinned */
   char gen[GEN_LEN + 1];
-  uint32_t index;  /* current shadow WAL index */
+  uint32_t index; /* current shadow WAL index */
   uint8_t hdr_raw[WAL_HEADER_SIZE];
   struct wal_header hdr;
   int64_t shadow_size; /* committed bytes in the current shadow file */
   uint32_t s0, s1;     /* checksum chain at shadow_size */
   uint8_t last_frame_hdr[WAL_FRAME_HEADER_SIZE];
   uint32_t page_size;
-  int64_t wal_size;    /* real -wal size seen at the last sync */
+  int64_t wal_size; /* real -wal size seen at the last sync */
   int64_t db_size;
   int64_t last_ckpt_ns;
-  int shadow_dirty;    /* appended since the last fsync */
-  int pin_gap;         /* we were unpinned for a moment: distrust restarts */
-  int advancing;       /* inside pin_advance */
+  int shadow_dirty;     /* appended since the last fsync */
+  int pin_gap;          /* we were unpinned for a moment: distrust restarts */
+  int advancing;        /* inside pin_advance */
   int64_t lock_held_ns; /* write lock hold time of the last checkpoint */
   uint32_t ckpt_full_index; /* index+1 fully checkpointed, 0 if none */
-  int64_t ckpt_full_size;    /* ... at this shadow size */
+  int64_t ckpt_full_size;   /* ... at this shadow size */
 
   struct engine_stats stats;
-  char reason[128];  /* why the last new generation was started */
-  char err[512];     /* message of the last failure */
+  char reason[128]; /* why the last new generation was started */
+  char err[512];    /* message of the last failure */
 };
 
 /* Once per process, before any other SQLite call: no up-front page cache
@@ -115,8 +115,7 @@ int engine_open(struct engine *e);
 int engine_sync(struct engine *e, int *new_gen);
 
 /* Whether the WAL is big enough (or old enough) to checkpoint now. */
-int engine_should_checkpoint(const struct engine *e, int64_t now_ns,
-                             int idle);
+int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle);
 
 /* Checkpoints with the write lock so the WAL can restart (see above).
  * Returns 0, ERR_BUSY if the write lock could not be taken in time (try

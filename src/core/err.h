@@ -23,7 +23,7 @@
   X(NO_BACKUPS, "no matching backups found")                                   \
   X(SEGMENT_GAP, "missing or non-contiguous WAL segment")                      \
   X(CORRUPT, "corrupt object")                                                 \
-  X(BACKEND, "backend not available")                                         \
+  X(BACKEND, "backend not available")                                          \
   X(CANCELED, "canceled")                                                      \
   X(TOO_BIG, "object too large")                                               \
   X(INTEGRITY, "integrity check failed")                                       \

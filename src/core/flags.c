@@ -71,12 +71,12 @@ int flags_parse(struct flag *flags, int nflags, int argc, char **argv,
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     struct flag *f = find(flags, nflags, name, len);
     if (!f) {
-      if ((len == 1 && name[0] == 'h') || (len == 4 && !strncmp(name, "help", 4))) {
+      if ((len == 1 && name[0] == 'h') ||
+          (len == 4 && !strncmp(name, "help", 4))) {
         fputs(usage, stdout);
         return FLAGS_HELP;
       }
-      fprintf(stderr, "flag provided but not defined: -%.*s\n", (int)len,
-              name);
+      fprintf(stderr, "flag provided but not defined: -%.*s\n", (int)len, name);
       fputs(usage, stdout);
       return -1;
     }

@@ -159,8 +159,8 @@ static void on_below_listed(void *arg, int status, const char *err) {
   struct hk_task *t = h->tasks;
   for (size_t i = 0; i < h->segs.n; i++)
     if (h->segs.v[i].index < t->below)
-      add_key(h, key_wal_segment(t->gen, h->segs.v[i].index,
-                                 h->segs.v[i].offset));
+      add_key(h,
+              key_wal_segment(t->gen, h->segs.v[i].index, h->segs.v[i].offset));
   for (size_t i = 0; i < h->n_known; i++)
     if (!strcmp(h->known[i].gen, t->gen) && h->known[i].index < t->below)
       add_key(h, key_snapshot(t->gen, h->known[i].index));
@@ -211,7 +211,7 @@ static void evaluate(struct housekeeping *h) {
   }
   /* Generations with no retained snapshot go; in the others, everything
    * below the oldest retained snapshot goes. */
-  char (*gens)[GEN_LEN + 1] = xcalloc(h->n_known + 1, GEN_LEN + 1);
+  char(*gens)[GEN_LEN + 1] = xcalloc(h->n_known + 1, GEN_LEN + 1);
   size_t ng = 0;
   for (size_t i = 0; i < h->n_known; i++) {
     size_t g;
@@ -268,8 +268,7 @@ static void list_next_gen(struct housekeeping *h) {
     evaluate(h);
     return;
   }
-  store_snapshots(h->r->b, h->gens.gens[h->gen_i], &h->snaps, on_gen_snaps,
-                  h);
+  store_snapshots(h->r->b, h->gens.gens[h->gen_i], &h->snaps, on_gen_snaps, h);
 }
 
 static void on_gens(void *arg, int status, const char *err) {
@@ -333,10 +332,10 @@ struct housekeeping *hk_new(struct replica *r) {
 void hk_start(struct housekeeping *h) {
   struct replica *r = h->r;
   if (r->cfg->retention > 0) {
-    int64_t period = r->cfg->retention_check_interval > 0
-                         ? MIN(r->cfg->retention_check_interval,
-                               r->cfg->retention)
-                         : r->cfg->retention;
+    int64_t period =
+        r->cfg->retention_check_interval > 0
+            ? MIN(r->cfg->retention_check_interval, r->cfg->retention)
+            : r->cfg->retention;
     h->retention_timer = loop_timer_new(on_retention_timer, h);
     loop_timer_start(h->retention_timer, (uint64_t)(period / NS_PER_MS));
   }

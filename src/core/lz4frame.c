@@ -44,8 +44,8 @@ int lz4_compress(const uint8_t *src, size_t n, struct buf *out) {
       out->len += w;
   }
   if (!rc && !LZ4F_isError(w)) {
-    w = LZ4F_compressEnd(ctx, out->data + out->len,
-                         bound - (out->len - before), NULL);
+    w = LZ4F_compressEnd(ctx, out->data + out->len, bound - (out->len - before),
+                         NULL);
     if (!LZ4F_isError(w))
       out->len += w;
   }
@@ -141,9 +141,8 @@ static int dec_emit(struct dec_out *o, const uint8_t *p, size_t n) {
 
 /* Feeds src to the decoder.  *hint is liblz4's expected-input hint: 0
  * once a frame is complete. */
-static int dec_feed(LZ4F_dctx *ctx, const uint8_t *src, size_t n,
-                    uint8_t *tmp, size_t tmpcap, struct dec_out *o,
-                    size_t *hint) {
+static int dec_feed(LZ4F_dctx *ctx, const uint8_t *src, size_t n, uint8_t *tmp,
+                    size_t tmpcap, struct dec_out *o, size_t *hint) {
   while (n > 0) {
     size_t in = n, outn = tmpcap;
     size_t r = LZ4F_decompress(ctx, tmp, &outn, src, &in, NULL);

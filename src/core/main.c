@@ -22,8 +22,10 @@ static const struct {
 } commands[] = {
     {"config", cmd_config, "check a configuration file"},
     {"databases", cmd_databases, "list databases specified in config file"},
-    {"generations", cmd_generations, "list available generations for a database"},
-    {"replicas", cmd_replicas, "show each replica's generation, lag and position"},
+    {"generations", cmd_generations,
+     "list available generations for a database"},
+    {"replicas", cmd_replicas,
+     "show each replica's generation, lag and position"},
     {"replicate", cmd_replicate, "runs a server to replicate databases"},
     {"restore", cmd_restore, "recovers database backup from a replica"},
     {"snapshots", cmd_snapshots, "list available snapshots for a database"},

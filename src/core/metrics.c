@@ -60,7 +60,8 @@ void metrics_render(struct db *const *dbs, size_t n, struct buf *out) {
       {"litestream_sync_count", "counter", "Number of sync operations", 5},
       {"litestream_sync_error_count", "counter",
        "Number of sync errors that have occurred", 6},
-      {"litestream_sync_seconds", "counter", "Time spent syncing shadow WAL, in seconds", 7},
+      {"litestream_sync_seconds", "counter",
+       "Time spent syncing shadow WAL, in seconds", 7},
   };
   for (size_t k = 0; k < ARRAY_SIZE(dbm); k++) {
     head(out, dbm[k].name, dbm[k].type, dbm[k].help);
@@ -68,14 +69,30 @@ void metrics_render(struct db *const *dbs, size_t n, struct buf *out) {
       const struct db *db = dbs[i];
       double v = 0;
       switch (dbm[k].which) {
-      case 0: v = (double)db->db_size; break;
-      case 1: v = (double)db->wal_size; break;
-      case 2: v = (double)db->stats.total_wal_bytes; break;
-      case 3: v = db->index; break;
-      case 4: v = (double)db->shadow_size; break;
-      case 5: v = (double)db->stats.sync_count; break;
-      case 6: v = (double)db->stats.sync_errors; break;
-      case 7: v = (double)db->stats.sync_ns / 1e9; break;
+      case 0:
+        v = (double)db->db_size;
+        break;
+      case 1:
+        v = (double)db->wal_size;
+        break;
+      case 2:
+        v = (double)db->stats.total_wal_bytes;
+        break;
+      case 3:
+        v = db->index;
+        break;
+      case 4:
+        v = (double)db->shadow_size;
+        break;
+      case 5:
+        v = (double)db->stats.sync_count;
+        break;
+      case 6:
+        v = (double)db->stats.sync_errors;
+        break;
+      case 7:
+        v = (double)db->stats.sync_ns / 1e9;
+        break;
       }
       db_sample(out, dbm[k].name, db, v);
     }
@@ -113,15 +130,13 @@ void metrics_render(struct db *const *dbs, size_t n, struct buf *out) {
     rep_sample(out, "litestream_replica_wal_bytes", dbs[i], r, NULL,
                (double)r->wal_bytes);
   }
-  head(out, "litestream_replica_wal_index", "gauge",
-       "The current WAL index");
+  head(out, "litestream_replica_wal_index", "gauge", "The current WAL index");
   FOR_REP(i, j) {
     const struct replica *r = dbs[i]->replicas[j];
     rep_sample(out, "litestream_replica_wal_index", dbs[i], r, NULL,
                r->pos.index);
   }
-  head(out, "litestream_replica_wal_offset", "gauge",
-       "The current WAL offset");
+  head(out, "litestream_replica_wal_offset", "gauge", "The current WAL offset");
   FOR_REP(i, j) {
     const struct replica *r = dbs[i]->replicas[j];
     rep_sample(out, "litestream_replica_wal_offset", dbs[i], r, NULL,
@@ -236,8 +251,8 @@ int metrics_health(struct db *const *dbs, size_t n, int64_t max_age_ns,
     ok &= good;
     char d[40];
     duration_format(duration_round_lag(lag), d);
-    buf_appendf(out, "%s %s %s lag=%s\n", good ? "ok" : "behind",
-                dbs[i]->name, r->name, d);
+    buf_appendf(out, "%s %s %s lag=%s\n", good ? "ok" : "behind", dbs[i]->name,
+                r->name, d);
   }
   if (ok && out->len == 0)
     buf_appendf(out, "ok\n");

@@ -54,8 +54,8 @@ static int parse_hex(const char **s, int min, int max, uint64_t *out) {
   int n = 0;
   const char *p = *s;
   while (n < max && (isdigit((unsigned char)*p) || (*p >= 'a' && *p <= 'f'))) {
-    v = v << 4 | (uint64_t)(isdigit((unsigned char)*p) ? *p - '0'
-                                                        : *p - 'a' + 10);
+    v = v << 4 |
+        (uint64_t)(isdigit((unsigned char)*p) ? *p - '0' : *p - 'a' + 10);
     p++;
     n++;
   }
@@ -75,8 +75,7 @@ int parse_snapshot_name(const char *base, uint32_t *index) {
   return 0;
 }
 
-int parse_wal_segment_name(const char *base, uint32_t *index,
-                           int64_t *offset) {
+int parse_wal_segment_name(const char *base, uint32_t *index, int64_t *offset) {
   uint64_t i, o;
   const char *p = base;
   if (parse_hex(&p, 8, 8, &i) || *p++ != '_' || parse_hex(&p, 8, 16, &o) ||

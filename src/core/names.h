@@ -38,8 +38,7 @@ char *key_wal_segment(const char *gen, uint32_t index, int64_t offset);
 
 /* Parse base names; return 0 on match. */
 int parse_snapshot_name(const char *base, uint32_t *index);
-int parse_wal_segment_name(const char *base, uint32_t *index,
-                           int64_t *offset);
+int parse_wal_segment_name(const char *base, uint32_t *index, int64_t *offset);
 int parse_shadow_wal_name(const char *base, uint32_t *index);
 /* Extracts the generation from "generations/<gen>/..." or
  * "generations/<gen>/"; returns 0 and fills gen when valid. */

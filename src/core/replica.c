@@ -147,8 +147,8 @@ static void upload_next(struct replica *r);
 
 /* Finds the end of the last commit frame in [off, limit) by reading frame
  * headers; if none, the first commit after limit.  Returns the end. */
-static int64_t commit_boundary(int fd, int64_t off, int64_t limit,
-                               int64_t end, uint32_t page_size) {
+static int64_t commit_boundary(int fd, int64_t off, int64_t limit, int64_t end,
+                               uint32_t page_size) {
   int64_t fs = WAL_FRAME_HEADER_SIZE + (int64_t)page_size;
   int64_t p = off == 0 ? WAL_HEADER_SIZE : off, best = -1;
   uint8_t h[WAL_FRAME_HEADER_SIZE];
@@ -384,7 +384,8 @@ static void take_snapshot(struct replica *r) {
 static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
   struct db *db = r->db;
   r->busy = 0;
-  int ok = index < db->index || (index == db->index && offset <= db->shadow_size);
+  int ok =
+      index < db->index || (index == db->index && offset <= db->shadow_size);
   if (ok && index < db->index) {
     char *path = shadow_wal_path(db->eng.meta, db->gen, index);
     struct stat sb;
@@ -558,8 +559,8 @@ static void kick(struct replica *r) {
   }
   if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen)) {
     if (!r->pending_since_ns)
-      r->pending_since_ns = db->last_change_ns ? db->last_change_ns
-                                               : time_now_ns();
+      r->pending_since_ns =
+          db->last_change_ns ? db->last_change_ns : time_now_ns();
     start_resume(r);
     return;
   }
@@ -573,8 +574,8 @@ static void kick(struct replica *r) {
     return;
   }
   if (!r->pending_since_ns)
-    r->pending_since_ns = db->last_change_ns ? db->last_change_ns
-                                             : time_now_ns();
+    r->pending_since_ns =
+        db->last_change_ns ? db->last_change_ns : time_now_ns();
   int64_t now = time_mono_ns();
   int64_t due = r->last_round_ns + r->cfg->sync_interval;
   if (!r->flushing && r->last_round_ns && now < due) {

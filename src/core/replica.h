@@ -45,8 +45,8 @@ struct replica {
   int64_t last_sync_ns;     /* wall time of the last successful upload */
   int64_t last_round_ns;    /* monotonic start of the last upload round */
   int64_t upload_errors;
-  int64_t wal_bytes;        /* uncompressed WAL bytes uploaded */
-  int64_t snapshots;        /* snapshots uploaded */
+  int64_t wal_bytes; /* uncompressed WAL bytes uploaded */
+  int64_t snapshots; /* snapshots uploaded */
   int64_t validations_ok;
   int64_t validations_failed;
   char last_err[512];
@@ -59,22 +59,22 @@ struct replica {
   void *flush_arg;
   struct snapshot_list snaps;
   struct segment_list segs;
-  struct buf seg;      /* compressed segment being uploaded */
+  struct buf seg; /* compressed segment being uploaded */
   uint32_t seg_index;
   int64_t seg_off, seg_end;
   int seg_rc;
-  int64_t round_cap;   /* shadow size of the current index at job submit */
+  int64_t round_cap;    /* shadow size of the current index at job submit */
   uint32_t round_index; /* end of the current round */
   int64_t round_size;
   int64_t round_wall_ns;
   struct db_snapshot *snap;
-  int busy;            /* an async operation is in flight */
+  int busy; /* an async operation is in flight */
   struct housekeeping *hk;
   struct validator *val;
-  struct pos val_cap;   /* validation: the next round ends exactly here */
+  struct pos val_cap; /* validation: the next round ends exactly here */
   int val_cap_pending;
   int hk_started;
-  int want_snapshot;   /* take a snapshot when idle (interval, retention) */
+  int want_snapshot; /* take a snapshot when idle (interval, retention) */
 };
 
 struct replica *replica_new(struct db *db, struct replica_config *cfg,

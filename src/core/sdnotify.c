@@ -25,8 +25,8 @@ int sd_notify_msg(const char *msg) {
   if (fd < 0)
     return -errno;
   socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-  ssize_t w = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL,
-                     (struct sockaddr *)&sa, len);
+  ssize_t w =
+      sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, len);
   int rc = w < 0 ? -errno : 0;
   close(fd);
   return rc;

@@ -21,8 +21,8 @@ int shadow_read_generation(const char *meta, char gen[GEN_LEN + 1]) {
     return ERR_NO_GENERATION;
   /* Trim whitespace like Litestream's strings.TrimSpace. */
   size_t s = 0, e = b.len;
-  while (s < e && (b.data[s] == ' ' || b.data[s] == '\n' ||
-                   b.data[s] == '\r' || b.data[s] == '\t'))
+  while (s < e && (b.data[s] == ' ' || b.data[s] == '\n' || b.data[s] == '\r' ||
+                   b.data[s] == '\t'))
     s++;
   while (e > s && (b.data[e - 1] == ' ' || b.data[e - 1] == '\n' ||
                    b.data[e - 1] == '\r' || b.data[e - 1] == '\t'))
@@ -191,8 +191,7 @@ int shadow_load(const char *path, struct shadow_state *out) {
       if (!wal_scan_frame(&scan, buf + i * (size_t)fsz))
         break;
       if (scan.commit_end == scan.end)
-        memcpy(st.last_frame_hdr, buf + i * (size_t)fsz,
-               WAL_FRAME_HEADER_SIZE);
+        memcpy(st.last_frame_hdr, buf + i * (size_t)fsz, WAL_FRAME_HEADER_SIZE);
     }
     off += (int64_t)i * fsz;
     if (i < nf || nf < chunk_frames)

@@ -40,8 +40,8 @@ int shadow_prune(const char *meta, const char *gen, uint32_t below);
 /* State of a shadow file after validating it end to end. */
 struct shadow_state {
   struct wal_header hdr;
-  int64_t size;     /* bytes up to the last commit frame */
-  uint32_t s0, s1;  /* checksum chain at `size` */
+  int64_t size;    /* bytes up to the last commit frame */
+  uint32_t s0, s1; /* checksum chain at `size` */
   uint8_t last_frame_hdr[WAL_FRAME_HEADER_SIZE]; /* valid if size > 32 */
 };
 /* Scans a shadow file: header, checksum chain, commit boundary.  A torn

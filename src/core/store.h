@@ -16,7 +16,7 @@
 struct snapshot_info {
   char gen[GEN_LEN + 1];
   uint32_t index;
-  int64_t size;       /* stored (compressed) bytes */
+  int64_t size; /* stored (compressed) bytes */
   int64_t created_ns;
 };
 
@@ -24,7 +24,7 @@ struct segment_info {
   char gen[GEN_LEN + 1];
   uint32_t index;
   int64_t offset;
-  int64_t size;       /* stored (compressed) bytes */
+  int64_t size; /* stored (compressed) bytes */
   int64_t created_ns;
 };
 

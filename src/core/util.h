@@ -81,8 +81,8 @@ char *path_abs(const char *path);
 void hex_encode(const uint8_t *in, size_t n, char *out);
 
 /* Clocks, in nanoseconds. */
-int64_t time_now_ns(void);   /* CLOCK_REALTIME */
-int64_t time_mono_ns(void);  /* CLOCK_MONOTONIC */
+int64_t time_now_ns(void);  /* CLOCK_REALTIME */
+int64_t time_mono_ns(void); /* CLOCK_MONOTONIC */
 #define NS_PER_MS 1000000LL
 #define NS_PER_SEC 1000000000LL
 

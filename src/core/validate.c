@@ -59,8 +59,8 @@ static void finish(struct validator *v, int ok, const char *msg) {
     log_info(r->db->name, r->name, "validation ok at position %s", p);
   } else if (ok == 0) {
     r->validations_failed++;
-    log_error(r->db->name, r->name,
-              "validation mismatch at position %s: %s", p, msg);
+    log_error(r->db->name, r->name, "validation mismatch at position %s: %s", p,
+              msg);
   } else {
     log_warn(r->db->name, r->name, "validation skipped: %s", msg);
   }
@@ -128,8 +128,8 @@ static int compare_files(const char *a, const char *b, char *msg,
 
 static void cmp_work(void *arg) {
   struct validator *v = arg;
-  v->cmp_rc = compare_files(v->truth, v->restored, v->cmp_msg,
-                            sizeof(v->cmp_msg));
+  v->cmp_rc =
+      compare_files(v->truth, v->restored, v->cmp_msg, sizeof(v->cmp_msg));
 }
 
 static void cmp_done(void *arg, int status) {

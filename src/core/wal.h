@@ -82,11 +82,11 @@ int64_t wal_frame_align(int64_t size, uint32_t page_size);
  * checksum chain and remembers the end of the last commit frame. */
 struct wal_scan {
   struct wal_header hdr;
-  uint32_t s0, s1;      /* running checksum after the last valid frame */
-  int64_t end;          /* byte offset after the last valid frame */
-  int64_t commit_end;   /* byte offset after the last valid commit frame */
+  uint32_t s0, s1;    /* running checksum after the last valid frame */
+  int64_t end;        /* byte offset after the last valid frame */
+  int64_t commit_end; /* byte offset after the last valid commit frame */
   uint32_t commit_s0, commit_s1; /* checksum as of commit_end */
-  uint32_t db_pages;    /* database size from the last commit frame */
+  uint32_t db_pages;             /* database size from the last commit frame */
 };
 /* Starts a scan at the header (end = 32). */
 void wal_scan_init(struct wal_scan *s, const struct wal_header *h);

@@ -56,19 +56,34 @@ int main(int argc, char **argv) {
   double duration = -1, rate = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
-    if (!strcmp(k, "-db")) path = v;
-    else if (!strcmp(k, "-n")) n = atol(v);
-    else if (!strcmp(k, "-duration")) duration = atof(v);
-    else if (!strcmp(k, "-rows")) rows = atol(v);
-    else if (!strcmp(k, "-size")) size = atol(v);
-    else if (!strcmp(k, "-sync")) sync = v;
-    else if (!strcmp(k, "-autocheckpoint")) autockpt = atol(v);
-    else if (!strcmp(k, "-truncate-every")) trunc_every = atol(v);
-    else if (!strcmp(k, "-rate")) rate = atof(v);
-    else if (!strcmp(k, "-busy")) busy = atol(v);
-    else if (!strcmp(k, "-update-every")) upd_every = atol(v);
-    else if (!strcmp(k, "-delete-every")) del_every = atol(v);
-    else { fprintf(stderr, "sqlwriter: unknown flag %s\n", k); return 2; }
+    if (!strcmp(k, "-db"))
+      path = v;
+    else if (!strcmp(k, "-n"))
+      n = atol(v);
+    else if (!strcmp(k, "-duration"))
+      duration = atof(v);
+    else if (!strcmp(k, "-rows"))
+      rows = atol(v);
+    else if (!strcmp(k, "-size"))
+      size = atol(v);
+    else if (!strcmp(k, "-sync"))
+      sync = v;
+    else if (!strcmp(k, "-autocheckpoint"))
+      autockpt = atol(v);
+    else if (!strcmp(k, "-truncate-every"))
+      trunc_every = atol(v);
+    else if (!strcmp(k, "-rate"))
+      rate = atof(v);
+    else if (!strcmp(k, "-busy"))
+      busy = atol(v);
+    else if (!strcmp(k, "-update-every"))
+      upd_every = atol(v);
+    else if (!strcmp(k, "-delete-every"))
+      del_every = atol(v);
+    else {
+      fprintf(stderr, "sqlwriter: unknown flag %s\n", k);
+      return 2;
+    }
   }
   if (!path) {
     fprintf(stderr, "usage: sqlwriter -db PATH [-n TX|-duration SEC] ...\n");

@@ -39,7 +39,7 @@ static const char *t_current;
     t_checks++;                                                                \
     if (g_ != w_) {                                                            \
       t_failures++;                                                            \
-      fprintf(stderr, "%s:%d: %s: %s: expected %lld, got %lld\n", __FILE__,   \
+      fprintf(stderr, "%s:%d: %s: %s: expected %lld, got %lld\n", __FILE__,    \
               __LINE__, t_current, #got, w_, g_);                              \
     }                                                                          \
   } while (0)
