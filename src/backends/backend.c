@@ -160,14 +160,14 @@ void backend_del(struct backend *b, char *const *keys, size_t n, backend_cb cb,
 
 /* --- synchronous helpers --- */
 
-struct sync_wait {
-  volatile int done;
-  int status;
-  char *err;
-  size_t errlen;
-};
+void sync_wait_init(struct sync_wait *w, char *err, size_t errlen) {
+  w->done = 0;
+  w->status = 0;
+  w->err = err;
+  w->errlen = errlen;
+}
 
-static void on_sync(void *arg, int status, const char *err) {
+void sync_wait_cb(void *arg, int status, const char *err) {
   struct sync_wait *w = arg;
   w->status = status;
   if (status && w->err && w->errlen)
@@ -175,38 +175,44 @@ static void on_sync(void *arg, int status, const char *err) {
   w->done = 1;
 }
 
-static int sync_run(struct sync_wait *w) {
+int sync_wait_run(struct sync_wait *w) {
   int rc = loop_run_until(&w->done);
+  if (rc && w->err && w->errlen)
+    snprintf(w->err, w->errlen, "%s", err_str(rc));
   return rc ? rc : w->status;
 }
 
 int backend_put_sync(struct backend *b, const char *key,
                      const struct payload *p, char *err, size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  backend_put(b, key, p, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  backend_put(b, key, p, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }
 
 int backend_get_sync(struct backend *b, const char *key, int64_t off,
                      int64_t len, const struct sink *s, char *err,
                      size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  backend_get(b, key, off, len, s, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  backend_get(b, key, off, len, s, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }
 
 int backend_list_sync(struct backend *b, const char *prefix, int delimiter,
                       struct obj_list *out, char *err, size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  backend_list(b, prefix, delimiter, out, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  backend_list(b, prefix, delimiter, out, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }
 
 int backend_del_sync(struct backend *b, char *const *keys, size_t n, char *err,
                      size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  backend_del(b, keys, n, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  backend_del(b, keys, n, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }
 
 /* --- listings --- */

@@ -128,6 +128,20 @@ void backend_list(struct backend *b, const char *prefix, int delimiter,
 void backend_del(struct backend *b, char *const *keys, size_t n, backend_cb cb,
                  void *arg);
 
+/* Waiting for one asynchronous operation from a CLI command: pass
+ * sync_wait_cb and the struct as (cb, arg), then sync_wait_run() runs the
+ * loop until it is done and returns its status (message in err).  Never
+ * from inside a loop callback. */
+struct sync_wait {
+  volatile int done;
+  int status;
+  char *err;
+  size_t errlen;
+};
+void sync_wait_init(struct sync_wait *w, char *err, size_t errlen);
+void sync_wait_cb(void *arg, int status, const char *err);
+int sync_wait_run(struct sync_wait *w);
+
 /* Synchronous versions for CLI commands: run the loop until done.  Never
  * call them from inside a loop callback.  err gets the message on failure. */
 int backend_put_sync(struct backend *b, const char *key,

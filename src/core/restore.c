@@ -1310,40 +1310,20 @@ void restore_choose(struct backend *const *backends, size_t n,
 
 /* ------------------------------------------------------------------ */
 
-struct sync_wait {
-  volatile int done;
-  int status;
-  char *err;
-  size_t errlen;
-};
-
-static void on_sync(void *arg, int status, const char *err) {
-  struct sync_wait *w = arg;
-  w->status = status;
-  if (status && w->err && w->errlen)
-    snprintf(w->err, w->errlen, "%s", err ? err : err_str(status));
-  w->done = 1;
-}
-
-static int sync_run(struct sync_wait *w) {
-  int rc = loop_run_until(&w->done);
-  if (rc && w->err && w->errlen)
-    snprintf(w->err, w->errlen, "%s", err_str(rc));
-  return rc ? rc : w->status;
-}
-
 int restore_choose_sync(struct backend *const *backends, size_t n,
                         const struct restore_opts *o,
                         struct restore_target *out, char *err, size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  restore_choose(backends, n, o, out, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  restore_choose(backends, n, o, out, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }
 
 int restore_run_sync(struct backend *b, const char *gen,
                      const struct restore_opts *o, const char *out_path,
                      char *err, size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  restore_run(b, gen, o, out_path, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  restore_run(b, gen, o, out_path, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }

@@ -246,53 +246,35 @@ void store_generation_bounds(struct backend *b, const char *gen,
 
 /* --- synchronous versions --- */
 
-struct sync_wait {
-  volatile int done;
-  int status;
-  char *err;
-  size_t errlen;
-};
-
-static void on_sync(void *arg, int status, const char *err) {
-  struct sync_wait *w = arg;
-  w->status = status;
-  if (status && w->err && w->errlen)
-    snprintf(w->err, w->errlen, "%s", err ? err : err_str(status));
-  w->done = 1;
-}
-
-static int sync_run(struct sync_wait *w) {
-  int rc = loop_run_until(&w->done);
-  if (rc && w->err && w->errlen)
-    snprintf(w->err, w->errlen, "%s", err_str(rc));
-  return rc ? rc : w->status;
-}
-
 int store_generations_sync(struct backend *b, struct gen_list *out, char *err,
                            size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  store_generations(b, out, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  store_generations(b, out, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }
 
 int store_snapshots_sync(struct backend *b, const char *gen,
                          struct snapshot_list *out, char *err, size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  store_snapshots(b, gen, out, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  store_snapshots(b, gen, out, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }
 
 int store_segments_sync(struct backend *b, const char *gen,
                         struct segment_list *out, char *err, size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  store_segments(b, gen, out, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  store_segments(b, gen, out, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }
 
 int store_generation_bounds_sync(struct backend *b, const char *gen,
                                  int64_t *start_ns, int64_t *end_ns, char *err,
                                  size_t errlen) {
-  struct sync_wait w = {0, 0, err, errlen};
-  store_generation_bounds(b, gen, start_ns, end_ns, on_sync, &w);
-  return sync_run(&w);
+  struct sync_wait w;
+  sync_wait_init(&w, err, errlen);
+  store_generation_bounds(b, gen, start_ns, end_ns, sync_wait_cb, &w);
+  return sync_wait_run(&w);
 }
