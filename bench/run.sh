@@ -197,5 +197,6 @@ say "# Benchmark results"
 say ""
 machine
 for s in $SECTIONS; do "bench_$s"; done
+cat "$ROOT/bench/NOTES.md" >>"$OUT"
 cp "$OUT" "$ROOT/bench/RESULTS.md"
 echo "wrote bench/RESULTS.md"
