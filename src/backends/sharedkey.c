@@ -108,34 +108,6 @@ static void append_canonical_headers(struct buf *b, char *const *headers,
   free(kvs);
 }
 
-static int hexval(int c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c = tolower(c);
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
-
-/* Query-string decoding as Go's url.ParseQuery does it ('+' is a space);
- * a malformed escape is kept literally. */
-static char *query_decode(const char *s, size_t n) {
-  char *out = xmalloc(n + 1), *o = out;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == '+') {
-      *o++ = ' ';
-    } else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
-               hexval(s[i + 2]) >= 0) {
-      *o++ = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
-      i += 2;
-    } else {
-      *o++ = s[i];
-    }
-  }
-  *o = '\0';
-  return out;
-}
-
 static void append_canonical_query(struct buf *b, const char *query) {
   if (!query || !*query)
     return;
@@ -151,10 +123,10 @@ static void append_canonical_query(struct buf *b, const char *query) {
     if (len) {
       const char *eq = memchr(p, '=', len);
       size_t kl = eq ? (size_t)(eq - p) : len;
-      kvs[m].k = query_decode(p, kl);
+      kvs[m].k = percent_decode(p, kl, 1);
       for (char *c = kvs[m].k; *c; c++)
         *c = (char)tolower((unsigned char)*c);
-      kvs[m].v = eq ? query_decode(eq + 1, len - kl - 1) : xstrdup("");
+      kvs[m].v = eq ? percent_decode(eq + 1, len - kl - 1, 1) : xstrdup("");
       m++;
     }
     p += len;

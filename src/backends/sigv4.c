@@ -84,33 +84,6 @@ char *sigv4_uri_encode(const char *s, int keep_slash) {
   return out;
 }
 
-static int hexval(int c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c = tolower(c);
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
-
-/* Percent-decodes s[0..n) (a '%' not followed by two hex digits is kept). */
-static char *uri_decode(const char *s, size_t n) {
-  char *out = xmalloc(n + 1), *o = out;
-  for (size_t i = 0; i < n; i++) {
-    int hi, lo;
-    if (s[i] == '%' && i + 2 < n &&
-        (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-        (lo = hexval((unsigned char)s[i + 2])) >= 0) {
-      *o++ = (char)(hi << 4 | lo);
-      i += 2;
-    } else {
-      *o++ = s[i];
-    }
-  }
-  *o = '\0';
-  return out;
-}
-
 void sigv4_amz_date(int64_t unix_sec, char out[17]) {
   time_t t = (time_t)unix_sec;
   struct tm tm;
@@ -143,8 +116,8 @@ char *sigv4_canonical_query(const char *query) {
     if (len) {
       const char *eq = memchr(p, '=', len);
       size_t nl = eq ? (size_t)(eq - p) : len;
-      char *name = uri_decode(p, nl);
-      char *value = eq ? uri_decode(eq + 1, len - nl - 1) : xstrdup("");
+      char *name = percent_decode(p, nl, 0);
+      char *value = eq ? percent_decode(eq + 1, len - nl - 1, 0) : xstrdup("");
       v = xrealloc(v, (n + 1) * sizeof(*v));
       v[n].name = sigv4_uri_encode(name, 0);
       v[n].value = sigv4_uri_encode(value, 0);

@@ -554,8 +554,6 @@ int engine_sync(struct engine *e, int *new_gen) {
   struct wal_header h;
   int rc = read_wal_header(e, raw, &h);
   struct stat sb;
-  if (!fstat(e->wal_fd, &sb))
-    e->wal_size = sb.st_size;
   if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
     rc = 0; /* empty or being written: nothing to copy yet */
     goto out;

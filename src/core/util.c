@@ -234,6 +234,34 @@ char *path_abs(const char *path) {
   return full;
 }
 
+static int hexval(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = tolower(c);
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+char *percent_decode(const char *s, size_t n, int plus_is_space) {
+  char *out = xmalloc(n + 1), *o = out;
+  for (size_t i = 0; i < n; i++) {
+    int hi, lo;
+    if (plus_is_space && s[i] == '+') {
+      *o++ = ' ';
+    } else if (s[i] == '%' && i + 2 < n &&
+               (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+               (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+      *o++ = (char)(hi << 4 | lo);
+      i += 2;
+    } else {
+      *o++ = s[i];
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
 void hex_encode(const uint8_t *in, size_t n, char *out) {
   static const char digits[] = "0123456789abcdef";
   for (size_t i = 0; i < n; i++) {

@@ -77,6 +77,10 @@ const char *path_base(const char *path);
 /* Expands "~" and "~/..." and makes the path absolute against the current
  * directory, removing "." and ".." elements.  Returns owned string. */
 char *path_abs(const char *path);
+/* Percent-decodes s[0..n); a '%' not followed by two hex digits is kept as
+ * is, and '+' becomes a space when plus_is_space (query strings, as Go's
+ * url.ParseQuery).  Returns owned string. */
+char *percent_decode(const char *s, size_t n, int plus_is_space);
 /* Lower-case hex encoding of n bytes into out (2n+1 bytes). */
 void hex_encode(const uint8_t *in, size_t n, char *out);
 

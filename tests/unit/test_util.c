@@ -109,6 +109,15 @@ TEST(names) {
   CHECK_STR(s, "9ed130e36a449e5a/00000014:0");
 }
 
+TEST(percent_decoding) {
+  char *d = percent_decode("a%2Fb+c%zz%4", 12, 0);
+  CHECK_STR(d, "a/b+c%zz%4");
+  free(d);
+  d = percent_decode("a%2fb+c", 7, 1);
+  CHECK_STR(d, "a/b c");
+  free(d);
+}
+
 int main(void) {
   RUN(durations_format_like_go);
   RUN(durations_parse_go_syntax_and_days);
@@ -116,5 +125,6 @@ int main(void) {
   RUN(rfc3339_round_trip);
   RUN(paths);
   RUN(names);
+  RUN(percent_decoding);
   T_DONE();
 }
