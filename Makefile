@@ -31,7 +31,7 @@ bench: build
 	@bench/run.sh $(BUILD)
 
 format:
-	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*/*.c tests/unit/*.h
 
 clean:
 	rm -rf $(BUILD) build-asan

@@ -34,9 +34,9 @@
 #include "backends/base64.h"
 #include "backends/sharedkey.h"
 #include "backends/xml.h"
-#include "core/err.h"
-#include "core/log.h"
-#include "core/util.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "loop/loop.h"
 
 #define ABS_PUT_BLOB_MAX (8LL << 20)

@@ -17,9 +17,9 @@
 
 #include "backends/sigv4.h"
 #include "backends/xml.h"
-#include "core/err.h"
-#include "core/log.h"
-#include "core/util.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "loop/loop.h"
 
 #define REFRESH_EARLY_NS (5 * 60 * NS_PER_SEC) /* start refreshing */

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/err.h"
+#include "base/err.h"
 #include "loop/loop.h"
 
 /* Backends live in their own files; a backend not linked in yet (weak

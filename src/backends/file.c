@@ -36,8 +36,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/err.h"
-#include "core/util.h"
+#include "base/err.h"
+#include "base/util.h"
 #include "loop/loop.h"
 
 #define FILE_MODE 0600

@@ -43,9 +43,9 @@
 
 #include "backends/backend.h"
 #include "backends/jwt.h"
-#include "core/err.h"
-#include "core/log.h"
-#include "core/util.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "loop/loop.h"
 
 #define GCS_SIMPLE_MAX (8LL << 20)

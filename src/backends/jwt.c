@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "backends/base64.h"
-#include "core/util.h"
+#include "base/util.h"
 
 EVP_PKEY *jwt_key_from_pem(const char *pem, size_t len, int public_key) {
   BIO *bio = BIO_new_mem_buf(pem, (int)len);

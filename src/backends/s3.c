@@ -39,9 +39,9 @@
 #include "backends/s3.h"
 #include "backends/sigv4.h"
 #include "backends/xml.h"
-#include "core/err.h"
-#include "core/log.h"
-#include "core/util.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
 #include "loop/loop.h"
 
 #define MIB (1024 * 1024)

@@ -11,8 +11,8 @@
 #include <time.h>
 
 #include "backends/base64.h"
-#include "core/err.h"
-#include "core/util.h"
+#include "base/err.h"
+#include "base/util.h"
 
 /* The value of header `name` in "Name: value" lines, trimmed; NULL if
  * absent.  Returns a pointer into the line. */

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/util.h"
+#include "base/util.h"
 
 /* --- hashes and encodings --- */
 

@@ -17,7 +17,7 @@
  * lower-cased, values trimmed with inner runs of spaces collapsed, and
  * repeated names joined with ','.  Every header passed in is signed.
  *
- * Tested against AWS's published vectors in tests/unit/test_sigv4.c.
+ * Tested against AWS's published vectors in tests/unit/backends/test_sigv4.c.
  */
 #ifndef SLUICE_SIGV4_H
 #define SLUICE_SIGV4_H

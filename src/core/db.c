@@ -13,11 +13,11 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "core/replica.h"
 #include "core/shadow.h"
-#include "core/util.h"
+#include "base/util.h"
 #include "loop/loop.h"
 
 #define MAX_BACKOFF_MS 30000

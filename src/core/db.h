@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#include "core/config.h"
+#include "config/config.h"
 #include "core/engine.h"
 
 struct replica;

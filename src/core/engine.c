@@ -8,11 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/err.h"
-#include "core/log.h"
-#include "core/lz4frame.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "format/lz4frame.h"
 #include "core/shadow.h"
-#include "core/util.h"
+#include "base/util.h"
 
 #define BUSY_TIMEOUT_MS 1000
 /* How long the checkpoint waits for the write lock before trying later. */

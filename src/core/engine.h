@@ -36,9 +36,9 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#include "core/config.h"
-#include "core/names.h"
-#include "core/wal.h"
+#include "config/config.h"
+#include "format/names.h"
+#include "format/wal.h"
 
 struct engine_stats {
   int64_t total_wal_bytes; /* bytes appended to shadow WALs */

@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "core/db.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "core/replica.h"
 #include "core/store.h"
 #include "loop/loop.h"

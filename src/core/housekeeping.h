@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "core/names.h"
+#include "format/names.h"
 
 struct replica;
 struct housekeeping;

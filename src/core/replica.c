@@ -15,13 +15,13 @@
 #include <unistd.h>
 
 #include "core/db.h"
-#include "core/err.h"
+#include "base/err.h"
 #include "core/housekeeping.h"
 #include "core/validate.h"
-#include "core/log.h"
-#include "core/lz4frame.h"
+#include "base/log.h"
+#include "format/lz4frame.h"
 #include "core/shadow.h"
-#include "core/util.h"
+#include "base/util.h"
 #include "loop/loop.h"
 
 /* A segment covers at most this much WAL (more only for one transaction

@@ -18,8 +18,8 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
-#include "core/config.h"
-#include "core/names.h"
+#include "config/config.h"
+#include "format/names.h"
 #include "core/store.h"
 
 struct db;

@@ -31,12 +31,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/err.h"
-#include "core/log.h"
-#include "core/lz4frame.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "format/lz4frame.h"
 #include "core/store.h"
-#include "core/util.h"
-#include "core/wal.h"
+#include "base/util.h"
+#include "format/wal.h"
 #include "loop/loop.h"
 
 #define SNAP_WHOLE_MAX (16 << 20) /* one GET up to this size */

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
-#include "core/names.h"
+#include "format/names.h"
 
 struct restore_opts {
   const char *db;         /* database path for log lines, or NULL */

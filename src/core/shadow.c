@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/err.h"
-#include "core/util.h"
+#include "base/err.h"
+#include "base/util.h"
 
 int shadow_read_generation(const char *meta, char gen[GEN_LEN + 1]) {
   char *path = path_join(meta, "generation");

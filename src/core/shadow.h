@@ -16,8 +16,8 @@
 
 #include <stdint.h>
 
-#include "core/names.h"
-#include "core/wal.h"
+#include "format/names.h"
+#include "format/wal.h"
 
 /* Reads the generation file; returns 0 and fills gen if it holds a valid
  * generation name, ERR_NO_GENERATION otherwise. */

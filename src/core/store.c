@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/err.h"
-#include "core/util.h"
+#include "base/err.h"
+#include "base/util.h"
 #include "loop/loop.h"
 
 void gen_list_destroy(struct gen_list *l) {

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
-#include "core/names.h"
+#include "format/names.h"
 
 struct snapshot_info {
   char gen[GEN_LEN + 1];

@@ -25,8 +25,8 @@
 #include <unistd.h>
 
 #include "core/db.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "core/replica.h"
 #include "core/restore.h"
 #include "loop/loop.h"

@@ -19,8 +19,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "loop/loop.h"
 
 uv_loop_t *loop_uv(void);

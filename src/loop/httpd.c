@@ -6,7 +6,7 @@
 #include <string.h>
 #include <uv.h>
 
-#include "core/log.h"
+#include "base/log.h"
 
 uv_loop_t *loop_uv(void);
 

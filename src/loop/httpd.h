@@ -5,7 +5,7 @@
 #ifndef SLUICE_HTTPD_H
 #define SLUICE_HTTPD_H
 
-#include "core/util.h"
+#include "base/util.h"
 
 /* Fills `body` and returns the status code for a GET of `path`; sets
  * *content_type to a static string. */

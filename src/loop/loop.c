@@ -10,8 +10,8 @@
 #include <sys/resource.h>
 #include <uv.h>
 
-#include "core/log.h"
-#include "core/util.h"
+#include "base/log.h"
+#include "base/util.h"
 
 static uv_loop_t g_loop;
 static int g_loop_ready;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <uv.h>
 
-#include "core/util.h"
+#include "base/util.h"
 #include "loop/loop.h"
 
 uv_loop_t *loop_uv(void);

@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
-#include "core/log.h"
-#include "core/lz4frame.h"
-#include "core/util.h"
+#include "base/log.h"
+#include "format/lz4frame.h"
+#include "base/util.h"
 #include "loop/http.h"
 #include "loop/loop.h"
 

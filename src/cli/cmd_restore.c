@@ -1,0 +1,217 @@
+/*
+ * `restore` (spec 4, 5.3): rebuild a database from a replica of the config
+ * file's database or from a replica URL.  The engine is core/restore.c.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backends/backend.h"
+#include "cli/cmd.h"
+#include "base/err.h"
+#include "cli/flags.h"
+#include "base/log.h"
+#include "core/restore.h"
+#include "base/util.h"
+#include "loop/loop.h"
+
+static const char restore_usage[] =
+    "The restore command recovers a database from a previous snapshot and "
+    "WAL.\n"
+    "\n"
+    "Usage:\n"
+    "\n"
+    "\tsluice restore [arguments] DB_PATH\n"
+    "\n"
+    "\tsluice restore [arguments] REPLICA_URL\n"
+    "\n"
+    "Arguments:\n"
+    "\n"
+    "\t-config PATH\n"
+    "\t    Specifies the configuration file.\n"
+    "\t    Defaults to $SLUICE_CONFIG, $LITESTREAM_CONFIG or\n"
+    "\t    /etc/litestream.yml.\n"
+    "\n"
+    "\t-no-expand-env\n"
+    "\t    Disables environment variable expansion in configuration file.\n"
+    "\n"
+    "\t-replica NAME\n"
+    "\t    Restore from a specific replica.\n"
+    "\t    Defaults to replica with latest data.\n"
+    "\n"
+    "\t-generation NAME\n"
+    "\t    Restore from a specific generation.\n"
+    "\t    Defaults to generation with latest data.\n"
+    "\n"
+    "\t-index NUM\n"
+    "\t    Restore up to a specific hex-encoded WAL index (inclusive).\n"
+    "\t    Defaults to use the highest available index.\n"
+    "\n"
+    "\t-timestamp TIMESTAMP\n"
+    "\t    Restore to a specific point-in-time.\n"
+    "\t    Defaults to use the latest available backup.\n"
+    "\n"
+    "\t-o PATH\n"
+    "\t    Output path of the restored database.\n"
+    "\t    Defaults to original DB path.\n"
+    "\n"
+    "\t-if-db-not-exists\n"
+    "\t    Returns exit code of 0 if the database already exists.\n"
+    "\n"
+    "\t-if-replica-exists\n"
+    "\t    Returns exit code of 0 if no backups found.\n"
+    "\n"
+    "\t-parallelism NUM\n"
+    "\t    Determines the number of WAL files downloaded in parallel.\n"
+    "\t    Defaults to 8.\n"
+    "\n"
+    "Examples:\n"
+    "\n"
+    "\t# Restore latest replica for database to original location.\n"
+    "\t$ sluice restore /path/to/db\n"
+    "\n"
+    "\t# Restore replica for database to a given point in time.\n"
+    "\t$ sluice restore -timestamp 2020-01-01T00:00:00Z /path/to/db\n"
+    "\n"
+    "\t# Restore latest replica for database to new /tmp directory\n"
+    "\t$ sluice restore -o /tmp/db /path/to/db\n"
+    "\n"
+    "\t# Restore database from latest generation on S3.\n"
+    "\t$ sluice restore -replica s3 /path/to/db\n"
+    "\n"
+    "\t# Restore database from a specific generation on S3.\n"
+    "\t$ sluice restore -replica s3 -generation xxxxxxxx /path/to/db\n"
+    "\n";
+
+struct restore_args {
+  char *config;
+  int no_expand_env;
+  char *output;
+  char *replica;
+  char *generation;
+  char *index;
+  char *timestamp;
+  long parallelism;
+  int if_db_not_exists;
+  int if_replica_exists;
+};
+
+/* -index is hex and fits a WAL index (ParseInt(s, 16, 32) in Go). */
+static int parse_index(const char *s, uint32_t *out) {
+  if (!*s)
+    return -1;
+  uint64_t v = 0;
+  for (const char *p = s; *p; p++) {
+    int d;
+    if (*p >= '0' && *p <= '9')
+      d = *p - '0';
+    else if (*p >= 'a' && *p <= 'f')
+      d = *p - 'a' + 10;
+    else if (*p >= 'A' && *p <= 'F')
+      d = *p - 'A' + 10;
+    else
+      return -1;
+    v = v << 4 | (uint64_t)d;
+    if (v > MAX_WAL_INDEX)
+      return -1;
+  }
+  *out = (uint32_t)v;
+  return 0;
+}
+
+static int run(struct restore_args *a, const char *arg) {
+  struct restore_opts o = {0};
+  if (a->index) {
+    if (parse_index(a->index, &o.index))
+      return cmd_fail("invalid hexadecimal format");
+    o.has_index = 1;
+  }
+  if (a->timestamp) {
+    if (time_parse_rfc3339(a->timestamp, &o.timestamp_ns))
+      return cmd_fail("invalid -timestamp, must specify in ISO 8601 format "
+                      "(e.g. 2000-01-01T00:00:00Z)");
+    o.has_timestamp = 1;
+  }
+  if (o.has_index && o.has_timestamp)
+    return cmd_fail("cannot specify index & timestamp to restore");
+  o.generation = a->generation;
+  o.parallelism = a->parallelism < 1 ? 1 : (int)MIN(a->parallelism, 1024);
+
+  if (loop_init())
+    return cmd_fail("cannot start the event loop");
+  struct cmd_target t;
+  char err[1024];
+  int rc = 1;
+  char *out = NULL;
+  if (cmd_target_open(&t, arg, a->config, a->no_expand_env, a->replica, 1, err,
+                      sizeof(err))) {
+    rc = cmd_fail("%s", err);
+    goto done;
+  }
+  if (t.url_mode && !a->output) {
+    rc = cmd_fail("output path required");
+    goto done;
+  }
+  out = path_abs(a->output ? a->output : t.db_path);
+  o.db = t.db_path ? t.db_path : out;
+
+  struct stat st;
+  if (a->if_db_not_exists && !stat(out, &st)) {
+    log_info(o.db, NULL, "database already exists, skipping");
+    rc = 0;
+    goto done;
+  }
+  struct restore_target target;
+  int status = restore_choose_sync(t.backends, t.n_backends, &o, &target, err,
+                                   sizeof(err));
+  if (status == ERR_NO_BACKUPS && a->if_replica_exists) {
+    log_info(o.db, NULL, "no matching backups found");
+    rc = 0;
+    goto done;
+  }
+  if (status) {
+    rc = cmd_fail("%s", err);
+    goto done;
+  }
+  struct backend *b = t.backends[target.replica];
+  status = restore_run_sync(b, target.gen, &o, out, err, sizeof(err));
+  rc = status ? cmd_fail("%s", err) : 0;
+done:
+  free(out);
+  cmd_target_close(&t);
+  if (loop_close())
+    log_warn(NULL, NULL, "event loop closed with handles still open");
+  return rc;
+}
+
+int cmd_restore(int argc, char **argv) {
+  struct restore_args a = {.parallelism = 8};
+  struct flag flags[] = {
+      {"config", FLAG_STRING, &a.config, 0},
+      {"no-expand-env", FLAG_BOOL, &a.no_expand_env, 0},
+      {"o", FLAG_STRING, &a.output, 0},
+      {"replica", FLAG_STRING, &a.replica, 0},
+      {"generation", FLAG_STRING, &a.generation, 0},
+      {"index", FLAG_STRING, &a.index, 0},
+      {"timestamp", FLAG_STRING, &a.timestamp, 0},
+      {"parallelism", FLAG_INT, &a.parallelism, 0},
+      {"if-db-not-exists", FLAG_BOOL, &a.if_db_not_exists, 0},
+      {"if-replica-exists", FLAG_BOOL, &a.if_replica_exists, 0},
+  };
+  int n = (int)ARRAY_SIZE(flags);
+  int i = flags_parse(flags, n, argc, argv, restore_usage);
+  int rc;
+  if (i < 0)
+    rc = 1;
+  else if (i >= argc || !argv[i][0])
+    rc = cmd_fail("database path or replica URL required");
+  else if (argc - i > 1)
+    rc = cmd_fail("too many arguments");
+  else
+    rc = run(&a, argv[i]);
+  flags_free(flags, n);
+  return rc;
+}

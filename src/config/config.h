@@ -1,0 +1,139 @@
+/*
+ * Configuration: the YAML file of spec 6 (plus sluice's own keys), parsed
+ * with libyaml into the structs below.  Durations are nanoseconds.
+ *
+ * Rules (issue #2):
+ *  - environment expansion on the raw text exactly as Go's os.ExpandEnv
+ *    (spec 5.4) unless disabled;
+ *  - unknown keys produce a warning naming the key and its line;
+ *  - a wrong type or value is an error naming file, line, key and what was
+ *    expected;
+ *  - global access-key-id / secret-access-key flow into replicas that have
+ *    none.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/log.h"
+
+#define DEFAULT_MONITOR_INTERVAL (1000LL * 1000 * 1000)         /* 1s */
+#define DEFAULT_CHECKPOINT_INTERVAL (60LL * 1000 * 1000 * 1000) /* 1m */
+#define DEFAULT_MIN_CHECKPOINT_PAGES 1000
+#define DEFAULT_MAX_CHECKPOINT_PAGES 10000
+#define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000)             /* 1s */
+#define DEFAULT_RETENTION (24LL * 3600 * 1000 * 1000 * 1000)     /* 24h */
+#define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
+#define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
+#define DEFAULT_HEALTH_MAX_SYNC_AGE (300LL * 1000 * 1000 * 1000) /* 5m */
+
+enum tristate { TRI_UNSET = -1, TRI_FALSE = 0, TRI_TRUE = 1 };
+
+struct replica_config {
+  char *type; /* resolved: "file", "s3", "gcs", "abs", "sftp" */
+  char *name; /* defaults to type */
+  char *url;  /* as written, or NULL */
+  int line;   /* line of the replica entry, for error messages */
+
+  int64_t retention; /* <= 0 disables */
+  int64_t retention_check_interval;
+  int64_t sync_interval;
+  int64_t snapshot_interval;   /* 0 = disabled */
+  int64_t validation_interval; /* 0 = disabled */
+
+  char **age_identities;
+  size_t n_age_identities;
+  char **age_recipients;
+  size_t n_age_recipients;
+
+  /* Location: filled from the URL and/or explicit keys (explicit wins). */
+  char *path;   /* file: absolute; s3/gcs/abs: key prefix (no leading '/') */
+  char *bucket; /* s3/gcs bucket, abs container */
+  char *region;
+  char *endpoint;
+  enum tristate force_path_style;
+  int skip_verify;
+
+  /* S3 */
+  char *access_key_id;
+  char *secret_access_key;
+  char *sse; /* "AES256" or "aws:kms" or NULL */
+  char *sse_kms_key_id;
+  char *sse_c_key; /* base64 of a 256-bit key, or NULL */
+  char *storage_class;
+
+  /* ABS */
+  char *account_name;
+  char *account_key;
+  char *sas_token;
+
+  /* SFTP */
+  char *host;
+  char *user;
+  char *password;
+  char *key_path;
+};
+
+struct db_config {
+  char *path;      /* absolute */
+  char *meta_path; /* absolute; default <dir>/.<file>-litestream */
+  int line;
+  int64_t monitor_interval;
+  int64_t checkpoint_interval;
+  int64_t min_checkpoint_page_count;
+  int64_t max_checkpoint_page_count;
+  struct replica_config *replicas;
+  size_t n_replicas;
+};
+
+struct config {
+  char *path; /* the file it was read from, or NULL */
+  char *addr;
+  char *exec;
+  char *access_key_id;
+  char *secret_access_key;
+  struct log_config logging;
+  int64_t shutdown_timeout;
+  int64_t health_max_sync_age;
+  struct db_config *dbs;
+  size_t n_dbs;
+};
+
+/* Chooses the config path: explicit, else $SLUICE_CONFIG, else
+ * $LITESTREAM_CONFIG, else /etc/sluice.yml if it exists, else
+ * /etc/litestream.yml.  Sets *explicit to 1 when the user named it
+ * (flag or environment).  Returns owned string. */
+char *config_default_path(const char *flag, int *explicit_);
+
+/* Loads and validates a config file.  On failure returns ERR_CONFIG (or
+ * -ENOENT: "config file not found: PATH") and writes a one-line message
+ * naming file, line and key into err.  Warnings (unknown keys) are logged. */
+int config_load(const char *path, int expand_env, struct config *out, char *err,
+                size_t errlen);
+/* Same, from a string (tests); `name` is used in messages. */
+int config_parse(const char *name, const char *text, int expand_env,
+                 struct config *out, char *err, size_t errlen);
+void config_destroy(struct config *c);
+
+/* Initialises one replica config with every default, then fills it from a
+ * replica URL (used by `replicate DB URL...` and by URL-mode commands). */
+int config_replica_from_url(const char *url, struct replica_config *out,
+                            char *err, size_t errlen);
+void config_replica_destroy(struct replica_config *r);
+/* Initialises one db config with defaults for `path` (made absolute). */
+void config_db_init(struct db_config *d, const char *path);
+void config_db_destroy(struct db_config *d);
+
+/* Go's os.ExpandEnv on text (spec 5.4).  Returns owned string. */
+char *config_expand_env(const char *text);
+
+/* Finds a db by path (expanded and made absolute first). */
+struct db_config *config_find_db(struct config *c, const char *path);
+
+/* Canonical text of a database's whole configuration, for comparing two
+ * configs on reload.  Holds secrets: never log it.  Owned string. */
+char *config_db_fingerprint(const struct db_config *d);
+
+#endif

@@ -1,0 +1,22 @@
+/*
+ * Prometheus text exposition of every litestream_* metric of spec 7 (same
+ * names and labels, so existing dashboards keep working) plus sluice's own
+ * per-replica metrics, and the /healthz verdict.
+ */
+#ifndef SLUICE_METRICS_H
+#define SLUICE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/util.h"
+
+struct db;
+
+void metrics_render(struct db *const *dbs, size_t n, struct buf *out);
+/* 200 if every replica synced within max_age (or has nothing to upload),
+ * else 503; the body lists each replica. */
+int metrics_health(struct db *const *dbs, size_t n, int64_t max_age_ns,
+                   struct buf *out);
+
+#endif

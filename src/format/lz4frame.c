@@ -1,0 +1,290 @@
+#include "format/lz4frame.h"
+
+#include <errno.h>
+#include <lz4frame.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/err.h"
+
+#define BLOCK (4u << 20)
+
+static void prefs_init(LZ4F_preferences_t *p) {
+  memset(p, 0, sizeof(*p));
+  p->frameInfo.blockSizeID = LZ4F_max4MB;
+  p->frameInfo.blockMode = LZ4F_blockIndependent;
+  p->frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
+  p->frameInfo.blockChecksumFlag = LZ4F_noBlockChecksum;
+  p->compressionLevel = 0; /* fast */
+}
+
+int lz4_compress(const uint8_t *src, size_t n, struct buf *out) {
+  /* Not LZ4F_compressFrame: it shrinks the block size to fit small inputs,
+   * changing the BD byte (0x40 instead of Litestream's 0x70). */
+  LZ4F_preferences_t prefs;
+  prefs_init(&prefs);
+  LZ4F_cctx *ctx = NULL;
+  if (LZ4F_isError(LZ4F_createCompressionContext(&ctx, LZ4F_VERSION)))
+    return ERR_LZ4;
+  size_t bound = LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(n, &prefs);
+  size_t before = out->len;
+  int rc = buf_reserve(out, bound);
+  size_t w = 0;
+  if (!rc) {
+    w = LZ4F_compressBegin(ctx, out->data + out->len, bound, &prefs);
+    if (!LZ4F_isError(w))
+      out->len += w;
+  }
+  if (!rc && !LZ4F_isError(w)) {
+    w = LZ4F_compressUpdate(ctx, out->data + out->len,
+                            bound - (out->len - before), src, n, NULL);
+    if (!LZ4F_isError(w))
+      out->len += w;
+  }
+  if (!rc && !LZ4F_isError(w)) {
+    w = LZ4F_compressEnd(ctx, out->data + out->len, bound - (out->len - before),
+                         NULL);
+    if (!LZ4F_isError(w))
+      out->len += w;
+  }
+  if (!rc && LZ4F_isError(w))
+    rc = ERR_LZ4;
+  if (rc)
+    out->len = before;
+  LZ4F_freeCompressionContext(ctx);
+  return rc;
+}
+
+/* Streaming compressor writing to an fd through a bounded buffer. */
+static int flush_to_fd(int fd, const uint8_t *p, size_t n, int64_t *total) {
+  int rc = write_full(fd, p, n);
+  if (!rc)
+    *total += (int64_t)n;
+  return rc;
+}
+
+int lz4_compress_fd(int in_fd, int64_t in_off, int64_t len, int out_fd,
+                    int64_t *out_len) {
+  LZ4F_cctx *ctx = NULL;
+  LZ4F_preferences_t prefs;
+  prefs_init(&prefs);
+  if (LZ4F_isError(LZ4F_createCompressionContext(&ctx, LZ4F_VERSION)))
+    return ERR_LZ4;
+  size_t cap = LZ4F_compressBound(BLOCK, &prefs) + LZ4F_HEADER_SIZE_MAX;
+  uint8_t *in = xmalloc(BLOCK), *out = xmalloc(cap);
+  int64_t total = 0, done = 0;
+  int rc = 0;
+  size_t w = LZ4F_compressBegin(ctx, out, cap, &prefs);
+  if (LZ4F_isError(w)) {
+    rc = ERR_LZ4;
+    goto out;
+  }
+  if ((rc = flush_to_fd(out_fd, out, w, &total)))
+    goto out;
+  while (done < len) {
+    size_t want = (size_t)MIN((int64_t)BLOCK, len - done);
+    ssize_t r = pread_full(in_fd, in, want, (off_t)(in_off + done));
+    if (r < 0) {
+      rc = (int)r;
+      goto out;
+    }
+    if ((size_t)r != want) {
+      rc = -EIO; /* file shrank while reading */
+      goto out;
+    }
+    w = LZ4F_compressUpdate(ctx, out, cap, in, want, NULL);
+    if (LZ4F_isError(w)) {
+      rc = ERR_LZ4;
+      goto out;
+    }
+    if ((rc = flush_to_fd(out_fd, out, w, &total)))
+      goto out;
+    done += (int64_t)want;
+  }
+  w = LZ4F_compressEnd(ctx, out, cap, NULL);
+  if (LZ4F_isError(w)) {
+    rc = ERR_LZ4;
+    goto out;
+  }
+  rc = flush_to_fd(out_fd, out, w, &total);
+out:
+  if (!rc && out_len)
+    *out_len = total;
+  free(in);
+  free(out);
+  LZ4F_freeCompressionContext(ctx);
+  return rc;
+}
+
+/* Output of the decoder goes to a buffer or an fd. */
+struct dec_out {
+  struct buf *buf;
+  int fd;
+  int64_t off;
+  int64_t total;
+};
+
+static int dec_emit(struct dec_out *o, const uint8_t *p, size_t n) {
+  if (!n)
+    return 0;
+  int rc;
+  if (o->buf)
+    rc = buf_append(o->buf, p, n);
+  else
+    rc = pwrite_full(o->fd, p, n, (off_t)(o->off + o->total));
+  if (!rc)
+    o->total += (int64_t)n;
+  return rc;
+}
+
+/* Feeds src to the decoder.  *hint is liblz4's expected-input hint: 0
+ * once a frame is complete. */
+static int dec_feed(LZ4F_dctx *ctx, const uint8_t *src, size_t n, uint8_t *tmp,
+                    size_t tmpcap, struct dec_out *o, size_t *hint) {
+  while (n > 0) {
+    size_t in = n, outn = tmpcap;
+    size_t r = LZ4F_decompress(ctx, tmp, &outn, src, &in, NULL);
+    if (LZ4F_isError(r))
+      return ERR_LZ4;
+    int rc = dec_emit(o, tmp, outn);
+    if (rc)
+      return rc;
+    src += in;
+    n -= in;
+    *hint = r;
+    if (in == 0 && outn == 0)
+      return ERR_LZ4; /* no progress */
+  }
+  /* Drain output still buffered inside the context.  A hint of 0 means
+   * the frame is complete and flushed: asking again would report the
+   * header size of a next frame and make a complete input look
+   * truncated. */
+  while (*hint != 0) {
+    size_t in = 0, outn = tmpcap;
+    size_t r = LZ4F_decompress(ctx, tmp, &outn, NULL, &in, NULL);
+    if (LZ4F_isError(r))
+      return ERR_LZ4;
+    int rc = dec_emit(o, tmp, outn);
+    if (rc)
+      return rc;
+    *hint = r;
+    if (outn == 0)
+      break;
+  }
+  return 0;
+}
+
+static int decompress_mem(const uint8_t *src, size_t n, struct dec_out *o) {
+  LZ4F_dctx *ctx;
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&ctx, LZ4F_VERSION)))
+    return ERR_LZ4;
+  size_t cap = 1u << 20;
+  uint8_t *tmp = xmalloc(cap);
+  size_t hint = 1;
+  int rc = n == 0 ? ERR_LZ4 : dec_feed(ctx, src, n, tmp, cap, o, &hint);
+  if (!rc && hint != 0)
+    rc = ERR_LZ4; /* truncated frame */
+  free(tmp);
+  LZ4F_freeDecompressionContext(ctx);
+  return rc;
+}
+
+int lz4_decompress(const uint8_t *src, size_t n, struct buf *out) {
+  struct dec_out o = {out, -1, 0, 0};
+  size_t before = out->len;
+  int rc = decompress_mem(src, n, &o);
+  if (rc)
+    out->len = before;
+  return rc;
+}
+
+int lz4_decompress_to_fd(const uint8_t *src, size_t n, int out_fd,
+                         int64_t out_off, int64_t *out_len) {
+  struct dec_out o = {NULL, out_fd, out_off, 0};
+  int rc = decompress_mem(src, n, &o);
+  if (!rc && out_len)
+    *out_len = o.total;
+  return rc;
+}
+
+int lz4_decompress_fd(int in_fd, int out_fd, int64_t *out_len) {
+  LZ4F_dctx *ctx;
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&ctx, LZ4F_VERSION)))
+    return ERR_LZ4;
+  size_t incap = 1u << 20, cap = 4u << 20;
+  uint8_t *in = xmalloc(incap), *tmp = xmalloc(cap);
+  struct dec_out o = {NULL, out_fd, 0, 0};
+  size_t hint = 1;
+  int64_t pos = 0;
+  int rc = 0, any = 0;
+  for (;;) {
+    ssize_t r = pread_full(in_fd, in, incap, (off_t)pos);
+    if (r < 0) {
+      rc = (int)r;
+      break;
+    }
+    if (r == 0)
+      break;
+    any = 1;
+    pos += r;
+    if ((rc = dec_feed(ctx, in, (size_t)r, tmp, cap, &o, &hint)))
+      break;
+  }
+  if (!rc && (!any || hint != 0))
+    rc = ERR_LZ4;
+  if (!rc && out_len)
+    *out_len = o.total;
+  free(in);
+  free(tmp);
+  LZ4F_freeDecompressionContext(ctx);
+  return rc;
+}
+
+struct lz4_dec {
+  LZ4F_dctx *ctx;
+  uint8_t *tmp;
+  size_t cap;
+  struct dec_out out;
+  size_t hint;
+  int any;
+};
+
+struct lz4_dec *lz4_dec_new(int out_fd, int64_t out_off) {
+  struct lz4_dec *d = xcalloc(1, sizeof(*d));
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&d->ctx, LZ4F_VERSION))) {
+    fprintf(stderr, "lz4: cannot create a decompression context\n");
+    abort(); /* only fails on allocation failure */
+  }
+  /* 4 MiB: the largest block, so liblz4 decodes straight into tmp. */
+  d->cap = BLOCK;
+  d->tmp = xmalloc(d->cap);
+  d->out.fd = out_fd;
+  d->out.off = out_off;
+  d->hint = 1;
+  return d;
+}
+
+int lz4_dec_feed(struct lz4_dec *d, const uint8_t *src, size_t n) {
+  if (!n)
+    return 0;
+  d->any = 1;
+  return dec_feed(d->ctx, src, n, d->tmp, d->cap, &d->out, &d->hint);
+}
+
+int lz4_dec_end(struct lz4_dec *d, int64_t *out_len) {
+  if (!d->any || d->hint != 0)
+    return ERR_LZ4;
+  if (out_len)
+    *out_len = d->out.total;
+  return 0;
+}
+
+void lz4_dec_free(struct lz4_dec *d) {
+  if (!d)
+    return;
+  LZ4F_freeDecompressionContext(d->ctx);
+  free(d->tmp);
+  free(d);
+}

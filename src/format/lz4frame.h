@@ -1,0 +1,51 @@
+/*
+ * LZ4 frames (https://github.com/lz4/lz4/blob/dev/doc/lz4_Frame_format.md),
+ * through liblz4's frame API.
+ *
+ * Writing uses Litestream's options: 4 MiB independent blocks, content
+ * checksum, no block checksum, no content size, so every object starts
+ * 04 22 4D 18 64 70 B9.  Reading accepts any valid frame: other block
+ * sizes, linked blocks, block checksums, content size, skippable frames,
+ * and an empty uncompressed last block (00 00 00 80), which pierrec/lz4
+ * emits when the input is a multiple of 4 MiB.
+ */
+#ifndef SLUICE_LZ4FRAME_H
+#define SLUICE_LZ4FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/util.h"
+
+/* Appends one frame holding src to out. */
+int lz4_compress(const uint8_t *src, size_t n, struct buf *out);
+/* Decompresses every frame in src and appends the content to out (whose
+ * max bounds the result).  Returns 0 or ERR_LZ4 (or -EFBIG). */
+int lz4_decompress(const uint8_t *src, size_t n, struct buf *out);
+
+/* Streaming compression of len bytes of in_fd (from in_off) into out_fd
+ * (from its current position), 4 MiB at a time.  *out_len gets the
+ * compressed size. */
+int lz4_compress_fd(int in_fd, int64_t in_off, int64_t len, int out_fd,
+                    int64_t *out_len);
+/* Streaming decompression of a whole file of frames to out_fd (written
+ * from offset 0).  *out_len gets the decompressed size. */
+int lz4_decompress_fd(int in_fd, int out_fd, int64_t *out_len);
+/* Streaming decompression of memory to out_fd at out_off. */
+int lz4_decompress_to_fd(const uint8_t *src, size_t n, int out_fd,
+                         int64_t out_off, int64_t *out_len);
+
+/* Incremental decompression for objects that arrive in pieces (ranged
+ * downloads): feed the compressed bytes in order, possibly from different
+ * threads one after the other (never concurrently); the content is written
+ * to out_fd from out_off.  lz4_dec_end fails with ERR_LZ4 when the input
+ * stopped inside a frame or held no frame at all. */
+struct lz4_dec;
+/* Returns owned; free with lz4_dec_free. */
+struct lz4_dec *lz4_dec_new(int out_fd, int64_t out_off);
+int lz4_dec_feed(struct lz4_dec *d, const uint8_t *src, size_t n);
+/* *out_len gets the number of content bytes written. */
+int lz4_dec_end(struct lz4_dec *d, int64_t *out_len);
+void lz4_dec_free(struct lz4_dec *d);
+
+#endif

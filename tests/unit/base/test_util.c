@@ -1,0 +1,97 @@
+#include <stdlib.h>
+
+#include "base/util.h"
+#include "t.h"
+
+TEST(durations_format_like_go) {
+  char out[40];
+  struct {
+    int64_t ns;
+    const char *want;
+  } cases[] = {
+      {0, "0s"},
+      {1, "1ns"},
+      {1100, "1.1\xc2\xb5s"},
+      {2200000, "2.2ms"},
+      {350000000, "350ms"},
+      {1300000000, "1.3s"},
+      {1500000000, "1.5s"},
+      {603000000000LL, "10m3s"},
+      {48LL * 3600 * NS_PER_SEC, "48h0m0s"},
+      {-2 * NS_PER_SEC, "-2s"},
+      {3723 * NS_PER_SEC + 500000000, "1h2m3.5s"},
+  };
+  for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+    duration_format(cases[i].ns, out);
+    CHECK_STR(out, cases[i].want);
+  }
+}
+
+TEST(durations_parse_go_syntax_and_days) {
+  int64_t ns;
+  CHECK_INT(duration_parse("500ms", &ns), 0);
+  CHECK_INT(ns, 500 * NS_PER_MS);
+  CHECK_INT(duration_parse("1h30m", &ns), 0);
+  CHECK_INT(ns, 5400 * NS_PER_SEC);
+  CHECK_INT(duration_parse("7d", &ns), 0);
+  CHECK_INT(ns, 7 * 86400 * NS_PER_SEC);
+  CHECK_INT(duration_parse("1.5s", &ns), 0);
+  CHECK_INT(ns, 1500 * NS_PER_MS);
+  CHECK_INT(duration_parse("1000", &ns), 0);
+  CHECK_INT(ns, 1000);
+  CHECK(duration_parse("10x", &ns) != 0);
+  CHECK(duration_parse("", &ns) != 0);
+  CHECK(duration_parse("s", &ns) != 0);
+}
+
+TEST(lag_truncation) {
+  CHECK_INT(duration_round_lag(12345 * NS_PER_MS), 12 * NS_PER_SEC);
+  CHECK_INT(duration_round_lag(1567 * NS_PER_MS), 1500 * NS_PER_MS);
+  CHECK_INT(duration_round_lag(12345678), 12 * NS_PER_MS);
+}
+
+TEST(rfc3339_round_trip) {
+  int64_t ns;
+  char out[32];
+  CHECK_INT(time_parse_rfc3339("2026-11-26T14:52:30.724767185Z", &ns), 0);
+  time_format_rfc3339(ns, out);
+  CHECK_STR(out, "2026-11-26T14:52:30Z");
+  CHECK_INT(ns % NS_PER_SEC, 724767185);
+  CHECK_INT(time_parse_rfc3339("2000-01-01T02:00:00+02:00", &ns), 0);
+  time_format_rfc3339(ns, out);
+  CHECK_STR(out, "2000-01-01T00:00:00Z");
+  CHECK(time_parse_rfc3339("2000-01-01", &ns) != 0);
+  CHECK(time_parse_rfc3339("yesterday", &ns) != 0);
+}
+
+TEST(paths) {
+  char *p = path_join("/a/", "/b");
+  CHECK_STR(p, "/a/b");
+  free(p);
+  p = path_abs("/a/./b/../c//d");
+  CHECK_STR(p, "/a/c/d");
+  free(p);
+  p = path_dir("/data/app.db");
+  CHECK_STR(p, "/data");
+  free(p);
+  CHECK_STR(path_base("/data/app.db"), "app.db");
+}
+
+TEST(percent_decoding) {
+  char *d = percent_decode("a%2Fb+c%zz%4", 12, 0);
+  CHECK_STR(d, "a/b+c%zz%4");
+  free(d);
+  d = percent_decode("a%2fb+c", 7, 1);
+  CHECK_STR(d, "a/b c");
+  free(d);
+}
+
+int main(void) {
+  RUN(durations_format_like_go);
+  RUN(durations_parse_go_syntax_and_days);
+  RUN(lag_truncation);
+  RUN(rfc3339_round_trip);
+  RUN(paths);
+  RUN(percent_decoding);
+  T_DONE();
+}
