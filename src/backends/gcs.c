@@ -701,6 +701,7 @@ struct list_op {
   backend_cb cb;
   void *arg;
   int pages;
+  struct list_pages guard;
   char msg[512];
 };
 
@@ -753,14 +754,23 @@ static void on_list_done(struct http_request *req, void *arg) {
   if (rc == ERR_NOT_FOUND)
     rc = ERR_HTTP_STATUS; /* the bucket itself is missing */
   if (!rc) {
-    json_t *j = json_loadb((const char *)op->call.body.data, op->call.body.len,
-                           0, NULL);
+    json_error_t je;
+    json_t *j =
+        json_loadb((const char *)op->call.body.data, op->call.body.len, 0, &je);
+    char why[256] = "";
     rc = list_parse(op, j);
+    if (!j)
+      snprintf(why, sizeof(why), ": %s", je.text);
     json_decref(j);
+    if (!rc) {
+      rc = list_pages_next(&op->guard, op->token, why + 2, sizeof(why) - 2);
+      if (rc)
+        memcpy(why, ": ", 2);
+    }
     if (rc)
       snprintf(op->msg, sizeof(op->msg),
-               "gcs list %s/%s: malformed listing (page %d)", op->g->bucket,
-               op->prefix, op->pages + 1);
+               "gcs list %s/%s: malformed listing (page %d)%s", op->g->bucket,
+               op->prefix, op->pages + 1, why);
   }
   gcall_destroy(&op->call);
   op->pages++;
@@ -771,6 +781,7 @@ static void on_list_done(struct http_request *req, void *arg) {
   if (!rc)
     obj_list_sort(op->out);
   op->cb(op->arg, rc, rc ? op->msg : NULL);
+  list_pages_destroy(&op->guard);
   free(op->prefix);
   free(op->token);
   free(op);

@@ -1018,6 +1018,8 @@ struct list_op {
   struct obj_list acc;
   struct obj_list *out;
   int pages;
+  struct list_pages guard;
+  char why[256]; /* why a page was refused */
   backend_cb cb;
   void *arg;
 };
@@ -1037,6 +1039,7 @@ static void list_end(struct list_op *op, int status, const char *err) {
       obj_list_add_prefix(op->out, op->acc.prefixes[i]);
   }
   obj_list_destroy(&op->acc);
+  list_pages_destroy(&op->guard);
   free(op->prefix);
   free(op->token);
   free(op);
@@ -1050,8 +1053,13 @@ static const char *relative(const struct s3 *s, const char *key) {
 }
 
 static int parse_list(struct list_op *op, struct call *c) {
-  struct xml_node *x = xml_parse((const char *)c->resp.data, c->resp.len);
+  op->why[0] = '\0';
+  struct xml_node *x = xml_parse_err((const char *)c->resp.data, c->resp.len,
+                                     op->why, sizeof(op->why));
   if (!x || strcmp(x->name, "ListBucketResult")) {
+    if (x)
+      snprintf(op->why, sizeof(op->why), "<%.40s> is not ListBucketResult",
+               x->name);
     xml_free(x);
     return ERR_PROTOCOL;
   }
@@ -1080,13 +1088,15 @@ static int parse_list(struct list_op *op, struct call *c) {
   op->token = NULL;
   if (trunc && !strcmp(trunc, "true")) {
     if (!next || !*next) {
+      snprintf(op->why, sizeof(op->why),
+               "IsTruncated without a NextContinuationToken");
       xml_free(x);
       return ERR_PROTOCOL;
     }
     op->token = xstrdup(next);
   }
   xml_free(x);
-  return 0;
+  return list_pages_next(&op->guard, op->token, op->why, sizeof(op->why));
 }
 
 static void on_list_page(struct call *c) {
@@ -1096,8 +1106,9 @@ static void on_list_page(struct call *c) {
     if (rc) {
       char w[512];
       where(c, w, sizeof(w));
-      msgf(c->errmsg, sizeof(c->errmsg), "%s %s: unreadable listing (page %d)",
-           c->op, w, op->pages);
+      msgf(c->errmsg, sizeof(c->errmsg),
+           "%s %s: unreadable listing (page %d): %s", c->op, w, op->pages,
+           op->why[0] ? op->why : "malformed");
       c->status = rc;
     }
   }

@@ -271,6 +271,46 @@ void hex_encode(const uint8_t *in, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 
+static uint64_t str_hash(const char *s) {
+  uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
+static size_t strset_slot(char **slots, size_t cap, const char *s) {
+  size_t k = (size_t)str_hash(s) & (cap - 1);
+  while (slots[k] && strcmp(slots[k], s))
+    k = (k + 1) & (cap - 1);
+  return k;
+}
+
+int strset_add(struct strset *set, const char *s) {
+  if (2 * (set->n + 1) > set->cap) {
+    size_t cap = set->cap ? 2 * set->cap : 16;
+    char **slots = xcalloc(cap, sizeof(*slots));
+    for (size_t i = 0; i < set->cap; i++)
+      if (set->slots[i])
+        slots[strset_slot(slots, cap, set->slots[i])] = set->slots[i];
+    free(set->slots);
+    set->slots = slots;
+    set->cap = cap;
+  }
+  size_t k = strset_slot(set->slots, set->cap, s);
+  if (set->slots[k])
+    return 0;
+  set->slots[k] = xstrdup(s);
+  set->n++;
+  return 1;
+}
+
+void strset_destroy(struct strset *set) {
+  for (size_t i = 0; i < set->cap; i++)
+    free(set->slots[i]);
+  free(set->slots);
+  memset(set, 0, sizeof(*set));
+}
+
 int64_t time_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
