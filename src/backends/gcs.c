@@ -184,10 +184,14 @@ static int parse_token(struct auth *a, const struct buf *body, char *msg,
   json_t *j = json_loadb((const char *)body->data, body->len, 0, NULL);
   const char *tok = json_string_value(json_object_get(j, "access_token"));
   json_t *exp = json_object_get(j, "expires_in");
-  int64_t secs = json_is_integer(exp)  ? (int64_t)json_integer_value(exp)
-                 : json_is_real(exp)   ? (int64_t)json_real_value(exp)
-                 : json_is_string(exp) ? atoll(json_string_value(exp))
-                                       : 3600;
+  int64_t secs =
+      json_is_integer(exp) ? (int64_t)json_integer_value(exp)
+      : json_is_real(exp)
+          ? (json_real_value(exp) >= 1e9 ? (int64_t)1e9
+             : json_real_value(exp) > 0  ? (int64_t)json_real_value(exp)
+                                         : 0)
+      : json_is_string(exp) ? atoll(json_string_value(exp))
+                            : 3600;
   if (!tok || !*tok) {
     snprintf(msg, len, "no access_token in the token response");
     json_decref(j);
@@ -195,6 +199,8 @@ static int parse_token(struct auth *a, const struct buf *body, char *msg,
   }
   if (secs <= 0)
     secs = 1;
+  if (secs > 86400 * 365)
+    secs = 86400 * 365; /* no overflow below, whatever the server says */
   free(a->token);
   a->token = xstrdup(tok);
   a->gen++;
@@ -700,7 +706,7 @@ static int list_parse(struct list_op *op, json_t *j) {
     if (size < 0)
       return ERR_PROTOCOL;
     int64_t mtime = 0;
-    if (!tc || time_parse_rfc3339(tc, &mtime))
+    if (!tc || time_parse_rfc3339(tc, &mtime) == -EINVAL)
       mtime = 0;
     obj_list_add(op->out, name + rl, size, mtime);
   }

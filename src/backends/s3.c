@@ -43,6 +43,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "config/url.h"
 #include "loop/loop.h"
 
 #define MIB (1024 * 1024)
@@ -1293,16 +1294,13 @@ static int parse_endpoint(struct s3 *s, const char *ep, char *err,
     s->scheme = xstrdup("https");
     p = ep;
   }
-  if (strcmp(s->scheme, "http") && strcmp(s->scheme, "https")) {
-    msgf(err, errlen, "s3 endpoint %s: scheme must be http or https", ep);
+  if (url_check_endpoint(ep, err, (unsigned)errlen))
     return ERR_CONFIG;
-  }
   const char *slash = strchr(p, '/');
   s->host = slash ? xstrndup(p, (size_t)(slash - p)) : xstrdup(p);
-  if (!*s->host) {
-    msgf(err, errlen, "s3 endpoint %s: no host", ep);
-    return ERR_CONFIG;
-  }
+  char *at = strchr(s->host, '@'); /* userinfo: not sent, never shown */
+  if (at)
+    memmove(s->host, at + 1, strlen(at));
   char *bp = xstrdup(slash ? slash : "");
   size_t n = strlen(bp);
   while (n && bp[n - 1] == '/')
