@@ -35,6 +35,7 @@
 
 #include "backends/aws_creds.h"
 #include "backends/backend.h"
+#include "backends/common.h"
 #include "backends/base64.h"
 #include "backends/s3.h"
 #include "backends/sigv4.h"
@@ -515,29 +516,6 @@ static void region_need(struct call *c) {
   discover_step(s);
 }
 
-/* --- deferred completion (operations that need no request) --- */
-
-struct defer {
-  struct loop_timer *t;
-  backend_cb cb;
-  void *arg;
-};
-
-static void on_defer(void *arg) {
-  struct defer *d = arg;
-  loop_timer_free(d->t);
-  d->cb(d->arg, 0, NULL);
-  free(d);
-}
-
-static void defer_ok(backend_cb cb, void *arg) {
-  struct defer *d = xcalloc(1, sizeof(*d));
-  d->cb = cb;
-  d->arg = arg;
-  d->t = loop_timer_new(on_defer, d);
-  loop_timer_start(d->t, 0);
-}
-
 /* --- payload hashing on the thread pool --- */
 
 struct hash_job {
@@ -983,7 +961,7 @@ static void s3_get(struct backend *b, const char *key, int64_t off, int64_t len,
                    const struct sink *sk, backend_cb cb, void *arg) {
   struct s3 *s = b->priv;
   if (len == 0) {
-    defer_ok(cb, arg);
+    backend_defer(cb, arg, 0, NULL);
     return;
   }
   struct get_op *op = xcalloc(1, sizeof(*op));
@@ -1271,7 +1249,7 @@ static void s3_del(struct backend *b, char *const *keys, size_t n,
                    backend_cb cb, void *arg) {
   struct s3 *s = b->priv;
   if (n == 0) {
-    defer_ok(cb, arg);
+    backend_defer(cb, arg, 0, NULL);
     return;
   }
   struct del_op *op = xcalloc(1, sizeof(*op));
