@@ -445,15 +445,28 @@ int duration_parse(const char *s, int64_t *out) {
     *out = neg ? -v : v;
     return 0;
   }
-  double total = 0;
+  /* Integer arithmetic, as Go's ParseDuration (strtod took "1e3s" and
+   * "0x10s", and lost precision near the int64 limit, so the format of a
+   * long duration did not parse back). */
+  const uint64_t limit = (uint64_t)1 << 63; /* -limit is INT64_MIN */
+  uint64_t total = 0;
   while (*p) {
-    if (!isdigit((unsigned char)*p) && *p != '.')
+    uint64_t v = 0, f = 0, scale = 1;
+    int digits = 0;
+    for (; isdigit((unsigned char)*p); p++, digits++) {
+      if (v > (limit - 9) / 10)
+        return -ERANGE;
+      v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (*p == '.') {
+      for (p++; isdigit((unsigned char)*p); p++, digits++)
+        if (scale < 1000000000000000000ULL) { /* further digits: below 1ns */
+          f = f * 10 + (uint64_t)(*p - '0');
+          scale *= 10;
+        }
+    }
+    if (!digits)
       return -EINVAL;
-    char *end;
-    double v = strtod(p, &end);
-    if (end == p)
-      return -EINVAL;
-    p = end;
     size_t best = 0;
     int found = -1;
     for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
@@ -467,11 +480,17 @@ int duration_parse(const char *s, int64_t *out) {
       return -EINVAL;
     /* "m" must not swallow the "m" of "ms". */
     p += best;
-    total += v * (double)units[found].ns;
+    uint64_t unit = (uint64_t)units[found].ns;
+    if (v > limit / unit)
+      return -ERANGE;
+    v = v * unit + (uint64_t)((unsigned __int128)f * unit / scale);
+    if (v > limit || total > limit - v)
+      return -ERANGE;
+    total += v;
   }
-  if (total > 9.2e18)
+  if (!neg && total == limit)
     return -ERANGE;
-  *out = neg ? -(int64_t)total : (int64_t)total;
+  *out = neg ? (int64_t)(0 - total) : (int64_t)total;
   return 0;
 }
 
