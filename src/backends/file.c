@@ -484,8 +484,8 @@ static void sweep_dir(struct fjob *j, int dirfd_, int depth) {
     struct stat st2;
     if (!flock(fd, LOCK_EX | LOCK_NB) && !fstat(fd, &st2) &&
         st2.st_ino == st.st_ino &&
-        now - time_ns_sat(st2.st_mtim.tv_sec, st2.st_mtim.tv_nsec) >=
-            j->min_age_ns &&
+        time_ns_sat(st2.st_mtim.tv_sec, st2.st_mtim.tv_nsec) <=
+            now - j->min_age_ns &&
         !unlinkat(dirfd(d), name, 0))
       j->removed++;
     close(fd);

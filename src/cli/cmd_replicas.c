@@ -190,7 +190,8 @@ int cmd_replicas(int argc, char **argv) {
       if (strcmp(st[j].gen, "-"))
         snprintf(pos, sizeof(pos), "%s/%08x:%lld", st[j].gen, st[j].index,
                  st[j].offset);
-      int64_t lag = st[j].pending ? now - st[j].pending : 0;
+      int64_t lag =
+          st[j].pending > 0 && st[j].pending < now ? now - st[j].pending : 0;
       row(&tb, b->name, st[j].gen, lag < 0 ? 0 : lag, pos, st[j].last_sync);
     }
     if (!found)
