@@ -85,6 +85,7 @@ static void job_work(void *arg) {
   int rc = 0;
   db->job_new_gen = 0;
   db->job_grew = 0;
+  db->job_ckpt_busy = 0;
   int64_t before_size = e->shadow_size;
   uint32_t before_index = e->index;
   char before_gen[GEN_LEN + 1];
@@ -96,6 +97,8 @@ static void job_work(void *arg) {
   }
   if (todo == DBJ_STATUS)
     goto out;
+  if (e->opened && engine_replaced(e))
+    log_info(db->name, NULL, "%s: reopening", e->reason);
   if (!e->opened) {
     rc = engine_open(e);
     if (rc)
@@ -116,7 +119,8 @@ static void job_work(void *arg) {
   int64_t now = time_mono_ns();
   if (!(todo & DBJ_SNAPSHOT) &&
       engine_should_checkpoint(e, now, (todo & DBJ_CHECKPOINT) != 0)) {
-    int crc = engine_checkpoint(e);
+    int crc = engine_checkpoint(e, (todo & DBJ_CHECKPOINT) != 0);
+    db->job_ckpt_busy = crc == ERR_BUSY;
     if (crc && crc != ERR_BUSY)
       log_warn(db->name, NULL, "checkpoint failed: %s", e->err);
     if (!e->opened || e->pin < 0) {
@@ -312,17 +316,23 @@ static void job_done(void *arg, int status) {
     if (db->job_new_gen)
       log_info(db->name, NULL, "sync: new generation: generation=%s reason=%s",
                db->gen, e->reason);
-    if (db->job_grew) {
-      db->last_change_ns = time_now_ns();
+    if (db->job_grew || ((todo & DBJ_CHECKPOINT) && db->job_ckpt_busy)) {
+      if (db->job_grew)
+        db->last_change_ns = time_now_ns();
       /* Checkpoint a database once it goes quiet (after at most 1s, or
        * checkpoint-interval if shorter): the WAL is then fully
        * checkpointed, the next commit restarts it, and an application's
        * own wal_checkpoint(TRUNCATE) at a quiet time succeeds at once.
-       * One wakeup per quiet period, none while idle. */
+       * One wakeup per quiet period (again if a commit came in the middle
+       * of it), none while idle. */
       if (db->cfg->checkpoint_interval > 0 && db->state != DB_CLOSING) {
         if (!db->idle_timer)
           db->idle_timer = loop_timer_new(on_idle, db);
         int64_t quiet = MIN(db->cfg->checkpoint_interval, NS_PER_SEC);
+        /* Retries back off (a long application read keeps every
+         * checkpoint from completing). */
+        db->idle_retries = db->job_grew ? 0 : MIN(db->idle_retries + 1, 5);
+        quiet <<= db->idle_retries;
         loop_timer_start(db->idle_timer, (uint64_t)(quiet / NS_PER_MS));
       }
     }

@@ -86,6 +86,8 @@ struct db {
   int job_rc;
   int job_new_gen;
   int job_grew;
+  int job_ckpt_busy; /* the job's checkpoint found commits coming in */
+  int idle_retries;  /* idle checkpoints retried since the last change */
   uint32_t prune_below;
   struct watch_sub *watch;
   struct loop_timer *retry_timer;
