@@ -283,9 +283,13 @@ static void job_done(void *arg, int status) {
     return;
   }
   if (rc == ERR_NOT_FOUND && !e->opened) {
-    if (db->state != DB_WAITING)
-      log_info(db->name, NULL, "waiting for database file to be created");
-    db_set_state(db, DB_WAITING);
+    /* No database file (yet): nothing to copy, nothing pending.  While
+     * closing, that is a finished final sync. */
+    if (db->state != DB_CLOSING) {
+      if (db->state != DB_WAITING)
+        log_info(db->name, NULL, "waiting for database file to be created");
+      db_set_state(db, DB_WAITING);
+    }
     if (todo & DBJ_SNAPSHOT)
       fail_snapshot_waiters(db, ERR_NO_GENERATION);
   } else if (rc) {
