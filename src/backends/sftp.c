@@ -66,7 +66,7 @@
 #include "base/util.h"
 #include "loop/loop.h"
 
-#define CHUNK (1u << 20) /* bytes per sftp_write/sftp_read call */
+#define CHUNK (4u << 20) /* bytes per sftp_write/sftp_read call */
 #define CONNECT_TIMEOUT_MS 10000
 #define IO_TIMEOUT_MS 30000 /* no progress for this long: connection lost */
 #define MAX_ATTEMPTS 5
@@ -1439,12 +1439,19 @@ static void drive(struct sftp_priv *s) {
 static void on_poll(void *arg, int status, int events) {
   struct sftp_priv *s = arg;
   (void)events;
-  if (status < 0) {
-    conn_fail(s, status, 0, "connection to %s: poll error %s", s->hostport,
-              err_str(status));
-    return;
+  if (status < 0 && s->st != C_CONNECTING) {
+    /* libuv reports POLLERR as a status: the socket's error says what. */
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    if (s->fd >= 0)
+      getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+    if (soerr) {
+      conn_fail(s, -soerr, 0, "connection to %s lost: %s", s->hostport,
+                strerror(soerr));
+      return;
+    }
   }
-  drive(s);
+  drive(s); /* a connect in progress learns its result from SO_ERROR */
 }
 
 static void on_kick(void *arg) {
