@@ -930,24 +930,44 @@ static void conn_fail(struct sftp_priv *s, int code, int fatal, const char *fmt,
   }
 }
 
+/* Transport stand-ins for freeing a session whose socket is gone: sends
+ * "succeed" into nothing and receives fail, so libssh2 can run its close
+ * sequences (which free open handles and their queued writes) without
+ * touching the socket and without blocking. */
+static ssize_t dead_send(libssh2_socket_t fd, const void *buf, size_t len,
+                         int flags, void **abstract) {
+  (void)fd, (void)buf, (void)flags, (void)abstract;
+  return (ssize_t)len;
+}
+
+static ssize_t dead_recv(libssh2_socket_t fd, void *buf, size_t len, int flags,
+                         void **abstract) {
+  (void)fd, (void)buf, (void)len, (void)flags, (void)abstract;
+  return -ECONNRESET;
+}
+
 static void conn_teardown(struct sftp_priv *s) {
   loop_timer_stop(s->watchdog);
   loop_poll_free(s->poll);
   s->poll = NULL;
-  if (s->head && s->head->h)
-    s->head->h = NULL; /* freed with the session */
   if (s->sess) {
-    if (s->st == C_READY)
+    if (s->st == C_READY && !(s->head && s->head->h))
       libssh2_session_disconnect(s->sess, "closing"); /* one try */
-    if (s->fd >= 0)
-      shutdown(s->fd, SHUT_RDWR);
-    /* With the socket shut down every send and receive fails at once, so
-     * blocking mode cannot block, and lets libssh2 free everything. */
+    libssh2_session_callback_set(s->sess, LIBSSH2_CALLBACK_SEND,
+                                 (void *)dead_send);
+    libssh2_session_callback_set(s->sess, LIBSSH2_CALLBACK_RECV,
+                                 (void *)dead_recv);
     libssh2_session_set_blocking(s->sess, 1);
+    /* Only the head operation can hold a handle (one at a time); libssh2
+     * does not free open handles with the session. */
+    if (s->head && s->head->h)
+      libssh2_sftp_close_handle(s->head->h);
     if (s->sftp)
       libssh2_sftp_shutdown(s->sftp);
     libssh2_session_free(s->sess);
   }
+  if (s->head)
+    s->head->h = NULL;
   s->sftp = NULL;
   s->sess = NULL;
   if (s->fd >= 0)
@@ -1692,13 +1712,13 @@ static void sftp_close(struct backend *b) {
     return;
   /* Operations still queued (a shutdown that timed out) are dropped
    * without their callbacks: their owners are gone. */
+  conn_teardown(s);
   while (s->head) {
     struct sop *o = s->head;
     s->head = o->next;
     sop_free(o);
   }
   s->tail = NULL;
-  conn_teardown(s);
   loop_timer_free(s->kick);
   loop_timer_free(s->watchdog);
   s->kick = s->watchdog = NULL;

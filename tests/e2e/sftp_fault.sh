@@ -103,7 +103,7 @@ sluice_start -config "$T/small.yml"
 wait_until 20 grep -q 'snapshot written' "$T/sluice.log" || fail "no snapshot"
 # About 6 MB of incompressible rows: more than the 3 MB disk holds.
 for i in 1 2 3; do
-  sqlite3 "$T/app.db" "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 500)
+  sqlite3 -cmd ".timeout 10000" "$T/app.db" "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 500)
     INSERT INTO t(k, v) SELECT i, randomblob(4000) FROM c;" || fail "insert $i"
 done
 wait_until 30 grep -q 'disk is full' "$T/sluice.log" ||
