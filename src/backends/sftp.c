@@ -44,6 +44,7 @@
  * never logged nor put in a message.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libssh2.h>
@@ -51,6 +52,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,7 +169,8 @@ struct sftp_priv {
   int backoff_ms;
   int driving, redrive;
   char *auth_methods;
-  char conn_err[512]; /* why the last connection attempt failed */
+  char *hostkey_types; /* asked for in the handshake, from hostkeys */
+  char conn_err[512];  /* why the last connection attempt failed */
   struct sop *head, *tail;
 };
 
@@ -1133,6 +1137,110 @@ static int pubkey_line(const char *line, const uint8_t *key, size_t klen) {
   return match ? 1 : -1;
 }
 
+/* OpenSSH's host patterns: '*' and '?' only ('[' is literal, as in
+ * "[host]:port"), case-insensitive. */
+static int glob_match(const char *p, const char *s) {
+  for (; *p; p++, s++) {
+    if (*p == '*') {
+      for (;; s++) {
+        if (glob_match(p + 1, s))
+          return 1;
+        if (!*s)
+          return 0;
+      }
+    }
+    if (!*s ||
+        (*p != '?' && tolower((unsigned char)*p) != tolower((unsigned char)*s)))
+      return 0;
+  }
+  return !*s;
+}
+
+/* Does one known_hosts host pattern name this server?  Plain names
+ * ("host", "[host]:port"), wildcards, and hashed names ("|1|salt|hash",
+ * HMAC-SHA1 of the name keyed with the salt). */
+static int host_pattern_matches(struct sftp_priv *s, const char *pat,
+                                size_t n) {
+  char name[300], *p = xstrndup(pat, n);
+  int match = 0;
+  if (s->port == 22)
+    snprintf(name, sizeof(name), "%s", s->host);
+  else
+    snprintf(name, sizeof(name), "[%s]:%d", s->host, s->port);
+  if (str_has_prefix(p, "|1|")) {
+    char *bar = strchr(p + 3, '|');
+    uint8_t *salt = NULL, *hash = NULL;
+    size_t sl = 0, hl = 0;
+    if (bar && !base64_decode(p + 3, (size_t)(bar - p - 3), 0, &salt, &sl) &&
+        !base64_decode(bar + 1, strlen(bar + 1), 0, &hash, &hl) && hl == 20) {
+      uint8_t mac[EVP_MAX_MD_SIZE];
+      unsigned ml = 0;
+      HMAC(EVP_sha1(), salt, (int)sl, (const uint8_t *)name, strlen(name), mac,
+           &ml);
+      match = ml == 20 && !memcmp(mac, hash, 20);
+    }
+    free(salt);
+    free(hash);
+  } else if (p[0] != '!') {
+    match = glob_match(p, name);
+  }
+  free(p);
+  return match;
+}
+
+/* The host key algorithms to ask for, from the key types the trusted file
+ * holds for this server (libssh2 prefers ECDSA, OpenSSH clients Ed25519:
+ * a known_hosts written by ssh may hold only the latter).  Owned string,
+ * or NULL to keep libssh2's order. */
+static char *hostkey_prefs(struct sftp_priv *s) {
+  struct buf file, out;
+  buf_init(&file, 4u << 20);
+  buf_init(&out, 0);
+  if (file_read_all(s->hostkeys, 4u << 20, &file) || buf_append(&file, "", 1)) {
+    buf_destroy(&file);
+    return NULL;
+  }
+  char *sp;
+  for (char *line = strtok_r((char *)file.data, "\n", &sp); line;
+       line = strtok_r(NULL, "\n", &sp)) {
+    line += strspn(line, " \t");
+    if (!*line || *line == '#' || *line == '@')
+      continue;
+    const char *type = line;
+    if (!pubkey_line(line, (const uint8_t *)"", 0)) {
+      /* known_hosts: "patterns type key"; the patterns must name us. */
+      size_t hn = strcspn(line, " \t");
+      int ours = 0;
+      for (size_t i = 0; i < hn && !ours;) {
+        size_t pn = strcspn(line + i, ",");
+        pn = MIN(pn, hn - i);
+        ours = host_pattern_matches(s, line + i, pn);
+        i += pn + 1;
+      }
+      if (!ours)
+        continue;
+      type = line + hn + strspn(line + hn, " \t");
+    }
+    size_t tn = strcspn(type, " \t");
+    const char *add = NULL;
+    char one[64];
+    if (tn == 7 && !strncmp(type, "ssh-rsa", 7))
+      add = "rsa-sha2-512,rsa-sha2-256,ssh-rsa";
+    else if (tn < sizeof(one)) {
+      snprintf(one, sizeof(one), "%.*s", (int)tn, type);
+      add = one;
+    }
+    if (add && !(out.len && strstr((char *)out.data, add)))
+      buf_appendf(&out, "%s%s", out.len ? "," : "", add);
+  }
+  buf_destroy(&file);
+  if (!out.len) {
+    buf_destroy(&out);
+    return NULL;
+  }
+  return (char *)buf_steal(&out, NULL);
+}
+
 /* Checks the server's host key.  Returns 0, or fills s->conn_err. */
 static int check_hostkey(struct sftp_priv *s) {
   size_t klen = 0;
@@ -1257,6 +1365,13 @@ static int conn_step(struct sftp_priv *s) {
       return STEP_DONE;
     }
     libssh2_session_set_blocking(s->sess, 0);
+    free(s->hostkey_types);
+    s->hostkey_types = hostkey_prefs(s);
+    if (s->hostkey_types &&
+        libssh2_session_method_pref(s->sess, LIBSSH2_METHOD_HOSTKEY,
+                                    s->hostkey_types))
+      log_debug(NULL, s->b->name, "sftp: host key types %s not supported",
+                s->hostkey_types);
     s->st = C_HANDSHAKE;
     return STEP_NEXT;
   }
@@ -1265,8 +1380,15 @@ static int conn_step(struct sftp_priv *s) {
     if (rc == LIBSSH2_ERROR_EAGAIN)
       return STEP_AGAIN;
     if (rc) {
-      conn_fail(s, ERR_PROTOCOL, 0, "SSH handshake with %s failed: %s",
-                s->hostport, ssh_errmsg(s));
+      conn_fail(s, ERR_PROTOCOL, 0, "SSH handshake with %s failed: %s%s%s%s%s",
+                s->hostport, ssh_errmsg(s),
+                s->hostkey_types ? " (asked for host key types " : "",
+                s->hostkey_types ? s->hostkey_types : "",
+                s->hostkey_types ? ", the ones trusted in " : "",
+                s->hostkey_types ? s->hostkeys : "");
+      if (s->hostkey_types)
+        strncat(s->conn_err, ")",
+                sizeof(s->conn_err) - strlen(s->conn_err) - 1);
       return STEP_DONE;
     }
     s->st = C_HOSTKEY;
@@ -1625,6 +1747,7 @@ static void sftp_priv_free(struct sftp_priv *s) {
   buf_destroy(&s->key);
   free(s->root);
   free(s->hostkeys);
+  free(s->hostkey_types);
   if (s->ai)
     freeaddrinfo(s->ai);
   free(s);

@@ -25,6 +25,11 @@ sshd_setup() {
     skip "ssh-keygen failed"
   ssh-keygen -q -t ed25519 -N '' -C sluice-test-user -f "$SSHD_DIR/user_key"
   cp "$SSHD_DIR/user_key.pub" "$SSHD_DIR/authorized_keys"
+  # A second host key of another type (SSHD_ECDSA=1): the client must ask
+  # for the type its known_hosts holds.
+  if [ -n "${SSHD_ECDSA:-}" ]; then
+    ssh-keygen -q -t ecdsa -N '' -f "$SSHD_DIR/host_key_ecdsa"
+  fi
   SSHD_KEY=$SSHD_DIR/user_key
   mkdir -p /run/sshd 2>/dev/null
 }
@@ -34,6 +39,7 @@ sshd_write_config() {
 Port $SSHD_PORT
 ListenAddress 127.0.0.1
 HostKey $SSHD_DIR/host_key
+${SSHD_ECDSA:+HostKey $SSHD_DIR/host_key_ecdsa}
 PidFile $SSHD_DIR/sshd.pid
 AuthorizedKeysFile $SSHD_DIR/authorized_keys
 PasswordAuthentication ${SSHD_PASSWORD_AUTH:-no}
