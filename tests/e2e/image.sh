@@ -155,6 +155,10 @@ EOF
 prepare() {
   local key start=$SECONDS
   mkdir -p "$CACHE"
+  # One build at a time per cache.
+  exec 9>"$CACHE/lock"
+  flock 9
+  DRIVER=$(cat "$CACHE/driver" 2>/dev/null)
   key=$(image_key)
   if [ "$(cat "$CACHE/image.key" 2>/dev/null)" = "$key" ] && [ -n "$DRIVER" ] &&
     B inspect --type image "$TAG" >/dev/null 2>&1; then
@@ -215,8 +219,34 @@ prepare() {
   log "built in $((SECONDS - start)) s ($DRIVER): $(B images --format '{{.Size}}' "$TAG")"
 }
 
+# packages IMAGE: the Debian packages installed in IMAGE, sorted.
+packages() {
+  local c
+  c=$(B from --pull=never "$1") || return 1
+  # shellcheck disable=SC2016 # dpkg-query's format, not the shell's
+  B run --isolation chroot "$c" -- dpkg-query -W -f '${Package}\n' | LC_ALL=C sort
+  B rm "$c" >/dev/null
+}
+
 if [ "${1:-}" = --prepare ]; then
   prepare || log "not built: $(cat "$CACHE/status")"
+  exit 0
+fi
+# --sizes (bench/run.sh): the image's size, built first if needed, as a
+# markdown table.
+if [ "${1:-}" = --sizes ]; then
+  prepare >"$T/prepare.log" 2>&1 || { echo "Not built: $(sed 's/^[a-z]*: //' "$CACHE/status")"; exit 0; }
+  B push -q "$TAG" "oci-archive:$T/image.tar" >/dev/null 2>&1 || fail "buildah push"
+  c=$(B from --pull=never "$TAG") || fail "buildah from"
+  m=$(B mount "$c") || fail "buildah mount"
+  echo "| image | size |"
+  echo "|---|---|"
+  echo "| sluice image, uncompressed (\`buildah images\`) | $(B images --format '{{.Size}}' "$TAG") |"
+  echo "| sluice image, compressed (what a pull downloads) | $(du -m "$T/image.tar" | cut -f1) MB |"
+  echo "| its base, debian:12-slim as made here | $(B images --format '{{.Size}}' localhost/debian:12-slim) |"
+  echo "| \`sluice\` in the image (stripped) | $(($(stat -c %s "$m/usr/local/bin/sluice") / 1024)) KiB |"
+  echo "| Debian packages the runtime stage adds | $(comm -13 <(packages localhost/debian:12-slim) <(packages "$TAG") | wc -l) |"
+  B rm "$c" >/dev/null
   exit 0
 fi
 
@@ -234,6 +264,9 @@ if ! prepare; then
 fi
 echo "image $TAG: $(B images --format '{{.Size}}' "$TAG"), key $(cat "$CACHE/image.key")"
 
+# prepare holds the cache's lock (fd 9) until the test ends: containers a
+# killed run left behind can go.
+B rm -a >/dev/null 2>&1
 CTR=$(B from --pull=never "$TAG") || fail "buildah from $TAG"
 trap 'B rm "$CTR" >/dev/null 2>&1; cleanup' EXIT
 EP=$(B inspect --type image --format '{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}' "$TAG")
@@ -273,14 +306,12 @@ ldd /usr/local/bin/sluice | awk '$2 == "=>" { print $3 }' | while read -r lib; d
     dpkg -S "$p" 2>/dev/null
   done
 done | cut -d: -f1 | sort -u >/data/linked
-dpkg-query -W -f '${Package}\n' | sort >/data/installed
+dpkg-query -W -f '${Package}\n' >/data/installed
 EOF
 in_image "$T/vol-1" "$T/none.yml" sh /data/pkgs.sh || { cat "$T/out"; fail "package listing in the image"; }
-BASE=$(B from --pull=never localhost/debian:12-slim) || fail "buildah from debian:12-slim"
-# shellcheck disable=SC2016 # dpkg-query's format, not the shell's
-B run --isolation chroot "$BASE" -- dpkg-query -W -f '${Package}\n' | sort >"$T/base-pkgs"
-B rm "$BASE" >/dev/null
-comm -13 "$T/base-pkgs" "$T/vol-1/installed" >"$T/added"
+packages localhost/debian:12-slim >"$T/base-pkgs" || fail "packages of debian:12-slim"
+LC_ALL=C sort "$T/vol-1/installed" >"$T/installed"
+comm -13 "$T/base-pkgs" "$T/installed" >"$T/added"
 [ -s "$T/vol-1/linked" ] || fail "no package found for the linked libraries"
 # Named in the runtime stage's apt-get install (after the last FROM).
 awk '/^FROM/ { s = "" } { s = s " " $0 } END { print s }' "$SRCDIR/deploy/docker/Dockerfile" |
@@ -356,7 +387,8 @@ gens() { # CONFIG DB: number of generations
 }
 "$SQLWRITER" -db "$T/src/app.db" -n 1 >/dev/null
 sluice_start -config "$T/host-a.yml"
-wait_until 20 test "$(gens "$T/host-a.yml" "$T/src/app.db")" -ge 1 ||
+has_gen() { [ "$(gens "$T/host-a.yml" "$T/src/app.db")" -ge 1 ]; }
+wait_until 20 has_gen ||
   fail "2. no generation uploaded from the host"
 "$SQLWRITER" -db "$T/src/app.db" -n 300 -rows 3 >/dev/null || fail "2. writer"
 sluice_stop
