@@ -19,7 +19,7 @@
 #include "core/housekeeping.h"
 #include "core/validate.h"
 #include "base/log.h"
-#include "format/lz4frame.h"
+#include "core/codec.h"
 #include "core/shadow.h"
 #include "base/util.h"
 #include "loop/loop.h"
@@ -204,7 +204,7 @@ static void build_work(void *arg) {
   if (got != (ssize_t)n) {
     r->seg_rc = got < 0 ? (int)got : -EIO;
   } else {
-    r->seg_rc = lz4_compress(data, n, &r->seg);
+    r->seg_rc = codec_encode(r->b, data, n, &r->seg);
     if (!r->seg_rc)
       r->seg_end = end;
   }
@@ -365,8 +365,7 @@ static void on_snapshot(void *arg, int status, struct db_snapshot *s) {
   }
   r->snap = s;
   char *key = key_snapshot(s->gen, s->index);
-  struct payload p = {NULL, s->fd, 0, s->size};
-  backend_put(r->b, key, &p, on_snapshot_put, r);
+  codec_put_fd(r->b, key, s->fd, s->size, r->db->eng.meta, on_snapshot_put, r);
   free(key);
 }
 
@@ -430,7 +429,7 @@ struct resume_get {
 static void resume_decode_work(void *arg) {
   struct resume_get *g = arg;
   buf_init(&g->out, 1LL << 30);
-  g->rc = lz4_decompress(g->data.data, g->data.len, &g->out);
+  g->rc = codec_decode(g->r->b, g->data.data, g->data.len, &g->out);
 }
 
 static void resume_decode_done(void *arg, int status) {
