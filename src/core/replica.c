@@ -306,7 +306,12 @@ static void upload_next(struct replica *r) {
   r->seg_index = r->pos.index;
   r->seg_off = r->pos.offset;
   r->round_cap = r->pos.index == db->index ? db->shadow_size : -1;
+  /* Only below the validation position: once there, capping again would
+   * build an empty segment, which skipped the rest of the index when the
+   * WAL had restarted meanwhile (lost frames) and spun forever when
+   * flushing at shutdown. */
   if (r->val_cap_pending && r->pos.index == r->val_cap.index &&
+      r->pos.offset < r->val_cap.offset &&
       !strcmp(r->pos.gen, r->val_cap.gen))
     r->round_cap = r->val_cap.offset;
   loop_work_submit(build_work, build_done, r);
