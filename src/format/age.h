@@ -83,6 +83,8 @@ int bech32_decode(const char *s, char *hrp, size_t hrpcap, uint8_t *data,
 /* Writes hrp "1" data checksum, upper-case if hrp is. */
 int bech32_encode(const char *hrp, const uint8_t *data, size_t n, char *out,
                   size_t cap);
+/* The X25519 public key of a secret scalar. */
+int age_public_key(const uint8_t secret[32], uint8_t pub[32]);
 /* "age1..." for a public key. */
 int age_recipient_string(const uint8_t pub[32], char *out, size_t cap);
 
