@@ -106,6 +106,34 @@ done
 grep -q "[0-9a-f]\{16\}" "$T/snapshots.out" || fail "snapshots lists nothing"
 echo "file: $(cat "$T/writer.out"); $nobj objects all opened by age -d, $(grep -c 'validation ok' "$T/sluice.log") validations ok, restore equal"
 
+# Restarts: with the identity, sluice reads its last (encrypted) segment
+# and resumes; with recipients only it cannot, says so, uploads that
+# segment again and skips validation; one generation throughout.
+: >"$T/sluice.log"
+sluice_start -config "$T/sluice.yml"
+wait_until 20 grep -q "resuming replication" "$T/sluice.log" || fail "no resume"
+"$SQLWRITER" -db "$T/app.db" -n 200 >/dev/null
+sluice_stop
+grep -q "unreadable" "$T/sluice.log" && fail "resume could not read its own segment"
+sed -e "s|identities: .*|identities: []|" "$T/sluice.yml" >"$T/write-only.yml"
+: >"$T/sluice.log"
+sluice_start -config "$T/write-only.yml"
+wait_until 20 grep -q "resuming replication" "$T/sluice.log" || fail "no resume (write-only)"
+"$SQLWRITER" -db "$T/app.db" -n 200 >/dev/null
+sluice_stop
+grep -q "last segment .*lz4 is unreadable (object is age-encrypted and no age identity is configured" \
+  "$T/sluice.log" || fail "write-only: no word about the unreadable last segment"
+grep -q "validation-interval ignored: the replica is age-encrypted" "$T/sluice.log" ||
+  fail "write-only: validation not skipped"
+cp "$T/sluice.log" "$T/restarts.log"
+[ "$(gens "$T/replica")" = 1 ] || fail "restarts: expected one generation"
+rm -f "$T/restored.db"
+"$SLUICE" restore -config "$T/sluice.yml" -o "$T/restored.db" "$T/app.db" \
+  >"$T/restore.log" 2>&1 || { cat "$T/restore.log"; fail "restore after restarts failed"; }
+assert_same_db "$T/app.db" "$T/restored.db"
+nobj=$(check_objects "$T/replica" "$T/a.txt") || exit 1
+echo "restarts (with identity, then recipients only): one generation, $nobj objects, restore equal"
+
 # --- 2. objects made by lz4 | age -r restore with sluice ---
 R2=$T/replica-cli
 while read -r f; do
