@@ -35,6 +35,7 @@
 
 #include "base/err.h"
 #include "config/url.h"
+#include "format/names.h"
 #include "base/util.h"
 
 #define CONFIG_MAX_SIZE (16u << 20)
@@ -821,14 +822,6 @@ static int parse_replicas(struct pctx *c, yaml_node_t *v, void *base) {
 /* ------------------------------------------------------------------ */
 /* Databases                                                           */
 
-static char *default_meta_path(const char *db_path) {
-  char *dir = path_dir(db_path);
-  char *meta = xasprintf("%s/.%s-litestream", strcmp(dir, "/") ? dir : "",
-                         path_base(db_path));
-  free(dir);
-  return meta;
-}
-
 static void db_defaults(struct db_config *d) {
   memset(d, 0, sizeof(*d));
   d->monitor_interval = DEFAULT_MONITOR_INTERVAL;
@@ -840,7 +833,7 @@ static void db_defaults(struct db_config *d) {
 void config_db_init(struct db_config *d, const char *path) {
   db_defaults(d);
   d->path = path_abs(path);
-  d->meta_path = default_meta_path(d->path);
+  d->meta_path = meta_dir_path(d->path, NULL);
 }
 
 static int db_finish(struct pctx *c, struct db_config *d,
@@ -850,7 +843,7 @@ static int db_finish(struct pctx *c, struct db_config *d,
   char *p = path_abs(d->path);
   free(d->path);
   d->path = p;
-  p = d->meta_path ? path_abs(d->meta_path) : default_meta_path(d->path);
+  p = d->meta_path ? path_abs(d->meta_path) : meta_dir_path(d->path, NULL);
   free(d->meta_path);
   d->meta_path = p;
   if (d->min_checkpoint_page_count <= 0)
