@@ -54,6 +54,18 @@
 
 enum widx_state { WI_WAIT, WI_FETCHING, WI_READY, WI_APPLIED };
 
+/* Where the last version of one page is in a staging WAL. */
+struct page_at {
+  uint32_t pgno;
+  uint32_t frame; /* frame number in the index, from 0 */
+};
+
+static int by_pgno(const void *a, const void *b) {
+  uint32_t x = ((const struct page_at *)a)->pgno,
+           y = ((const struct page_at *)b)->pgno;
+  return x < y ? -1 : x > y;
+}
+
 /* One WAL index to replay. */
 struct widx {
   struct rs *rs;
@@ -72,6 +84,11 @@ struct widx {
   int status;
   char err[1024];
   int64_t elapsed_ns;
+  size_t pages; /* pages written by apply_pages_work */
+  /* page -> its last frame, built by verify_segment (pool jobs of this
+   * index run one at a time) */
+  struct page_at *map;
+  size_t map_cap, map_used;
 };
 
 struct rs {
@@ -126,6 +143,7 @@ static void rs_fail(struct rs *rs, int code, const char *fmt, ...) {
 static void rs_free(struct rs *rs) {
   for (size_t i = 0; i < rs->n_idx; i++) {
     free(rs->idx[i].staging);
+    free(rs->idx[i].map);
     fetch_destroy(&rs->idx[i].fetch);
   }
   free(rs->idx);
@@ -194,6 +212,45 @@ static void widx_fail(struct widx *w, int code, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Records that frame `frame` of w holds page pg (the last one seen wins).
+ * Called by verify_segment as it checks each frame, so the map is built
+ * while the segments arrive. */
+static void map_put(struct widx *w, uint32_t pg, uint32_t frame) {
+  if (w->map_used * 2 >= w->map_cap) {
+    size_t cap = w->map_cap ? w->map_cap * 2 : 1024;
+    struct page_at *t = xcalloc(cap, sizeof(*t));
+    for (size_t i = 0; i < w->map_cap; i++) {
+      if (!w->map[i].frame)
+        continue;
+      size_t h = ((size_t)w->map[i].pgno * 2654435761u) & (cap - 1);
+      while (t[h].frame)
+        h = (h + 1) & (cap - 1);
+      t[h] = w->map[i];
+    }
+    free(w->map);
+    w->map = t;
+    w->map_cap = cap;
+  }
+  size_t h = ((size_t)pg * 2654435761u) & (w->map_cap - 1);
+  while (w->map[h].frame && w->map[h].pgno != pg)
+    h = (h + 1) & (w->map_cap - 1);
+  if (!w->map[h].frame)
+    w->map_used++;
+  w->map[h].pgno = pg;
+  w->map[h].frame = frame + 1; /* 0 = empty */
+}
+
+/* The map as a list sorted by page number, without the pages past the
+ * size the last commit gives (SQLite's checkpoint skips them too). */
+static size_t map_sorted(struct widx *w) {
+  size_t k = 0;
+  for (size_t i = 0; i < w->map_cap; i++)
+    if (w->map[i].frame && w->map[i].pgno <= w->scan.db_pages)
+      w->map[k++] = (struct page_at){w->map[i].pgno, w->map[i].frame - 1};
+  qsort(w->map, k, sizeof(*w->map), by_pgno);
+  return k;
+}
+
 /*
  * Pool: checks the segment just decoded at [off, off+len) of the staging
  * file: the WAL header (first segment), whole frames, salts and the
@@ -242,7 +299,10 @@ static int verify_segment(struct fetch *f) {
       break;
     }
     for (int64_t i = 0; i < n; i++, pos += fs) {
-      if (!wal_scan_frame(&w->scan, b + i * fs)) {
+      const uint8_t *fr = b + i * fs;
+      if (wal_scan_frame(&w->scan, fr)) {
+        map_put(w, get_be32(fr), (uint32_t)((pos - WAL_HEADER_SIZE) / fs));
+      } else {
         rc = ERR_WAL_CORRUPT;
         job_fail(f, rc,
                  "%s: WAL frame at offset %" PRId64
@@ -346,8 +406,10 @@ static void on_staging_open(void *arg, int status) {
   widx_next_segment(w);
 }
 
-/* Pool: replays one WAL index into the database with SQLite. */
-static void apply_work(void *arg) {
+/* Pool: replays one WAL index into the database with SQLite checkpoints,
+ * frame by frame, as Litestream does (restore_opts.replay_sqlite: the
+ * reference the page writer is tested against). */
+static void apply_sqlite_work(void *arg) {
   struct widx *w = arg;
   struct rs *rs = w->rs;
   int64_t t0 = time_mono_ns();
@@ -436,6 +498,91 @@ out:
   w->elapsed_ns = time_mono_ns() - t0;
 }
 
+#define RUN_PAGES 64 /* pages gathered into one pwrite */
+
+/* Copies the pages listed in v from the staging WAL into the database,
+ * runs of consecutive pages in one pwrite each. */
+static int write_pages(struct rs *rs, struct widx *w, int fd,
+                       const struct page_at *v, size_t n) {
+  uint32_t ps = w->scan.hdr.page_size;
+  int64_t fs = wal_frame_size(ps);
+  uint8_t *buf = xmalloc((size_t)ps * RUN_PAGES);
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc;) {
+    size_t run = 0;
+    while (i + run < n && run < RUN_PAGES &&
+           v[i + run].pgno == v[i].pgno + run) {
+      ssize_t r =
+          pread_full(fd, buf + run * ps, ps,
+                     (off_t)(WAL_HEADER_SIZE + (int64_t)v[i + run].frame * fs +
+                             WAL_FRAME_HEADER_SIZE));
+      if (r != (ssize_t)ps) {
+        rc = r < 0 ? (int)r : -EIO;
+        break;
+      }
+      run++;
+    }
+    if (!rc)
+      rc = pwrite_full(rs->tmp_fd, buf, run * ps,
+                       (off_t)(v[i].pgno - 1) * (off_t)ps);
+    i += run;
+  }
+  free(buf);
+  return rc;
+}
+
+/* Pool: applies one WAL index by writing the last version of each page
+ * once at its offset, then giving the file the size of the index's last
+ * commit (shorter after a VACUUM), which is what SQLite's checkpoint of
+ * the same WAL does, without replaying every frame. */
+static void apply_pages_work(void *arg) {
+  struct widx *w = arg;
+  struct rs *rs = w->rs;
+  int64_t t0 = time_mono_ns();
+  char tmp[128];
+  char *key = key_wal_segment(rs->gen, w->index, 0);
+  int fd = -1, rc = 0;
+  size_t n = 0;
+  if (w->scan.hdr.page_size != rs->page_size) {
+    widx_fail(w, ERR_WAL_CORRUPT,
+              "%s: WAL page size %u does not match the snapshot's %u", key,
+              w->scan.hdr.page_size, rs->page_size);
+    goto out;
+  }
+  fd = open(w->staging, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    rc = -errno;
+    widx_fail(w, rc, "%s: %s", w->staging, errtext(rc, tmp, sizeof(tmp)));
+    goto out;
+  }
+  n = map_sorted(w);
+  if ((rc = write_pages(rs, w, fd, w->map, n))) {
+    widx_fail(w, rc, "%s: cannot apply to %s: %s", key, rs->tmp,
+              errtext(rc, tmp, sizeof(tmp)));
+    goto out;
+  }
+  off_t size = (off_t)w->scan.db_pages * rs->page_size;
+  struct stat sb;
+  if (fstat(rs->tmp_fd, &sb) ||
+      (sb.st_size != size && ftruncate(rs->tmp_fd, size))) {
+    rc = -errno;
+    widx_fail(w, rc, "%s: cannot set the size of %s: %s", key, rs->tmp,
+              errtext(rc, tmp, sizeof(tmp)));
+    goto out;
+  }
+  w->pages = n;
+out:
+  free(w->map);
+  w->map = NULL;
+  w->map_cap = w->map_used = 0;
+  if (fd >= 0)
+    close(fd);
+  if (w->created && !unlink(w->staging))
+    w->created = 0;
+  free(key);
+  w->elapsed_ns = time_mono_ns() - t0;
+}
+
 static void on_applied(void *arg, int status) {
   struct widx *w = arg;
   struct rs *rs = w->rs;
@@ -447,8 +594,9 @@ static void on_applied(void *arg, int status) {
     char el[40];
     duration_format(w->elapsed_ns, el);
     log_info(rs->db, rs->b->name,
-             "applied wal generation=%s index=%08" PRIx32 " elapsed=%s",
-             rs->gen, w->index, el);
+             "applied wal generation=%s index=%08" PRIx32
+             " pages=%zu elapsed=%s",
+             rs->gen, w->index, w->pages, el);
     w->state = WI_APPLIED;
     rs->next_apply++;
   }
@@ -462,6 +610,8 @@ struct final_job {
   struct rs *rs;
   int status;
   char err[1024];
+  const char *check; /* the integrity pragma run, or NULL */
+  int64_t elapsed_ns;
 };
 
 static void final_fail(struct final_job *j, int code, const char *fmt, ...)
@@ -477,9 +627,29 @@ static void final_fail(struct final_job *j, int code, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* The pragma restore_opts.integrity asks for on a file of `size` bytes. */
+static const char *integrity_pragma(int mode, int64_t size) {
+  switch (mode) {
+  case RESTORE_INTEGRITY_OFF:
+    return NULL;
+  case RESTORE_INTEGRITY_QUICK:
+    return "quick_check";
+  case RESTORE_INTEGRITY_FULL:
+    return "integrity_check";
+  default:
+    return size > RESTORE_QUICK_ABOVE ? "quick_check" : "integrity_check";
+  }
+}
+
 static void integrity_work(void *arg) {
   struct final_job *j = arg;
   struct rs *rs = j->rs;
+  int64_t t0 = time_mono_ns();
+  struct stat fsb;
+  j->check = integrity_pragma(
+      rs->o.integrity, fstat(rs->tmp_fd, &fsb) ? 0 : (int64_t)fsb.st_size);
+  if (!j->check)
+    return;
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_open_v2(rs->tmp, &db, SQLITE_OPEN_READWRITE, NULL);
@@ -487,8 +657,10 @@ static void integrity_work(void *arg) {
    * pages are the file's own page cache, not process memory. */
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA mmap_size=1073741824", NULL, NULL, NULL);
+  char sql[40];
+  snprintf(sql, sizeof(sql), "PRAGMA %s", j->check);
   if (rc == SQLITE_OK)
-    rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
+    rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   if (rc == SQLITE_OK) {
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -515,6 +687,7 @@ static void integrity_work(void *arg) {
   }
   unlink(rs->tmp_wal);
   unlink(rs->tmp_shm);
+  j->elapsed_ns = time_mono_ns() - t0;
 }
 
 /* Runs beside the integrity check: the file is complete, only read from
@@ -582,6 +755,12 @@ static void on_final_job(void *arg, int status) {
     rs_fail(rs, status, "final job failed");
   else if (j->status)
     rs_fail(rs, j->status, "%s", j->err);
+  else if (j->check) {
+    char el[40];
+    duration_format(j->elapsed_ns, el);
+    log_info(rs->db, rs->b->name, "%s ok path=%s elapsed=%s", j->check, rs->tmp,
+             el);
+  }
   if (--rs->final_left > 0)
     return;
   free(rs->final);
@@ -631,7 +810,9 @@ static void rs_pump(struct rs *rs) {
     if (w->state == WI_READY) {
       rs->applying = 1;
       rs->pending++;
-      loop_work_submit(apply_work, on_applied, w);
+      loop_work_submit(rs->o.replay_sqlite ? apply_sqlite_work
+                                           : apply_pages_work,
+                       on_applied, w);
     }
     return;
   }
