@@ -87,7 +87,7 @@ static int64_t db_changed_ns(const char *db) {
   int64_t t = 0;
   char *wal = xasprintf("%s-wal", db);
   if (!stat(wal, &st))
-    t = (int64_t)st.st_mtim.tv_sec * NS_PER_SEC + st.st_mtim.tv_nsec;
+    t = time_ns_sat(st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
   free(wal);
   return t;
 }

@@ -726,6 +726,11 @@ static int replica_resolve(struct pctx *c, struct replica_config *r,
   }
   if ((rc = replica_type(c, r, s, &u)) || (rc = replica_conflicts(c, r, s)))
     goto done;
+  if (r->endpoint && *r->endpoint &&
+      url_check_endpoint(r->endpoint, msg, sizeof(msg))) {
+    rc = errf(c, section_line(s, "endpoint"), "endpoint", "%s", msg);
+    goto done;
+  }
   for (size_t i = 0; i < ARRAY_SIZE(names); i++)
     if (is_type(r, names[i]) && (rc = apply[i](c, r, s, &u)))
       goto done;
@@ -886,6 +891,13 @@ static void dbs_clear(struct config *cfg) {
   cfg->n_dbs = 0;
 }
 
+static uint64_t str_hash(const char *s) {
+  uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
 static int parse_dbs(struct pctx *c, yaml_node_t *v, void *base) {
   struct config *cfg = base;
   dbs_clear(cfg);
@@ -893,20 +905,35 @@ static int parse_dbs(struct pctx *c, yaml_node_t *v, void *base) {
     return 0;
   if (v->type != YAML_SEQUENCE_NODE)
     return type_err(c, "dbs", v, "a list of databases", 0);
+  size_t n =
+      (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (n == 0)
+    return 0;
+  cfg->dbs = xcalloc(n, sizeof(*cfg->dbs));
+  /* Paths seen so far, in an open-addressed table of indexes + 1: linear in
+   * the number of databases (100,000 of them are a real configuration). */
+  size_t cap = 16;
+  while (cap < 2 * n)
+    cap *= 2;
+  size_t *seen = xcalloc(cap, sizeof(*seen));
+  int rc = 0;
   for (yaml_node_item_t *it = v->data.sequence.items.start;
-       it < v->data.sequence.items.top; it++) {
-    cfg->dbs = xrealloc(cfg->dbs, (cfg->n_dbs + 1) * sizeof(*cfg->dbs));
+       !rc && it < v->data.sequence.items.top; it++) {
     struct db_config *d = &cfg->dbs[cfg->n_dbs++];
     db_defaults(d);
-    int rc = parse_db(c, node_at(c, *it), d);
-    if (rc)
-      return rc;
-    for (size_t j = 0; j + 1 < cfg->n_dbs; j++)
-      if (!strcmp(cfg->dbs[j].path, d->path))
-        return errf(c, d->line, "path", "duplicate database path \"%s\"",
-                    d->path);
+    if ((rc = parse_db(c, node_at(c, *it), d)))
+      break;
+    size_t k = (size_t)str_hash(d->path) & (cap - 1);
+    for (; seen[k]; k = (k + 1) & (cap - 1))
+      if (!strcmp(cfg->dbs[seen[k] - 1].path, d->path)) {
+        rc =
+            errf(c, d->line, "path", "duplicate database path \"%s\"", d->path);
+        break;
+      }
+    seen[k] = cfg->n_dbs;
   }
-  return 0;
+  free(seen);
+  return rc;
 }
 
 /* ------------------------------------------------------------------ */
