@@ -154,7 +154,7 @@ static void job_work(void *arg) {
         engine_validation_copy(e, db->job_val_path, &db->job_val_pos);
   }
   if (todo & DBJ_PRUNE && db->prune_below > 0)
-    shadow_prune(e->meta, e->gen, db->prune_below);
+    shadow_prune(e->meta, e->gen, MIN(db->prune_below, resync_prune_floor(e)));
 out:
   if (todo & DBJ_STATUS && db->status_text) {
     char *path = path_join(e->meta, DB_STATUS_FILE);

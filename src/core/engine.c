@@ -71,6 +71,7 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   e->db_fd = -1;
   e->shm_fd = -1;
   e->shadow_fd = -1;
+  resync_init(&e->rs);
 }
 
 static void set_err(struct engine *e, const char *fmt, ...)
@@ -240,6 +241,7 @@ static int copy_frames(struct engine *e) {
     for (i = 0; i < n; i++) {
       if (!wal_scan_frame(&scan, buf + i * (size_t)fs))
         break;
+      resync_note_frame(e, buf + i * (size_t)fs);
       if (scan.commit_end == scan.end)
         memcpy(e->last_frame_hdr, buf + i * (size_t)fs, WAL_FRAME_HEADER_SIZE);
     }
@@ -256,6 +258,7 @@ static int copy_frames(struct engine *e) {
       break;
   }
   if (rc) {
+    resync_round_end(e, 0);
     /* Drop whatever this round wrote; the next round starts over. */
     if (ftruncate(e->shadow_fd, (off_t)e->shadow_size)) {
     }
@@ -265,9 +268,11 @@ static int copy_frames(struct engine *e) {
   if (written_end > scan.commit_end &&
       ftruncate(e->shadow_fd, (off_t)scan.commit_end)) {
     rc = -errno;
+    resync_round_end(e, 0);
     set_err(e, "truncate shadow wal: %s", strerror(errno));
     return rc;
   }
+  resync_round_end(e, (scan.commit_end - e->shadow_size) / fs);
   if (scan.commit_end > e->shadow_size) {
     /* Start writing the new bytes back now, without waiting: a later
      * fsync (ours, or the application's on the same filesystem) then has
@@ -345,6 +350,7 @@ static int force_wal_write(struct engine *e, int conn) {
 
 int engine_new_generation(struct engine *e, const char *reason) {
   snprintf(e->reason, sizeof(e->reason), "%s", reason);
+  resync_forget(e);
   uint8_t raw[WAL_HEADER_SIZE];
   struct wal_header h;
   int rc = read_wal_header(e, raw, &h);
@@ -439,6 +445,46 @@ static int try_continue(struct engine *e, char *reason, size_t rlen) {
   return 0;
 }
 
+/* The WAL lifetime found at start follows the last shadow file as the
+ * next index, copied from its first frame. */
+static int start_next_lifetime(struct engine *e) {
+  uint8_t raw[WAL_HEADER_SIZE];
+  struct wal_header h;
+  int rc = read_wal_header(e, raw, &h);
+  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
+    rc = force_wal_write(e, 1 - e->pin);
+    if (!rc)
+      rc = read_wal_header(e, raw, &h);
+  }
+  if (rc) {
+    if (!e->err[0])
+      set_err(e, "cannot read WAL header of %s: %s", e->wal_path, err_str(rc));
+    return rc;
+  }
+  e->index++;
+  memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
+  e->hdr = h;
+  if ((rc = shadow_start_index(e)) || (rc = copy_frames(e)) ||
+      (rc = shadow_fsync(e)))
+    return rc;
+  shadow_clean(e->meta, e->gen);
+  return 0;
+}
+
+/* Continuity is lost: ship the changed pages in the same generation when
+ * the local state allows (core/resync.h), else start a new one. */
+static int resync_or_new_generation(struct engine *e, const char *reason) {
+  char why[256];
+  int rc = resync_run(e, reason, why, sizeof(why));
+  if (rc < 0)
+    return rc;
+  if (rc == 0)
+    return start_next_lifetime(e);
+  char full[400];
+  snprintf(full, sizeof(full), "%s%s%s", reason, why[0] ? "; " : "", why);
+  return engine_new_generation(e, full);
+}
+
 static void close_all(struct engine *e) {
   for (int i = 0; i < 2; i++) {
     if (e->conn[i]) {
@@ -501,6 +547,15 @@ int engine_open(struct engine *e) {
     set_err(e, "create meta directory %s: %s", e->meta, strerror(-rc));
     goto fail;
   }
+  /* Kept open until the connections are closed (see close_all).  The
+   * checkpoint lock is taken before the pin: an application checkpoint
+   * starting in between would otherwise wait for our pin while holding
+   * it, and a resync must read the database file with no checkpoint
+   * running (core/resync.h). */
+  char *shm = xasprintf("%s-shm", e->db_path);
+  e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
+  free(shm);
+  ckpt_lock(e, 1);
   if ((rc = pin_begin(e, 0)))
     goto fail;
   e->pin = 0;
@@ -510,15 +565,12 @@ int engine_open(struct engine *e) {
     goto fail;
   if ((rc = wal_open(e)))
     goto fail;
-  /* Kept open until the connections are closed (see close_all). */
-  char *shm = xasprintf("%s-shm", e->db_path);
-  e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
-  free(shm);
   char reason[128];
   if (try_continue(e, reason, sizeof(reason))) {
-    if ((rc = engine_new_generation(e, reason)))
+    if ((rc = resync_or_new_generation(e, reason)))
       goto fail;
   } else {
+    resync_load(e);
     if ((rc = shadow_open_current(e, 0)) || (rc = copy_frames(e)))
       goto fail;
     shadow_clean(e->meta, e->gen);
@@ -618,6 +670,8 @@ out:
     if (arc && arc != ERR_BUSY)
       rc = arc;
   }
+  if (!rc && !e->checkpointing && !e->advancing && e->pin >= 0)
+    resync_maintain(e);
   return rc;
 }
 
@@ -916,6 +970,8 @@ int engine_close(struct engine *e) {
     int r2 = shadow_fsync(e);
     if (!rc)
       rc = r2;
+    if (!rc)
+      resync_save(e);
   }
   close_all(e);
   return rc;
@@ -926,5 +982,6 @@ void engine_destroy(struct engine *e) {
   free(e->db_path);
   free(e->wal_path);
   free(e->meta);
+  resync_destroy(&e->rs);
   e->db_path = e->wal_path = e->meta = NULL;
 }

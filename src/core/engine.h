@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/resync.h"
 #include "format/names.h"
 #include "format/wal.h"
 
@@ -50,6 +51,9 @@ struct engine_stats {
   int64_t sync_count;
   int64_t sync_errors;
   int64_t sync_ns;
+  int64_t resyncs;      /* continuity lost, pages shipped (core/resync.h) */
+  int64_t resync_pages; /* pages shipped by resyncs */
+  int64_t resync_bytes; /* bytes of the resync WAL segments */
 };
 
 struct engine {
@@ -91,8 +95,10 @@ struct engine {
   uint32_t ckpt_full_index; /* index+1 fully checkpointed, 0 if none */
   int64_t ckpt_full_size;   /* ... at this shadow size */
 
+  struct resync rs; /* the page map (core/resync.h) */
+
   struct engine_stats stats;
-  char reason[128]; /* why the last new generation was started */
+  char reason[256]; /* why the last new generation was started */
   char err[512];    /* message of the last failure */
 };
 
