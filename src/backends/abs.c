@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "backends/backend.h"
+#include "backends/common.h"
 #include "backends/base64.h"
 #include "backends/sharedkey.h"
 #include "backends/xml.h"
@@ -210,34 +211,6 @@ static int call_result(struct call *c, const char *op, const char *blob,
   return ERR_HTTP_STATUS;
 }
 
-/* Calls cb from the loop, for outcomes known before any request: every
- * operation completes asynchronously, as backend.h promises. */
-struct deferred {
-  struct loop_timer *t;
-  backend_cb cb;
-  void *arg;
-  int status;
-  char *msg;
-};
-
-static void on_deferred(void *arg) {
-  struct deferred *d = arg;
-  d->cb(d->arg, d->status, d->msg);
-  loop_timer_free(d->t);
-  free(d->msg);
-  free(d);
-}
-
-static void defer_cb(backend_cb cb, void *arg, int status, const char *msg) {
-  struct deferred *d = xcalloc(1, sizeof(*d));
-  d->cb = cb;
-  d->arg = arg;
-  d->status = status;
-  d->msg = msg ? xstrdup(msg) : NULL;
-  d->t = loop_timer_new(on_deferred, d);
-  loop_timer_start(d->t, 0);
-}
-
 static char *blob_name(struct abs *az, const char *key) {
   return xasprintf("%s%s", az->root, key);
 }
@@ -387,7 +360,7 @@ static void abs_put(struct backend *b, const char *key, const struct payload *p,
     snprintf(op->msg, sizeof(op->msg),
              "abs put %s/%s: %" PRId64 " bytes is larger than a block blob",
              az->container, op->blob, p->len);
-    defer_cb(cb, arg, ERR_TOO_BIG, op->msg);
+    backend_defer(cb, arg, ERR_TOO_BIG, op->msg);
     free(op->blob);
     free(op);
     return;
@@ -593,82 +566,37 @@ static void abs_list(struct backend *b, const char *prefix, int delimiter,
 
 struct del_one {
   struct call call;
-  struct del_op *op;
+  struct del_fanout *f;
   char *blob;
 };
 
-struct del_op {
-  struct abs *az;
-  char **keys;
-  size_t n, next;
-  int inflight;
-  int status;
-  backend_cb cb;
-  void *arg;
-  char msg[512];
-};
-
-static void del_start(struct del_op *op);
-
 static void on_del_done(struct http_request *req, void *arg) {
   struct del_one *d = arg;
-  struct del_op *op = d->op;
   (void)req;
-  op->inflight--;
   char msg[512], code[64];
   int rc = call_result(&d->call, "delete", d->blob, msg, sizeof(msg), code,
                        sizeof(code));
   if (rc == ERR_NOT_FOUND && (!code[0] || !strcmp(code, "BlobNotFound")))
     rc = 0;
-  if (rc && !op->status) {
-    op->status = rc;
-    snprintf(op->msg, sizeof(op->msg), "%s", msg);
-  }
+  struct del_fanout *f = d->f;
   call_destroy(&d->call);
   free(d->blob);
   free(d);
-  if (!op->status && op->next < op->n) {
-    del_start(op);
-    return;
-  }
-  if (op->inflight)
-    return;
-  op->cb(op->arg, op->status, op->status ? op->msg : NULL);
-  for (size_t i = 0; i < op->n; i++)
-    free(op->keys[i]);
-  free(op->keys);
-  free(op);
+  del_fanout_done(f, rc, msg);
 }
 
-static void del_start(struct del_op *op) {
-  while (op->inflight < ABS_DELETES_INFLIGHT && op->next < op->n) {
-    struct del_one *d = xcalloc(1, sizeof(*d));
-    d->op = op;
-    d->blob = blob_name(op->az, op->keys[op->next++]);
-    call_init(&d->call, op->az, "DELETE", d->blob, NULL, on_del_done, d);
-    op->inflight++;
-    http_submit(&d->call.req);
-  }
+static void del_start(struct del_fanout *f, void *ctx, const char *key) {
+  struct abs *az = ctx;
+  struct del_one *d = xcalloc(1, sizeof(*d));
+  d->f = f;
+  d->blob = blob_name(az, key);
+  call_init(&d->call, az, "DELETE", d->blob, NULL, on_del_done, d);
+  http_submit(&d->call.req);
 }
 
 static void abs_del(struct backend *b, char *const *keys, size_t n,
                     backend_cb cb, void *arg) {
-  struct abs *az = b->priv;
-  struct del_op *op = xcalloc(1, sizeof(*op));
-  op->az = az;
-  op->n = n;
-  op->keys = xcalloc(n ? n : 1, sizeof(char *));
-  for (size_t i = 0; i < n; i++)
-    op->keys[i] = xstrdup(keys[i]);
-  op->cb = cb;
-  op->arg = arg;
-  if (!n) {
-    free(op->keys);
-    free(op);
-    defer_cb(cb, arg, 0, NULL);
-    return;
-  }
-  del_start(op);
+  del_fanout(keys, n, ABS_DELETES_INFLIGHT, del_start, b->priv, cb, arg);
 }
 
 /* --- open / close --- */

@@ -405,7 +405,8 @@ static int install(struct aws_creds_provider *p, const char *ak, const char *sk,
     return ERR_PROTOCOL;
   }
   int64_t exp = 0;
-  if (expiration && *expiration && time_parse_rfc3339(expiration, &exp)) {
+  if (expiration && *expiration &&
+      time_parse_rfc3339(expiration, &exp) == -EINVAL) {
     snprintf(p->err, sizeof(p->err), "AWS credentials from %s: bad Expiration",
              p->source_name);
     return ERR_PROTOCOL;

@@ -11,29 +11,25 @@
 #include "base/err.h"
 #include "loop/loop.h"
 
-/* Backends live in their own files; a backend not linked in yet (weak
- * symbol left NULL) reports "backend not available yet". */
-extern const struct backend_ops backend_s3 __attribute__((weak));
-extern const struct backend_ops backend_gcs __attribute__((weak));
-extern const struct backend_ops backend_abs __attribute__((weak));
-extern const struct backend_ops backend_sftp __attribute__((weak));
+/* Every store sluice can talk to, by `type` (the URL scheme).  A backend is
+ * added here and nowhere else. */
+const struct backend_ops *const backend_registry[] = {
+    &backend_file, &backend_s3, &backend_gcs, &backend_abs, NULL};
 
-static const struct backend_ops *lookup(const char *type) {
-  if (!strcmp(type, "file"))
-    return &backend_file;
-  if (!strcmp(type, "s3"))
-    return &backend_s3;
-  if (!strcmp(type, "gcs") || !strcmp(type, "gs"))
-    return &backend_gcs;
-  if (!strcmp(type, "abs"))
-    return &backend_abs;
-  if (!strcmp(type, "sftp"))
-    return &backend_sftp;
-  return NULL;
+/* Types Litestream 0.3 knows that this build has no backend for. */
+static int type_is_planned(const char *type) {
+  return !strcmp(type, "sftp");
 }
 
 const struct backend_ops *backend_find(const char *type) {
-  return type ? lookup(type) : NULL;
+  if (!type)
+    return NULL;
+  if (!strcmp(type, "gs"))
+    type = "gcs";
+  for (const struct backend_ops *const *o = backend_registry; *o; o++)
+    if (!strcmp((*o)->name, type))
+      return *o;
+  return NULL;
 }
 
 struct backend *backend_open(const struct replica_config *cfg, char *err,
@@ -49,12 +45,9 @@ struct backend *backend_open(const struct replica_config *cfg, char *err,
   }
   const struct backend_ops *ops = backend_find(type);
   if (!ops) {
-    int known = !strcmp(type, "s3") || !strcmp(type, "gcs") ||
-                !strcmp(type, "gs") || !strcmp(type, "abs") ||
-                !strcmp(type, "sftp");
     snprintf(err, errlen,
-             known ? "replica %s: %s backend not available yet"
-                   : "replica %s: unknown replica type %s",
+             type_is_planned(type) ? "replica %s: %s backend not available yet"
+                                   : "replica %s: unknown replica type %s",
              cfg->name ? cfg->name : type, type);
     return NULL;
   }

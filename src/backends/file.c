@@ -359,8 +359,7 @@ static int walk_dir(struct walk *w, const char *match, int depth) {
       }
     } else if (S_ISREG(st.st_mode) && !str_has_suffix(name, ".tmp")) {
       obj_list_add(&w->j->list, (const char *)w->rel.data, (int64_t)st.st_size,
-                   (int64_t)st.st_mtim.tv_sec * NS_PER_SEC +
-                       st.st_mtim.tv_nsec);
+                   time_ns_sat(st.st_mtim.tv_sec, st.st_mtim.tv_nsec));
     }
   }
   if (!rc && !de && errno)

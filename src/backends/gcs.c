@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/common.h"
 #include "backends/jwt.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -183,10 +184,14 @@ static int parse_token(struct auth *a, const struct buf *body, char *msg,
   json_t *j = json_loadb((const char *)body->data, body->len, 0, NULL);
   const char *tok = json_string_value(json_object_get(j, "access_token"));
   json_t *exp = json_object_get(j, "expires_in");
-  int64_t secs = json_is_integer(exp)  ? (int64_t)json_integer_value(exp)
-                 : json_is_real(exp)   ? (int64_t)json_real_value(exp)
-                 : json_is_string(exp) ? atoll(json_string_value(exp))
-                                       : 3600;
+  int64_t secs =
+      json_is_integer(exp) ? (int64_t)json_integer_value(exp)
+      : json_is_real(exp)
+          ? (json_real_value(exp) >= 1e9 ? (int64_t)1e9
+             : json_real_value(exp) > 0  ? (int64_t)json_real_value(exp)
+                                         : 0)
+      : json_is_string(exp) ? atoll(json_string_value(exp))
+                            : 3600;
   if (!tok || !*tok) {
     snprintf(msg, len, "no access_token in the token response");
     json_decref(j);
@@ -194,6 +199,8 @@ static int parse_token(struct auth *a, const struct buf *body, char *msg,
   }
   if (secs <= 0)
     secs = 1;
+  if (secs > 86400 * 365)
+    secs = 86400 * 365; /* no overflow below, whatever the server says */
   free(a->token);
   a->token = xstrdup(tok);
   a->gen++;
@@ -458,28 +465,6 @@ static char *object_name(struct gcs *g, const char *key) {
   return xasprintf("%s%s", g->root, key);
 }
 
-/* Calls cb from the loop, for outcomes known before any request. */
-struct deferred {
-  struct loop_timer *t;
-  backend_cb cb;
-  void *arg;
-};
-
-static void on_deferred(void *arg) {
-  struct deferred *d = arg;
-  d->cb(d->arg, 0, NULL);
-  loop_timer_free(d->t);
-  free(d);
-}
-
-static void defer_ok(backend_cb cb, void *arg) {
-  struct deferred *d = xcalloc(1, sizeof(*d));
-  d->cb = cb;
-  d->arg = arg;
-  d->t = loop_timer_new(on_deferred, d);
-  loop_timer_start(d->t, 0);
-}
-
 /* --- put --- */
 
 enum put_stage { PUT_SIMPLE, PUT_START, PUT_CHUNK };
@@ -721,7 +706,7 @@ static int list_parse(struct list_op *op, json_t *j) {
     if (size < 0)
       return ERR_PROTOCOL;
     int64_t mtime = 0;
-    if (!tc || time_parse_rfc3339(tc, &mtime))
+    if (!tc || time_parse_rfc3339(tc, &mtime) == -EINVAL)
       mtime = 0;
     obj_list_add(op->out, name + rl, size, mtime);
   }
@@ -809,82 +794,39 @@ static void gcs_list(struct backend *b, const char *prefix, int delimiter,
 
 struct del_one {
   struct gcall call;
-  struct del_op *op;
+  struct del_fanout *f;
   char *name;
 };
 
-struct del_op {
-  struct gcs *g;
-  char **keys;
-  size_t n, next;
-  int inflight;
-  int status;
-  backend_cb cb;
-  void *arg;
-  char msg[512];
-};
-
-static void del_start(struct del_op *op);
-
 static void on_del_done(struct http_request *req, void *arg) {
   struct del_one *d = arg;
-  struct del_op *op = d->op;
   (void)req;
   if (gcall_retry_auth(&d->call))
     return;
-  op->inflight--;
   char msg[512];
   int rc = gcall_result(&d->call, "delete", d->name, msg, sizeof(msg));
   if (rc == ERR_NOT_FOUND)
     rc = 0;
-  if (rc && !op->status) {
-    op->status = rc;
-    snprintf(op->msg, sizeof(op->msg), "%s", msg);
-  }
+  struct del_fanout *f = d->f;
   gcall_destroy(&d->call);
   free(d->name);
   free(d);
-  if (!op->status && op->next < op->n) {
-    del_start(op);
-    return;
-  }
-  if (op->inflight)
-    return;
-  op->cb(op->arg, op->status, op->status ? op->msg : NULL);
-  for (size_t i = 0; i < op->n; i++)
-    free(op->keys[i]);
-  free(op->keys);
-  free(op);
+  del_fanout_done(f, rc, msg);
 }
 
-static void del_start(struct del_op *op) {
-  while (op->inflight < GCS_DELETES_INFLIGHT && op->next < op->n) {
-    struct del_one *d = xcalloc(1, sizeof(*d));
-    d->op = op;
-    d->name = object_name(op->g, op->keys[op->next++]);
-    gcall_init(&d->call, op->g, "DELETE", object_url(op->g, d->name, NULL),
-               on_del_done, d);
-    op->inflight++;
-    gcall_submit(&d->call);
-  }
+static void del_start(struct del_fanout *f, void *ctx, const char *key) {
+  struct gcs *g = ctx;
+  struct del_one *d = xcalloc(1, sizeof(*d));
+  d->f = f;
+  d->name = object_name(g, key);
+  gcall_init(&d->call, g, "DELETE", object_url(g, d->name, NULL), on_del_done,
+             d);
+  gcall_submit(&d->call);
 }
 
 static void gcs_del(struct backend *b, char *const *keys, size_t n,
                     backend_cb cb, void *arg) {
-  struct gcs *g = b->priv;
-  if (!n) {
-    defer_ok(cb, arg);
-    return;
-  }
-  struct del_op *op = xcalloc(1, sizeof(*op));
-  op->g = g;
-  op->n = n;
-  op->keys = xcalloc(n, sizeof(char *));
-  for (size_t i = 0; i < n; i++)
-    op->keys[i] = xstrdup(keys[i]);
-  op->cb = cb;
-  op->arg = arg;
-  del_start(op);
+  del_fanout(keys, n, GCS_DELETES_INFLIGHT, del_start, b->priv, cb, arg);
 }
 
 /* --- open / close --- */

@@ -35,6 +35,7 @@
 
 #include "backends/aws_creds.h"
 #include "backends/backend.h"
+#include "backends/common.h"
 #include "backends/base64.h"
 #include "backends/s3.h"
 #include "backends/sigv4.h"
@@ -42,6 +43,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "config/url.h"
 #include "loop/loop.h"
 
 #define MIB (1024 * 1024)
@@ -514,29 +516,6 @@ static void region_need(struct call *c) {
   discover_step(s);
 }
 
-/* --- deferred completion (operations that need no request) --- */
-
-struct defer {
-  struct loop_timer *t;
-  backend_cb cb;
-  void *arg;
-};
-
-static void on_defer(void *arg) {
-  struct defer *d = arg;
-  loop_timer_free(d->t);
-  d->cb(d->arg, 0, NULL);
-  free(d);
-}
-
-static void defer_ok(backend_cb cb, void *arg) {
-  struct defer *d = xcalloc(1, sizeof(*d));
-  d->cb = cb;
-  d->arg = arg;
-  d->t = loop_timer_new(on_defer, d);
-  loop_timer_start(d->t, 0);
-}
-
 /* --- payload hashing on the thread pool --- */
 
 struct hash_job {
@@ -982,7 +961,7 @@ static void s3_get(struct backend *b, const char *key, int64_t off, int64_t len,
                    const struct sink *sk, backend_cb cb, void *arg) {
   struct s3 *s = b->priv;
   if (len == 0) {
-    defer_ok(cb, arg);
+    backend_defer(cb, arg, 0, NULL);
     return;
   }
   struct get_op *op = xcalloc(1, sizeof(*op));
@@ -1259,7 +1238,7 @@ static void s3_del(struct backend *b, char *const *keys, size_t n,
                    backend_cb cb, void *arg) {
   struct s3 *s = b->priv;
   if (n == 0) {
-    defer_ok(cb, arg);
+    backend_defer(cb, arg, 0, NULL);
     return;
   }
   struct del_op *op = xcalloc(1, sizeof(*op));
@@ -1315,16 +1294,13 @@ static int parse_endpoint(struct s3 *s, const char *ep, char *err,
     s->scheme = xstrdup("https");
     p = ep;
   }
-  if (strcmp(s->scheme, "http") && strcmp(s->scheme, "https")) {
-    msgf(err, errlen, "s3 endpoint %s: scheme must be http or https", ep);
+  if (url_check_endpoint(ep, err, (unsigned)errlen))
     return ERR_CONFIG;
-  }
   const char *slash = strchr(p, '/');
   s->host = slash ? xstrndup(p, (size_t)(slash - p)) : xstrdup(p);
-  if (!*s->host) {
-    msgf(err, errlen, "s3 endpoint %s: no host", ep);
-    return ERR_CONFIG;
-  }
+  char *at = strchr(s->host, '@'); /* userinfo: not sent, never shown */
+  if (at)
+    memmove(s->host, at + 1, strlen(at));
   char *bp = xstrdup(slash ? slash : "");
   size_t n = strlen(bp);
   while (n && bp[n - 1] == '/')

@@ -251,7 +251,7 @@ int sharedkey_parse_date(const char *s, int64_t *ns) {
     if (!strcmp(mon, months[i]))
       mi = i;
   if (mi < 0 || day < 1 || day > 31 || h > 23 || m > 59 || sec > 60 ||
-      year < 1970)
+      year < 1970 || year > 9999)
     return -EINVAL;
   struct tm tm = {0};
   tm.tm_year = year - 1900;
@@ -260,6 +260,6 @@ int sharedkey_parse_date(const char *s, int64_t *ns) {
   tm.tm_hour = h;
   tm.tm_min = m;
   tm.tm_sec = sec;
-  *ns = (int64_t)timegm(&tm) * NS_PER_SEC;
+  *ns = time_ns_sat((int64_t)timegm(&tm), 0);
   return 0;
 }

@@ -283,6 +283,14 @@ int64_t time_mono_ns(void) {
   return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
 }
 
+int64_t time_ns_sat(int64_t sec, int64_t nsec) {
+  int64_t ns;
+  if (__builtin_mul_overflow(sec, NS_PER_SEC, &ns) ||
+      __builtin_add_overflow(ns, nsec, &ns))
+    return sec < 0 ? INT64_MIN : INT64_MAX;
+  return ns;
+}
+
 void time_format_rfc3339(int64_t ns, char *out) {
   time_t secs = (time_t)(ns / NS_PER_SEC);
   if (ns < 0 && ns % NS_PER_SEC)
@@ -353,8 +361,14 @@ int time_parse_rfc3339(const char *s, int64_t *ns) {
   tm.tm_hour = hour;
   tm.tm_min = min;
   tm.tm_sec = sec;
-  time_t t = timegm(&tm);
-  *ns = ((int64_t)t - offset) * NS_PER_SEC + frac;
+  int64_t t = (int64_t)timegm(&tm) - offset; /* years 0-9999: no overflow */
+  int64_t v;
+  if (__builtin_mul_overflow(t, NS_PER_SEC, &v) ||
+      __builtin_add_overflow(v, frac, &v)) {
+    *ns = t < 0 ? INT64_MIN : INT64_MAX;
+    return -ERANGE;
+  }
+  *ns = v;
   return 0;
 }
 

@@ -90,11 +90,17 @@ int64_t time_mono_ns(void); /* CLOCK_MONOTONIC */
 #define NS_PER_MS 1000000LL
 #define NS_PER_SEC 1000000000LL
 
+/* sec * NS_PER_SEC + nsec, saturated to INT64_MIN / INT64_MAX (times
+ * before 1677-09-21 or after 2262-04-11 do not fit in int64 nanoseconds). */
+int64_t time_ns_sat(int64_t sec, int64_t nsec);
+
 /* RFC 3339 in UTC without fractional seconds: "2006-01-02T15:04:05Z".
  * out must hold 32 bytes. */
 void time_format_rfc3339(int64_t ns, char *out);
 /* Parses RFC 3339 / ISO 8601 ("2006-01-02T15:04:05Z", "...05.123Z",
- * "...05+02:00").  Returns 0 and writes *ns on success. */
+ * "...05+02:00").  Returns 0 and writes *ns on success; -EINVAL for bad
+ * syntax; -ERANGE for a valid time outside int64 nanoseconds (1677-09-21 to
+ * 2262-04-11), with *ns saturated to INT64_MIN or INT64_MAX. */
 int time_parse_rfc3339(const char *s, int64_t *ns);
 
 /* Go duration syntax.  Parsing accepts "ns us µs ms s m h" and also "d"

@@ -229,7 +229,7 @@ static void check_replica(struct check *c, const struct replica_config *r) {
   printf("  replica %s: %s %s", name, type, where);
   free(where);
   if (r->endpoint && *r->endpoint) {
-    char *ep = url_redact(r->endpoint);
+    char *ep = url_redact_userinfo(r->endpoint);
     printf(" endpoint=%s", ep);
     free(ep);
   }

@@ -157,10 +157,10 @@ static int64_t db_updated_ns(const char *path) {
   struct stat st;
   if (stat(path, &st))
     return 0;
-  int64_t t = (int64_t)st.st_mtim.tv_sec * NS_PER_SEC + st.st_mtim.tv_nsec;
+  int64_t t = time_ns_sat(st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
   char *wal = xasprintf("%s-wal", path);
   if (!stat(wal, &st))
-    t = MAX(t, (int64_t)st.st_mtim.tv_sec * NS_PER_SEC + st.st_mtim.tv_nsec);
+    t = MAX(t, time_ns_sat(st.st_mtim.tv_sec, st.st_mtim.tv_nsec));
   free(wal);
   return t;
 }

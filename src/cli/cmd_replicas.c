@@ -87,7 +87,7 @@ static int64_t db_changed_ns(const char *db) {
   int64_t t = 0;
   char *wal = xasprintf("%s-wal", db);
   if (!stat(wal, &st))
-    t = (int64_t)st.st_mtim.tv_sec * NS_PER_SEC + st.st_mtim.tv_nsec;
+    t = time_ns_sat(st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
   free(wal);
   return t;
 }
@@ -168,11 +168,7 @@ int cmd_replicas(int argc, char **argv) {
     cmd_target_close(&t);
     goto out;
   }
-  char *dir = path_dir(t.db->path);
-  char *meta = t.db->meta_path
-                   ? xstrdup(t.db->meta_path)
-                   : xasprintf("%s/.%s-litestream", dir, path_base(t.db->path));
-  free(dir);
+  char *meta = meta_dir_path(t.db->path, t.db->meta_path);
   struct status_line st[64];
   int n = read_status(meta, st, 64);
   struct table tb;

@@ -130,7 +130,10 @@ static int run(struct restore_args *a, const char *arg) {
     o.has_index = 1;
   }
   if (a->timestamp) {
-    if (time_parse_rfc3339(a->timestamp, &o.timestamp_ns))
+    /* A valid time past 2262 (or before 1677) saturates: after the last
+     * upload it means the latest state, before the first no backups. */
+    int r = time_parse_rfc3339(a->timestamp, &o.timestamp_ns);
+    if (r && r != -ERANGE)
       return cmd_fail("invalid -timestamp, must specify in ISO 8601 format "
                       "(e.g. 2000-01-01T00:00:00Z)");
     o.has_timestamp = 1;

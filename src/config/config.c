@@ -35,6 +35,7 @@
 
 #include "base/err.h"
 #include "config/url.h"
+#include "format/names.h"
 #include "base/util.h"
 
 #define CONFIG_MAX_SIZE (16u << 20)
@@ -725,6 +726,11 @@ static int replica_resolve(struct pctx *c, struct replica_config *r,
   }
   if ((rc = replica_type(c, r, s, &u)) || (rc = replica_conflicts(c, r, s)))
     goto done;
+  if (r->endpoint && *r->endpoint &&
+      url_check_endpoint(r->endpoint, msg, sizeof(msg))) {
+    rc = errf(c, section_line(s, "endpoint"), "endpoint", "%s", msg);
+    goto done;
+  }
   for (size_t i = 0; i < ARRAY_SIZE(names); i++)
     if (is_type(r, names[i]) && (rc = apply[i](c, r, s, &u)))
       goto done;
@@ -821,14 +827,6 @@ static int parse_replicas(struct pctx *c, yaml_node_t *v, void *base) {
 /* ------------------------------------------------------------------ */
 /* Databases                                                           */
 
-static char *default_meta_path(const char *db_path) {
-  char *dir = path_dir(db_path);
-  char *meta = xasprintf("%s/.%s-litestream", strcmp(dir, "/") ? dir : "",
-                         path_base(db_path));
-  free(dir);
-  return meta;
-}
-
 static void db_defaults(struct db_config *d) {
   memset(d, 0, sizeof(*d));
   d->monitor_interval = DEFAULT_MONITOR_INTERVAL;
@@ -840,7 +838,7 @@ static void db_defaults(struct db_config *d) {
 void config_db_init(struct db_config *d, const char *path) {
   db_defaults(d);
   d->path = path_abs(path);
-  d->meta_path = default_meta_path(d->path);
+  d->meta_path = meta_dir_path(d->path, NULL);
 }
 
 static int db_finish(struct pctx *c, struct db_config *d,
@@ -850,7 +848,7 @@ static int db_finish(struct pctx *c, struct db_config *d,
   char *p = path_abs(d->path);
   free(d->path);
   d->path = p;
-  p = d->meta_path ? path_abs(d->meta_path) : default_meta_path(d->path);
+  p = d->meta_path ? path_abs(d->meta_path) : meta_dir_path(d->path, NULL);
   free(d->meta_path);
   d->meta_path = p;
   if (d->min_checkpoint_page_count <= 0)
@@ -893,6 +891,13 @@ static void dbs_clear(struct config *cfg) {
   cfg->n_dbs = 0;
 }
 
+static uint64_t str_hash(const char *s) {
+  uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
 static int parse_dbs(struct pctx *c, yaml_node_t *v, void *base) {
   struct config *cfg = base;
   dbs_clear(cfg);
@@ -900,20 +905,35 @@ static int parse_dbs(struct pctx *c, yaml_node_t *v, void *base) {
     return 0;
   if (v->type != YAML_SEQUENCE_NODE)
     return type_err(c, "dbs", v, "a list of databases", 0);
+  size_t n =
+      (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (n == 0)
+    return 0;
+  cfg->dbs = xcalloc(n, sizeof(*cfg->dbs));
+  /* Paths seen so far, in an open-addressed table of indexes + 1: linear in
+   * the number of databases (100,000 of them are a real configuration). */
+  size_t cap = 16;
+  while (cap < 2 * n)
+    cap *= 2;
+  size_t *seen = xcalloc(cap, sizeof(*seen));
+  int rc = 0;
   for (yaml_node_item_t *it = v->data.sequence.items.start;
-       it < v->data.sequence.items.top; it++) {
-    cfg->dbs = xrealloc(cfg->dbs, (cfg->n_dbs + 1) * sizeof(*cfg->dbs));
+       !rc && it < v->data.sequence.items.top; it++) {
     struct db_config *d = &cfg->dbs[cfg->n_dbs++];
     db_defaults(d);
-    int rc = parse_db(c, node_at(c, *it), d);
-    if (rc)
-      return rc;
-    for (size_t j = 0; j + 1 < cfg->n_dbs; j++)
-      if (!strcmp(cfg->dbs[j].path, d->path))
-        return errf(c, d->line, "path", "duplicate database path \"%s\"",
-                    d->path);
+    if ((rc = parse_db(c, node_at(c, *it), d)))
+      break;
+    size_t k = (size_t)str_hash(d->path) & (cap - 1);
+    for (; seen[k]; k = (k + 1) & (cap - 1))
+      if (!strcmp(cfg->dbs[seen[k] - 1].path, d->path)) {
+        rc =
+            errf(c, d->line, "path", "duplicate database path \"%s\"", d->path);
+        break;
+      }
+    seen[k] = cfg->n_dbs;
   }
-  return 0;
+  free(seen);
+  return rc;
 }
 
 /* ------------------------------------------------------------------ */

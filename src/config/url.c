@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/err.h"
 #include "base/util.h"
@@ -78,7 +79,9 @@ static char *clean_path(const char *path) {
   return out;
 }
 
-char *url_redact(const char *s) {
+/* The redacted form, built piece by piece (no editing in place: the query's
+ * replacement may be longer than the query). */
+static char *redact(const char *s, int all_userinfo) {
   const char *sep = strstr(s, "://");
   if (!sep)
     return xstrdup(s);
@@ -91,19 +94,35 @@ char *url_redact(const char *s) {
   struct buf b;
   buf_init(&b, 0);
   const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-  if (colon) {
+  const char *rest = auth;
+  if (at && all_userinfo) {
+    buf_append(&b, s, (size_t)(auth - s));
+    buf_append(&b, "xxxxx", 5);
+    rest = at;
+  } else if (colon) {
     buf_append(&b, s, (size_t)(colon - s));
     buf_append(&b, ":xxxxx", 6);
-    buf_append(&b, at, strlen(at));
+    rest = at;
   } else {
-    buf_append(&b, s, strlen(s));
+    buf_append(&b, s, (size_t)(auth - s));
+  }
+  const char *q = strchr(rest, '?');
+  if (q) {
+    buf_append(&b, rest, (size_t)(q - rest));
+    buf_append(&b, "?xxxxx", 6);
+  } else {
+    buf_append(&b, rest, strlen(rest));
   }
   buf_append(&b, "", 1);
-  char *r = (char *)buf_steal(&b, NULL);
-  char *q = strchr(r + (sep - s) + 3, '?');
-  if (q)
-    strcpy(q, "?xxxxx");
-  return r;
+  return (char *)buf_steal(&b, NULL);
+}
+
+char *url_redact(const char *s) {
+  return redact(s, 0);
+}
+
+char *url_redact_userinfo(const char *s) {
+  return redact(s, 1);
 }
 
 static int fail(const char *s, char *err, unsigned errlen, const char *fmt, ...)
@@ -202,11 +221,20 @@ static int parse_authority(const char *s, const char *a, size_t n,
         return fail(s, err, errlen, "invalid character \"%c\" in host name",
                     *p);
   }
-  if (port)
-    for (const char *p = port + 1; p < a + n; p++)
+  if (port) {
+    long v = 0;
+    for (const char *p = port + 1; p < a + n; p++) {
       if (!isdigit((unsigned char)*p))
         return fail(s, err, errlen, "invalid port \"%.*s\" after host",
                     (int)(a + n - port), port);
+      if (v <= 65535)
+        v = v * 10 + (*p - '0');
+    }
+    /* Empty (host:) is allowed, as in Go; else 1-65535. */
+    if (port + 1 < a + n && (v < 1 || v > 65535))
+      return fail(s, err, errlen, "port %.*s out of range (1-65535)",
+                  (int)(a + n - port - 1), port + 1);
+  }
   u->host = xstrndup(a, n);
   return 0;
 }
@@ -231,6 +259,13 @@ static int parse_file(const char *s, const char *rest, size_t n,
                       struct replica_url *u, char *err, unsigned errlen) {
   if (n == 0)
     return fail(s, err, errlen, "file URL has no path");
+  /* file://a/b is /a/b to Go and Litestream, a trap for anyone who meant
+   * the relative path a/b: refuse it. */
+  if (rest[0] != '/')
+    return fail(s, err, errlen,
+                "a file URL needs an absolute path after file:// (three "
+                "slashes: file:///%.*s)",
+                (int)n, rest);
   char *raw = xasprintf("/%.*s", (int)n, rest);
   char *c = clean_path(raw);
   u->path = path_abs(c);
@@ -417,4 +452,80 @@ void url_s3_parse_host(const char *hostport, struct replica_url *out) {
     out->bucket = xstrdup(host);
   free(host);
   free(port);
+}
+
+/* A host[:port] or [v6][:port] authority, as an endpoint needs it. */
+static int check_endpoint_host(const char *h, size_t n, char *why,
+                               size_t whylen) {
+  const char *end = h + n, *port = NULL;
+  if (n == 0)
+    return snprintf(why, whylen, "no host"), -1;
+  if (h[0] == '[') {
+    const char *close = memchr(h, ']', n);
+    if (!close)
+      return snprintf(why, whylen, "missing ']' in host"), -1;
+    if (close == h + 1)
+      return snprintf(why, whylen, "empty IPv6 address"), -1;
+    for (const char *p = h + 1; p < close; p++)
+      if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.' && *p != '%')
+        return snprintf(why, whylen, "invalid IPv6 address"), -1;
+    if (close + 1 < end && close[1] != ':')
+      return snprintf(why, whylen, "invalid character after ']' in host"), -1;
+    if (close + 1 < end)
+      port = close + 1;
+  } else {
+    port = memchr(h, ':', n);
+    for (const char *p = h; p < (port ? port : end); p++)
+      if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_')
+        return snprintf(why, whylen, "invalid character in host name"), -1;
+    if (port == h)
+      return snprintf(why, whylen, "no host"), -1;
+  }
+  if (port) {
+    long v = 0;
+    if (port + 1 == end)
+      return snprintf(why, whylen, "empty port"), -1;
+    for (const char *p = port + 1; p < end; p++) {
+      if (!isdigit((unsigned char)*p))
+        return snprintf(why, whylen, "invalid port"), -1;
+      if (v <= 65535)
+        v = v * 10 + (*p - '0');
+    }
+    if (v < 1 || v > 65535)
+      return snprintf(why, whylen, "port %.*s out of range (1-65535)",
+                      (int)(end - port - 1), port + 1),
+             -1;
+  }
+  return 0;
+}
+
+int url_check_endpoint(const char *ep, char *err, unsigned errlen) {
+  char why[128];
+  const char *h = ep, *sep = strstr(ep, "://");
+  int bad = 0;
+  for (const char *p = ep; *p && !bad; p++)
+    if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+      bad = snprintf(why, sizeof(why), "invalid character in URL");
+  if (!bad && sep) {
+    size_t sl = (size_t)(sep - ep);
+    if (!((sl == 4 && !strncasecmp(ep, "http", 4)) ||
+          (sl == 5 && !strncasecmp(ep, "https", 5))))
+      bad = snprintf(why, sizeof(why), "scheme must be http or https");
+    h = sep + 3;
+  }
+  if (!bad) {
+    size_t n = strcspn(h, "/?#");
+    const char *at = memchr(h, '@', n);
+    if (at) {
+      n -= (size_t)(at + 1 - h);
+      h = at + 1;
+    }
+    bad = check_endpoint_host(h, n, why, sizeof(why)) != 0;
+  }
+  if (!bad)
+    return 0;
+  char *red = url_redact_userinfo(ep);
+  snprintf(err, errlen, "invalid endpoint \"%s\": %s", red, why);
+  free(red);
+  return ERR_URL;
 }

@@ -33,6 +33,14 @@ void url_destroy(struct replica_url *u);
 /* The URL with any password and query replaced by "xxxxx", for messages.
  * Returns owned string. */
 char *url_redact(const char *s);
+/* The same with any userinfo, password or not, replaced by "xxxxx" (an
+ * endpoint has no user worth showing; it may be a token). */
+char *url_redact_userinfo(const char *s);
+
+/* Checks an endpoint ("[http[s]://]HOST[:PORT][/PATH]"): scheme http or
+ * https, a host name or [IPv6] address, a port 1-65535.  Returns 0, or
+ * ERR_URL with a message naming the endpoint without its userinfo. */
+int url_check_endpoint(const char *ep, char *err, unsigned errlen);
 
 /* The s3 host table alone: fills bucket/region/endpoint/force_path_style
  * from a host[:port]. */

@@ -53,13 +53,7 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   memset(e, 0, sizeof(*e));
   e->db_path = xstrdup(cfg->path);
   e->wal_path = xasprintf("%s-wal", cfg->path);
-  if (cfg->meta_path) {
-    e->meta = xstrdup(cfg->meta_path);
-  } else {
-    char *dir = path_dir(cfg->path);
-    e->meta = xasprintf("%s/.%s-litestream", dir, path_base(cfg->path));
-    free(dir);
-  }
+  e->meta = meta_dir_path(cfg->path, cfg->meta_path);
   e->name = e->db_path;
   e->min_ckpt_pages = cfg->min_checkpoint_page_count > 0
                           ? cfg->min_checkpoint_page_count

@@ -1123,6 +1123,23 @@ static int plan_segments(struct rs *rs) {
   if (first == rs->segs.n)
     return 0; /* snapshot only */
   uint32_t lo = rs->snap.index, hi = rs->segs.v[last - 1].index;
+  /* Gaps first, on the (sorted) segments themselves: a stray name with a
+   * huge index must not cost an entry per missing index. */
+  uint32_t want = lo; /* the next index not seen yet */
+  for (size_t i = first; i < last; i++) {
+    uint32_t idx = rs->segs.v[i].index;
+    if (i > first && idx == rs->segs.v[i - 1].index)
+      continue;
+    if (idx == want) {
+      want = idx + 1;
+      continue;
+    }
+    char *key = key_wal_segment(rs->gen, want, 0);
+    rs_fail(rs, ERR_SEGMENT_GAP,
+            "%s: missing: WAL index %08" PRIx32 " has no segments", key, want);
+    free(key);
+    return -1;
+  }
   rs->n_idx = (size_t)(hi - lo) + 1;
   rs->idx = xcalloc(rs->n_idx, sizeof(*rs->idx));
   for (size_t k = 0; k < rs->n_idx; k++) {
@@ -1137,16 +1154,6 @@ static int plan_segments(struct rs *rs) {
     if (!w->n)
       w->segs = &rs->segs.v[i];
     w->n++;
-  }
-  for (size_t k = 0; k < rs->n_idx; k++) {
-    if (rs->idx[k].n)
-      continue;
-    char *key = key_wal_segment(rs->gen, rs->idx[k].index, 0);
-    rs_fail(rs, ERR_SEGMENT_GAP,
-            "%s: missing: WAL index %08" PRIx32 " has no segments", key,
-            rs->idx[k].index);
-    free(key);
-    return -1;
   }
   return 0;
 }

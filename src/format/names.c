@@ -1,6 +1,7 @@
 #include "format/names.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -128,4 +129,14 @@ int pos_cmp(const struct pos *a, const struct pos *b) {
   if (a->offset != b->offset)
     return a->offset < b->offset ? -1 : 1;
   return 0;
+}
+
+char *meta_dir_path(const char *db_path, const char *meta_path) {
+  if (meta_path)
+    return xstrdup(meta_path);
+  char *dir = path_dir(db_path);
+  char *meta = xasprintf("%s/.%s-litestream", strcmp(dir, "/") ? dir : "",
+                         path_base(db_path));
+  free(dir);
+  return meta;
 }

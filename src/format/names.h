@@ -25,6 +25,11 @@ struct pos {
 };
 
 int gen_is_valid(const char *s);
+
+/* The local meta directory of a database (spec 1.3): `meta_path` when set,
+ * else "<dir>/.<file>-litestream" beside it ("/.<file>-litestream" for a
+ * database in "/").  Returns owned; free it. */
+char *meta_dir_path(const char *db_path, const char *meta_path);
 /* 8 random bytes, hex encoded. */
 void gen_new(char out[GEN_LEN + 1]);
 

@@ -61,6 +61,11 @@ static int g_pending; /* submitted and not finished */
 static void (*g_drain_cb)(void *);
 static void *g_drain_arg;
 static struct loop_timer *g_drain_timer;
+/* Requests that could not start (prepare or curl setup failed), finished
+ * from g_fail_timer so that `done` never runs inside http_submit() or
+ * inside another request's completion (linked through `next`). */
+static struct http_request *g_failed;
+static struct loop_timer *g_fail_timer;
 
 static void schedule(void);
 static void check_done(void);
@@ -243,6 +248,11 @@ void http_shutdown(void) {
     log_debug(NULL, NULL, "shutdown: %d HTTP transfer%s abandoned", abandoned,
               abandoned == 1 ? "" : "s");
   g_active = NULL;
+  g_failed = NULL;
+  if (g_fail_timer) {
+    loop_timer_free(g_fail_timer);
+    g_fail_timer = NULL;
+  }
   g_inflight = 0;
   g_pending = 0;
   if (g_drain_timer) {
@@ -587,6 +597,38 @@ static void finish(struct http_request *req) {
   check_drained();
 }
 
+static void on_fail_timer(void *arg) {
+  (void)arg;
+  /* Take the list: done callbacks may submit requests that fail again. */
+  struct http_request *req = g_failed;
+  g_failed = NULL;
+  while (req) {
+    struct http_request *next = req->next;
+    req->next = NULL;
+    finish(req);
+    req = next;
+  }
+}
+
+static void fail_later(struct http_request *req) {
+  if (!g_fail_timer)
+    g_fail_timer = loop_timer_new(on_fail_timer, NULL);
+  req->next = g_failed;
+  g_failed = req;
+  loop_timer_start(g_fail_timer, 0);
+}
+
+/* Takes req off the failed list if it is there (http_abort_all finishes
+ * it itself). */
+static void unfail(struct http_request *req) {
+  for (struct http_request **pp = &g_failed; *pp; pp = &(*pp)->next)
+    if (*pp == req) {
+      *pp = req->next;
+      req->next = NULL;
+      return;
+    }
+}
+
 static void start(struct http_request *req) {
   req->attempts++;
   req->pool->n_attempts++;
@@ -607,7 +649,7 @@ static void start(struct http_request *req) {
       req->error = rc;
       if (!req->errmsg[0])
         snprintf(req->errmsg, sizeof(req->errmsg), "%s", err_str(rc));
-      finish(req);
+      fail_later(req);
       return;
     }
   }
@@ -619,7 +661,7 @@ static void start(struct http_request *req) {
     cleanup_easy(req);
     req->error = ERR_HTTP;
     snprintf(req->errmsg, sizeof(req->errmsg), "cannot start transfer");
-    finish(req);
+    fail_later(req);
   }
 }
 
@@ -821,6 +863,7 @@ void http_abort_all(void) {
    * may submit more: cancel again after each abort. */
   while (g_active) {
     struct http_request *req = g_active;
+    unfail(req);
     if (req->easy) {
       cleanup_easy(req);
       req->status = 0;

@@ -166,6 +166,43 @@ dbs:
 YML
 bad container 4 url
 
+# Endpoints: a port out of range, a broken IPv6 host, another scheme (its
+# userinfo must not be echoed), each at the endpoint's own line.
+for ep in "http://localhost:99999999" "http://[zz" "ftp://SeCrEt-PaSs-4@x" \
+  "http://h:0"; do
+  write_bad endpoint <<YML
+dbs:
+  - path: $T/wal.db
+    replicas:
+      - type: s3
+        bucket: b
+        endpoint: "$ep"
+YML
+  bad endpoint 6 endpoint
+  expect endpoint "invalid endpoint"
+done
+expect endpoint "out of range"
+
+write_bad port <<YML
+dbs:
+  - path: $T/wal.db
+    replicas:
+      - url: "sftp://u@host:99999999/x"
+YML
+bad port 4 url
+expect port "port 99999999 out of range"
+
+# file://relative/x is /relative/x to Go: refused, saying what to write.
+write_bad relfile <<YML
+dbs:
+  - path: $T/wal.db
+    replicas:
+      - url: file://relative/x
+YML
+bad relfile 4 url
+expect relfile "file:///relative/x"
+echo "endpoint, port and file URL problems: ok"
+
 # Problems found on disk, reported with the entry's line.
 touch "$T/plainfile"
 echo "not sqlite, not at all, this is text long enough to fill a header" \
@@ -219,7 +256,7 @@ for s in $SECRETS; do
 done
 expect cloud "^  replica s3: s3 s3://my-bucket/app$"
 expect cloud "^  replica azure: abs "
-expect cloud "^  replica minio: s3 .* endpoint=http://user:xxxxx@minio:9000 region=us-east-1$"
+expect cloud "^  replica minio: s3 .* endpoint=http://xxxxx@minio:9000 region=us-east-1$"
 if grep -q "backend not available yet" "$T/cloud.out"; then
   echo "cloud: $(grep -c 'not available yet' "$T/cloud.out") backend(s) not in this build yet"
 else

@@ -70,6 +70,15 @@ expect_fail "missing index" \
   "restore: $WAL/00000001_00000000.wal.lz4: missing: WAL index 00000001 has no segments" \
   -o "$T/out/db" "file://$r"
 
+# A stray segment with a huge index (ffffffff): the gap is reported at the
+# first missing index, without allocating per missing index (this used to
+# abort with "out of memory allocating 16080357556224 bytes").
+fresh
+head -c 1000 /dev/urandom >"$r/$WAL/ffffffff_00000000.wal.lz4"
+expect_fail "stray huge index" \
+  "restore: $WAL/00000003_00000000.wal.lz4: missing: WAL index 00000003 has no segments" \
+  -o "$T/out/db" "file://$r"
+
 # A segment under the wrong offset (non-contiguous).
 fresh
 mv "$r/$WAL/00000001_00001038.wal.lz4" "$r/$WAL/00000001_00002050.wal.lz4"

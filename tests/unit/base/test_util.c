@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdlib.h>
 
 #include "base/util.h"
@@ -64,6 +65,31 @@ TEST(rfc3339_round_trip) {
   CHECK(time_parse_rfc3339("yesterday", &ns) != 0);
 }
 
+/* Past 2262-04-11T23:47:16Z nanoseconds leave int64: -ERANGE, saturated
+ * (2611 used to wrap to 1926 through signed overflow). */
+TEST(rfc3339_out_of_range_saturates) {
+  int64_t ns;
+  CHECK_INT(time_parse_rfc3339("2262-04-11T23:47:16.854775807Z", &ns), 0);
+  CHECK_INT(ns, INT64_MAX);
+  CHECK_INT(time_parse_rfc3339("2262-04-11T23:47:16.854775808Z", &ns),
+            -ERANGE);
+  CHECK_INT(ns, INT64_MAX);
+  const char *late[] = {"2263-01-01T00:00:00Z", "2299-12-31T23:59:59Z",
+                        "2611-06-22T07:43:33Z", "9999-12-31T23:59:59-23:59"};
+  for (size_t i = 0; i < sizeof(late) / sizeof(*late); i++) {
+    ns = 0;
+    CHECK_INT(time_parse_rfc3339(late[i], &ns), -ERANGE);
+    CHECK_INT(ns, INT64_MAX);
+  }
+  CHECK_INT(time_parse_rfc3339("1677-09-21T00:12:43Z", &ns), -ERANGE);
+  CHECK_INT(ns, INT64_MIN);
+  CHECK_INT(time_parse_rfc3339("0000-01-01T00:00:00+23:59", &ns), -ERANGE);
+  CHECK_INT(ns, INT64_MIN);
+  CHECK_INT(time_ns_sat(INT64_MAX / 1000, 5), INT64_MAX);
+  CHECK_INT(time_ns_sat(-INT64_MAX / 1000, 5), INT64_MIN);
+  CHECK_INT(time_ns_sat(2, 5), 2000000005);
+}
+
 TEST(paths) {
   char *p = path_join("/a/", "/b");
   CHECK_STR(p, "/a/b");
@@ -91,6 +117,7 @@ int main(void) {
   RUN(durations_parse_go_syntax_and_days);
   RUN(lag_truncation);
   RUN(rfc3339_round_trip);
+  RUN(rfc3339_out_of_range_saturates);
   RUN(paths);
   RUN(percent_decoding);
   T_DONE();

@@ -232,8 +232,8 @@ TEST(file_forms) {
   struct {
     const char *url, *path;
   } cases[] = {
-      {"file:///a/b", "/a/b"},         {"file://a/b", "/a/b"},
-      {"file:///a/./b/../c/", "/a/c"}, {"file://a", "/a"},
+      {"file:///a/b", "/a/b"},
+      {"file:///a/./b/../c/", "/a/c"},
       {"file:////x//y", "/x/y"},
   };
   for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -244,6 +244,50 @@ TEST(file_forms) {
     url_destroy(&u);
   }
   parse_bad("file://");
+  /* Go reads file://relative/x as /relative/x: refused, with the fix. */
+  parse_bad("file://relative/x");
+  CHECK(strstr(errbuf, "file:///relative/x") != NULL);
+  parse_bad("file://a");
+  CHECK(strstr(errbuf, "file:///a") != NULL);
+}
+
+TEST(port_range) {
+  struct replica_url u = parse_ok("sftp://h:65535/x");
+  url_destroy(&u);
+  u = parse_ok("sftp://h:/x");
+  url_destroy(&u);
+  parse_bad("sftp://h:99999999/x");
+  CHECK(strstr(errbuf, "out of range") != NULL);
+  parse_bad("sftp://h:0/x");
+  parse_bad("s3://bkt.localhost:65536/x");
+  parse_bad("sftp://h:99999999999999999999999999/x");
+}
+
+TEST(endpoints) {
+  char e[256];
+  const char *good[] = {"http://localhost:9000", "https://s3.example.com",
+                        "minio:9000",            "http://[::1]:9000/base",
+                        "http://u:p@h:1",        "HTTPS://h/"};
+  for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+    e[0] = 0;
+    CHECK_INT(url_check_endpoint(good[i], e, sizeof(e)), 0);
+    if (e[0])
+      fprintf(stderr, "%s: %s\n", good[i], e);
+  }
+  const char *bad[] = {"http://[zz",         "http://[zz]",
+                       "http://h:99999999",  "http://h:0",
+                       "http://",            "ftp://SECRET@x",
+                       "http://h:",          "http://h x",
+                       "http://SECRET@h:1x", "http://h:9000:9000"};
+  for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+    e[0] = 0;
+    CHECK_INT(url_check_endpoint(bad[i], e, sizeof(e)), ERR_URL);
+    CHECK(strstr(e, "invalid endpoint") != NULL);
+    CHECK(strstr(e, "SECRET") == NULL);
+  }
+  url_check_endpoint("ftp://SECRET@x", e, sizeof(e));
+  CHECK_STR(e, "invalid endpoint \"ftp://xxxxx@x\": scheme must be http or "
+               "https");
 }
 
 TEST(bad_urls) {
@@ -282,6 +326,33 @@ TEST(redaction) {
   free(r);
   parse_bad("sftp://u:secret@h/%zz?sig=topsecret");
   CHECK(strstr(errbuf, "secret") == NULL);
+  r = url_redact_userinfo("ftp://SECRET@x/p?q");
+  CHECK_STR(r, "ftp://xxxxx@x/p?xxxxx");
+  free(r);
+  r = url_redact_userinfo("http://u:SECRET@x");
+  CHECK_STR(r, "http://xxxxx@x");
+  free(r);
+}
+
+/* A 252-254 byte URL with a short query: the "?xxxxx" used to be copied
+ * over the query in place, past the end of the buffer (heap overflow found
+ * by libFuzzer; ASan reports it). */
+TEST(redaction_long_url_short_query) {
+  for (size_t len = 240; len < 270; len++) {
+    for (size_t ql = 0; ql < 6; ql++) {
+      char s[300];
+      size_t pre = len - ql - 1;
+      memcpy(s, "s3://b/", 7);
+      memset(s + 7, 'a', pre - 7);
+      s[pre] = '?';
+      memset(s + pre + 1, 'q', ql);
+      s[len] = '\0';
+      char *r = url_redact(s);
+      CHECK_INT(strlen(r), pre + 6);
+      CHECK(!strncmp(r, s, pre) && !strcmp(r + pre, "?xxxxx"));
+      free(r);
+    }
+  }
 }
 
 int main(void) {
@@ -297,5 +368,8 @@ int main(void) {
   RUN(file_forms);
   RUN(bad_urls);
   RUN(redaction);
+  RUN(redaction_long_url_short_query);
+  RUN(port_range);
+  RUN(endpoints);
   T_DONE();
 }

@@ -35,7 +35,20 @@ TEST(names) {
   CHECK_STR(s, "9ed130e36a449e5a/00000014:0");
 }
 
+TEST(meta_dir) {
+  char *m = meta_dir_path("/data/app.db", NULL);
+  CHECK_STR(m, "/data/.app.db-litestream");
+  free(m);
+  m = meta_dir_path("/app.db", NULL);
+  CHECK_STR(m, "/.app.db-litestream");
+  free(m);
+  m = meta_dir_path("/data/app.db", "/var/lib/meta");
+  CHECK_STR(m, "/var/lib/meta");
+  free(m);
+}
+
 int main(void) {
   RUN(names);
+  RUN(meta_dir);
   T_DONE();
 }

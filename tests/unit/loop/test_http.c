@@ -222,6 +222,53 @@ TEST(abort_all_calls_every_done_once) {
   close(fd);
 }
 
+static int fail_prepare(struct http_request *req, void *arg) {
+  (void)req;
+  (void)arg;
+  return ERR_AUTH;
+}
+
+/* http.h: `done` is called exactly once, later, even when the request
+ * cannot start: never inside http_submit (a caller submitting in a loop
+ * may be freed by its own callback), and also not when it is aborted
+ * before that later comes. */
+TEST(failed_prepare_completes_later_once) {
+  struct http_pool p = {.name = "p", .max_inflight = 4};
+  struct rec r[3];
+  reset(3);
+  for (int i = 0; i < 3; i++) {
+    rec_init(&r[i], 'f', "http://127.0.0.1:1/x", &p);
+    r[i].req.prepare = fail_prepare;
+    http_submit(&r[i].req);
+    CHECK_INT(r[i].done_calls, 0);
+  }
+  loop_run_until(&g_all_done);
+  for (int i = 0; i < 3; i++) {
+    CHECK_INT(r[i].done_calls, 1);
+    CHECK_INT(r[i].req.error, ERR_AUTH);
+    http_request_free(&r[i].req);
+  }
+  reset(2);
+  for (int i = 0; i < 2; i++) {
+    rec_init(&r[i], 'f', "http://127.0.0.1:1/x", &p);
+    r[i].req.prepare = fail_prepare;
+    http_submit(&r[i].req);
+  }
+  http_abort_all();
+  CHECK_INT(g_done, 2);
+  /* The deferred completion must not run them a second time. */
+  volatile int later = 0;
+  struct loop_timer *t = loop_timer_new(set_flag, (void *)&later);
+  loop_timer_start(t, 20);
+  loop_run_until(&later);
+  loop_timer_free(t);
+  for (int i = 0; i < 2; i++) {
+    CHECK_INT(r[i].done_calls, 1);
+    http_request_free(&r[i].req);
+  }
+  CHECK_INT(http_pending(), 0);
+}
+
 static void on_drained(void *arg) {
   (*(volatile int *)arg)++;
 }
@@ -245,6 +292,7 @@ int main(void) {
   RUN(fair_round_robin_across_pools_and_limits);
   RUN(abort_all_calls_every_done_once);
   RUN(drain_with_nothing_pending_is_async);
+  RUN(failed_prepare_completes_later_once);
   http_shutdown();
   CHECK_INT(loop_close(), 0);
   T_DONE();
