@@ -17,6 +17,9 @@
 #define BUSY_TIMEOUT_MS 1000
 /* How long the checkpoint waits for the write lock before trying later. */
 #define WRITE_LOCK_WAIT_MS 250
+/* How long engine_open waits for an application's checkpoint to finish
+ * before taking the pin without the checkpoint lock. */
+#define OPEN_CKPT_LOCK_WAIT_MS 2000
 #define COPY_CHUNK (1 << 20)
 
 /* One copy buffer per pool thread, reused by every database it serves:
@@ -549,7 +552,7 @@ int engine_open(struct engine *e) {
   char *shm = xasprintf("%s-shm", e->db_path);
   e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
   free(shm);
-  ckpt_lock(e, 1);
+  engine_wait_checkpoint_lock(e, OPEN_CKPT_LOCK_WAIT_MS);
   if ((rc = pin_begin(e, 0)))
     goto fail;
   e->pin = 0;
@@ -711,6 +714,18 @@ static void ckpt_lock(struct engine *e, int hold) {
 
 void engine_hold_checkpoints(struct engine *e, int hold) {
   ckpt_lock(e, hold);
+}
+
+int engine_wait_checkpoint_lock(struct engine *e, int ms) {
+  int64_t deadline = time_mono_ns() + ms * NS_PER_MS;
+  for (;;) {
+    ckpt_lock(e, 1);
+    if (e->ckpt_held)
+      return 0;
+    if (e->shm_fd < 0 || time_mono_ns() >= deadline)
+      return ERR_BUSY;
+    usleep(5000);
+  }
 }
 
 /* Whether the last checkpoint covered everything and nothing was committed

@@ -144,6 +144,9 @@ int engine_validation_copy(struct engine *e, const char *out_path,
 
 /* Holds or releases SQLite's checkpoint lock (see engine.c). */
 void engine_hold_checkpoints(struct engine *e, int hold);
+/* Takes the checkpoint lock, waiting up to ms for an application's
+ * checkpoint to end.  Returns 0 or ERR_BUSY. */
+int engine_wait_checkpoint_lock(struct engine *e, int ms);
 
 /* Final copy, fsync, releases the pin and closes everything. */
 int engine_close(struct engine *e);

@@ -528,18 +528,6 @@ static int diff_pages(struct engine *e, const struct pagemap *m, struct seg *g,
   return rc;
 }
 
-static int hold_checkpoint_lock(struct engine *e) {
-  int64_t deadline = time_mono_ns() + CKPT_LOCK_WAIT_MS * NS_PER_MS;
-  for (;;) {
-    engine_hold_checkpoints(e, 1);
-    if (e->ckpt_held)
-      return 0;
-    if (time_mono_ns() >= deadline)
-      return ERR_BUSY;
-    usleep(10000);
-  }
-}
-
 /* Writes the resync segment as shadow file index + 1 (via a .tmp file
  * renamed once durable: it exists whole or not at all). */
 static int write_segment(struct engine *e, const struct pagemap *m,
@@ -618,10 +606,10 @@ int resync_run(struct engine *e, const char *why, char *unusable, size_t ulen) {
     return 1;
   }
   /* No checkpoint may change the database file while we read it. */
-  if ((rc = hold_checkpoint_lock(e))) {
+  if ((rc = engine_wait_checkpoint_lock(e, CKPT_LOCK_WAIT_MS))) {
     snprintf(e->err, sizeof(e->err),
-             "resync: the checkpoint lock of %s-shm is held by another "
-             "process",
+             "resync waits: the checkpoint lock of %s-shm is held by "
+             "another process",
              e->db_path);
     pagemap_destroy(&m);
     return rc;
