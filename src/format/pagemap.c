@@ -20,16 +20,23 @@ static inline uint64_t rotl(uint64_t x, int r) {
   return (x << r) | (x >> (64 - r));
 }
 
+/* Little-endian loads (XXH64 is defined over little-endian words). */
 static inline uint64_t rd64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = v << 8 | p[i];
+  uint64_t v;
+  memcpy(&v, p, sizeof(v));
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
   return v;
 }
 
 static inline uint32_t rd32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
+  uint32_t v;
+  memcpy(&v, p, sizeof(v));
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap32(v);
+#endif
+  return v;
 }
 
 static inline uint64_t xround(uint64_t acc, uint64_t in) {
