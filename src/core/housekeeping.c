@@ -237,8 +237,17 @@ static void evaluate(struct housekeeping *h) {
     int older = 0;
     for (size_t i = 0; i < h->n_known; i++)
       older |= !strcmp(h->known[i].gen, gens[g]) && h->known[i].index < min;
-    if (kept && older)
-      push_task(h, 1, gens[g], min);
+    /* A replica still uploading below the oldest kept snapshot would add a
+     * segment after the listing, left below it for ever (Litestream 0.3.13
+     * restore fails on such a stray segment: "missing initial wal
+     * segment").  Delete only below its position now; the next pass
+     * deletes the rest once it has moved past.  Positions only advance,
+     * so no upload below it is in flight. */
+    uint32_t below = min;
+    if (!pos_is_zero(&r->pos) && !strcmp(r->pos.gen, gens[g]))
+      below = MIN(below, r->pos.index);
+    if (kept && older && below > 0)
+      push_task(h, 1, gens[g], below);
   }
   free(gens);
   run_next(h);

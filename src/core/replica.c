@@ -6,6 +6,7 @@
  */
 #include "core/replica.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -69,6 +70,7 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
 }
 
 void replica_free(struct replica *r) {
+  assert(!r->job); /* a running build hands itself back to r */
   hk_free(r->hk);
   validator_free(r->val);
   loop_timer_free(r->timer);
@@ -166,49 +168,74 @@ static int64_t commit_boundary(int fd, int64_t off, int64_t limit, int64_t end,
   return best > off ? best : end;
 }
 
+/* A segment build on the pool: the inputs are copied at submit, the
+ * outputs read at done; in between only the job touches it. */
+struct seg_job {
+  struct replica *r; /* for build_done; build_work does not touch it */
+  /* in */
+  char *path; /* owned: the shadow WAL file */
+  int64_t off;
+  int64_t cap; /* end of the round in this file, or -1: the file's end */
+  uint32_t page_size;
+  /* out */
+  struct buf seg; /* compressed [off, end) */
+  int64_t end;
+  int rc;
+};
+
 static void build_work(void *arg) {
-  struct replica *r = arg;
-  struct db *db = r->db;
-  char *path = shadow_wal_path(db->eng.meta, r->pos.gen, r->seg_index);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  r->seg_rc = 0;
-  buf_reset(&r->seg);
-  r->seg_end = r->seg_off;
+  struct seg_job *j = arg;
+  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  j->end = j->off;
   if (fd < 0) {
-    r->seg_rc = -errno;
-    free(path);
+    j->rc = -errno;
     return;
   }
-  free(path);
-  int64_t end = r->round_cap;
+  int64_t end = j->cap;
   struct stat sb;
   if (end < 0) {
     if (fstat(fd, &sb)) {
-      r->seg_rc = -errno;
+      j->rc = -errno;
       close(fd);
       return;
     }
     end = sb.st_size;
   }
-  if (end - r->seg_off > MAX_SEGMENT)
-    end = commit_boundary(fd, r->seg_off, r->seg_off + MAX_SEGMENT, end,
-                          db->page_size);
-  if (end <= r->seg_off) {
+  if (end - j->off > MAX_SEGMENT)
+    end = commit_boundary(fd, j->off, j->off + MAX_SEGMENT, end, j->page_size);
+  if (end <= j->off) {
     close(fd);
     return;
   }
-  size_t n = (size_t)(end - r->seg_off);
+  size_t n = (size_t)(end - j->off);
   uint8_t *data = xmalloc(n);
-  ssize_t got = pread_full(fd, data, n, (off_t)r->seg_off);
+  ssize_t got = pread_full(fd, data, n, (off_t)j->off);
   close(fd);
   if (got != (ssize_t)n) {
-    r->seg_rc = got < 0 ? (int)got : -EIO;
+    j->rc = got < 0 ? (int)got : -EIO;
   } else {
-    r->seg_rc = lz4_compress(data, n, &r->seg);
-    if (!r->seg_rc)
-      r->seg_end = end;
+    j->rc = lz4_compress(data, n, &j->seg);
+    if (!j->rc)
+      j->end = end;
   }
   free(data);
+}
+
+/* Positions only advance within a generation; a new generation (or a
+ * reset to unknown, pos_reset) starts over. */
+static void pos_set(struct replica *r, const char *gen, uint32_t index,
+                    int64_t offset) {
+  struct pos p;
+  memcpy(p.gen, gen, sizeof(p.gen));
+  p.index = index;
+  p.offset = offset;
+  assert(pos_is_zero(&r->pos) || strcmp(r->pos.gen, gen) ||
+         pos_cmp(&r->pos, &p) <= 0);
+  r->pos = p;
+}
+
+static void pos_reset(struct replica *r) {
+  memset(&r->pos, 0, sizeof(r->pos));
 }
 
 static void on_put(void *arg, int status, const char *err) {
@@ -220,9 +247,10 @@ static void on_put(void *arg, int status, const char *err) {
     return;
   }
   succeeded(r);
+  assert(r->seg_index == r->pos.index && r->seg_off == r->pos.offset);
   int64_t n = r->seg_end - r->seg_off;
   r->wal_bytes += n;
-  r->pos.offset = r->seg_end;
+  pos_set(r, r->pos.gen, r->pos.index, r->seg_end);
   if (log_enabled(LOG_DEBUG)) {
     char p[48];
     pos_format(&r->pos, p);
@@ -238,36 +266,43 @@ static void on_put(void *arg, int status, const char *err) {
 }
 
 static void build_done(void *arg, int status) {
-  struct replica *r = arg;
+  struct seg_job *j = arg;
+  struct replica *r = j->r;
   struct db *db = r->db;
   (void)status;
+  assert(r->job == j);
+  r->job = NULL;
+  int rc = j->rc;
+  buf_destroy(&r->seg);
+  r->seg = j->seg; /* the segment is the replica's now */
+  r->seg_end = j->end;
+  free(j->path);
+  free(j);
   if (r->state == R_CLOSED)
     return;
-  if (r->seg_rc == -ENOENT) {
+  if (rc == -ENOENT) {
     /* The local shadow no longer has what this replica needs: only a new
      * generation can restore continuity. */
     r->busy = 0;
     log_warn(db->name, r->name,
              "shadow wal %08x missing locally; starting a new generation",
              r->seg_index);
-    memset(&r->pos, 0, sizeof(r->pos));
+    pos_reset(r);
     db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
     return;
   }
-  if (r->seg_rc) {
+  if (rc) {
     char msg[256];
     snprintf(msg, sizeof(msg), "read shadow wal %s/%08x: %s", r->pos.gen,
-             r->seg_index, err_str(r->seg_rc));
-    fail(r, r->seg_rc, msg);
+             r->seg_index, err_str(rc));
+    fail(r, rc, msg);
     return;
   }
   if (r->seg_end == r->seg_off) {
     r->busy = 0;
-    if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen)) {
-      r->pos.index++;
-      r->pos.offset = 0;
-    }
+    if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen))
+      pos_set(r, r->pos.gen, r->pos.index + 1, 0);
     upload_next(r);
     return;
   }
@@ -305,11 +340,19 @@ static void upload_next(struct replica *r) {
   r->busy = 1;
   r->seg_index = r->pos.index;
   r->seg_off = r->pos.offset;
-  r->round_cap = r->pos.index == db->index ? db->shadow_size : -1;
+  struct seg_job *j = xcalloc(1, sizeof(*j));
+  j->r = r;
+  j->path = shadow_wal_path(db->meta, r->pos.gen, r->seg_index);
+  j->off = r->seg_off;
+  j->cap = r->pos.index == db->index ? db->shadow_size : -1;
   if (r->val_cap_pending && r->pos.index == r->val_cap.index &&
       !strcmp(r->pos.gen, r->val_cap.gen))
-    r->round_cap = r->val_cap.offset;
-  loop_work_submit(build_work, build_done, r);
+    j->cap = r->val_cap.offset;
+  j->page_size = db->page_size;
+  buf_init(&j->seg, 0);
+  assert(!r->job); /* one build per replica */
+  r->job = j;
+  loop_work_submit(build_work, build_done, j);
 }
 
 /* --- snapshots --- */
@@ -332,11 +375,8 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
   hk_add_known(r->hk, s->gen, s->index, time_now_ns());
   /* A replica already placed in this generation keeps its position (its
    * segments continue); one that was not starts at the snapshot. */
-  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, s->gen)) {
-    memcpy(r->pos.gen, s->gen, sizeof(r->pos.gen));
-    r->pos.index = s->index;
-    r->pos.offset = 0;
-  }
+  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, s->gen))
+    pos_set(r, s->gen, s->index, 0);
   log_info(r->db->name, r->name,
            "snapshot written: generation=%s index=%08x size=%lld", s->gen,
            s->index, (long long)s->size);
@@ -387,7 +427,7 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
   int ok =
       index < db->index || (index == db->index && offset <= db->shadow_size);
   if (ok && index < db->index) {
-    char *path = shadow_wal_path(db->eng.meta, db->gen, index);
+    char *path = shadow_wal_path(db->meta, db->gen, index);
     struct stat sb;
     ok = stat(path, &sb) == 0 && sb.st_size >= offset;
     free(path);
@@ -397,14 +437,12 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
              "replica position %08x:%lld does not match the local shadow wal; "
              "starting a new generation",
              index, (long long)offset);
-    memset(&r->pos, 0, sizeof(r->pos));
+    pos_reset(r);
     db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
     return;
   }
-  memcpy(r->pos.gen, db->gen, sizeof(r->pos.gen));
-  r->pos.index = index;
-  r->pos.offset = offset;
+  pos_set(r, db->gen, index, offset);
   char p[48];
   pos_format(&r->pos, p);
   log_info(db->name, r->name, "resuming replication at position %s", p);
@@ -539,7 +577,7 @@ static void on_snapshots(void *arg, int status, const char *err) {
 static void start_resume(struct replica *r) {
   set_state(r, R_RESUME);
   r->busy = 1;
-  memset(&r->pos, 0, sizeof(r->pos));
+  pos_reset(r);
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
   store_snapshots(r->b, r->db->gen, &r->snaps, on_snapshots, r);

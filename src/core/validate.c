@@ -163,8 +163,8 @@ static void restore_now(struct validator *v) {
   o.has_offset = 1;
   o.offset = v->at.offset;
   o.parallelism = 4;
-  v->restored = xasprintf("%s/validate-%s.%d.db", r->db->eng.meta, r->name,
-                          (int)getpid());
+  v->restored =
+      xasprintf("%s/validate-%s.%d.db", r->db->meta, r->name, (int)getpid());
   unlink(v->restored);
   restore_run(r->b, v->at.gen, &o, v->restored, on_restored, v);
 }

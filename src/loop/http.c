@@ -8,6 +8,7 @@
  * so a transfer that ends on a timeout is never left unread.
  */
 #include "loop/http.h"
+#include "loop/internal.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -22,8 +23,6 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "loop/loop.h"
-
-uv_loop_t *loop_uv(void);
 
 #define CONNECT_TIMEOUT_MS 10000L
 #define STALL_SEC 60L
