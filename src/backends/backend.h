@@ -109,7 +109,7 @@ struct backend {
 /* The registry: NULL-terminated. */
 extern const struct backend_ops *const backend_registry[];
 extern const struct backend_ops backend_file, backend_s3, backend_gcs,
-    backend_abs;
+    backend_abs, backend_sftp;
 
 /* Finds ops by type name ("gs" is an alias of "gcs"); NULL if unknown. */
 const struct backend_ops *backend_find(const char *type);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -38,9 +39,9 @@ static uint8_t *copy_buf(size_t n) {
   }
   return t_copy_buf;
 }
-/* Frames checkpointed before taking the write lock when the WAL holds more
- * than this many un-checkpointed frames. */
-#define PRECHECKPOINT_FRAMES 256
+/* Quiet (lock-free) checkpoint attempts of a growing WAL before taking the
+ * write lock. */
+#define CKPT_QUIET_TRIES 2
 
 void engine_global_init(void) {
   static int done;
@@ -157,6 +158,10 @@ static int open_conn(struct engine *e, sqlite3 **out) {
   /* Never delete the -wal on close: it is the application's. */
   int on = 1;
   sqlite3_file_control(c, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+  /* Nor checkpoint it when ours is the last connection to close: the
+   * database file then keeps exactly the state of our clean-stop record
+   * (shadow.h). */
+  sqlite3_db_config(c, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
   sqlite3_busy_handler(c, on_busy, NULL);
   sqlite3_extended_result_codes(c, 1);
   /* Our connections never checkpoint on their own and read little. */
@@ -382,19 +387,27 @@ int engine_new_generation(struct engine *e, const char *reason) {
   return 0;
 }
 
+/* What try_continue found. */
+enum cont {
+  CONT_OK,          /* the WAL continues the meta dir's generation */
+  CONT_NO_STATE,    /* no (usable) generation in the meta dir */
+  CONT_WAL_CHANGED, /* the WAL is another lifetime than the last shadow's */
+  CONT_WAL_DAMAGED  /* same lifetime, but shorter or overwritten */
+};
+
 /* Checks whether the meta dir's generation continues in the current WAL
- * (spec 2.2 step 10 and 2.4).  Returns 0 and loads the state when it does;
- * otherwise writes the reason and returns 1. */
-static int try_continue(struct engine *e, char *reason, size_t rlen) {
+ * (spec 2.2 step 10 and 2.4).  Returns CONT_OK and loads the state when it
+ * does; otherwise writes the reason. */
+static enum cont try_continue(struct engine *e, char *reason, size_t rlen) {
   char gen[GEN_LEN + 1];
   uint32_t index;
   if (shadow_read_generation(e->meta, gen)) {
     snprintf(reason, rlen, "no generation exists");
-    return 1;
+    return CONT_NO_STATE;
   }
   if (shadow_max_index(e->meta, gen, &index)) {
     snprintf(reason, rlen, "no shadow wal");
-    return 1;
+    return CONT_NO_STATE;
   }
   char *path = shadow_wal_path(e->meta, gen, index);
   struct shadow_state st;
@@ -408,17 +421,17 @@ static int try_continue(struct engine *e, char *reason, size_t rlen) {
   if (!ok || shadow_load(path, &st)) {
     free(path);
     snprintf(reason, rlen, "short shadow wal");
-    return 1;
+    return CONT_NO_STATE;
   }
   free(path);
   if (read_wal_header(e, wraw, &wh) || memcmp(sraw, wraw, WAL_HEADER_SIZE)) {
     snprintf(reason, rlen, "wal header mismatch");
-    return 1;
+    return CONT_WAL_CHANGED;
   }
   struct stat sb;
   if (fstat(e->wal_fd, &sb) || sb.st_size < st.size) {
     snprintf(reason, rlen, "wal truncated by another process");
-    return 1;
+    return CONT_WAL_DAMAGED;
   }
   if (st.size > WAL_HEADER_SIZE) {
     uint8_t fh[WAL_FRAME_HEADER_SIZE];
@@ -427,7 +440,7 @@ static int try_continue(struct engine *e, char *reason, size_t rlen) {
             (ssize_t)sizeof(fh) ||
         memcmp(fh, st.last_frame_hdr, sizeof(fh))) {
       snprintf(reason, rlen, "wal overwritten by another process");
-      return 1;
+      return CONT_WAL_DAMAGED;
     }
   }
   memcpy(e->gen, gen, sizeof(gen));
@@ -439,6 +452,76 @@ static int try_continue(struct engine *e, char *reason, size_t rlen) {
   e->s0 = st.s0;
   e->s1 = st.s1;
   memcpy(e->last_frame_hdr, st.last_frame_hdr, sizeof(st.last_frame_hdr));
+  return CONT_OK;
+}
+
+static int64_t ts_ns(const struct timespec *t) {
+  return (int64_t)t->tv_sec * NS_PER_SEC + t->tv_nsec;
+}
+
+/* Whether the database file is still exactly as the clean-stop record saw
+ * it (shadow.h), and the meta dir still ends where the record says. */
+static int stop_record_holds(struct engine *e, const struct shadow_stop *r,
+                             char *why, size_t wlen) {
+  char gen[GEN_LEN + 1];
+  uint32_t index;
+  struct shadow_state st;
+  struct stat sb;
+  if (shadow_read_generation(e->meta, gen) || strcmp(gen, r->gen) ||
+      shadow_max_index(e->meta, gen, &index) || index != r->index) {
+    snprintf(why, wlen, "meta directory changed since sluice stopped");
+    return 0;
+  }
+  char *path = shadow_wal_path(e->meta, gen, index);
+  int rc = shadow_load(path, &st);
+  free(path);
+  if (rc || st.size != r->size) {
+    snprintf(why, wlen, "shadow wal changed since sluice stopped");
+    return 0;
+  }
+  if (fstat(e->db_fd, &sb) || (uint64_t)sb.st_dev != r->dev ||
+      (uint64_t)sb.st_ino != r->ino || sb.st_size != r->db_size ||
+      ts_ns(&sb.st_mtim) != r->mtime_ns || ts_ns(&sb.st_ctim) != r->ctime_ns) {
+    snprintf(why, wlen, "database file written while sluice was stopped");
+    return 0;
+  }
+  return 1;
+}
+
+/* The WAL is another lifetime than the last shadow file's, but the clean-
+ * stop record proves the database file still holds the shadow's final
+ * state: nothing was lost, the generation continues at the next index with
+ * whatever the WAL holds now. */
+static int continue_after_stop(struct engine *e, const struct shadow_stop *r) {
+  uint8_t raw[WAL_HEADER_SIZE];
+  struct wal_header h;
+  int rc = read_wal_header(e, raw, &h);
+  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
+    /* Deleted by the last connection to close, or truncated: start the
+     * next lifetime (our pin sees an empty WAL: nothing to lose). */
+    rc = force_wal_write(e, 1 - e->pin);
+    if (!rc)
+      rc = read_wal_header(e, raw, &h);
+  }
+  if (rc)
+    return rc;
+  if (h.page_size != e->page_size)
+    return ERR_WAL_HEADER;
+  memcpy(e->gen, r->gen, sizeof(e->gen));
+  e->index = r->index + 1;
+  memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
+  e->hdr = h;
+  e->stats.restarts++;
+  if ((rc = shadow_start_index(e)))
+    return rc;
+  resync_load(e); /* the map saved at the stop, brought to this index */
+  if ((rc = copy_frames(e)) || (rc = shadow_fsync(e)))
+    return rc;
+  shadow_clean(e->meta, e->gen);
+  log_info(e->name, NULL,
+           "continuing generation %s at index %08x: the database is unchanged "
+           "since sluice stopped",
+           e->gen, e->index);
   return 0;
 }
 
@@ -482,6 +565,44 @@ static int resync_or_new_generation(struct engine *e, const char *reason) {
   return engine_new_generation(e, full);
 }
 
+/* Establishes the generation at start-up: continue the meta dir's when the
+ * WAL still holds its last lifetime, or when a clean stop proves nothing
+ * was lost since; otherwise a new generation, with the reason.  (The
+ * CONT_WAL_CHANGED case without such proof is where a resync of the
+ * changed pages keeps the generation: core/resync.h.) */
+static int open_generation(struct engine *e, const struct shadow_stop *stop) {
+  char reason[128];
+  if (e->next_reason[0]) {
+    snprintf(reason, sizeof(reason), "%s", e->next_reason);
+    e->next_reason[0] = '\0';
+    return engine_new_generation(e, reason);
+  }
+  enum cont c = try_continue(e, reason, sizeof(reason));
+  if (c == CONT_OK) {
+    resync_load(e);
+    int rc = shadow_open_current(e, 0);
+    if (!rc)
+      rc = copy_frames(e);
+    if (!rc)
+      shadow_clean(e->meta, e->gen);
+    return rc;
+  }
+  if (c == CONT_WAL_CHANGED && stop) {
+    char why[96];
+    if (stop_record_holds(e, stop, why, sizeof(why))) {
+      int rc = continue_after_stop(e, stop);
+      if (rc != ERR_WAL_HEADER)
+        return rc;
+      snprintf(why, sizeof(why), "page size changed");
+    }
+    size_t n = strlen(reason);
+    snprintf(reason + n, sizeof(reason) - n, " (%s)", why);
+  }
+  if (c == CONT_WAL_CHANGED || c == CONT_WAL_DAMAGED)
+    return resync_or_new_generation(e, reason);
+  return engine_new_generation(e, reason);
+}
+
 static void close_all(struct engine *e) {
   for (int i = 0; i < 2; i++) {
     if (e->conn[i]) {
@@ -519,6 +640,10 @@ int engine_open(struct engine *e) {
     set_err(e, "open %s: %s", e->db_path, strerror(errno));
     return errno == ENOENT ? ERR_NOT_FOUND : -errno;
   }
+  if (fstat(e->db_fd, &sb) == 0) {
+    e->db_dev = (uint64_t)sb.st_dev;
+    e->db_ino = (uint64_t)sb.st_ino;
+  }
   char mode[32];
   if ((rc = open_conn(e, &e->conn[0])) || (rc = open_conn(e, &e->conn[1])))
     goto fail;
@@ -544,6 +669,10 @@ int engine_open(struct engine *e) {
     set_err(e, "create meta directory %s: %s", e->meta, strerror(-rc));
     goto fail;
   }
+  /* Taken (read and removed) now: it describes only the stop just before
+   * this start. */
+  struct shadow_stop stop;
+  int have_stop = shadow_take_stop(e->meta, &stop) == 0;
   /* Kept open until the connections are closed (see close_all).  The
    * checkpoint lock is taken before the pin: an application checkpoint
    * starting in between would otherwise wait for our pin while holding
@@ -562,16 +691,8 @@ int engine_open(struct engine *e) {
     goto fail;
   if ((rc = wal_open(e)))
     goto fail;
-  char reason[128];
-  if (try_continue(e, reason, sizeof(reason))) {
-    if ((rc = resync_or_new_generation(e, reason)))
-      goto fail;
-  } else {
-    resync_load(e);
-    if ((rc = shadow_open_current(e, 0)) || (rc = copy_frames(e)))
-      goto fail;
-    shadow_clean(e->meta, e->gen);
-  }
+  if ((rc = open_generation(e, have_stop ? &stop : NULL)))
+    goto fail;
   e->opened = 1;
   ckpt_lock(e, 1);
   return 0;
@@ -580,16 +701,17 @@ fail:
   return rc ? rc : ERR_SQLITE;
 }
 
-/* A new WAL header under our pin is a genuine restart (see engine.h); check
- * that it continues the previous one: same format, and checkpoint sequence
- * and salt-1 advanced by the same amount (one per restart, several when the
- * WAL was restarted again while empty). */
+/* A new WAL header under our pin is a genuine restart (see engine.h): the
+ * previous lifetime is complete in the shadow WAL, whatever the new salts.
+ * Only the format must carry over.  The checkpoint sequence number and
+ * salt-1 say nothing more: SQLite keeps the sequence number per connection
+ * (a connection that never restarted the WAL before writes 1, whatever the
+ * WAL held), and a connection that had not restarted one writes random
+ * salts into a WAL left empty by a TRUNCATE checkpoint.  Short-lived
+ * connections (the sqlite3 CLI, a PHP request, a cron job) do both. */
 static int is_successor(const struct wal_header *old,
                         const struct wal_header *h) {
-  uint32_t dseq = h->ckpt_seq - old->ckpt_seq;
-  uint32_t dsalt = h->salt1 - old->salt1;
-  return h->magic == old->magic && h->page_size == old->page_size &&
-         dseq == dsalt && dseq >= 1 && dseq <= (1u << 20);
+  return h->magic == old->magic && h->page_size == old->page_size;
 }
 
 static int pin_advance(struct engine *e);
@@ -629,7 +751,8 @@ int engine_sync(struct engine *e, int *new_gen) {
   if (e->pin_gap || !is_successor(&e->hdr, &h)) {
     rc = engine_new_generation(e, e->pin_gap
                                       ? "wal restarted while not pinned"
-                                      : "wal header changed unexpectedly");
+                                      : "wal format changed (page size or "
+                                        "checksum byte order)");
     e->pin_gap = 0;
     *new_gen = !rc;
     goto out;
@@ -779,7 +902,56 @@ static int pin_advance(struct engine *e) {
   return 0;
 }
 
-int engine_checkpoint(struct engine *e) {
+/* A PASSIVE checkpoint on conn[i] (res: busy, WAL frames, checkpointed).
+ * While we checkpoint, our hold on the checkpoint lock is released, and an
+ * application's autocheckpoint may be running (it backfills no further
+ * than our pin either): wait for it a little rather than fail. */
+static int passive_checkpoint(struct engine *e, int i, int64_t res[3]) {
+  int64_t deadline = time_mono_ns() + 20 * NS_PER_MS;
+  for (;;) {
+    res[0] = res[1] = res[2] = 0;
+    int rc =
+        sql_row(e, e->conn[i], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL, 0);
+    if (rc || res[0] == 0 || time_mono_ns() > deadline)
+      return rc;
+    usleep(200);
+  }
+}
+
+/* Checkpoints without the write lock, so that no application commit can
+ * ever fail or wait because of us (an application without a busy timeout
+ * gets "database is locked" the moment it finds the write lock taken).  The
+ * pin moves to the end of the WAL (everything copied and fsynced), a
+ * PASSIVE checkpoint copies up to it; if that covered the whole WAL (no
+ * commit came in meanwhile), a pin begun now sits on read-mark 0 and the
+ * application's next commit restarts the WAL.  Returns 0 when it did,
+ * ERR_BUSY when commits kept coming in between. */
+static int checkpoint_quiet(struct engine *e, int rounds) {
+  for (int round = 0; round < rounds; round++) {
+    int rc = pin_advance(e);
+    if (!rc)
+      rc = shadow_fsync(e);
+    if (rc)
+      return rc;
+    uint32_t index = e->index;
+    int64_t size = e->shadow_size;
+    int64_t res[3];
+    if ((rc = passive_checkpoint(e, 1 - e->pin, res)))
+      return rc;
+    if (res[0] != 0 || res[1] != res[2])
+      continue; /* commits after the pin, or an application reader */
+    if ((rc = pin_advance(e)))
+      return rc;
+    if (e->index == index && e->shadow_size == size) {
+      e->ckpt_full_index = index + 1;
+      e->ckpt_full_size = size;
+      return 0;
+    }
+  }
+  return ERR_BUSY;
+}
+
+int engine_checkpoint(struct engine *e, int idle) {
   int64_t t0 = time_mono_ns();
   ckpt_lock(e, 0);
   e->checkpointing = 1; /* our own checkpoints need the lock free */
@@ -794,25 +966,26 @@ int engine_checkpoint(struct engine *e) {
     rc = 0;
     goto out;
   }
-  /* Checkpoint the bulk without the write lock, so writers keep going:
-   * move the pin to the end, checkpoint up to it, flush; repeat while the
-   * writer added a lot meanwhile.  Under the write lock only the tail is
-   * left, with little to write or fsync. */
-  for (int round = 0; round < 4 && frames_before > PRECHECKPOINT_FRAMES &&
-                      time_mono_ns() - t0 < 250 * NS_PER_MS;
-       round++) {
-    if ((rc = pin_advance(e)))
-      goto out;
-    res[1] = res[2] = 0;
-    sql_row(e, e->conn[1 - e->pin], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL,
-            0);
-    fdatasync(e->wal_fd);
-    fdatasync(e->db_fd);
-    if ((rc = shadow_fsync(e)))
-      goto out;
-    if (res[1] - res[2] <= PRECHECKPOINT_FRAMES)
-      break;
+  rc = checkpoint_quiet(e, idle ? 2 : 3);
+  if (rc == 0) {
+    e->ckpt_busy = 0;
+    e->lock_held_ns = 0;
+    shrink_wal(e, 1 - e->pin);
+    log_debug(e->name, NULL,
+              "checkpoint: %lld frames without the write lock, %.1fms",
+              (long long)frames_before, (time_mono_ns() - t0) / 1e6);
+    goto out;
   }
+  if (rc != ERR_BUSY)
+    goto out;
+  /* Commits kept coming in between.  An idle checkpoint tries again at the
+   * next quiet moment; a growing WAL is checkpointed under the write lock
+   * once a quiet attempt failed 250ms earlier too (a continuous writer,
+   * which also needs a busy timeout for its own connections), or at once
+   * past max-checkpoint-page-count. */
+  if (idle || (++e->ckpt_busy < CKPT_QUIET_TRIES &&
+               !(e->max_ckpt_pages > 0 && frames_before >= e->max_ckpt_pages)))
+    goto out;
   if ((rc = shadow_fsync(e)))
     goto out;
   int64_t t_lock = time_mono_ns();
@@ -847,7 +1020,7 @@ int engine_checkpoint(struct engine *e) {
   int old = e->pin;
   pin_end(e, old);
   e->pin = f; /* f's read transaction is the pin now */
-  rc = sql_row(e, e->conn[old], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL, 0);
+  rc = passive_checkpoint(e, old, res);
   if (!rc && res[0] == 0 && res[1] == res[2]) {
     e->ckpt_full_index = e->index + 1;
     e->ckpt_full_size = e->shadow_size;
@@ -971,19 +1144,116 @@ int engine_validation_copy(struct engine *e, const char *out_path,
   return rc;
 }
 
+/* Whether another process has the database open: every SQLite connection
+ * holds a shared lock on the -shm's "DMS" byte (unix VFS: byte 128).
+ * F_GETLK never reports our own process's POSIX locks. */
+#define SHM_DMS_BYTE 128
+static int others_have_db_open(const struct engine *e) {
+  struct flock fl;
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = SHM_DMS_BYTE;
+  fl.l_len = 1;
+  if (e->shm_fd < 0 || fcntl(e->shm_fd, F_GETLK, &fl))
+    return 1;
+  return fl.l_type != F_UNLCK;
+}
+
+/* The clean-stop record (shadow.h).  Our pin sits on read-mark 0 of a fully
+ * checkpointed WAL (ckpt_is_full), so nothing can write the database file
+ * until we close.  If ours are the last connections, the next one to open
+ * would recover the WAL and checkpoint its frames into the database file
+ * again (same pages, new mtime): truncate the WAL first (nothing to
+ * backfill, so the database file is not touched).  Then wait until the
+ * clock has passed the file's times, so that any later write changes
+ * them. */
+static void write_stop_record(struct engine *e) {
+  struct stat sb;
+  if (fstat(e->db_fd, &sb) || sb.st_mtim.tv_nsec == 0)
+    return; /* whole-second timestamps prove nothing */
+  if (!others_have_db_open(e)) {
+    ckpt_lock(e, 0);
+    e->checkpointing = 1;
+    t_busy.deadline_ns = time_mono_ns() + 20 * NS_PER_MS;
+    sqlite3_exec(e->conn[1 - e->pin], "PRAGMA wal_checkpoint(TRUNCATE)", NULL,
+                 NULL, NULL);
+    e->checkpointing = 0;
+    ckpt_lock(e, 1);
+    struct stat sb2;
+    if (fstat(e->db_fd, &sb2) || ts_ns(&sb2.st_mtim) != ts_ns(&sb.st_mtim) ||
+        sb2.st_size != sb.st_size)
+      return;
+  }
+  int64_t t = MAX(ts_ns(&sb.st_mtim), ts_ns(&sb.st_ctim));
+  int64_t deadline = time_mono_ns() + 100 * NS_PER_MS;
+  for (;;) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    if (ts_ns(&now) > t)
+      break;
+    if (time_mono_ns() > deadline)
+      return;
+    usleep(1000);
+  }
+  struct shadow_stop r;
+  memcpy(r.gen, e->gen, sizeof(r.gen));
+  r.index = e->index;
+  r.size = e->shadow_size;
+  r.dev = (uint64_t)sb.st_dev;
+  r.ino = (uint64_t)sb.st_ino;
+  r.db_size = sb.st_size;
+  r.mtime_ns = ts_ns(&sb.st_mtim);
+  r.ctime_ns = ts_ns(&sb.st_ctim);
+  int rc = shadow_write_stop(e->meta, &r);
+  if (rc)
+    log_warn(e->name, NULL, "write %s/%s: %s", e->meta, SHADOW_STOP_FILE,
+             strerror(-rc));
+}
+
 int engine_close(struct engine *e) {
   int rc = 0;
   if (e->opened) {
     int ng = 0;
     rc = engine_sync(e, &ng);
+    int full = 0;
+    if (!rc && !ng && e->pin >= 0) {
+      /* Checkpoint everything (without the write lock: stopping must not
+       * fail an application's commit), so that the WAL may restart, be
+       * truncated or deleted while we are gone without losing anything. */
+      ckpt_lock(e, 0);
+      e->checkpointing = 1;
+      full = ckpt_is_full(e) || checkpoint_quiet(e, 3) == 0;
+      e->checkpointing = 0;
+      ckpt_lock(e, 1);
+      full = full && ckpt_is_full(e);
+    }
     int r2 = shadow_fsync(e);
     if (!rc)
       rc = r2;
     if (!rc)
       resync_save(e);
+    if (!rc && full)
+      write_stop_record(e);
   }
   close_all(e);
   return rc;
+}
+
+int engine_replaced(struct engine *e) {
+  struct stat sb;
+  if (!e->opened)
+    return 0;
+  int gone = stat(e->db_path, &sb) != 0;
+  if (!gone && (uint64_t)sb.st_dev == e->db_dev &&
+      (uint64_t)sb.st_ino == e->db_ino)
+    return 0;
+  snprintf(e->next_reason, sizeof(e->next_reason), "database file %s",
+           gone ? "deleted" : "replaced");
+  snprintf(e->reason, sizeof(e->reason), "%s", e->next_reason);
+  shadow_fsync(e);
+  close_all(e);
+  return 1;
 }
 
 void engine_destroy(struct engine *e) {

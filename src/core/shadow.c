@@ -215,3 +215,49 @@ out:
   close(fd);
   return rc;
 }
+
+int shadow_write_stop(const char *meta, const struct shadow_stop *st) {
+  char line[256];
+  int n = snprintf(line, sizeof(line),
+                   "v1 %s %u %lld %llu %llu %lld %lld %lld\n", st->gen,
+                   st->index, (long long)st->size, (unsigned long long)st->dev,
+                   (unsigned long long)st->ino, (long long)st->db_size,
+                   (long long)st->mtime_ns, (long long)st->ctime_ns);
+  char *path = path_join(meta, SHADOW_STOP_FILE);
+  int rc = file_write_atomic(path, line, (size_t)n, 0600);
+  free(path);
+  return rc;
+}
+
+int shadow_take_stop(const char *meta, struct shadow_stop *out) {
+  char *path = path_join(meta, SHADOW_STOP_FILE);
+  struct buf b;
+  int rc = file_read_all(path, 512, &b);
+  if (rc) {
+    free(path);
+    return ERR_NOT_FOUND;
+  }
+  unlink(path);
+  free(path);
+  buf_append(&b, "", 1); /* NUL */
+  struct shadow_stop st;
+  char gen[64];
+  unsigned long long dev, ino;
+  long long size, db_size, mt, ct;
+  rc = ERR_NOT_FOUND;
+  if (sscanf((const char *)b.data, "v1 %63s %u %lld %llu %llu %lld %lld %lld",
+             gen, &st.index, &size, &dev, &ino, &db_size, &mt, &ct) == 8 &&
+      strlen(gen) == GEN_LEN && gen_is_valid(gen)) {
+    memcpy(st.gen, gen, GEN_LEN + 1);
+    st.size = size;
+    st.dev = dev;
+    st.ino = ino;
+    st.db_size = db_size;
+    st.mtime_ns = mt;
+    st.ctime_ns = ct;
+    *out = st;
+    rc = 0;
+  }
+  buf_destroy(&b);
+  return rc;
+}

@@ -120,7 +120,7 @@ TEST(engine_copies_every_commit_across_restarts) {
     CHECK_INT(engine_sync(&e, &ng), 0);
     CHECK_INT(ng, 0);
     if (engine_should_checkpoint(&e, time_mono_ns(), 0)) {
-      int rc = engine_checkpoint(&e);
+      int rc = engine_checkpoint(&e, 0);
       CHECK(rc == 0 || rc == ERR_BUSY);
       ckpts += rc == 0;
     }
@@ -147,7 +147,10 @@ TEST(engine_copies_every_commit_across_restarts) {
   engine_init_struct(&e, &cfg);
   CHECK_INT(engine_open(&e), 0);
   CHECK_STR(e.gen, gen);
-  CHECK_INT(e.index, idx);
+  /* Same index, or the next one when the clean stop truncated the WAL (the
+   * writer here is in our own process, so it does not count as another
+   * process holding the database open). */
+  CHECK(e.index == idx || e.index == idx + 1);
   engine_close(&e);
   engine_destroy(&e);
   sqlite3_close(w);
