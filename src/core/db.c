@@ -109,7 +109,7 @@ struct db_job {
   uint32_t page_size;
   struct engine_stats stats;
   char err[512];    /* the engine's message of the failure */
-  char reason[128]; /* why the new generation was started */
+  char reason[256]; /* why the new generation was started */
 };
 
 static int work_close(struct db_job *j) {
@@ -235,7 +235,7 @@ static void job_work(void *arg) {
   j->page_size = e->page_size;
   j->stats = e->stats;
   memcpy(j->err, e->err, sizeof(j->err));
-  memcpy(j->reason, e->reason, sizeof(j->reason));
+  snprintf(j->reason, sizeof(j->reason), "%s", e->reason);
 }
 
 static void publish(struct db *db, const struct db_job *j) {
