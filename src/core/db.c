@@ -16,6 +16,7 @@
 #include "backends/backend.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "core/codec.h"
 #include "core/replica.h"
 #include "core/shadow.h"
 #include "base/util.h"
@@ -587,7 +588,12 @@ void db_start(struct db *db) {
   log_info(db->name, NULL, "initialized db");
   for (size_t i = 0; i < db->n_replicas; i++) {
     struct replica *r = db->replicas[i];
-    log_info(db->name, r->name, "replicating to %s", r->b->desc);
+    log_info(db->name, r->name, "replicating to %s%s", r->b->desc,
+             codec_encrypts(r->b) ? " (age-encrypted)" : "");
+    if (!codec_encrypts(r->b) && r->b->age.n_identities)
+      log_warn(db->name, r->name,
+               "age identities but no recipients: new objects are uploaded "
+               "unencrypted");
   }
   db_kick(db, DBJ_SYNC);
 }

@@ -78,4 +78,19 @@ int shadow_write_stop(const char *meta, const struct shadow_stop *st);
  * cannot be parsed). */
 int shadow_take_stop(const char *meta, struct shadow_stop *out);
 
+/* The shadow WAL writer.  These take the engine (engine.h) of the running
+ * job and write its shadow file: e->shadow_fd, e->shadow_size and the
+ * checksum chain at it (s0, s1, last_frame_hdr) advance only here, and only
+ * to a commit boundary.  Errors go to e->err. */
+struct engine;
+/* Appends committed frames from the real WAL, starting at shadow_size,
+ * checking salts and the checksum chain. */
+int shadow_copy_frames(struct engine *e);
+/* Opens shadow file e->index of e->gen (creating it when create). */
+int shadow_open_current(struct engine *e, int create);
+/* Starts shadow file e->index with the header in e->hdr_raw. */
+int shadow_start_index(struct engine *e);
+/* fdatasync of the shadow file if anything was appended since. */
+int shadow_fsync(struct engine *e);
+
 #endif
