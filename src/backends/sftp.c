@@ -163,9 +163,8 @@ struct sftp_priv {
   struct loop_timer *watchdog; /* no progress: connection lost */
   struct addrinfo *ai;         /* resolved addresses */
   struct addrinfo *ai_next;    /* the next one to try */
-  int resolve_rc;
-  int resolving; /* a pool job holds this struct */
-  int closed;    /* close() ran while resolving: free on done */
+  int resolving;               /* a pool job holds this struct */
+  int closed;                  /* close() ran while resolving: free on done */
   int backoff_ms;
   int driving, redrive;
   char *auth_methods;
@@ -223,8 +222,9 @@ static void sop_fail(struct sftp_priv *s, struct sop *o, int code,
                      : o->key ? o->key
                               : "";
   o->status = code ? code : -EIO;
-  snprintf(o->err, sizeof(o->err), "sftp: %s %s/%s: %s", op_name(o->kind),
-           s->b->desc, what, cause);
+  const char *d = s->b->desc;
+  snprintf(o->err, sizeof(o->err), "sftp: %s %s%s%s: %s", op_name(o->kind), d,
+           *d && d[strlen(d) - 1] == '/' ? "" : "/", what, cause);
 }
 
 /* Removes the head operation and calls its callback. */
@@ -386,6 +386,7 @@ enum {
   P_FSYNC,
   P_CLOSE,
   P_RENAME,
+  P_STAT_OLD,
   P_UNLINK_OLD,
   P_FAIL_CLOSE,
   P_FAIL_STATVFS,
@@ -526,9 +527,10 @@ static int put_step(struct sftp_priv *s, struct sop *o) {
       return rc;
     if (fx && !o->overwrite &&
         (fx == LIBSSH2_FX_FAILURE || fx == LIBSSH2_FX_FILE_ALREADY_EXISTS)) {
-      /* OpenSSH (SFTP v3) will not rename over a file: remove it. */
+      /* OpenSSH (SFTP v3) will not rename over a file: if that is why,
+       * remove the old file and rename again. */
       o->overwrite = 1;
-      o->phase = P_UNLINK_OLD;
+      o->phase = P_STAT_OLD;
       return STEP_NEXT;
     }
     if (fx) {
@@ -536,6 +538,19 @@ static int put_step(struct sftp_priv *s, struct sop *o) {
       return STEP_NEXT;
     }
     return STEP_DONE;
+  case P_STAT_OLD: {
+    LIBSSH2_SFTP_ATTRIBUTES a;
+    rc = libssh2_sftp_stat_ex(s->sftp, o->path, (unsigned)strlen(o->path),
+                              LIBSSH2_SFTP_LSTAT, &a);
+    if (rc < 0 && (rc = sftp_rc(s, rc, &fx)) < 0)
+      return rc;
+    if (fx) { /* no old file: the rename failed for another reason */
+      put_failing(o, -EIO, "rename failed", LIBSSH2_FX_FAILURE);
+      return STEP_NEXT;
+    }
+    o->phase = P_UNLINK_OLD;
+    return STEP_NEXT;
+  }
   case P_UNLINK_OLD:
     rc = libssh2_sftp_unlink_ex(s->sftp, o->path, (unsigned)strlen(o->path));
     if (rc < 0 && (rc = sftp_rc(s, rc, &fx)) < 0)

@@ -102,6 +102,22 @@ done
 [ $pw_ok = 1 ] && [ "$(stat -c %U "$T/remote-pw/app/generations")" = "$SSHD_PASSWORD_USER" ] &&
   echo "password replica written as $SSHD_PASSWORD_USER"
 
+# An object written again under the same name (a snapshot retaken at the
+# same index) replaces the old one: OpenSSH will not rename over a file,
+# so the backend removes it first.
+OBJ=$BUILDDIR/core_sftpobj
+head -c 300000 /dev/urandom >"$T/o1"
+head -c 200000 /dev/urandom >"$T/o2"
+"$OBJ" "sftp://root@$H$KR/obj" "$SSHD_KEY" "$SSHD_KNOWN_HOSTS" put x/o "$T/o1" >/dev/null ||
+  fail "core_sftpobj put failed"
+"$OBJ" "sftp://root@$H$KR/obj" "$SSHD_KEY" "$SSHD_KNOWN_HOSTS" put x/o "$T/o2" >/dev/null ||
+  fail "a put over an existing object failed"
+cmp -s "$T/o2" "$KR/obj/x/o" || fail "the second put did not replace the object"
+"$OBJ" "sftp://root@$H$KR/obj" "$SSHD_KEY" "$SSHD_KNOWN_HOSTS" get x/o "$T/o3" >/dev/null ||
+  fail "core_sftpobj get failed"
+cmp -s "$T/o2" "$T/o3" || fail "get returned other bytes"
+[ -z "$(find "$KR/obj" -name '*.tmp')" ] || fail "overwrite left a temporary file"
+
 # A second generation (the meta directory is gone): two listed, the
 # restore takes the newer one and holds every row.
 rm -rf "$T/.app.db-litestream"
