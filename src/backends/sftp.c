@@ -72,6 +72,7 @@
 #define CHUNK (4u << 20) /* bytes per sftp_write/sftp_read call */
 #define CONNECT_TIMEOUT_MS 10000
 #define IO_TIMEOUT_MS 30000 /* no progress for this long: connection lost */
+#define IDLE_RECONNECT_MS (5 * 60 * 1000) /* idle longer: connect anew */
 #define MAX_ATTEMPTS 5
 #define BACKOFF_BASE_MS 250
 #define BACKOFF_MAX_MS 4000
@@ -118,6 +119,7 @@ struct sop {
   backend_cb cb;
   void *arg;
   int attempts;
+  int started; /* op_step ran at least once */
 
   /* progress of the current attempt */
   int phase;
@@ -167,6 +169,7 @@ struct sftp_priv {
   int closed;                  /* close() ran while resolving: free on done */
   int backoff_ms;
   int driving, redrive;
+  uint64_t idle_since_ms; /* when the last operation ended */
   char *auth_methods;
   char *hostkey_types; /* asked for in the handshake, from hostkeys */
   char conn_err[512];  /* why the last connection attempt failed */
@@ -1517,6 +1520,7 @@ static int conn_step(struct sftp_priv *s) {
     }
     s->st = C_READY;
     s->backoff_ms = 0;
+    s->idle_since_ms = loop_now_ms();
     log_debug(NULL, s->b->name, "sftp: connected to %s as %s", s->hostport,
               s->user);
     return STEP_NEXT;
@@ -1569,6 +1573,16 @@ static void drive(struct sftp_priv *s) {
       loop_timer_stop(s->watchdog);
       break;
     }
+    if (!o->started && loop_now_ms() - s->idle_since_ms > IDLE_RECONNECT_MS) {
+      /* Idle for long: NATs and firewalls may have dropped the connection
+       * without a word, which only the watchdog would notice.  Start
+       * afresh instead. */
+      log_debug(NULL, s->b->name, "sftp: reconnecting to %s after idling",
+                s->hostport);
+      conn_teardown(s);
+      continue;
+    }
+    o->started = 1;
     rc = op_step(s, o);
     if (rc == LIBSSH2_ERROR_EAGAIN)
       rc = STEP_AGAIN;
@@ -1580,6 +1594,7 @@ static void drive(struct sftp_priv *s) {
     }
     if (rc == STEP_DONE) {
       s->backoff_ms = 0;
+      s->idle_since_ms = loop_now_ms();
       sop_finish(s, o);
       continue;
     }
