@@ -16,6 +16,7 @@
 #include "backends/backend.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "core/codec.h"
 #include "core/replica.h"
 #include "core/shadow.h"
 #include "base/util.h"
@@ -95,6 +96,7 @@ struct db_job {
   int rc;
   int new_gen;              /* a new generation was started */
   int grew;                 /* the shadow (or its position) changed */
+  int ckpt_busy;            /* its checkpoint found commits coming in */
   struct db_snapshot *snap; /* owned, for the snapshot waiters */
   char *val_path;           /* owned: the validation copy, or NULL */
   int val_rc;
@@ -117,6 +119,8 @@ static int work_close(struct db_job *j) {
 
 static int work_open(struct db_job *j) {
   struct engine *e = j->eng;
+  if (e->opened && engine_replaced(e))
+    log_info(e->name, NULL, "%s: reopening", e->reason);
   if (e->opened)
     return 0;
   int rc = engine_open(e);
@@ -147,7 +151,8 @@ static int work_checkpoint(struct db_job *j) {
   if (j->todo & DBJ_SNAPSHOT ||
       !engine_should_checkpoint(e, now, (j->todo & DBJ_CHECKPOINT) != 0))
     return 0;
-  int crc = engine_checkpoint(e);
+  int crc = engine_checkpoint(e, (j->todo & DBJ_CHECKPOINT) != 0);
+  j->ckpt_busy = crc == ERR_BUSY;
   if (crc && crc != ERR_BUSY)
     log_warn(e->name, NULL, "checkpoint failed: %s", e->err);
   if (!e->opened || e->pin < 0)
@@ -345,10 +350,14 @@ static void done_close(struct db *db, struct db_job *j) {
     db->close_cb(db->close_arg);
 }
 
+/* No database file (yet): nothing to copy, nothing pending.  While closing,
+ * that is a finished final sync. */
 static void done_waiting(struct db *db, struct db_job *j) {
-  if (db->state != DB_WAITING)
-    log_info(db->name, NULL, "waiting for database file to be created");
-  db_set_state(db, DB_WAITING);
+  if (db->state != DB_CLOSING) {
+    if (db->state != DB_WAITING)
+      log_info(db->name, NULL, "waiting for database file to be created");
+    db_set_state(db, DB_WAITING);
+  }
   if (j->todo & DBJ_SNAPSHOT)
     fail_snapshot_waiters(db, ERR_NO_GENERATION);
 }
@@ -383,17 +392,22 @@ static void done_ok(struct db *db, struct db_job *j) {
   if (j->new_gen)
     log_info(db->name, NULL, "sync: new generation: generation=%s reason=%s",
              db->gen, j->reason);
-  if (j->grew) {
-    db->last_change_ns = time_now_ns();
+  if (j->grew || (j->todo & DBJ_CHECKPOINT && j->ckpt_busy)) {
+    if (j->grew)
+      db->last_change_ns = time_now_ns();
     /* Checkpoint a database once it goes quiet (after at most 1s, or
      * checkpoint-interval if shorter): the WAL is then fully
      * checkpointed, the next commit restarts it, and an application's
      * own wal_checkpoint(TRUNCATE) at a quiet time succeeds at once.
-     * One wakeup per quiet period, none while idle. */
+     * One wakeup per quiet period (again, backing off, if a commit came
+     * in the middle of it), none while idle. */
     if (db->cfg->checkpoint_interval > 0 && db->state != DB_CLOSING) {
       if (!db->idle_timer)
         db->idle_timer = loop_timer_new(on_idle, db);
       int64_t quiet = MIN(db->cfg->checkpoint_interval, NS_PER_SEC);
+      /* A long application read keeps every checkpoint from completing. */
+      db->idle_retries = j->grew ? 0 : MIN(db->idle_retries + 1, 5);
+      quiet <<= db->idle_retries;
       loop_timer_start(db->idle_timer, (uint64_t)(quiet / NS_PER_MS));
     }
   }
@@ -573,7 +587,12 @@ void db_start(struct db *db) {
   log_info(db->name, NULL, "initialized db");
   for (size_t i = 0; i < db->n_replicas; i++) {
     struct replica *r = db->replicas[i];
-    log_info(db->name, r->name, "replicating to %s", r->b->desc);
+    log_info(db->name, r->name, "replicating to %s%s", r->b->desc,
+             codec_encrypts(r->b) ? " (age-encrypted)" : "");
+    if (!codec_encrypts(r->b) && r->b->age.n_identities)
+      log_warn(db->name, r->name,
+               "age identities but no recipients: new objects are uploaded "
+               "unencrypted");
   }
   db_kick(db, DBJ_SYNC);
 }

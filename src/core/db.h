@@ -97,6 +97,7 @@ struct db {
   /* internal (loop thread only) */
   struct db_job *job; /* the running job, NULL if none: one per database */
   unsigned pending;   /* DBJ_* for the next job */
+  int idle_retries;   /* idle checkpoints retried since the last change */
   uint32_t prune_below;
   struct watch_sub *watch;
   struct loop_timer *retry_timer;

@@ -72,6 +72,10 @@ TEST(host_forms) {
 TEST(refusals) {
   CHECK(open_url("sftp://bob@h/b", NULL, NULL) == NULL);
   CHECK_STR(g_err, "replica sftp: sftp replica needs a password or a key-path");
+  CHECK(open_url("sftp://bob:pw@h:0/b", NULL, NULL) == NULL);
+  /* The URL parser refuses the port, and never echoes the password. */
+  CHECK_STR(g_err, "invalid replica URL \"sftp://bob:xxxxx@h:0/b\": port 0 "
+                   "out of range (1-65535)");
   /* `host: h:0` as a key (the URL parser refuses such a port itself). */
   g_host = "h:0";
   CHECK(open_url("sftp://bob:pw@h/b", NULL, NULL) == NULL);
