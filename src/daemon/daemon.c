@@ -304,7 +304,7 @@ static void on_hup(void *arg, int signum) {
     nc->logging.level = LOG_DEBUG;
   log_setup(&nc->logging);
   int *kept = xcalloc(nc->n_dbs + 1, sizeof(int));
-  size_t n_keep = 0;
+  size_t n_keep = 0, n_changed = 0, n_removed = 0;
   struct db **keep = xcalloc(g_d.n_dbs + 1, sizeof(struct db *));
   for (size_t i = 0; i < g_d.n_dbs; i++) {
     struct db *db = g_d.dbs[i];
@@ -327,6 +327,10 @@ static void on_hup(void *arg, int signum) {
     log_info(db->name, NULL,
              nd ? "configuration changed: restarting replication"
                 : "no longer in the configuration: stopping");
+    if (nd)
+      n_changed++;
+    else
+      n_removed++;
     g_d.closing =
         xrealloc(g_d.closing, (g_d.n_closing + 1) * sizeof(struct db *));
     g_d.closing[g_d.n_closing++] = db;
@@ -369,9 +373,15 @@ static void on_hup(void *arg, int signum) {
   *old = g_d.cfg;
   g_d.old_cfgs = xrealloc(g_d.old_cfgs, (g_d.n_old_cfgs + 1) * sizeof(*old));
   g_d.old_cfgs[g_d.n_old_cfgs++] = old;
+  size_t n_total = nc->n_dbs;
   g_d.cfg = *nc;
   free(nc);
-  log_info(NULL, NULL, "configuration reloaded: %zu databases", g_d.n_dbs);
+  /* Counted from the new configuration: a database being restarted is
+   * not in g_d.dbs until its old replication has closed. */
+  log_info(NULL, NULL,
+           "configuration reloaded: %zu databases (%zu unchanged, %zu "
+           "restarted, %zu added, %zu removed)",
+           n_total, n_keep, n_changed, n_total - n_keep - n_changed, n_removed);
 }
 
 static int start_exec(const char *cmdline) {
