@@ -228,6 +228,25 @@ static char *replica_where(const struct replica_config *r,
   return xstrdup(r->path ? r->path : "-");
 }
 
+/* The host keys an sftp replica trusts: without them every connection is
+ * refused. */
+static void check_host_keys(struct check *c, const struct replica_config *r) {
+  char *file;
+  if (r->host_key_path && *r->host_key_path) {
+    file = path_abs(r->host_key_path);
+  } else {
+    const char *home = getenv("HOME");
+    file = path_join(home && *home ? home : "/", ".ssh/known_hosts");
+  }
+  printf("  host keys: %s\n", file);
+  if (access(file, R_OK))
+    report(c, 0, r->line, r->host_key_path ? "host-key-path" : "url",
+           "host keys file %s: %s: connections to %s will be refused until "
+           "it holds the server's key",
+           file, strerror(errno), r->host);
+  free(file);
+}
+
 static void check_replica(struct check *c, const struct replica_config *r) {
   const char *type = r->type ? r->type : "file";
   const char *name = r->name ? r->name : type;
@@ -243,6 +262,11 @@ static void check_replica(struct check *c, const struct replica_config *r) {
   }
   if (r->region && *r->region)
     printf(" region=%s", r->region);
+  if (!strcmp(type, "sftp"))
+    printf(" auth=%s%s%s", r->key_path && *r->key_path ? "key" : "",
+           r->key_path && *r->key_path && r->password && *r->password ? "+"
+                                                                      : "",
+           r->password && *r->password ? "password" : "");
   printf("\n");
   if (!b) {
     report(c, 1, r->line, r->url ? "url" : "type", "%s", err);
@@ -250,6 +274,8 @@ static void check_replica(struct check *c, const struct replica_config *r) {
   }
   if (!strcmp(type, "file") && r->path)
     check_dir(c, r->line, r->url ? "url" : "path", "file replica", r->path);
+  if (!strcmp(type, "sftp"))
+    check_host_keys(c, r);
   backend_close(b);
 }
 
