@@ -13,6 +13,15 @@ if [ ! -d tests/servers/node_modules ]; then
   (cd tests/servers && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The container image (tests/e2e/image.sh) is built from the apt mirror,
+# which the tests' network namespace cannot reach: build it here, when its
+# inputs changed (the Debian base is made once), in build/image-cache.
+if [ -z "${SANITIZE_ONLY:-}" ]; then
+  SLUICE_IMAGE_CACHE=$ROOT/build/image-cache
+  export SLUICE_IMAGE_CACHE
+  tests/e2e/image.sh --prepare
+fi
+
 run_suite() { # builddir cmake-args...
   dir=$1; shift
   cmake -S . -B "$dir" "$@" >/dev/null
