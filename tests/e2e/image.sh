@@ -211,9 +211,16 @@ prepare() {
     tail -n 20 "$CACHE/build.log"
     return 1
   fi
-  # vfs copies every layer whole: drop the untagged ones (the next build
-  # then runs apt-get again).  Overlay's layers are diffs: kept as cache.
-  [ "$DRIVER" = vfs ] && B rmi --prune >/dev/null 2>&1
+  # Drop the layers of earlier builds.  With overlay (layers are diffs) the
+  # build stage is tagged first, so that its layers stay as the next build's
+  # cache (a source change then skips apt-get); vfs copies every layer
+  # whole, so there they go too.
+  if [ "$DRIVER" = overlay ]; then
+    (cd "$SRCDIR" && B bud --isolation chroot --network host --pull=never --layers \
+      --target build -f deploy/docker/Dockerfile -t localhost/sluice-build:cache .) \
+      >>"$CACHE/build.log" 2>&1
+  fi
+  B rmi --prune >/dev/null 2>&1
   echo "$key" >"$CACHE/image.key"
   echo "ok" >"$CACHE/status"
   log "built in $((SECONDS - start)) s ($DRIVER): $(B images --format '{{.Size}}' "$TAG")"
