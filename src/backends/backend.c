@@ -32,17 +32,32 @@ const struct backend_ops *backend_find(const char *type) {
   return NULL;
 }
 
+/* The replica's age section: each string is parsed like a key file
+ * (Litestream calls age.ParseRecipients/ParseIdentities once per string).
+ * Messages name the replica, the key and the line, never the key. */
+static int open_age(struct backend *b, const struct replica_config *cfg,
+                    char *err, size_t errlen) {
+  char why[256];
+  for (size_t i = 0; i < cfg->n_age_recipients; i++)
+    if (age_keys_add_recipients(&b->age, cfg->age_recipients[i], why,
+                                sizeof(why))) {
+      snprintf(err, errlen, "replica %s: age.recipients[%zu]: %s", b->name, i,
+               why);
+      return ERR_AGE_KEY;
+    }
+  for (size_t i = 0; i < cfg->n_age_identities; i++)
+    if (age_keys_add_identities(&b->age, cfg->age_identities[i], why,
+                                sizeof(why))) {
+      snprintf(err, errlen, "replica %s: age.identities[%zu]: %s", b->name, i,
+               why);
+      return ERR_AGE_KEY;
+    }
+  return 0;
+}
+
 struct backend *backend_open(const struct replica_config *cfg, char *err,
                              size_t errlen) {
   const char *type = cfg->type ? cfg->type : "file";
-  if (cfg->n_age_recipients || cfg->n_age_identities) {
-    /* Refuse rather than upload plaintext the operator asked to encrypt. */
-    snprintf(err, errlen,
-             "replica %s: age encryption is not supported by sluice yet "
-             "(remove the age section to replicate unencrypted)",
-             cfg->name ? cfg->name : type);
-    return NULL;
-  }
   const struct backend_ops *ops = backend_find(type);
   if (!ops) {
     snprintf(err, errlen,
@@ -58,8 +73,11 @@ struct backend *backend_open(const struct replica_config *cfg, char *err,
   b->pool.max_inflight = 8;
   if (ops->priv_size)
     b->priv = xcalloc(1, ops->priv_size);
-  int rc = ops->open(b, cfg, err, errlen);
+  int rc = open_age(b, cfg, err, errlen);
+  if (!rc)
+    rc = ops->open(b, cfg, err, errlen);
   if (rc) {
+    age_keys_destroy(&b->age);
     free(b->priv);
     free(b->name);
     free(b->desc);
@@ -76,6 +94,7 @@ void backend_close(struct backend *b) {
     return;
   if (b->ops->close)
     b->ops->close(b);
+  age_keys_destroy(&b->age);
   free(b->priv);
   free(b->name);
   free(b->desc);

@@ -21,6 +21,7 @@
 
 #include "config/config.h"
 #include "base/util.h"
+#include "format/age.h"
 #include "loop/http.h"
 
 enum backend_cap {
@@ -127,6 +128,10 @@ struct backend {
   int64_t op_bytes[BOP__COUNT];
   int64_t op_errors;
   void *priv; /* ops->priv_size bytes, zeroed, owned by the core */
+  /* The config's age section, parsed (empty without one): objects are
+   * encrypted for its recipients and read with its identities by
+   * core/codec.c.  Read-only once open, so pool jobs may use it. */
+  struct age_keys age;
 };
 
 /* The registry: NULL-terminated. */

@@ -73,6 +73,10 @@ static const char restore_usage[] =
     "\t    chooses what to restore within this time (e.g. 2m). Defaults\n"
     "\t    to 30s; 0 waits with the daemon's retries. Downloads are not\n"
     "\t    bounded by it.\n"
+    "\t-integrity MODE\n"
+    "\t    Check of the restored database: full (PRAGMA integrity_check),\n"
+    "\t    quick (PRAGMA quick_check), off, or auto: full up to 1 GiB,\n"
+    "\t    quick above.  Defaults to auto.\n"
     "\n"
     "Examples:\n"
     "\n"
@@ -101,6 +105,7 @@ struct restore_args {
   char *index;
   char *timestamp;
   long parallelism;
+  char *integrity;
   int if_db_not_exists;
   int if_replica_exists;
   int64_t timeout;
@@ -147,6 +152,14 @@ static int run(struct restore_args *a, const char *arg) {
   }
   if (o.has_index && o.has_timestamp)
     return cmd_fail("cannot specify index & timestamp to restore");
+  static const char *modes[] = {"auto", "full", "quick", "off"};
+  o.integrity = -1;
+  for (int m = 0; m < (int)ARRAY_SIZE(modes); m++)
+    if (!strcmp(a->integrity ? a->integrity : "auto", modes[m]))
+      o.integrity = m; /* enum restore_integrity, in this order */
+  if (o.integrity < 0)
+    return cmd_fail("invalid -integrity %s: must be auto, full, quick or off",
+                    a->integrity);
   o.generation = a->generation;
   o.parallelism = a->parallelism < 1 ? 1 : (int)MIN(a->parallelism, 1024);
 
@@ -210,6 +223,7 @@ int cmd_restore(int argc, char **argv) {
       {"index", FLAG_STRING, &a.index, 0},
       {"timestamp", FLAG_STRING, &a.timestamp, 0},
       {"parallelism", FLAG_INT, &a.parallelism, 0},
+      {"integrity", FLAG_STRING, &a.integrity, 0},
       {"if-db-not-exists", FLAG_BOOL, &a.if_db_not_exists, 0},
       {"if-replica-exists", FLAG_BOOL, &a.if_replica_exists, 0},
       {"timeout", FLAG_DURATION, &a.timeout, 0},

@@ -53,6 +53,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/resync.h"
 #include "format/names.h"
 #include "format/wal.h"
 
@@ -66,7 +67,16 @@ struct engine_stats {
   int64_t sync_count;
   int64_t sync_errors;
   int64_t sync_ns;
+  int64_t resyncs;      /* continuity lost, pages shipped (core/resync.h) */
+  int64_t resync_pages; /* pages shipped by resyncs */
+  int64_t resync_bytes; /* bytes of the resync WAL segments */
 };
+
+/* The pin (see above).  REGAINED: we were unpinned for a moment (a
+ * checkpoint or validation could not re-pin at once), so a WAL restart
+ * seen now may have discarded frames we never copied; it becomes HELD once
+ * a sync finds the same WAL lifetime still there. */
+enum engine_pin { PIN_NONE, PIN_HELD, PIN_REGAINED };
 
 struct engine {
   /* set by engine_init_struct; immutable afterwards */
@@ -100,18 +110,19 @@ struct engine {
   int64_t wal_size; /* real -wal size seen at the last sync */
   int64_t db_size;
   int64_t last_ckpt_ns;
-  int shadow_dirty;     /* appended since the last fsync */
-  int pin_gap;          /* we were unpinned for a moment: distrust restarts */
-  int advancing;        /* inside pin_advance */
-  int64_t lock_held_ns; /* write lock hold time of the last checkpoint */
-  int ckpt_busy;        /* quiet checkpoints failed in a row */
-  uint32_t ckpt_full_index; /* index+1 fully checkpointed, 0 if none */
-  int64_t ckpt_full_size;   /* ... at this shadow size */
+  int shadow_dirty;          /* appended since the last fsync */
+  enum engine_pin pin_state; /* set with pin (pin_set in engine.c) */
+  int64_t lock_held_ns;      /* write lock hold time of the last checkpoint */
+  int ckpt_busy;             /* quiet checkpoints failed in a row */
+  uint32_t ckpt_full_index;  /* index+1 fully checkpointed, 0 if none */
+  int64_t ckpt_full_size;    /* ... at this shadow size */
+
+  struct resync rs; /* the page map (core/resync.h) */
 
   struct engine_stats stats;
   uint64_t db_dev, db_ino; /* identity of the open database file */
   char next_reason[64];    /* set: the next open starts a new generation */
-  char reason[128];        /* why the last new generation was started */
+  char reason[256];        /* why the last new generation was started */
   char err[512];           /* message of the last failure */
 };
 
@@ -158,6 +169,9 @@ int engine_validation_copy(struct engine *e, const char *out_path,
 
 /* Holds or releases SQLite's checkpoint lock (see engine.c). */
 void engine_hold_checkpoints(struct engine *e, int hold);
+/* Takes the checkpoint lock, waiting up to ms for an application's
+ * checkpoint to end.  Returns 0 or ERR_BUSY. */
+int engine_wait_checkpoint_lock(struct engine *e, int ms);
 
 /* Whether the database path now names another file than the one open (or
  * none): then closes everything and returns 1; the next engine_open starts
@@ -167,6 +181,10 @@ int engine_replaced(struct engine *e);
 /* Final copy and fsync; after a full checkpoint, writes the clean-stop
  * record (shadow.h); releases the pin and closes everything. */
 int engine_close(struct engine *e);
+
+/* Sets e->err (for shadow.c, which writes the engine's shadow file). */
+void engine_set_err(struct engine *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Starts a new generation now (e.g. after the replica lost continuity). */
 int engine_new_generation(struct engine *e, const char *reason);

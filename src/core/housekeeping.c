@@ -23,7 +23,8 @@
 struct hk_task {
   int kind; /* 0 = delete a generation, 1 = delete below an index */
   char gen[GEN_LEN + 1];
-  uint32_t below;
+  uint32_t below;     /* snapshots below this index go */
+  uint32_t seg_below; /* segments below this index go (<= below) */
   struct hk_task *next;
 };
 
@@ -46,6 +47,11 @@ struct housekeeping {
   /* position at the last snapshot-interval snapshot */
   struct pos snap_pos;
   size_t swept; /* leftover temporary files removed by the last sweep */
+  /* Segments still to delete below owed_below in owed_gen: a pass that
+   * had to stop at the replica's position (evaluate) leaves the rest to
+   * the next one, even when no older snapshot is left to remind it. */
+  char owed_gen[GEN_LEN + 1];
+  uint32_t owed_below;
 };
 
 /* A leftover *.tmp must be this old (and held by no upload) to go. */
@@ -124,11 +130,16 @@ static void on_deleted(void *arg, int status, const char *err) {
   }
   struct hk_task *t = h->tasks;
   h->tasks = t->next;
-  log_info(h->r->db->name, h->r->name,
-           t->kind == 0 ? "retention: generation %s deleted (%zu objects)"
-                        : "retention: %s: %zu objects below index %08x deleted",
-           t->gen, h->n_keys, t->below);
+  if (t->kind == 0 || h->n_keys > 0)
+    log_info(h->r->db->name, h->r->name,
+             t->kind == 0
+                 ? "retention: generation %s deleted (%zu objects)"
+                 : "retention: %s: %zu objects below index %08x deleted",
+             t->gen, h->n_keys, t->below);
   forget(h, t->gen, t->below, t->kind == 0);
+  if (!strcmp(h->owed_gen, t->gen) &&
+      (t->kind == 0 || t->seg_below >= h->owed_below))
+    h->owed_gen[0] = '\0';
   free(t);
   free_keys(h);
   run_next(h);
@@ -162,7 +173,7 @@ static void on_below_listed(void *arg, int status, const char *err) {
   }
   struct hk_task *t = h->tasks;
   for (size_t i = 0; i < h->segs.n; i++)
-    if (h->segs.v[i].index < t->below)
+    if (h->segs.v[i].index < t->seg_below)
       add_key(h,
               key_wal_segment(t->gen, h->segs.v[i].index, h->segs.v[i].offset));
   for (size_t i = 0; i < h->n_known; i++)
@@ -188,11 +199,12 @@ static void run_next(struct housekeeping *h) {
 }
 
 static void push_task(struct housekeeping *h, int kind, const char *gen,
-                      uint32_t below) {
+                      uint32_t below, uint32_t seg_below) {
   struct hk_task *t = xcalloc(1, sizeof(*t));
   t->kind = kind;
   memcpy(t->gen, gen, GEN_LEN + 1);
   t->below = below;
+  t->seg_below = seg_below;
   struct hk_task **pp = &h->tasks;
   while (*pp)
     pp = &(*pp)->next;
@@ -235,7 +247,7 @@ static void evaluate(struct housekeeping *h) {
       min = MIN(min, k->index);
     }
     if (!kept && strcmp(gens[g], r->db->gen)) {
-      push_task(h, 0, gens[g], 0);
+      push_task(h, 0, gens[g], 0, 0);
       continue;
     }
     int older = 0;
@@ -244,14 +256,20 @@ static void evaluate(struct housekeeping *h) {
     /* A replica still uploading below the oldest kept snapshot would add a
      * segment after the listing, left below it for ever (Litestream 0.3.13
      * restore fails on such a stray segment: "missing initial wal
-     * segment").  Delete only below its position now; the next pass
-     * deletes the rest once it has moved past.  Positions only advance,
-     * so no upload below it is in flight. */
-    uint32_t below = min;
+     * segment").  Delete segments only below its position now and owe the
+     * rest to a later pass.  Positions only advance, so no upload below
+     * it is in flight. */
+    int owed = !strcmp(h->owed_gen, gens[g]);
+    uint32_t seg_below = min;
     if (!pos_is_zero(&r->pos) && !strcmp(r->pos.gen, gens[g]))
-      below = MIN(below, r->pos.index);
-    if (kept && older && below > 0)
-      push_task(h, 1, gens[g], below);
+      seg_below = MIN(seg_below, r->pos.index);
+    if (kept && (older || owed)) {
+      if (seg_below < min) {
+        memcpy(h->owed_gen, gens[g], GEN_LEN + 1);
+        h->owed_below = min;
+      }
+      push_task(h, 1, gens[g], min, seg_below);
+    }
   }
   free(gens);
   run_next(h);

@@ -5,11 +5,14 @@
  *   <dir>/.<db>-litestream/generation                 "<gen>\n"
  *   <dir>/.<db>-litestream/generations/<gen>/wal/<IDX>.wal
  *   <dir>/.<db>-litestream/sluice-stopped                (sluice only)
+ *   <dir>/.<db>-litestream/sluice-pagemap                (sluice only, resync.h)
  *
  * A shadow WAL file is a byte copy of one lifetime of the real -wal
  * (between two WAL restarts): the 32-byte header SQLite wrote for that
  * lifetime, then whole frames of committed transactions only, so its
- * checksum chain is valid and it always ends on a commit boundary.
+ * checksum chain is valid and it always ends on a commit boundary.  A
+ * resync's file (resync.h) is a lifetime sluice wrote itself, in the same
+ * format: SQLite's header and frames, just not a copy of a real -wal.
  * These functions do blocking I/O: call them off the loop thread.
  */
 #ifndef SLUICE_SHADOW_H
@@ -74,5 +77,20 @@ int shadow_write_stop(const char *meta, const struct shadow_stop *st);
 /* Reads the record and removes it; ERR_NOT_FOUND when there is none (or it
  * cannot be parsed). */
 int shadow_take_stop(const char *meta, struct shadow_stop *out);
+
+/* The shadow WAL writer.  These take the engine (engine.h) of the running
+ * job and write its shadow file: e->shadow_fd, e->shadow_size and the
+ * checksum chain at it (s0, s1, last_frame_hdr) advance only here, and only
+ * to a commit boundary.  Errors go to e->err. */
+struct engine;
+/* Appends committed frames from the real WAL, starting at shadow_size,
+ * checking salts and the checksum chain. */
+int shadow_copy_frames(struct engine *e);
+/* Opens shadow file e->index of e->gen (creating it when create). */
+int shadow_open_current(struct engine *e, int create);
+/* Starts shadow file e->index with the header in e->hdr_raw. */
+int shadow_start_index(struct engine *e);
+/* fdatasync of the shadow file if anything was appended since. */
+int shadow_fsync(struct engine *e);
 
 #endif

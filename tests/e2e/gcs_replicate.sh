@@ -79,7 +79,15 @@ retained() {
   ! grep -E '/wal/' "$T/ret-objects.txt" |
     sed -E 's|.*/wal/([0-9a-f]{8})_.*|\1|' | awk -v o="$oldest" '$1 < o' | grep -q .
 }
-wait_until 20 retained || true # the checks below say what is wrong
+# Snapshot-interval goes on until the database stops changing: the state
+# must hold across a second with no new snapshot.
+settled() {
+  local n
+  n=$(grep -c 'snapshot written' "$T/sluice.log")
+  retained && sleep 1 && retained &&
+    [ "$(grep -c 'snapshot written' "$T/sluice.log")" = "$n" ]
+}
+wait_until 30 settled || true # the checks below say what is wrong
 gcs_list ret/generations/ >"$T/ret-objects.txt"
 sluice_stop
 grep -q 'level=ERROR' "$T/sluice.log" && fail "errors while replicating"
