@@ -15,21 +15,9 @@
  *         timeCreated; prefixes[]; nextPageToken).
  *   del   DELETE .../o/NAME, one per object; 404 is success.
  *
- * Credentials (Application Default Credentials, as Google's clients):
- *   STORAGE_EMULATOR_HOST set: that host, no authorization at all;
- *   GOOGLE_APPLICATION_CREDENTIALS, else gcloud's
- *   application_default_credentials.json: a service account (an RS256 JWT
- *   {iss, scope, aud = token_uri, iat, exp = iat + 1h} exchanged at
- *   token_uri with grant_type jwt-bearer) or an authorized user (refresh
- *   token);
- *   otherwise the GCE/GKE metadata server (GCE_METADATA_HOST overrides
- *   metadata.google.internal).
- * The access token is cached and fetched again shortly before it expires
- * (a quarter of its lifetime, at most 5 minutes, ahead); requests that
- * need one wait for the fetch, which goes through http_submit like any
- * other request.  If that early fetch fails, the old token keeps serving
- * until shortly before it expires.  A 401 drops the token and retries the
- * request once.
+ * Credentials and access tokens are gcs_auth.c's; STORAGE_EMULATOR_HOST
+ * set: that host, no authorization at all.  A 401 drops the token and
+ * retries the request once.
  * Tokens and keys are never logged.
  */
 #include <errno.h>
@@ -42,8 +30,9 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/gcs.h"
 #include "backends/common.h"
-#include "backends/jwt.h"
+#include "backends/gcs_auth.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -55,19 +44,7 @@
 #define GCS_LISTBODY_MAX (64 << 20)
 #define GCS_DELETES_INFLIGHT 8
 #define GCS_MAX_STALLS 3
-#define GCS_SCOPE "https://www.googleapis.com/auth/devstorage.read_write"
 #define GCS_DEFAULT_BASE "https://storage.googleapis.com"
-#define GOOGLE_TOKEN_URI "https://oauth2.googleapis.com/token"
-#define METADATA_HOST "metadata.google.internal"
-#define METADATA_PATH                                                          \
-  "/computeMetadata/v1/instance/service-accounts/default/token"
-#define JWT_LIFETIME 3600
-#define CREDS_FILE_MAX (256 << 10)
-/* After a failed early refresh the old token is used for up to this long
- * (or half the refresh margin) before the next attempt. */
-#define TOKEN_GRACE_NS (10 * NS_PER_SEC)
-
-enum auth_mode { AUTH_NONE, AUTH_SERVICE_ACCOUNT, AUTH_USER, AUTH_METADATA };
 
 struct gcs;
 
@@ -75,30 +52,11 @@ struct gcs;
 struct gcall {
   struct http_request req;
   struct gcs *g;
-  struct buf body;         /* response body (JSON, or error text) */
-  struct gcall *wait_next; /* in the list of calls waiting for a token */
-  int auth_retried;        /* a 401 was retried once with a new token */
-  const char *auth_err;    /* why no token came, during the done callback */
-  int token_gen;           /* which token prepare put on the request */
-};
-
-struct auth {
-  enum auth_mode mode;
-  char *source;    /* for messages: where credentials come from */
-  char *token_uri; /* token endpoint (or metadata URL) */
-  char *email, *key_id;
-  EVP_PKEY *key;
-  char *client_id, *client_secret, *refresh_token;
-  char *token;        /* current access token, never logged */
-  int gen;            /* bumped for every new token */
-  int64_t refresh_ns; /* monotonic time from which a new one is needed */
-  int64_t expiry_ns;  /* monotonic time at which the token stops working */
-  int64_t grace_ns;   /* how long before expiry a failed refresh is fatal */
-  int fetching;
-  struct http_request req;
-  struct buf resp;
-  char *form; /* POST body of the token request */
-  struct gcall *wait_head, *wait_tail;
+  struct buf body;           /* response body (JSON, or error text) */
+  struct gcs_auth_wait wait; /* while waiting for a token */
+  int auth_retried;          /* a 401 was retried once with a new token */
+  const char *auth_err;      /* why no token came, during the done callback */
+  int token_gen;             /* which token prepare put on the request */
 };
 
 struct gcs {
@@ -108,7 +66,7 @@ struct gcs {
   char *root; /* object-name prefix: "" or "path/" */
   int skip_verify;
   int emulator; /* STORAGE_EMULATOR_HOST: single-PUT resumable uploads */
-  struct auth auth;
+  struct gcs_auth auth;
 };
 
 /* --- access tokens --- */
@@ -123,227 +81,31 @@ static void gcall_fail_waiting(struct gcall *c, int code, const char *msg) {
   c->req.done(&c->req, c->req.arg);
 }
 
-/* A JWT assertion for the service-account flow (RFC 7523). */
-static char *sa_assertion(struct auth *a) {
-  int64_t now = time_now_ns() / NS_PER_SEC;
-  json_t *h = json_pack("{s:s, s:s}", "alg", "RS256", "typ", "JWT");
-  if (a->key_id)
-    json_object_set_new(h, "kid", json_string(a->key_id));
-  json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", a->email, "scope",
-                        GCS_SCOPE, "aud", a->token_uri, "iat", (json_int_t)now,
-                        "exp", (json_int_t)(now + JWT_LIFETIME));
-  char *hs = json_dumps(h, JSON_COMPACT);
-  char *cs = json_dumps(c, JSON_COMPACT);
-  char *jwt = hs && cs ? jwt_sign_rs256(a->key, hs, cs) : NULL;
-  free(hs);
-  free(cs);
-  json_decref(h);
-  json_decref(c);
-  return jwt;
-}
-
-/* Builds the token request body afresh before every attempt, so a retried
- * assertion carries a current iat. */
-static int on_auth_prepare(struct http_request *req, void *arg) {
-  struct gcs *g = arg;
-  struct auth *a = &g->auth;
-  free(a->form);
-  a->form = NULL;
-  if (a->mode == AUTH_SERVICE_ACCOUNT) {
-    char *jwt = sa_assertion(a);
-    if (!jwt) {
-      snprintf(req->errmsg, sizeof(req->errmsg),
-               "cannot sign the JWT with the service account key");
-      return ERR_AUTH;
-    }
-    a->form = xasprintf("grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-"
-                        "type%%3Ajwt-bearer&assertion=%s",
-                        jwt);
-    free(jwt);
-  } else if (a->mode == AUTH_USER) {
-    char *id = http_urlencode(a->client_id, 0);
-    char *secret = http_urlencode(a->client_secret, 0);
-    char *rt = http_urlencode(a->refresh_token, 0);
-    a->form = xasprintf("grant_type=refresh_token&client_id=%s&client_secret="
-                        "%s&refresh_token=%s",
-                        id, secret, rt);
-    free(id);
-    free(secret);
-    free(rt);
-  }
-  if (a->form) {
-    req->body = (const uint8_t *)a->form;
-    req->body_len = strlen(a->form);
-  }
-  return 0;
-}
-
-/* Reads {"access_token", "expires_in"}; returns 0 or a message. */
-static int parse_token(struct auth *a, const struct buf *body, char *msg,
-                       size_t len) {
-  json_t *j = json_loadb((const char *)body->data, body->len, 0, NULL);
-  const char *tok = json_string_value(json_object_get(j, "access_token"));
-  json_t *exp = json_object_get(j, "expires_in");
-  int64_t secs =
-      json_is_integer(exp) ? (int64_t)json_integer_value(exp)
-      : json_is_real(exp)
-          ? (json_real_value(exp) >= 1e9 ? (int64_t)1e9
-             : json_real_value(exp) > 0  ? (int64_t)json_real_value(exp)
-                                         : 0)
-      : json_is_string(exp) ? atoll(json_string_value(exp))
-                            : 3600;
-  if (!tok || !*tok) {
-    snprintf(msg, len, "no access_token in the token response");
-    json_decref(j);
-    return ERR_PROTOCOL;
-  }
-  if (secs <= 0)
-    secs = 1;
-  if (secs > 86400 * 365)
-    secs = 86400 * 365; /* no overflow below, whatever the server says */
-  free(a->token);
-  a->token = xstrdup(tok);
-  a->gen++;
-  int64_t margin = MIN(300 * NS_PER_SEC, secs * NS_PER_SEC / 4);
-  a->expiry_ns = time_mono_ns() + secs * NS_PER_SEC;
-  a->refresh_ns = a->expiry_ns - margin;
-  a->grace_ns = MIN(TOKEN_GRACE_NS, margin / 2);
-  json_decref(j);
-  return 0;
-}
-
-/* Formats a failed token exchange: OAuth errors are
- * {"error": "invalid_grant", "error_description": "..."}. */
-static void token_error(struct auth *a, char *msg, size_t len) {
-  struct http_request *r = &a->req;
-  if (r->error) {
-    snprintf(msg, len, "cannot get an access token (%s) from %s: %s%s",
-             a->source, a->token_uri, r->errmsg,
-             a->mode == AUTH_METADATA && r->error != ERR_CANCELED
-                 ? " (not on GCE/GKE? set GOOGLE_APPLICATION_CREDENTIALS to "
-                   "a service-account key file)"
-                 : "");
-    return;
-  }
-  char detail[256] = "";
-  json_t *j = json_loadb((const char *)a->resp.data, a->resp.len, 0, NULL);
-  json_t *e = json_object_get(j, "error");
-  const char *code = json_string_value(e);
-  const char *desc = json_string_value(json_object_get(j, "error_description"));
-  if (!code && json_is_object(e)) {
-    code = json_string_value(json_object_get(e, "status"));
-    desc = json_string_value(json_object_get(e, "message"));
-  }
-  if (code || desc)
-    snprintf(detail, sizeof(detail), " %s%s%s", code ? code : "",
-             code && desc ? ": " : "", desc ? desc : "");
-  else if (a->resp.len)
-    snprintf(detail, sizeof(detail), " %.*s",
-             (int)strcspn((const char *)a->resp.data, "\r\n"),
-             (const char *)a->resp.data);
-  json_decref(j);
-  snprintf(msg, len, "cannot get an access token (%s) from %s: HTTP %d%s",
-           a->source, a->token_uri, r->status, detail);
-}
-
-static void on_auth_done(struct http_request *req, void *arg) {
-  struct gcs *g = arg;
-  struct auth *a = &g->auth;
-  char msg[512] = "";
-  int rc = 0;
-  if (req->error || req->status != 200) {
-    token_error(a, msg, sizeof(msg));
-    rc = req->error == ERR_CANCELED ? ERR_CANCELED : ERR_AUTH;
-  } else if ((rc = parse_token(a, &a->resp, msg, sizeof(msg)))) {
-    char m2[512];
-    snprintf(m2, sizeof(m2), "token from %.200s: %.280s", a->token_uri, msg);
-    memcpy(msg, m2, sizeof(msg));
-    rc = ERR_AUTH;
-  }
-  /* A failed early refresh is not fatal while the old token still has a
-   * while to live: keep using it and try again in a little while. */
-  int64_t now = time_mono_ns();
-  if (rc && rc != ERR_CANCELED && a->token &&
-      now + a->grace_ns < a->expiry_ns) {
-    log_warn(NULL, g->b->name, "gcs: %s; the current token is still valid",
-             msg);
-    a->refresh_ns = MIN(now + a->grace_ns, a->expiry_ns - a->grace_ns);
-    rc = 0;
-  } else if (!rc) {
-    log_debug(NULL, g->b->name, "gcs: new access token from %s", a->token_uri);
-  }
-  /* Other failures are not logged here: every waiting call reports them. */
-  http_request_free(&a->req);
-  buf_destroy(&a->resp);
-  free(a->form);
-  a->form = NULL;
-  a->fetching = 0;
-  /* Callbacks may queue new calls (and start a new fetch): detach first. */
-  struct gcall *w = a->wait_head;
-  a->wait_head = a->wait_tail = NULL;
-  while (w) {
-    struct gcall *next = w->wait_next;
-    w->wait_next = NULL;
-    if (rc)
-      gcall_fail_waiting(w, rc, msg);
-    else
-      http_submit(&w->req);
-    w = next;
-  }
-}
-
-static void auth_fetch(struct gcs *g) {
-  struct auth *a = &g->auth;
-  a->fetching = 1;
-  http_request_init(&a->req);
-  buf_init(&a->resp, GCS_ERRBODY_MAX);
-  a->req.url = xstrdup(a->token_uri);
-  a->req.pool = &g->b->pool;
-  a->req.skip_verify = g->skip_verify;
-  a->req.resp_body = &a->resp;
-  a->req.timeout_ms = 30000;
-  a->req.prepare = on_auth_prepare;
-  a->req.done = on_auth_done;
-  a->req.arg = g;
-  if (a->mode == AUTH_METADATA) {
-    a->req.method = "GET";
-    a->req.max_retries = 2;
-    http_request_add_header(&a->req, "Metadata-Flavor: Google");
-  } else {
-    a->req.method = "POST";
-    http_request_add_header(&a->req,
-                            "Content-Type: application/x-www-form-urlencoded");
-  }
-  http_submit(&a->req);
-}
-
 /* Submits a call now, or after the next access token arrives. */
+static void on_token_ready(struct gcs_auth_wait *w, int rc, const char *msg) {
+  struct gcall *c = container_of(w, struct gcall, wait);
+  if (rc)
+    gcall_fail_waiting(c, rc, msg);
+  else
+    http_submit(&c->req);
+}
+
 static void gcall_submit(struct gcall *c) {
-  struct auth *a = &c->g->auth;
-  if (a->mode == AUTH_NONE || (a->token && time_mono_ns() < a->refresh_ns)) {
+  if (gcs_auth_ready(&c->g->auth)) {
     http_submit(&c->req);
     return;
   }
-  c->wait_next = NULL;
-  if (a->wait_tail)
-    a->wait_tail->wait_next = c;
-  else
-    a->wait_head = c;
-  a->wait_tail = c;
-  if (!a->fetching)
-    auth_fetch(c->g);
+  c->wait.ready = on_token_ready;
+  gcs_auth_wait(&c->g->auth, &c->wait);
 }
 
 /* After a 401, fetches a new token (unless one newer than the rejected one
  * exists) and sends the call again, once.  Returns 1 if it did. */
 static int gcall_retry_auth(struct gcall *c) {
-  struct auth *a = &c->g->auth;
-  if (a->mode == AUTH_NONE || c->req.error || c->req.status != 401 ||
-      c->auth_retried)
+  if (c->req.error || c->req.status != 401 || c->auth_retried ||
+      !gcs_auth_reject(&c->g->auth, c->token_gen))
     return 0;
   c->auth_retried = 1;
-  if (c->token_gen == a->gen)
-    a->refresh_ns = a->expiry_ns = 0; /* known bad: no grace */
   log_debug(NULL, c->g->b->name,
             "gcs: access token rejected (401), "
             "fetching a new one");
@@ -356,9 +118,9 @@ static int gcall_retry_auth(struct gcall *c) {
 
 static int on_prepare(struct http_request *req, void *arg) {
   struct gcall *c = container_of(req, struct gcall, req);
-  struct auth *a = &c->g->auth;
+  struct gcs_auth *a = &c->g->auth;
   (void)arg;
-  if (a->mode == AUTH_NONE)
+  if (a->mode == GCS_AUTH_NONE)
     return 0;
   http_request_del_header(req, "Authorization");
   if (!a->token) {
@@ -680,14 +442,15 @@ struct list_op {
   backend_cb cb;
   void *arg;
   int pages;
+  struct list_pages guard;
   char msg[512];
 };
 
 static void list_page(struct list_op *op);
 
-/* Adds one page of a JSON listing; returns 0 or ERR_PROTOCOL. */
-static int list_parse(struct list_op *op, json_t *j) {
-  size_t rl = strlen(op->g->root);
+static int list_items(json_t *j, const char *root, struct obj_list *out,
+                      char **token) {
+  size_t rl = strlen(root);
   if (!json_is_object(j))
     return ERR_PROTOCOL;
   json_t *items = json_object_get(j, "items"), *it;
@@ -698,7 +461,7 @@ static int list_parse(struct list_op *op, json_t *j) {
     const char *tc = json_string_value(json_object_get(it, "timeCreated"));
     if (!name)
       return ERR_PROTOCOL;
-    if (strncmp(name, op->g->root, rl))
+    if (strncmp(name, root, rl))
       continue;
     int64_t size = json_is_string(sz)    ? atoll(json_string_value(sz))
                    : json_is_integer(sz) ? (int64_t)json_integer_value(sz)
@@ -708,18 +471,35 @@ static int list_parse(struct list_op *op, json_t *j) {
     int64_t mtime = 0;
     if (!tc || time_parse_rfc3339(tc, &mtime) == -EINVAL)
       mtime = 0;
-    obj_list_add(op->out, name + rl, size, mtime);
+    obj_list_add(out, name + rl, size, mtime);
   }
   json_t *prefixes = json_object_get(j, "prefixes");
   json_array_foreach(prefixes, i, it) {
     const char *p = json_string_value(it);
-    if (p && !strncmp(p, op->g->root, rl))
-      obj_list_add_prefix(op->out, p + rl);
+    if (p && !strncmp(p, root, rl))
+      obj_list_add_prefix(out, p + rl);
   }
   const char *next = json_string_value(json_object_get(j, "nextPageToken"));
-  free(op->token);
-  op->token = next && *next ? xstrdup(next) : NULL;
+  free(*token);
+  *token = next && *next ? xstrdup(next) : NULL;
   return 0;
+}
+
+int gcs_listing_parse(const char *body, size_t len, const char *root,
+                      struct obj_list *out, char **token, char *why,
+                      size_t whylen) {
+  json_error_t je;
+  why[0] = '\0';
+  json_t *j = json_loadb(body, len, 0, &je);
+  if (!j) {
+    snprintf(why, whylen, "%s", je.text);
+    return ERR_PROTOCOL;
+  }
+  int rc = list_items(j, root, out, token);
+  json_decref(j);
+  if (rc)
+    snprintf(why, whylen, "unexpected JSON");
+  return rc;
 }
 
 static void on_list_done(struct http_request *req, void *arg) {
@@ -732,14 +512,16 @@ static void on_list_done(struct http_request *req, void *arg) {
   if (rc == ERR_NOT_FOUND)
     rc = ERR_HTTP_STATUS; /* the bucket itself is missing */
   if (!rc) {
-    json_t *j = json_loadb((const char *)op->call.body.data, op->call.body.len,
-                           0, NULL);
-    rc = list_parse(op, j);
-    json_decref(j);
+    char why[256] = ": ";
+    rc = gcs_listing_parse((const char *)op->call.body.data, op->call.body.len,
+                           op->g->root, op->out, &op->token, why + 2,
+                           sizeof(why) - 2);
+    if (!rc)
+      rc = list_pages_next(&op->guard, op->token, why + 2, sizeof(why) - 2);
     if (rc)
       snprintf(op->msg, sizeof(op->msg),
-               "gcs list %s/%s: malformed listing (page %d)", op->g->bucket,
-               op->prefix, op->pages + 1);
+               "gcs list %s/%s: malformed listing (page %d)%s", op->g->bucket,
+               op->prefix, op->pages + 1, why);
   }
   gcall_destroy(&op->call);
   op->pages++;
@@ -750,6 +532,7 @@ static void on_list_done(struct http_request *req, void *arg) {
   if (!rc)
     obj_list_sort(op->out);
   op->cb(op->arg, rc, rc ? op->msg : NULL);
+  list_pages_destroy(&op->guard);
   free(op->prefix);
   free(op->token);
   free(op);
@@ -844,116 +627,8 @@ static char *with_scheme(const char *host) {
   return s;
 }
 
-static const char *json_str(json_t *j, const char *key) {
-  const char *v = json_string_value(json_object_get(j, key));
-  return v && *v ? v : NULL;
-}
-
-/* Reads a credentials JSON file: service_account or authorized_user. */
-static int auth_from_file(struct auth *a, const char *path, const char *name,
-                          char *err, size_t errlen) {
-  struct buf f;
-  buf_init(&f, 0);
-  int rc = file_read_all(path, CREDS_FILE_MAX, &f);
-  if (rc) {
-    snprintf(err, errlen, "replica %s: cannot read Google credentials %s: %s",
-             name, path, err_str(rc));
-    buf_destroy(&f);
-    return ERR_CONFIG;
-  }
-  json_error_t je;
-  json_t *j = json_loadb((const char *)f.data, f.len, 0, &je);
-  buf_destroy(&f);
-  const char *type = json_str(j, "type");
-  rc = ERR_CONFIG;
-  if (!j) {
-    snprintf(err, errlen,
-             "replica %s: Google credentials %s: invalid JSON at line %d", name,
-             path, je.line);
-  } else if (type && !strcmp(type, "service_account")) {
-    const char *email = json_str(j, "client_email");
-    const char *pem = json_str(j, "private_key");
-    const char *uri = json_str(j, "token_uri");
-    const char *kid = json_str(j, "private_key_id");
-    if (!email || !pem) {
-      snprintf(err, errlen,
-               "replica %s: Google credentials %s: client_email and "
-               "private_key required",
-               name, path);
-    } else if (!(a->key = jwt_key_from_pem(pem, strlen(pem), 0))) {
-      snprintf(err, errlen,
-               "replica %s: Google credentials %s: private_key is not a PEM "
-               "RSA private key",
-               name, path);
-    } else {
-      a->mode = AUTH_SERVICE_ACCOUNT;
-      a->email = xstrdup(email);
-      a->key_id = kid ? xstrdup(kid) : NULL;
-      a->token_uri = xstrdup(uri ? uri : GOOGLE_TOKEN_URI);
-      a->source = xasprintf("service account %s from %s", email, path);
-      rc = 0;
-    }
-  } else if (type && !strcmp(type, "authorized_user")) {
-    const char *id = json_str(j, "client_id");
-    const char *secret = json_str(j, "client_secret");
-    const char *rt = json_str(j, "refresh_token");
-    const char *uri = json_str(j, "token_uri");
-    if (!id || !secret || !rt) {
-      snprintf(err, errlen,
-               "replica %s: Google credentials %s: client_id, client_secret "
-               "and refresh_token required",
-               name, path);
-    } else {
-      a->mode = AUTH_USER;
-      a->client_id = xstrdup(id);
-      a->client_secret = xstrdup(secret);
-      a->refresh_token = xstrdup(rt);
-      a->token_uri = xstrdup(uri ? uri : GOOGLE_TOKEN_URI);
-      a->source = xasprintf("user credentials from %s", path);
-      rc = 0;
-    }
-  } else {
-    snprintf(err, errlen,
-             "replica %s: Google credentials %s: unsupported type \"%s\" "
-             "(service_account and authorized_user are)",
-             name, path, type ? type : "");
-  }
-  json_decref(j);
-  return rc;
-}
-
-/* gcloud's well-known ADC file, if it exists.  Returns owned path. */
-static char *adc_well_known(void) {
-  const char *dir = env_nonempty("CLOUDSDK_CONFIG");
-  char *p = NULL;
-  if (dir) {
-    p = xasprintf("%s/application_default_credentials.json", dir);
-  } else if (env_nonempty("HOME")) {
-    p = xasprintf("%s/.config/gcloud/application_default_credentials.json",
-                  getenv("HOME"));
-  }
-  if (p && access(p, R_OK)) {
-    free(p);
-    p = NULL;
-  }
-  return p;
-}
-
-static void auth_destroy(struct auth *a) {
-  free(a->source);
-  free(a->token_uri);
-  free(a->email);
-  free(a->key_id);
-  EVP_PKEY_free(a->key);
-  free(a->client_id);
-  free(a->client_secret);
-  free(a->refresh_token);
-  free(a->token);
-  free(a->form);
-}
-
 static void gcs_free_priv(struct gcs *g) {
-  auth_destroy(&g->auth);
+  gcs_auth_destroy(&g->auth);
   free(g->base);
   free(g->bucket);
   free(g->root);
@@ -972,7 +647,7 @@ static int gcs_open(struct backend *b, const struct replica_config *cfg,
   if (emu) {
     g->base = with_scheme(emu);
     g->emulator = 1;
-    g->auth.mode = AUTH_NONE;
+    g->auth.mode = GCS_AUTH_NONE;
   } else {
     const char *ep = cfg->endpoint && *cfg->endpoint ? cfg->endpoint : NULL;
     g->base =
@@ -981,22 +656,10 @@ static int gcs_open(struct backend *b, const struct replica_config *cfg,
     size_t n = strlen(g->base);
     while (n && g->base[n - 1] == '/')
       g->base[--n] = '\0';
-    const char *file = env_nonempty("GOOGLE_APPLICATION_CREDENTIALS");
-    char *wk = file ? NULL : adc_well_known();
-    if (file || wk) {
-      int rc = auth_from_file(&g->auth, file ? file : wk, name, err, errlen);
-      free(wk);
-      if (rc) {
-        gcs_free_priv(g);
-        return rc;
-      }
-    } else {
-      const char *host = env_nonempty("GCE_METADATA_HOST");
-      g->auth.mode = AUTH_METADATA;
-      g->auth.token_uri =
-          xasprintf("http://%s" METADATA_PATH, host ? host : METADATA_HOST);
-      g->auth.source =
-          xasprintf("metadata server %s", host ? host : METADATA_HOST);
+    int rc = gcs_auth_init(&g->auth, name, err, errlen);
+    if (rc) {
+      gcs_free_priv(g);
+      return rc;
     }
   }
   g->bucket = xstrdup(cfg->bucket);
@@ -1010,6 +673,9 @@ static int gcs_open(struct backend *b, const struct replica_config *cfg,
     pl = 0;
   g->root = pl ? xasprintf("%.*s/", (int)pl, p) : xstrdup("");
   g->skip_verify = cfg->skip_verify;
+  g->auth.pool = &b->pool;
+  g->auth.skip_verify = g->skip_verify;
+  g->auth.log_name = b->name;
   b->desc = xasprintf("gcs://%s/%.*s", g->bucket, (int)pl, p);
   log_debug(NULL, b->name, "gcs %s bucket %s, credentials: %s", g->base,
             g->bucket, g->auth.source ? g->auth.source : "none (emulator)");

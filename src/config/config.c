@@ -790,6 +790,7 @@ static const struct field replica_fields[] = {
     {"user", K_STR, RF(user), 0, NULL},
     {"password", K_SECRET, RF(password), 0, NULL},
     {"key-path", K_STR, RF(key_path), 0, NULL},
+    {"host-key-path", K_STR, RF(host_key_path), 0, NULL},
 #undef RF
 };
 
@@ -1142,7 +1143,7 @@ void config_replica_destroy(struct replica_config *r) {
       &r->sse,           &r->sse_kms_key_id, &r->sse_c_key,
       &r->storage_class, &r->account_name,   &r->account_key,
       &r->sas_token,     &r->host,           &r->user,
-      &r->password,      &r->key_path,
+      &r->password,      &r->key_path,       &r->host_key_path,
   };
   for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
     free(*strs[i]);
@@ -1197,7 +1198,7 @@ char *config_db_fingerprint(const struct db_config *d) {
     const struct replica_config *r = &d->replicas[i];
     buf_appendf(&b,
                 "%s|%s|%s|%lld|%lld|%lld|%lld|%lld|%s|%s|%s|%s|%d|%d|%s|%s|"
-                "%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%lld",
+                "%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%lld",
                 S(r->type), S(r->name), S(r->url), (long long)r->retention,
                 (long long)r->retention_check_interval,
                 (long long)r->sync_interval, (long long)r->snapshot_interval,
@@ -1207,7 +1208,8 @@ char *config_db_fingerprint(const struct db_config *d) {
                 S(r->sse), S(r->sse_kms_key_id), S(r->sse_c_key),
                 S(r->storage_class), S(r->account_name), S(r->account_key),
                 S(r->sas_token), S(r->host), S(r->user), S(r->password),
-                S(r->key_path), (long long)r->snapshot_wal_factor);
+                S(r->key_path), S(r->host_key_path),
+                (long long)r->snapshot_wal_factor);
     for (size_t j = 0; j < r->n_age_identities; j++)
       buf_appendf(&b, "|i:%s", r->age_identities[j]);
     for (size_t j = 0; j < r->n_age_recipients; j++)

@@ -78,6 +78,8 @@ struct replica_config {
   char *user;
   char *password;
   char *key_path;
+  char *host_key_path; /* known_hosts file or one public key; default
+                         ~/.ssh/known_hosts */
 };
 
 struct db_config {

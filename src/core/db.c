@@ -5,6 +5,7 @@
  */
 #include "core/db.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "backends/backend.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "core/codec.h"
 #include "core/replica.h"
 #include "core/shadow.h"
 #include "base/util.h"
@@ -56,6 +58,7 @@ struct db *db_new(struct db_config *cfg) {
   db->cfg = cfg;
   engine_init_struct(&db->eng, cfg);
   db->name = db->eng.db_path;
+  db->meta = db->eng.meta;
   db->state = DB_INIT;
   db->retry_timer = NULL;
   return db;
@@ -76,107 +79,187 @@ int db_add_replicas(struct db *db, char *err, size_t errlen) {
   return 0;
 }
 
-/* --- jobs --- */
+/* --- jobs ---
+ *
+ * A job's inputs and outputs live in a struct db_job handed to the pool
+ * thread at submit and back to the loop at done (CONVENTIONS.md
+ * "Threads").  The loop fills the inputs, the job only reads them and its
+ * engine and writes the outputs, the loop reads the outputs after done. */
 
+struct db_job {
+  /* in: owned by the job from submit to done */
+  struct engine *eng; /* lent: &db->eng */
+  unsigned todo;      /* DBJ_* */
+  uint32_t prune_below;
+  char *status_text; /* owned; written to the status file */
+  /* out: written by the job, read by the loop at done */
+  int rc;
+  int new_gen;              /* a new generation was started */
+  int grew;                 /* the shadow (or its position) changed */
+  int ckpt_busy;            /* its checkpoint found commits coming in */
+  struct db_snapshot *snap; /* owned, for the snapshot waiters */
+  char *val_path;           /* owned: the validation copy, or NULL */
+  int val_rc;
+  struct pos val_pos;
+  int opened; /* the engine is open and pinned */
+  char gen[GEN_LEN + 1];
+  uint32_t index;
+  int64_t shadow_size;
+  int64_t wal_size;
+  int64_t db_size;
+  uint32_t page_size;
+  struct engine_stats stats;
+  char err[512];    /* the engine's message of the failure */
+  char reason[128]; /* why the new generation was started */
+};
+
+static int work_close(struct db_job *j) {
+  return j->eng->opened ? engine_close(j->eng) : 0;
+}
+
+static int work_open(struct db_job *j) {
+  struct engine *e = j->eng;
+  if (e->opened && engine_replaced(e))
+    log_info(e->name, NULL, "%s: reopening", e->reason);
+  if (e->opened)
+    return 0;
+  int rc = engine_open(e);
+  if (!rc)
+    j->new_gen = e->reason[0] != '\0';
+  return rc;
+}
+
+static int work_sync(struct db_job *j) {
+  struct engine *e = j->eng;
+  if (j->todo & DBJ_NEWGEN) {
+    int rc = engine_new_generation(e, "replica lost continuity");
+    if (rc)
+      return rc;
+    j->new_gen = 1;
+  }
+  int ng = 0;
+  int rc = engine_sync(e, &ng);
+  j->new_gen |= ng;
+  return rc;
+}
+
+/* An idle or size-triggered checkpoint.  Returns an error only when the
+ * checkpoint lost the pin (nothing else can go on then). */
+static int work_checkpoint(struct db_job *j) {
+  struct engine *e = j->eng;
+  int64_t now = time_mono_ns();
+  if (j->todo & DBJ_SNAPSHOT ||
+      !engine_should_checkpoint(e, now, (j->todo & DBJ_CHECKPOINT) != 0))
+    return 0;
+  int crc = engine_checkpoint(e, (j->todo & DBJ_CHECKPOINT) != 0);
+  j->ckpt_busy = crc == ERR_BUSY;
+  if (crc && crc != ERR_BUSY)
+    log_warn(e->name, NULL, "checkpoint failed: %s", e->err);
+  if (!e->opened || e->pin < 0)
+    return crc ? crc : ERR_SQLITE;
+  return 0;
+}
+
+static int work_snapshot(struct db_job *j) {
+  struct engine *e = j->eng;
+  struct db_snapshot *s = xcalloc(1, sizeof(*s));
+  s->path = xasprintf("%s/snapshot.%d.lz4.tmp", e->meta, (int)getpid());
+  s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (s->fd < 0) {
+    int rc = -errno;
+    snprintf(e->err, sizeof(e->err), "create %s: %s", s->path, strerror(errno));
+    free(s->path);
+    free(s);
+    return rc;
+  }
+  unlink(s->path); /* nothing left behind, whatever happens */
+  int rc = engine_snapshot(e, s->fd, &s->size, s->gen, &s->index);
+  if (rc) {
+    close(s->fd);
+    free(s->path);
+    free(s);
+    return rc;
+  }
+  j->snap = s;
+  return 0;
+}
+
+static void work_validate(struct db_job *j) {
+  struct engine *e = j->eng;
+  j->val_path = xasprintf("%s/validate.%d.db.tmp", e->meta, (int)getpid());
+  j->val_rc = engine_validation_copy(e, j->val_path, &j->val_pos);
+}
+
+static void work_status(struct db_job *j) {
+  struct engine *e = j->eng;
+  char *path = path_join(e->meta, DB_STATUS_FILE);
+  if (access(e->meta, F_OK) == 0)
+    file_write_atomic(path, j->status_text, strlen(j->status_text), 0600);
+  free(path);
+}
+
+/* Runs on a pool thread: touches only the job and its engine. */
 static void job_work(void *arg) {
-  struct db *db = arg;
-  struct engine *e = &db->eng;
-  unsigned todo = db->job_todo;
-  int rc = 0;
-  db->job_new_gen = 0;
-  db->job_grew = 0;
+  struct db_job *j = arg;
+  struct engine *e = j->eng;
+  unsigned todo = j->todo;
   int64_t before_size = e->shadow_size;
   uint32_t before_index = e->index;
   char before_gen[GEN_LEN + 1];
   memcpy(before_gen, e->gen, sizeof(before_gen));
+  int rc = 0;
 
-  if (todo & DBJ_CLOSE) {
-    rc = e->opened ? engine_close(e) : 0;
-    goto out;
-  }
-  if (todo == DBJ_STATUS)
-    goto out;
-  if (!e->opened) {
-    rc = engine_open(e);
-    if (rc)
-      goto out;
-    db->job_new_gen = e->reason[0] != '\0';
-  }
-  if (todo & DBJ_NEWGEN) {
-    rc = engine_new_generation(e, "replica lost continuity");
-    if (rc)
-      goto out;
-    db->job_new_gen = 1;
-  }
-  int ng = 0;
-  rc = engine_sync(e, &ng);
-  if (rc)
-    goto out;
-  db->job_new_gen |= ng;
-  int64_t now = time_mono_ns();
-  if (!(todo & DBJ_SNAPSHOT) &&
-      engine_should_checkpoint(e, now, (todo & DBJ_CHECKPOINT) != 0)) {
-    int crc = engine_checkpoint(e);
-    if (crc && crc != ERR_BUSY)
-      log_warn(db->name, NULL, "checkpoint failed: %s", e->err);
-    if (!e->opened || e->pin < 0) {
-      rc = crc ? crc : ERR_SQLITE;
-      goto out;
+  if (todo & DBJ_CLOSE)
+    rc = work_close(j);
+  else if (todo != DBJ_STATUS) {
+    if (!(rc = work_open(j)) && !(rc = work_sync(j)) &&
+        !(rc = work_checkpoint(j)) &&
+        !(rc = todo & DBJ_SNAPSHOT ? work_snapshot(j) : 0)) {
+      if (todo & DBJ_VALIDATE)
+        work_validate(j);
+      if (todo & DBJ_PRUNE && j->prune_below > 0)
+        shadow_prune(e->meta, e->gen, j->prune_below);
     }
   }
-  if (todo & DBJ_SNAPSHOT) {
-    struct db_snapshot *s = xcalloc(1, sizeof(*s));
-    s->path = xasprintf("%s/snapshot.%d.lz4.tmp", e->meta, (int)getpid());
-    s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (s->fd < 0) {
-      rc = -errno;
-      snprintf(e->err, sizeof(e->err), "create %s: %s", s->path,
-               strerror(errno));
-      free(s->path);
-      free(s);
-      goto out;
-    }
-    unlink(s->path); /* nothing left behind, whatever happens */
-    rc = engine_snapshot(e, s->fd, &s->size, s->gen, &s->index);
-    if (rc) {
-      close(s->fd);
-      free(s->path);
-      free(s);
-      goto out;
-    }
-    db->snap = s;
-  }
-  if (todo & DBJ_VALIDATE) {
-    free(db->job_val_path);
-    db->job_val_path =
-        xasprintf("%s/validate.%d.db.tmp", e->meta, (int)getpid());
-    db->job_val_rc =
-        engine_validation_copy(e, db->job_val_path, &db->job_val_pos);
-  }
-  if (todo & DBJ_PRUNE && db->prune_below > 0)
-    shadow_prune(e->meta, e->gen, db->prune_below);
-out:
-  if (todo & DBJ_STATUS && db->status_text) {
-    char *path = path_join(e->meta, DB_STATUS_FILE);
-    if (access(e->meta, F_OK) == 0)
-      file_write_atomic(path, db->status_text, strlen(db->status_text), 0600);
-    free(path);
-  }
-  if (e->shadow_size != before_size || e->index != before_index ||
-      strcmp(e->gen, before_gen))
-    db->job_grew = 1;
-  db->job_rc = rc;
+  if (todo & DBJ_STATUS && j->status_text)
+    work_status(j);
+  j->grew = e->shadow_size != before_size || e->index != before_index ||
+            strcmp(e->gen, before_gen) != 0;
+  j->rc = rc;
+  j->opened = e->opened;
+  memcpy(j->gen, e->gen, sizeof(j->gen));
+  j->index = e->index;
+  j->shadow_size = e->shadow_size;
+  j->wal_size = e->wal_size;
+  j->db_size = e->db_size;
+  j->page_size = e->page_size;
+  j->stats = e->stats;
+  memcpy(j->err, e->err, sizeof(j->err));
+  memcpy(j->reason, e->reason, sizeof(j->reason));
 }
 
-static void publish(struct db *db) {
-  struct engine *e = &db->eng;
-  memcpy(db->gen, e->gen, sizeof(db->gen));
-  db->index = e->index;
-  db->shadow_size = e->shadow_size;
-  db->wal_size = e->wal_size;
-  db->db_size = e->db_size;
-  db->page_size = e->page_size;
-  db->stats = e->stats;
+static void publish(struct db *db, const struct db_job *j) {
+  memcpy(db->gen, j->gen, sizeof(db->gen));
+  db->index = j->index;
+  db->shadow_size = j->shadow_size;
+  db->wal_size = j->wal_size;
+  db->db_size = j->db_size;
+  db->page_size = j->page_size;
+  db->stats = j->stats;
+}
+
+static void job_free(struct db_job *j) {
+  if (j->snap) {
+    close(j->snap->fd);
+    free(j->snap->path);
+    free(j->snap);
+  }
+  if (j->val_path) {
+    unlink(j->val_path);
+    free(j->val_path);
+  }
+  free(j->status_text);
+  free(j);
 }
 
 static void on_retry(void *arg) {
@@ -198,26 +281,32 @@ static void fail_snapshot_waiters(struct db *db, int rc) {
   }
 }
 
-static void deliver_validation(struct db *db, int rc) {
+/* Hands the job's validation copy (if any) to the first waiter; the others
+ * (rare) ask again. */
+static void deliver_validation(struct db *db, struct db_job *j, int rc) {
   struct val_waiter *w = db->val_waiters;
   db->val_waiters = NULL;
-  char *path = db->job_val_path;
-  db->job_val_path = NULL;
-  if (rc && path)
-    unlink(path);
-  /* One copy per request: later waiters (rare) ask again. */
+  char *path = j ? j->val_path : NULL;
+  if (j)
+    j->val_path = NULL;
   int first = 1;
   while (w) {
     struct val_waiter *next = w->next;
-    if (first && !rc)
-      w->cb(w->arg, 0, path, &db->job_val_pos);
-    else
+    if (first && !rc && path) {
+      w->cb(w->arg, 0, path, &j->val_pos);
+      free(path);
+      path = NULL; /* the waiter owns the file now */
+    } else {
       w->cb(w->arg, rc ? rc : ERR_BUSY, NULL, NULL);
+    }
     first = 0;
     free(w);
     w = next;
   }
-  free(path);
+  if (path) {
+    unlink(path);
+    free(path);
+  }
 }
 
 void db_request_validation(struct db *db, db_validation_cb cb, void *arg) {
@@ -229,9 +318,8 @@ void db_request_validation(struct db *db, db_validation_cb cb, void *arg) {
   db_kick(db, DBJ_VALIDATE);
 }
 
-static void deliver_snapshot(struct db *db) {
-  struct db_snapshot *s = db->snap;
-  db->snap = NULL;
+/* Takes ownership of s. */
+static void deliver_snapshot(struct db *db, struct db_snapshot *s) {
   struct snap_waiter *w = db->snap_waiters;
   db->snap_waiters = NULL;
   int n = 0;
@@ -254,16 +342,94 @@ static void deliver_snapshot(struct db *db) {
   }
 }
 
+static void done_close(struct db *db, struct db_job *j) {
+  if (j->rc)
+    log_error(db->name, NULL, "close: %s", j->err);
+  db_set_state(db, DB_CLOSED);
+  if (db->close_cb)
+    db->close_cb(db->close_arg);
+}
+
+/* No database file (yet): nothing to copy, nothing pending.  While closing,
+ * that is a finished final sync. */
+static void done_waiting(struct db *db, struct db_job *j) {
+  if (db->state != DB_CLOSING) {
+    if (db->state != DB_WAITING)
+      log_info(db->name, NULL, "waiting for database file to be created");
+    db_set_state(db, DB_WAITING);
+  }
+  if (j->todo & DBJ_SNAPSHOT)
+    fail_snapshot_waiters(db, ERR_NO_GENERATION);
+}
+
+static void done_error(struct db *db, struct db_job *j) {
+  if (strcmp(db->last_err, j->err)) {
+    log_error(db->name, NULL, "sync error: %s",
+              j->err[0] ? j->err : err_str(j->rc));
+    snprintf(db->last_err, sizeof(db->last_err), "%s", j->err);
+  }
+  if (db->state != DB_CLOSING)
+    db_set_state(db, DB_ERROR);
+  if (j->todo & DBJ_SNAPSHOT)
+    fail_snapshot_waiters(db, j->rc);
+  db->backoff_ms =
+      db->backoff_ms ? MIN(db->backoff_ms * 2, MAX_BACKOFF_MS) : 250;
+  if (!db->retry_timer)
+    db->retry_timer = loop_timer_new(on_retry, db);
+  if (db->state != DB_CLOSING)
+    loop_timer_start(db->retry_timer, (uint64_t)db->backoff_ms);
+  else
+    loop_timer_free(db->retry_timer), db->retry_timer = NULL;
+}
+
+static void done_ok(struct db *db, struct db_job *j) {
+  if (db->last_err[0])
+    log_info(db->name, NULL, "sync recovered");
+  db->last_err[0] = '\0';
+  db->backoff_ms = 0;
+  if (db->state != DB_CLOSING)
+    db_set_state(db, DB_READY);
+  if (j->new_gen)
+    log_info(db->name, NULL, "sync: new generation: generation=%s reason=%s",
+             db->gen, j->reason);
+  if (j->grew || (j->todo & DBJ_CHECKPOINT && j->ckpt_busy)) {
+    if (j->grew)
+      db->last_change_ns = time_now_ns();
+    /* Checkpoint a database once it goes quiet (after at most 1s, or
+     * checkpoint-interval if shorter): the WAL is then fully
+     * checkpointed, the next commit restarts it, and an application's
+     * own wal_checkpoint(TRUNCATE) at a quiet time succeeds at once.
+     * One wakeup per quiet period (again, backing off, if a commit came
+     * in the middle of it), none while idle. */
+    if (db->cfg->checkpoint_interval > 0 && db->state != DB_CLOSING) {
+      if (!db->idle_timer)
+        db->idle_timer = loop_timer_new(on_idle, db);
+      int64_t quiet = MIN(db->cfg->checkpoint_interval, NS_PER_SEC);
+      /* A long application read keeps every checkpoint from completing. */
+      db->idle_retries = j->grew ? 0 : MIN(db->idle_retries + 1, 5);
+      quiet <<= db->idle_retries;
+      loop_timer_start(db->idle_timer, (uint64_t)(quiet / NS_PER_MS));
+    }
+  }
+  if (j->snap) {
+    struct db_snapshot *s = j->snap;
+    j->snap = NULL;
+    deliver_snapshot(db, s);
+  }
+}
+
+/* On the loop: the job is handed back; publish and act on its outputs. */
 static void job_done(void *arg, int status) {
-  struct db *db = arg;
+  struct db_job *j = arg;
+  struct db *db = container_of(j->eng, struct db, eng);
   (void)status;
-  db->job_running = 0;
-  unsigned todo = db->job_todo;
-  int rc = db->job_rc;
-  struct engine *e = &db->eng;
-  publish(db);
+  assert(db->job == j);
+  db->job = NULL;
+  publish(db, j);
+  unsigned todo = j->todo;
 
   if (todo == DBJ_STATUS) {
+    job_free(j);
     if (db->pending)
       submit(db);
     if (db->state == DB_CLOSING)
@@ -271,70 +437,23 @@ static void job_done(void *arg, int status) {
     return;
   }
   if (todo & DBJ_CLOSE) {
-    if (rc)
-      log_error(db->name, NULL, "close: %s", e->err);
-    db_set_state(db, DB_CLOSED);
-    if (db->close_cb)
-      db->close_cb(db->close_arg);
+    done_close(db, j);
+    job_free(j);
     return;
   }
-  if (rc == ERR_NOT_FOUND && !e->opened) {
-    if (db->state != DB_WAITING)
-      log_info(db->name, NULL, "waiting for database file to be created");
-    db_set_state(db, DB_WAITING);
-    if (todo & DBJ_SNAPSHOT)
-      fail_snapshot_waiters(db, ERR_NO_GENERATION);
-  } else if (rc) {
-    if (strcmp(db->last_err, e->err)) {
-      log_error(db->name, NULL, "sync error: %s",
-                e->err[0] ? e->err : err_str(rc));
-      snprintf(db->last_err, sizeof(db->last_err), "%s", e->err);
-    }
-    if (db->state != DB_CLOSING)
-      db_set_state(db, DB_ERROR);
-    if (todo & DBJ_SNAPSHOT)
-      fail_snapshot_waiters(db, rc);
-    db->backoff_ms =
-        db->backoff_ms ? MIN(db->backoff_ms * 2, MAX_BACKOFF_MS) : 250;
-    if (!db->retry_timer)
-      db->retry_timer = loop_timer_new(on_retry, db);
-    if (db->state != DB_CLOSING)
-      loop_timer_start(db->retry_timer, (uint64_t)db->backoff_ms);
-    else
-      loop_timer_free(db->retry_timer), db->retry_timer = NULL;
-  } else {
-    if (db->last_err[0])
-      log_info(db->name, NULL, "sync recovered");
-    db->last_err[0] = '\0';
-    db->backoff_ms = 0;
-    if (db->state != DB_CLOSING)
-      db_set_state(db, DB_READY);
-    if (db->job_new_gen)
-      log_info(db->name, NULL, "sync: new generation: generation=%s reason=%s",
-               db->gen, e->reason);
-    if (db->job_grew) {
-      db->last_change_ns = time_now_ns();
-      /* Checkpoint a database once it goes quiet (after at most 1s, or
-       * checkpoint-interval if shorter): the WAL is then fully
-       * checkpointed, the next commit restarts it, and an application's
-       * own wal_checkpoint(TRUNCATE) at a quiet time succeeds at once.
-       * One wakeup per quiet period, none while idle. */
-      if (db->cfg->checkpoint_interval > 0 && db->state != DB_CLOSING) {
-        if (!db->idle_timer)
-          db->idle_timer = loop_timer_new(on_idle, db);
-        int64_t quiet = MIN(db->cfg->checkpoint_interval, NS_PER_SEC);
-        loop_timer_start(db->idle_timer, (uint64_t)(quiet / NS_PER_MS));
-      }
-    }
-    if (db->snap)
-      deliver_snapshot(db);
-  }
+  if (j->rc == ERR_NOT_FOUND && !j->opened)
+    done_waiting(db, j);
+  else if (j->rc)
+    done_error(db, j);
+  else
+    done_ok(db, j);
   if (todo & DBJ_VALIDATE)
-    deliver_validation(db, rc ? rc : db->job_val_rc);
-  if (db->job_grew || db->job_new_gen || (todo & DBJ_SNAPSHOT) == 0) {
+    deliver_validation(db, j, j->rc ? j->rc : j->val_rc);
+  if (j->grew || j->new_gen || (todo & DBJ_SNAPSHOT) == 0) {
     for (size_t i = 0; i < db->n_replicas; i++)
       replica_notify(db->replicas[i]);
   }
+  job_free(j);
   if (db->pending && (db->state != DB_ERROR || db->close_phase))
     submit(db);
   if (db->state == DB_CLOSING)
@@ -374,14 +493,21 @@ void db_status_changed(struct db *db) {
 }
 
 static void submit(struct db *db) {
-  if (db->job_running || !db->pending || db->state == DB_CLOSED)
+  if (db->job || !db->pending || db->state == DB_CLOSED)
     return;
-  if (db->state == DB_CLOSING && db->close_phase == 3)
+  if (db->close_phase == DB_CLOSE_FINAL)
     db->pending &= DBJ_CLOSE | DBJ_STATUS;
-  db->job_todo = db->pending;
+  struct db_job *j = xcalloc(1, sizeof(*j));
+  j->eng = &db->eng;
+  j->todo = db->pending;
+  j->prune_below = db->prune_below;
+  if (j->todo & DBJ_STATUS) {
+    j->status_text = db->status_text; /* the job owns it now */
+    db->status_text = NULL;
+  }
   db->pending = 0;
-  db->job_running = 1;
-  loop_work_submit(job_work, job_done, db);
+  db->job = j;
+  loop_work_submit(job_work, job_done, j);
 }
 
 void db_kick(struct db *db, unsigned what) {
@@ -407,7 +533,7 @@ static void on_copy_timer(void *arg) {
 
 static void on_dir_change(void *arg, const char *name) {
   struct db *db = arg;
-  const char *base = path_base(db->eng.db_path);
+  const char *base = path_base(db->name);
   size_t n = strlen(base);
   if (name) {
     /* Only our database's -wal (or the database itself appearing). */
@@ -444,7 +570,7 @@ static void on_poll(void *arg) {
 }
 
 void db_start(struct db *db) {
-  char *dir = path_dir(db->eng.db_path);
+  char *dir = path_dir(db->name);
   int rc = watch_add(dir, on_dir_change, db, &db->watch);
   if (rc) {
     log_warn(db->name, NULL,
@@ -461,7 +587,12 @@ void db_start(struct db *db) {
   log_info(db->name, NULL, "initialized db");
   for (size_t i = 0; i < db->n_replicas; i++) {
     struct replica *r = db->replicas[i];
-    log_info(db->name, r->name, "replicating to %s", r->b->desc);
+    log_info(db->name, r->name, "replicating to %s%s", r->b->desc,
+             codec_encrypts(r->b) ? " (age-encrypted)" : "");
+    if (!codec_encrypts(r->b) && r->b->age.n_identities)
+      log_warn(db->name, r->name,
+               "age identities but no recipients: new objects are uploaded "
+               "unencrypted");
   }
   db_kick(db, DBJ_SYNC);
 }
@@ -502,16 +633,28 @@ void db_replicas_advanced(struct db *db) {
   db_kick(db, DBJ_PRUNE);
 }
 
-/* --- shutdown ---
- * Phase 1: a final sync job copies the last commits.  Phase 2: every
- * replica uploads what it lacks.  Phase 3: the close job releases the pin
- * and closes the connections. */
+/* --- shutdown (enum db_close_phase) --- */
+
+static const char *close_phase_name(enum db_close_phase p) {
+  static const char *names[] = {"none", "sync", "flush", "final"};
+  return names[p];
+}
+
+/* The one setter: phases only advance, one step at a time. */
+static void close_set(struct db *db, enum db_close_phase p) {
+  assert(p == db->close_phase + 1);
+  assert(db->state == DB_CLOSING);
+  log_debug(db->name, NULL, "close %s -> %s", close_phase_name(db->close_phase),
+            close_phase_name(p));
+  db->close_phase = p;
+}
 
 static void on_replica_flushed(void *arg) {
   struct db *db = arg;
+  assert(db->close_phase == DB_CLOSE_FLUSH);
   if (--db->closing_replicas > 0)
     return;
-  db->close_phase = 3;
+  close_set(db, DB_CLOSE_FINAL);
   loop_timer_free(db->status_timer);
   db->status_timer = NULL;
   free(db->status_text);
@@ -519,10 +662,11 @@ static void on_replica_flushed(void *arg) {
   db_kick(db, DBJ_CLOSE | DBJ_STATUS);
 }
 
+/* DB_CLOSE_SYNC ends once no job runs and none is pending. */
 static void close_advance(struct db *db) {
-  if (db->close_phase != 1 || db->job_running || db->pending)
+  if (db->close_phase != DB_CLOSE_SYNC || db->job || db->pending)
     return;
-  db->close_phase = 2;
+  close_set(db, DB_CLOSE_FLUSH);
   db->closing_replicas = (int)db->n_replicas + 1;
   for (size_t i = 0; i < db->n_replicas; i++)
     replica_flush(db->replicas[i], on_replica_flushed, db);
@@ -540,12 +684,14 @@ void db_close(struct db *db, void (*cb)(void *arg), void *arg) {
   loop_timer_free(db->retry_timer);
   db->poll_timer = db->idle_timer = db->retry_timer = NULL;
   fail_snapshot_waiters(db, ERR_CANCELED);
-  deliver_validation(db, ERR_CANCELED);
-  db->close_phase = 1;
+  /* A validation job still running keeps its copy; job_done removes it. */
+  deliver_validation(db, NULL, ERR_CANCELED);
+  close_set(db, DB_CLOSE_SYNC);
   db_kick(db, DBJ_SYNC);
 }
 
 void db_free(struct db *db) {
+  assert(!db->job); /* a running job points into the db */
   for (size_t i = 0; i < db->n_replicas; i++) {
     struct backend *b = db->replicas[i]->b;
     replica_free(db->replicas[i]);
@@ -558,7 +704,6 @@ void db_free(struct db *db) {
   loop_timer_free(db->status_timer);
   loop_timer_free(db->copy_timer);
   free(db->status_text);
-  free(db->job_val_path);
   engine_destroy(&db->eng);
   free(db);
 }

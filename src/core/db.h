@@ -60,10 +60,25 @@ typedef void (*db_snapshot_cb)(void *arg, int status, struct db_snapshot *snap);
 typedef void (*db_validation_cb)(void *arg, int status, const char *path,
                                  const struct pos *at);
 
+/* Shutdown, after db_close: a final sync job copies the last commits,
+ * then every replica uploads what it lacks, then the close job releases
+ * the pin and closes the connections.  Only ever advances. */
+enum db_close_phase {
+  DB_CLOSE_NONE,
+  DB_CLOSE_SYNC,  /* the final sync job */
+  DB_CLOSE_FLUSH, /* replicas uploading */
+  DB_CLOSE_FINAL  /* the close job */
+};
+
+struct db_job; /* a job's inputs and outputs (db.c) */
+
 struct db {
   struct db_config *cfg; /* borrowed; outlives the db */
   const char *name;      /* the database path, for logs */
-  struct engine eng;     /* only the running job touches it */
+  const char *meta;      /* the meta directory; immutable */
+  /* Lent to the running job (db_job.eng) from submit to done; the loop
+   * never touches it (only its immutable paths, through name and meta). */
+  struct engine eng;
   enum db_state state;
 
   /* Published by the loop after every job; safe to read on the loop. */
@@ -79,13 +94,10 @@ struct db {
   struct replica **replicas;
   size_t n_replicas;
 
-  /* internal */
-  int job_running;
-  unsigned pending;
-  unsigned job_todo;
-  int job_rc;
-  int job_new_gen;
-  int job_grew;
+  /* internal (loop thread only) */
+  struct db_job *job; /* the running job, NULL if none: one per database */
+  unsigned pending;   /* DBJ_* for the next job */
+  int idle_retries;   /* idle checkpoints retried since the last change */
   uint32_t prune_below;
   struct watch_sub *watch;
   struct loop_timer *retry_timer;
@@ -93,20 +105,16 @@ struct db {
   struct loop_timer *poll_timer;
   int backoff_ms;
   char last_err[512];
-  struct db_snapshot *snap; /* result of the last snapshot job */
   struct snap_waiter *snap_waiters;
   void (*close_cb)(void *arg);
   void *close_arg;
   int closing_replicas;
-  int close_phase; /* 0, or 1..3 while closing (db.c) */
+  enum db_close_phase close_phase; /* set by close_set (db.c) */
   struct loop_timer *status_timer;
   struct loop_timer *copy_timer;
   uint64_t last_copy_ms;
   struct val_waiter *val_waiters;
-  int job_val_rc;
-  struct pos job_val_pos;
-  char *job_val_path;
-  char *status_text; /* formatted on the loop, written by the next job */
+  char *status_text; /* formatted on the loop, handed to the next job */
 };
 
 /* The status file in the meta directory, one line per replica, read by

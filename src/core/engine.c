@@ -1,11 +1,13 @@
 #include "core/engine.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -17,27 +19,12 @@
 #define BUSY_TIMEOUT_MS 1000
 /* How long the checkpoint waits for the write lock before trying later. */
 #define WRITE_LOCK_WAIT_MS 250
-#define COPY_CHUNK (1 << 20)
-
-/* One copy buffer per pool thread, reused by every database it serves:
- * no allocation (and page faults) per copy round, and memory bounded by
- * the number of threads, not of databases. */
-static _Thread_local uint8_t *t_copy_buf;
-static _Thread_local size_t t_copy_cap;
 
 static void ckpt_lock(struct engine *e, int hold);
 
-static uint8_t *copy_buf(size_t n) {
-  if (t_copy_cap < n) {
-    free(t_copy_buf);
-    t_copy_buf = xmalloc(n);
-    t_copy_cap = n;
-  }
-  return t_copy_buf;
-}
-/* Frames checkpointed before taking the write lock when the WAL holds more
- * than this many un-checkpointed frames. */
-#define PRECHECKPOINT_FRAMES 256
+/* Quiet (lock-free) checkpoint attempts of a growing WAL before taking the
+ * write lock. */
+#define CKPT_QUIET_TRIES 2
 
 void engine_global_init(void) {
   static int done;
@@ -61,15 +48,16 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   e->max_ckpt_pages = cfg->max_checkpoint_page_count;
   e->ckpt_min_interval_ns = 250 * NS_PER_MS;
   e->pin = -1;
+  e->pin_state = PIN_NONE;
   e->wal_fd = -1;
   e->db_fd = -1;
   e->shm_fd = -1;
   e->shadow_fd = -1;
 }
 
-static void set_err(struct engine *e, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void set_err(struct engine *e, const char *fmt, ...) {
+#define set_err engine_set_err
+
+void engine_set_err(struct engine *e, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(e->err, sizeof(e->err), fmt, ap);
@@ -108,6 +96,15 @@ static int sql_exec(struct engine *e, sqlite3 *c, const char *sql) {
     return (rc & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
   }
   return 0;
+}
+
+/* A cleanup statement (ROLLBACK): its failure is reported only when
+ * nothing failed before it, so the first (real) error is the one logged. */
+static void sql_cleanup(struct engine *e, sqlite3 *c, const char *sql) {
+  char first[sizeof(e->err)];
+  memcpy(first, e->err, sizeof(first));
+  if (sql_exec(e, c, sql) && first[0])
+    memcpy(e->err, first, sizeof(first));
 }
 
 /* Runs a statement returning one row; copies up to 3 integer columns. */
@@ -153,6 +150,10 @@ static int open_conn(struct engine *e, sqlite3 **out) {
   /* Never delete the -wal on close: it is the application's. */
   int on = 1;
   sqlite3_file_control(c, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+  /* Nor checkpoint it when ours is the last connection to close: the
+   * database file then keeps exactly the state of our clean-stop record
+   * (shadow.h). */
+  sqlite3_db_config(c, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
   sqlite3_busy_handler(c, on_busy, NULL);
   sqlite3_extended_result_codes(c, 1);
   /* Our connections never checkpoint on their own and read little. */
@@ -180,7 +181,24 @@ static int pin_begin(struct engine *e, int i) {
 
 static void pin_end(struct engine *e, int i) {
   if (sqlite3_get_autocommit(e->conn[i]) == 0)
-    sql_exec(e, e->conn[i], "ROLLBACK");
+    sql_cleanup(e, e->conn[i], "ROLLBACK");
+}
+
+static const char *pin_state_name(enum engine_pin s) {
+  static const char *names[] = {"none", "held", "regained"};
+  return names[s];
+}
+
+/* The one setter of the pin: which connection holds it (-1: none) and
+ * whether a WAL restart seen under it is genuine. */
+static void pin_set(struct engine *e, int i, enum engine_pin s) {
+  assert((i < 0) == (s == PIN_NONE));
+  assert(i < 2);
+  if (e->pin_state != s)
+    log_debug(e->name, NULL, "pin %s -> %s", pin_state_name(e->pin_state),
+              pin_state_name(s));
+  e->pin = i;
+  e->pin_state = s;
 }
 
 /* --- WAL reading and shadow appends --- */
@@ -207,127 +225,6 @@ static int read_wal_header(struct engine *e, uint8_t raw[WAL_HEADER_SIZE],
   if (n < WAL_HEADER_SIZE)
     return ERR_NOT_FOUND; /* empty (e.g. truncated by a checkpoint) */
   return wal_header_parse(raw, h) ? ERR_WAL_HEADER : 0;
-}
-
-/* Appends committed frames from the real WAL, starting at shadow_size,
- * checking salts and the checksum chain.  Frames of a transaction still
- * being written are copied speculatively and cut off again, so the WAL is
- * read once. */
-static int copy_frames(struct engine *e) {
-  int64_t fs = wal_frame_size(e->hdr.page_size);
-  size_t nframes = (size_t)MAX(1, COPY_CHUNK / fs);
-  uint8_t *buf = copy_buf((size_t)fs * nframes);
-  struct wal_scan scan;
-  wal_scan_resume(&scan, &e->hdr, e->shadow_size, e->s0, e->s1);
-  int64_t written_end = e->shadow_size;
-  int rc = 0;
-  for (;;) {
-    ssize_t r =
-        pread_full(e->wal_fd, buf, (size_t)fs * nframes, (off_t)scan.end);
-    if (r < 0) {
-      rc = (int)r;
-      set_err(e, "read %s: %s", e->wal_path, strerror(-rc));
-      break;
-    }
-    size_t n = (size_t)r / (size_t)fs, i;
-    int64_t start = scan.end;
-    for (i = 0; i < n; i++) {
-      if (!wal_scan_frame(&scan, buf + i * (size_t)fs))
-        break;
-      if (scan.commit_end == scan.end)
-        memcpy(e->last_frame_hdr, buf + i * (size_t)fs, WAL_FRAME_HEADER_SIZE);
-    }
-    if (i > 0) {
-      rc = pwrite_full(e->shadow_fd, buf, (size_t)i * (size_t)fs, (off_t)start);
-      if (rc) {
-        set_err(e, "write shadow wal %s/%08x.wal: %s", e->gen, e->index,
-                strerror(-rc));
-        break;
-      }
-      written_end = start + (int64_t)i * fs;
-    }
-    if (i < n || n < nframes)
-      break;
-  }
-  if (rc) {
-    /* Drop whatever this round wrote; the next round starts over. */
-    if (ftruncate(e->shadow_fd, (off_t)e->shadow_size)) {
-    }
-    return rc;
-  }
-  /* Drop frames of a transaction that is still being written. */
-  if (written_end > scan.commit_end &&
-      ftruncate(e->shadow_fd, (off_t)scan.commit_end)) {
-    rc = -errno;
-    set_err(e, "truncate shadow wal: %s", strerror(errno));
-    return rc;
-  }
-  if (scan.commit_end > e->shadow_size) {
-    /* Start writing the new bytes back now, without waiting: a later
-     * fsync (ours, or the application's on the same filesystem) then has
-     * little left to flush. */
-    sync_file_range(e->shadow_fd, (off_t)e->shadow_size,
-                    (off_t)(scan.commit_end - e->shadow_size),
-                    SYNC_FILE_RANGE_WRITE);
-    e->stats.total_wal_bytes += scan.commit_end - e->shadow_size;
-    e->shadow_size = scan.commit_end;
-    e->s0 = scan.commit_s0;
-    e->s1 = scan.commit_s1;
-    e->shadow_dirty = 1;
-  }
-  return 0;
-}
-
-static int shadow_open_current(struct engine *e, int create) {
-  if (e->shadow_fd >= 0) {
-    close(e->shadow_fd);
-    e->shadow_fd = -1;
-  }
-  char *dir = shadow_wal_dir(e->meta, e->gen);
-  int rc = mkdir_p(dir, 0700);
-  free(dir);
-  if (rc) {
-    set_err(e, "create %s: %s", e->meta, strerror(-rc));
-    return rc;
-  }
-  char *path = shadow_wal_path(e->meta, e->gen, e->index);
-  e->shadow_fd =
-      open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0), 0600);
-  if (e->shadow_fd < 0) {
-    rc = -errno;
-    set_err(e, "open %s: %s", path, strerror(errno));
-  }
-  free(path);
-  return rc;
-}
-
-/* Starts shadow file e->index with the header in e->hdr_raw. */
-static int shadow_start_index(struct engine *e) {
-  int rc = shadow_open_current(e, 1);
-  if (rc)
-    return rc;
-  rc = pwrite_full(e->shadow_fd, e->hdr_raw, WAL_HEADER_SIZE, 0);
-  if (rc) {
-    set_err(e, "write shadow wal header: %s", strerror(-rc));
-    return rc;
-  }
-  e->shadow_size = WAL_HEADER_SIZE;
-  e->s0 = e->hdr.cksum1;
-  e->s1 = e->hdr.cksum2;
-  memset(e->last_frame_hdr, 0, sizeof(e->last_frame_hdr));
-  e->shadow_dirty = 1;
-  return 0;
-}
-
-static int shadow_fsync(struct engine *e) {
-  if (!e->shadow_dirty || e->shadow_fd < 0)
-    return 0;
-  if (fdatasync(e->shadow_fd)) {
-    set_err(e, "fsync shadow wal: %s", strerror(errno));
-    return -errno;
-  }
-  e->shadow_dirty = 0;
-  return 0;
 }
 
 /* Makes SQLite write a WAL header: Litestream's _litestream_seq upsert. */
@@ -361,7 +258,7 @@ int engine_new_generation(struct engine *e, const char *reason) {
   e->hdr = h;
   e->page_size = h.page_size;
   e->index = 0;
-  if ((rc = shadow_start_index(e)) || (rc = copy_frames(e)) ||
+  if ((rc = shadow_start_index(e)) || (rc = shadow_copy_frames(e)) ||
       (rc = shadow_fsync(e)))
     return rc;
   if ((rc = shadow_write_generation(e->meta, gen))) {
@@ -373,19 +270,27 @@ int engine_new_generation(struct engine *e, const char *reason) {
   return 0;
 }
 
+/* What try_continue found. */
+enum cont {
+  CONT_OK,          /* the WAL continues the meta dir's generation */
+  CONT_NO_STATE,    /* no (usable) generation in the meta dir */
+  CONT_WAL_CHANGED, /* the WAL is another lifetime than the last shadow's */
+  CONT_WAL_DAMAGED  /* same lifetime, but shorter or overwritten */
+};
+
 /* Checks whether the meta dir's generation continues in the current WAL
- * (spec 2.2 step 10 and 2.4).  Returns 0 and loads the state when it does;
- * otherwise writes the reason and returns 1. */
-static int try_continue(struct engine *e, char *reason, size_t rlen) {
+ * (spec 2.2 step 10 and 2.4).  Returns CONT_OK and loads the state when it
+ * does; otherwise writes the reason. */
+static enum cont try_continue(struct engine *e, char *reason, size_t rlen) {
   char gen[GEN_LEN + 1];
   uint32_t index;
   if (shadow_read_generation(e->meta, gen)) {
     snprintf(reason, rlen, "no generation exists");
-    return 1;
+    return CONT_NO_STATE;
   }
   if (shadow_max_index(e->meta, gen, &index)) {
     snprintf(reason, rlen, "no shadow wal");
-    return 1;
+    return CONT_NO_STATE;
   }
   char *path = shadow_wal_path(e->meta, gen, index);
   struct shadow_state st;
@@ -399,17 +304,17 @@ static int try_continue(struct engine *e, char *reason, size_t rlen) {
   if (!ok || shadow_load(path, &st)) {
     free(path);
     snprintf(reason, rlen, "short shadow wal");
-    return 1;
+    return CONT_NO_STATE;
   }
   free(path);
   if (read_wal_header(e, wraw, &wh) || memcmp(sraw, wraw, WAL_HEADER_SIZE)) {
     snprintf(reason, rlen, "wal header mismatch");
-    return 1;
+    return CONT_WAL_CHANGED;
   }
   struct stat sb;
   if (fstat(e->wal_fd, &sb) || sb.st_size < st.size) {
     snprintf(reason, rlen, "wal truncated by another process");
-    return 1;
+    return CONT_WAL_DAMAGED;
   }
   if (st.size > WAL_HEADER_SIZE) {
     uint8_t fh[WAL_FRAME_HEADER_SIZE];
@@ -418,7 +323,7 @@ static int try_continue(struct engine *e, char *reason, size_t rlen) {
             (ssize_t)sizeof(fh) ||
         memcmp(fh, st.last_frame_hdr, sizeof(fh))) {
       snprintf(reason, rlen, "wal overwritten by another process");
-      return 1;
+      return CONT_WAL_DAMAGED;
     }
   }
   memcpy(e->gen, gen, sizeof(gen));
@@ -430,7 +335,110 @@ static int try_continue(struct engine *e, char *reason, size_t rlen) {
   e->s0 = st.s0;
   e->s1 = st.s1;
   memcpy(e->last_frame_hdr, st.last_frame_hdr, sizeof(st.last_frame_hdr));
+  return CONT_OK;
+}
+
+static int64_t ts_ns(const struct timespec *t) {
+  return (int64_t)t->tv_sec * NS_PER_SEC + t->tv_nsec;
+}
+
+/* Whether the database file is still exactly as the clean-stop record saw
+ * it (shadow.h), and the meta dir still ends where the record says. */
+static int stop_record_holds(struct engine *e, const struct shadow_stop *r,
+                             char *why, size_t wlen) {
+  char gen[GEN_LEN + 1];
+  uint32_t index;
+  struct shadow_state st;
+  struct stat sb;
+  if (shadow_read_generation(e->meta, gen) || strcmp(gen, r->gen) ||
+      shadow_max_index(e->meta, gen, &index) || index != r->index) {
+    snprintf(why, wlen, "meta directory changed since sluice stopped");
+    return 0;
+  }
+  char *path = shadow_wal_path(e->meta, gen, index);
+  int rc = shadow_load(path, &st);
+  free(path);
+  if (rc || st.size != r->size) {
+    snprintf(why, wlen, "shadow wal changed since sluice stopped");
+    return 0;
+  }
+  if (fstat(e->db_fd, &sb) || (uint64_t)sb.st_dev != r->dev ||
+      (uint64_t)sb.st_ino != r->ino || sb.st_size != r->db_size ||
+      ts_ns(&sb.st_mtim) != r->mtime_ns || ts_ns(&sb.st_ctim) != r->ctime_ns) {
+    snprintf(why, wlen, "database file written while sluice was stopped");
+    return 0;
+  }
+  return 1;
+}
+
+/* The WAL is another lifetime than the last shadow file's, but the clean-
+ * stop record proves the database file still holds the shadow's final
+ * state: nothing was lost, the generation continues at the next index with
+ * whatever the WAL holds now. */
+static int continue_after_stop(struct engine *e, const struct shadow_stop *r) {
+  uint8_t raw[WAL_HEADER_SIZE];
+  struct wal_header h;
+  int rc = read_wal_header(e, raw, &h);
+  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
+    /* Deleted by the last connection to close, or truncated: start the
+     * next lifetime (our pin sees an empty WAL: nothing to lose). */
+    rc = force_wal_write(e, 1 - e->pin);
+    if (!rc)
+      rc = read_wal_header(e, raw, &h);
+  }
+  if (rc)
+    return rc;
+  if (h.page_size != e->page_size)
+    return ERR_WAL_HEADER;
+  memcpy(e->gen, r->gen, sizeof(e->gen));
+  e->index = r->index + 1;
+  memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
+  e->hdr = h;
+  e->stats.restarts++;
+  if ((rc = shadow_start_index(e)) || (rc = shadow_copy_frames(e)) ||
+      (rc = shadow_fsync(e)))
+    return rc;
+  shadow_clean(e->meta, e->gen);
+  log_info(e->name, NULL,
+           "continuing generation %s at index %08x: the database is unchanged "
+           "since sluice stopped",
+           e->gen, e->index);
   return 0;
+}
+
+/* Establishes the generation at start-up: continue the meta dir's when the
+ * WAL still holds its last lifetime, or when a clean stop proves nothing
+ * was lost since; otherwise a new generation, with the reason.  (The
+ * CONT_WAL_CHANGED case without such proof is where a resync of the
+ * changed pages would keep the generation.) */
+static int open_generation(struct engine *e, const struct shadow_stop *stop) {
+  char reason[128];
+  if (e->next_reason[0]) {
+    snprintf(reason, sizeof(reason), "%s", e->next_reason);
+    e->next_reason[0] = '\0';
+    return engine_new_generation(e, reason);
+  }
+  enum cont c = try_continue(e, reason, sizeof(reason));
+  if (c == CONT_OK) {
+    int rc = shadow_open_current(e, 0);
+    if (!rc)
+      rc = shadow_copy_frames(e);
+    if (!rc)
+      shadow_clean(e->meta, e->gen);
+    return rc;
+  }
+  if (c == CONT_WAL_CHANGED && stop) {
+    char why[96];
+    if (stop_record_holds(e, stop, why, sizeof(why))) {
+      int rc = continue_after_stop(e, stop);
+      if (rc != ERR_WAL_HEADER)
+        return rc;
+      snprintf(why, sizeof(why), "page size changed");
+    }
+    size_t n = strlen(reason);
+    snprintf(reason + n, sizeof(reason) - n, " (%s)", why);
+  }
+  return engine_new_generation(e, reason);
 }
 
 static void close_all(struct engine *e) {
@@ -441,7 +449,7 @@ static void close_all(struct engine *e) {
       e->conn[i] = NULL;
     }
   }
-  e->pin = -1;
+  pin_set(e, -1, PIN_NONE);
   if (e->wal_fd >= 0)
     close(e->wal_fd);
   if (e->shadow_fd >= 0)
@@ -470,6 +478,10 @@ int engine_open(struct engine *e) {
     set_err(e, "open %s: %s", e->db_path, strerror(errno));
     return errno == ENOENT ? ERR_NOT_FOUND : -errno;
   }
+  if (fstat(e->db_fd, &sb) == 0) {
+    e->db_dev = (uint64_t)sb.st_dev;
+    e->db_ino = (uint64_t)sb.st_ino;
+  }
   char mode[32];
   if ((rc = open_conn(e, &e->conn[0])) || (rc = open_conn(e, &e->conn[1])))
     goto fail;
@@ -495,9 +507,13 @@ int engine_open(struct engine *e) {
     set_err(e, "create meta directory %s: %s", e->meta, strerror(-rc));
     goto fail;
   }
+  /* Taken (read and removed) now: it describes only the stop just before
+   * this start. */
+  struct shadow_stop stop;
+  int have_stop = shadow_take_stop(e->meta, &stop) == 0;
   if ((rc = pin_begin(e, 0)))
     goto fail;
-  e->pin = 0;
+  pin_set(e, 0, PIN_HELD);
   /* The WAL exists once journal_mode=wal has run and the tables exist; if
    * it is empty, write a header. */
   if (access(e->wal_path, F_OK) && (rc = force_wal_write(e, 1)))
@@ -508,15 +524,8 @@ int engine_open(struct engine *e) {
   char *shm = xasprintf("%s-shm", e->db_path);
   e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
   free(shm);
-  char reason[128];
-  if (try_continue(e, reason, sizeof(reason))) {
-    if ((rc = engine_new_generation(e, reason)))
-      goto fail;
-  } else {
-    if ((rc = shadow_open_current(e, 0)) || (rc = copy_frames(e)))
-      goto fail;
-    shadow_clean(e->meta, e->gen);
-  }
+  if ((rc = open_generation(e, have_stop ? &stop : NULL)))
+    goto fail;
   e->opened = 1;
   ckpt_lock(e, 1);
   return 0;
@@ -525,22 +534,26 @@ fail:
   return rc ? rc : ERR_SQLITE;
 }
 
-/* A new WAL header under our pin is a genuine restart (see engine.h); check
- * that it continues the previous one: same format, and checkpoint sequence
- * and salt-1 advanced by the same amount (one per restart, several when the
- * WAL was restarted again while empty). */
+/* A new WAL header under our pin is a genuine restart (see engine.h): the
+ * previous lifetime is complete in the shadow WAL, whatever the new salts.
+ * Only the format must carry over.  The checkpoint sequence number and
+ * salt-1 say nothing more: SQLite keeps the sequence number per connection
+ * (a connection that never restarted the WAL before writes 1, whatever the
+ * WAL held), and a connection that had not restarted one writes random
+ * salts into a WAL left empty by a TRUNCATE checkpoint.  Short-lived
+ * connections (the sqlite3 CLI, a PHP request, a cron job) do both. */
 static int is_successor(const struct wal_header *old,
                         const struct wal_header *h) {
-  uint32_t dseq = h->ckpt_seq - old->ckpt_seq;
-  uint32_t dsalt = h->salt1 - old->salt1;
-  return h->magic == old->magic && h->page_size == old->page_size &&
-         dseq == dsalt && dseq >= 1 && dseq <= (1u << 20);
+  return h->magic == old->magic && h->page_size == old->page_size;
 }
 
 static int pin_advance(struct engine *e);
 
-int engine_sync(struct engine *e, int *new_gen) {
-  uint32_t index0 = e->index;
+/* Copies what is new in the WAL, following a restart, without moving the
+ * pin: for pin_advance, and under the write lock (the pin moves right
+ * after; and a pin_advance there would BEGIN on the connection holding the
+ * write lock: "cannot start a transaction within a transaction"). */
+static int sync_copy(struct engine *e, int *new_gen) {
   *new_gen = 0;
   e->err[0] = '\0';
   int64_t t0 = time_mono_ns();
@@ -567,15 +580,18 @@ int engine_sync(struct engine *e, int *new_gen) {
         goto out;
       }
     }
-    e->pin_gap = 0;
-    rc = copy_frames(e);
+    if (e->pin_state == PIN_REGAINED)
+      pin_set(e, e->pin, PIN_HELD); /* nothing was lost meanwhile */
+    rc = shadow_copy_frames(e);
     goto out;
   }
-  if (e->pin_gap || !is_successor(&e->hdr, &h)) {
-    rc = engine_new_generation(e, e->pin_gap
-                                      ? "wal restarted while not pinned"
-                                      : "wal header changed unexpectedly");
-    e->pin_gap = 0;
+  if (e->pin_state != PIN_HELD || !is_successor(&e->hdr, &h)) {
+    int gap = e->pin_state != PIN_HELD;
+    rc = engine_new_generation(e, gap ? "wal restarted while not pinned"
+                                      : "wal format changed (page size or "
+                                        "checksum byte order)");
+    if (gap)
+      pin_set(e, e->pin, PIN_HELD);
     *new_gen = !rc;
     goto out;
   }
@@ -594,7 +610,7 @@ int engine_sync(struct engine *e, int *new_gen) {
   e->stats.restarts++;
   if ((rc = shadow_start_index(e)))
     goto out;
-  rc = copy_frames(e);
+  rc = shadow_copy_frames(e);
 out:
   if (!fstat(e->wal_fd, &sb))
     e->wal_size = sb.st_size;
@@ -604,10 +620,26 @@ out:
   e->stats.sync_ns += time_mono_ns() - t0;
   if (rc)
     e->stats.sync_errors++;
+  return rc;
+}
+
+int engine_sync(struct engine *e, int *new_gen) {
+  uint32_t index0 = e->index;
+  if (e->opened && e->pin < 0) {
+    /* A checkpoint or validation lost the pin: take it again; a restart
+     * meanwhile may have hidden frames (PIN_REGAINED). */
+    int prc = pin_begin(e, 0);
+    if (prc) {
+      *new_gen = 0;
+      return prc;
+    }
+    pin_set(e, 0, PIN_REGAINED);
+  }
+  int rc = sync_copy(e, new_gen);
   /* After a restart our pin may sit on read-mark 0, which blocks every
    * checkpoint: the application's autocheckpoint would then scan the whole
    * WAL on each commit.  Move it onto the new lifetime (a slot >= 1). */
-  if (!rc && !*new_gen && e->index != index0 && !e->advancing && e->pin >= 0) {
+  if (!rc && !*new_gen && e->index != index0 && e->pin >= 0) {
     int arc = pin_advance(e);
     if (arc && arc != ERR_BUSY)
       rc = arc;
@@ -697,123 +729,270 @@ static int pin_advance(struct engine *e) {
   if (rc)
     return rc;
   int ng = 0;
-  e->advancing = 1;
-  rc = engine_sync(e, &ng);
-  e->advancing = 0;
+  rc = sync_copy(e, &ng);
   if (rc || ng) {
     /* Keep the old pin; drop the new one. */
     pin_end(e, f);
     return rc ? rc : ERR_BUSY;
   }
   pin_end(e, e->pin);
-  e->pin = f;
+  pin_set(e, f, e->pin_state);
   return 0;
 }
 
-int engine_checkpoint(struct engine *e) {
-  int64_t t0 = time_mono_ns();
-  ckpt_lock(e, 0);
-  e->checkpointing = 1; /* our own checkpoints need the lock free */
-  int64_t res[3] = {0};
-  int rc;
-  e->err[0] = '\0';
-  int64_t frames_before =
-      (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
-  if (ckpt_is_full(e)) {
-    /* Everything was checkpointed and nothing was committed since:
-     * nothing to do. */
-    rc = 0;
-    goto out;
+/* A PASSIVE checkpoint on conn[i] (res: busy, WAL frames, checkpointed).
+ * While we checkpoint, our hold on the checkpoint lock is released, and an
+ * application's autocheckpoint may be running (it backfills no further
+ * than our pin either): wait for it a little rather than fail. */
+static int passive_checkpoint(struct engine *e, int i, int64_t res[3]) {
+  int64_t deadline = time_mono_ns() + 20 * NS_PER_MS;
+  for (;;) {
+    res[0] = res[1] = res[2] = 0;
+    int rc =
+        sql_row(e, e->conn[i], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL, 0);
+    if (rc || res[0] == 0 || time_mono_ns() > deadline)
+      return rc;
+    usleep(200);
   }
-  /* Checkpoint the bulk without the write lock, so writers keep going:
-   * move the pin to the end, checkpoint up to it, flush; repeat while the
-   * writer added a lot meanwhile.  Under the write lock only the tail is
-   * left, with little to write or fsync. */
-  for (int round = 0; round < 4 && frames_before > PRECHECKPOINT_FRAMES &&
-                      time_mono_ns() - t0 < 250 * NS_PER_MS;
-       round++) {
+}
+
+/* Checkpoints without the write lock, so that no application commit can
+ * ever fail or wait because of us (an application without a busy timeout
+ * gets "database is locked" the moment it finds the write lock taken).  The
+ * pin moves to the end of the WAL (everything copied and fsynced), a
+ * PASSIVE checkpoint copies up to it; if that covered the whole WAL (no
+ * commit came in meanwhile), a pin begun now sits on read-mark 0 and the
+ * application's next commit restarts the WAL.  Returns 0 when it did,
+ * ERR_BUSY when commits kept coming in between. */
+static int checkpoint_quiet(struct engine *e, int rounds) {
+  for (int round = 0; round < rounds; round++) {
+    int rc = pin_advance(e);
+    if (!rc)
+      rc = shadow_fsync(e);
+    if (rc)
+      return rc;
+    uint32_t index = e->index;
+    int64_t size = e->shadow_size;
+    int64_t res[3];
+    if ((rc = passive_checkpoint(e, 1 - e->pin, res)))
+      return rc;
+    if (res[0] != 0 || res[1] != res[2])
+      continue; /* commits after the pin, or an application reader */
     if ((rc = pin_advance(e)))
-      goto out;
-    res[1] = res[2] = 0;
-    sql_row(e, e->conn[1 - e->pin], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL,
-            0);
-    fdatasync(e->wal_fd);
-    fdatasync(e->db_fd);
-    if ((rc = shadow_fsync(e)))
-      goto out;
-    if (res[1] - res[2] <= PRECHECKPOINT_FRAMES)
-      break;
-  }
-  if ((rc = shadow_fsync(e)))
-    goto out;
-  int64_t t_lock = time_mono_ns();
-  int f = 1 - e->pin;
-  {
-    char *msg = NULL;
-    t_busy.deadline_ns = time_mono_ns() + WRITE_LOCK_WAIT_MS * NS_PER_MS;
-    int src = sqlite3_exec(e->conn[f], "BEGIN IMMEDIATE", NULL, NULL, &msg);
-    sqlite3_free(msg);
-    if (src != SQLITE_OK) {
-      rc = (src & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
-      if (rc != ERR_BUSY)
-        set_err(e, "BEGIN IMMEDIATE: %s", sqlite3_errstr(src));
-      if (rc == ERR_BUSY)
-        log_debug(e->name, NULL,
-                  "checkpoint: write lock busy for %dms, "
-                  "trying later",
-                  WRITE_LOCK_WAIT_MS);
-      goto out; /* ERR_BUSY: the application is writing; try later */
+      return rc;
+    if (e->index == index && e->shadow_size == size) {
+      e->ckpt_full_index = index + 1;
+      e->ckpt_full_size = size;
+      return 0;
     }
   }
-  int64_t t_acq = time_mono_ns();
+  return ERR_BUSY;
+}
+
+/* --- engine_checkpoint: one state per step ---
+ *
+ *   START -> QUIET -> LOCK -> SWAP -> DONE
+ *     |        |        |       \-> REPIN -> DONE
+ *     \--------+--------+---------> DONE
+ *
+ * START   nothing to do if the last checkpoint was full and nothing came
+ *         since
+ * QUIET   checkpoint without the write lock (checkpoint_quiet)
+ * LOCK    take the write lock (BEGIN IMMEDIATE on the free connection)
+ * SWAP    copy the tail, move the pin to the locked connection, PASSIVE
+ *         checkpoint, pin again on the other (read-mark 0), unlock
+ * REPIN   that last pin failed: keep a pin on the locked connection as a
+ *         plain reader (PIN_REGAINED)
+ */
+enum ckpt_state { CK_START, CK_QUIET, CK_LOCK, CK_SWAP, CK_REPIN, CK_DONE };
+
+struct ckpt {
+  enum ckpt_state state;
+  int idle;
+  int rc;
+  int f; /* the free connection, write-locked in LOCK */
+  int64_t t0, t_lock, t_acq;
+  int64_t frames_before;
+  int swapped; /* the write-locked checkpoint ran to its end */
+};
+
+static const char *ckpt_state_name(enum ckpt_state s) {
+  static const char *names[] = {"start", "quiet", "lock",
+                                "swap",  "repin", "done"};
+  return names[s];
+}
+
+static void ckpt_set(struct engine *e, struct ckpt *c, enum ckpt_state s) {
+  static const unsigned allowed[] = {
+      [CK_START] = 1u << CK_QUIET | 1u << CK_DONE,
+      [CK_QUIET] = 1u << CK_LOCK | 1u << CK_DONE,
+      [CK_LOCK] = 1u << CK_SWAP | 1u << CK_DONE,
+      [CK_SWAP] = 1u << CK_REPIN | 1u << CK_DONE,
+      [CK_REPIN] = 1u << CK_DONE,
+      [CK_DONE] = 0,
+  };
+  assert(allowed[c->state] & (1u << s));
+  (void)allowed;
+  if (log_enabled(LOG_DEBUG) && s != CK_DONE)
+    log_debug(e->name, NULL, "checkpoint %s -> %s", ckpt_state_name(c->state),
+              ckpt_state_name(s));
+  c->state = s;
+}
+
+static void ck_start(struct engine *e, struct ckpt *c) {
+  /* Everything was checkpointed and nothing was committed since: nothing
+   * to do. */
+  ckpt_set(e, c, ckpt_is_full(e) ? CK_DONE : CK_QUIET);
+}
+
+static void ck_quiet(struct engine *e, struct ckpt *c) {
+  c->rc = checkpoint_quiet(e, c->idle ? 2 : 3);
+  if (c->rc == 0) {
+    e->ckpt_busy = 0;
+    e->lock_held_ns = 0;
+    shrink_wal(e, 1 - e->pin);
+    log_debug(e->name, NULL,
+              "checkpoint: %lld frames without the write lock, %.1fms",
+              (long long)c->frames_before, (time_mono_ns() - c->t0) / 1e6);
+    ckpt_set(e, c, CK_DONE);
+    return;
+  }
+  /* Commits kept coming in between.  An idle checkpoint tries again at the
+   * next quiet moment; a growing WAL is checkpointed under the write lock
+   * once a quiet attempt failed 250ms earlier too (a continuous writer,
+   * which also needs a busy timeout for its own connections), or at once
+   * past max-checkpoint-page-count. */
+  if (c->rc != ERR_BUSY || c->idle ||
+      (++e->ckpt_busy < CKPT_QUIET_TRIES &&
+       !(e->max_ckpt_pages > 0 && c->frames_before >= e->max_ckpt_pages)))
+    ckpt_set(e, c, CK_DONE);
+  else
+    ckpt_set(e, c, CK_LOCK);
+}
+
+static void ck_lock(struct engine *e, struct ckpt *c) {
+  if ((c->rc = shadow_fsync(e))) {
+    ckpt_set(e, c, CK_DONE);
+    return;
+  }
+  c->t_lock = time_mono_ns();
+  c->f = 1 - e->pin;
+  char *msg = NULL;
+  t_busy.deadline_ns = time_mono_ns() + WRITE_LOCK_WAIT_MS * NS_PER_MS;
+  int src = sqlite3_exec(e->conn[c->f], "BEGIN IMMEDIATE", NULL, NULL, &msg);
+  sqlite3_free(msg);
+  if (src != SQLITE_OK) {
+    c->rc = (src & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
+    if (c->rc != ERR_BUSY)
+      set_err(e, "BEGIN IMMEDIATE: %s", sqlite3_errstr(src));
+    else
+      log_debug(e->name, NULL,
+                "checkpoint: write lock busy for %dms, trying later",
+                WRITE_LOCK_WAIT_MS);
+    ckpt_set(e, c, CK_DONE); /* ERR_BUSY: the application is writing */
+    return;
+  }
+  c->t_acq = time_mono_ns();
+  ckpt_set(e, c, CK_SWAP);
+}
+
+static void ck_swap(struct engine *e, struct ckpt *c) {
+  int f = c->f;
   /* No commit can happen now: copy the tail, then swap the pin.  (The
    * tail is not fsynced here: after a power loss a shadow shorter than the
    * WAL it copied only means a new generation, never a gap.) */
   int ng = 0;
-  rc = engine_sync(e, &ng);
-  if (rc || ng) {
-    sql_exec(e, e->conn[f], "ROLLBACK");
-    goto out;
+  c->rc = sync_copy(e, &ng);
+  if (c->rc || ng) {
+    sql_cleanup(e, e->conn[f], "ROLLBACK");
+    ckpt_set(e, c, CK_DONE);
+    return;
   }
   int old = e->pin;
   pin_end(e, old);
-  e->pin = f; /* f's read transaction is the pin now */
-  rc = sql_row(e, e->conn[old], "PRAGMA wal_checkpoint(PASSIVE)", res, NULL, 0);
-  if (!rc && res[0] == 0 && res[1] == res[2]) {
+  pin_set(e, f, e->pin_state); /* f's read transaction is the pin now */
+  int64_t res[3] = {0};
+  c->rc = passive_checkpoint(e, old, res);
+  if (!c->rc && res[0] == 0 && res[1] == res[2]) {
     e->ckpt_full_index = e->index + 1;
     e->ckpt_full_size = e->shadow_size;
   }
   /* New pin on the old connection: with everything checkpointed it sits on
    * read-mark 0 and lets the next writer restart the WAL. */
-  int prc = pin_begin(e, old);
-  if (prc == 0) {
-    sql_exec(e, e->conn[f], "ROLLBACK");
-    e->pin = old;
-    e->lock_held_ns = time_mono_ns() - t_acq;
-    shrink_wal(e, f);
-  } else {
-    /* Keep f's read transaction as the pin; we hold the write lock in it,
-     * so end it and re-pin f as a plain reader. */
-    sql_exec(e, e->conn[f], "ROLLBACK");
-    e->pin_gap = 1; /* a restart in this gap could hide frames */
-    prc = pin_begin(e, f);
-    if (prc) {
-      e->pin = -1;
-      rc = prc;
-      goto out;
-    }
-    int ng2 = 0;
-    engine_sync(e, &ng2);
+  if (pin_begin(e, old)) {
+    ckpt_set(e, c, CK_REPIN);
+    return;
   }
-  if (rc == ERR_BUSY)
-    rc = 0; /* another checkpointer was running: fine */
-  if (log_enabled(LOG_DEBUG))
+  sql_cleanup(e, e->conn[f], "ROLLBACK");
+  pin_set(e, old, e->pin_state);
+  e->lock_held_ns = time_mono_ns() - c->t_acq;
+  shrink_wal(e, f);
+  if (c->rc == ERR_BUSY)
+    c->rc = 0; /* another checkpointer was running: fine */
+  c->swapped = 1;
+  ckpt_set(e, c, CK_DONE);
+}
+
+static void ck_repin(struct engine *e, struct ckpt *c) {
+  int f = c->f;
+  /* Keep f's read transaction as the pin; we hold the write lock in it,
+   * so end it and re-pin f as a plain reader.  A restart in this gap could
+   * hide frames. */
+  sql_cleanup(e, e->conn[f], "ROLLBACK");
+  int prc = pin_begin(e, f);
+  if (prc) {
+    pin_set(e, -1, PIN_NONE);
+    c->rc = prc;
+    ckpt_set(e, c, CK_DONE);
+    return;
+  }
+  pin_set(e, f, PIN_REGAINED);
+  int ng = 0;
+  int src = engine_sync(e, &ng);
+  if (src)
+    log_debug(e->name, NULL, "checkpoint: sync after re-pin: %s", e->err);
+  if (c->rc == ERR_BUSY)
+    c->rc = 0; /* another checkpointer was running: fine */
+  c->swapped = 1;
+  ckpt_set(e, c, CK_DONE);
+}
+
+int engine_checkpoint(struct engine *e, int idle) {
+  assert(e->opened && e->pin >= 0); /* only with the pin held */
+  struct ckpt c = {.state = CK_START, .idle = idle, .t0 = time_mono_ns()};
+  c.frames_before =
+      (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
+  ckpt_lock(e, 0);
+  e->checkpointing = 1; /* our own checkpoints need the lock free */
+  e->err[0] = '\0';
+  while (c.state != CK_DONE) {
+    switch (c.state) {
+    case CK_START:
+      ck_start(e, &c);
+      break;
+    case CK_QUIET:
+      ck_quiet(e, &c);
+      break;
+    case CK_LOCK:
+      ck_lock(e, &c);
+      break;
+    case CK_SWAP:
+      ck_swap(e, &c);
+      break;
+    case CK_REPIN:
+      ck_repin(e, &c);
+      break;
+    case CK_DONE:
+      break;
+    }
+  }
+  int rc = c.rc;
+  if (c.swapped && log_enabled(LOG_DEBUG))
     log_debug(e->name, NULL,
               "checkpoint: %lld frames, waited %.1fms for the write lock, "
               "held it %.1fms, total %.1fms",
-              (long long)frames_before, (t_acq - t_lock) / 1e6,
-              e->lock_held_ns / 1e6, (time_mono_ns() - t0) / 1e6);
-out:
+              (long long)c.frames_before, (c.t_acq - c.t_lock) / 1e6,
+              e->lock_held_ns / 1e6, (time_mono_ns() - c.t0) / 1e6);
   e->checkpointing = 0;
   ckpt_lock(e, 1);
   e->last_ckpt_ns = time_mono_ns();
@@ -821,7 +1000,7 @@ out:
     e->stats.checkpoint_errors++;
   else if (!rc)
     e->stats.checkpoints++;
-  e->stats.checkpoint_ns += time_mono_ns() - t0;
+  e->stats.checkpoint_ns += time_mono_ns() - c.t0;
   return rc;
 }
 
@@ -850,23 +1029,22 @@ static int validation_copy(struct engine *e, const char *out_path,
   if (src != SQLITE_OK)
     return (src & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
   int ng = 0;
-  int rc = engine_sync(e, &ng);
+  int rc = sync_copy(e, &ng);
   if (rc || ng) {
-    sql_exec(e, e->conn[f], "ROLLBACK");
+    sql_cleanup(e, e->conn[f], "ROLLBACK");
     return rc ? rc : ERR_BUSY;
   }
   /* Nothing can commit: a pin begun now sees exactly the shadow's end. */
   int old = e->pin;
   pin_end(e, old);
   rc = pin_begin(e, old);
-  sql_exec(e, e->conn[f], "ROLLBACK");
+  sql_cleanup(e, e->conn[f], "ROLLBACK");
   if (rc) {
     /* Keep a pin whatever happens. */
-    e->pin_gap = 1;
     if (pin_begin(e, f) == 0)
-      e->pin = f;
+      pin_set(e, f, PIN_REGAINED);
     else
-      e->pin = -1;
+      pin_set(e, -1, PIN_NONE);
     return rc;
   }
   memcpy(at->gen, e->gen, sizeof(at->gen));
@@ -902,17 +1080,114 @@ int engine_validation_copy(struct engine *e, const char *out_path,
   return rc;
 }
 
+/* Whether another process has the database open: every SQLite connection
+ * holds a shared lock on the -shm's "DMS" byte (unix VFS: byte 128).
+ * F_GETLK never reports our own process's POSIX locks. */
+#define SHM_DMS_BYTE 128
+static int others_have_db_open(const struct engine *e) {
+  struct flock fl;
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = SHM_DMS_BYTE;
+  fl.l_len = 1;
+  if (e->shm_fd < 0 || fcntl(e->shm_fd, F_GETLK, &fl))
+    return 1;
+  return fl.l_type != F_UNLCK;
+}
+
+/* The clean-stop record (shadow.h).  Our pin sits on read-mark 0 of a fully
+ * checkpointed WAL (ckpt_is_full), so nothing can write the database file
+ * until we close.  If ours are the last connections, the next one to open
+ * would recover the WAL and checkpoint its frames into the database file
+ * again (same pages, new mtime): truncate the WAL first (nothing to
+ * backfill, so the database file is not touched).  Then wait until the
+ * clock has passed the file's times, so that any later write changes
+ * them. */
+static void write_stop_record(struct engine *e) {
+  struct stat sb;
+  if (fstat(e->db_fd, &sb) || sb.st_mtim.tv_nsec == 0)
+    return; /* whole-second timestamps prove nothing */
+  if (!others_have_db_open(e)) {
+    ckpt_lock(e, 0);
+    e->checkpointing = 1;
+    t_busy.deadline_ns = time_mono_ns() + 20 * NS_PER_MS;
+    sqlite3_exec(e->conn[1 - e->pin], "PRAGMA wal_checkpoint(TRUNCATE)", NULL,
+                 NULL, NULL);
+    e->checkpointing = 0;
+    ckpt_lock(e, 1);
+    struct stat sb2;
+    if (fstat(e->db_fd, &sb2) || ts_ns(&sb2.st_mtim) != ts_ns(&sb.st_mtim) ||
+        sb2.st_size != sb.st_size)
+      return;
+  }
+  int64_t t = MAX(ts_ns(&sb.st_mtim), ts_ns(&sb.st_ctim));
+  int64_t deadline = time_mono_ns() + 100 * NS_PER_MS;
+  for (;;) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    if (ts_ns(&now) > t)
+      break;
+    if (time_mono_ns() > deadline)
+      return;
+    usleep(1000);
+  }
+  struct shadow_stop r;
+  memcpy(r.gen, e->gen, sizeof(r.gen));
+  r.index = e->index;
+  r.size = e->shadow_size;
+  r.dev = (uint64_t)sb.st_dev;
+  r.ino = (uint64_t)sb.st_ino;
+  r.db_size = sb.st_size;
+  r.mtime_ns = ts_ns(&sb.st_mtim);
+  r.ctime_ns = ts_ns(&sb.st_ctim);
+  int rc = shadow_write_stop(e->meta, &r);
+  if (rc)
+    log_warn(e->name, NULL, "write %s/%s: %s", e->meta, SHADOW_STOP_FILE,
+             strerror(-rc));
+}
+
 int engine_close(struct engine *e) {
   int rc = 0;
   if (e->opened) {
     int ng = 0;
     rc = engine_sync(e, &ng);
+    int full = 0;
+    if (!rc && !ng && e->pin >= 0) {
+      /* Checkpoint everything (without the write lock: stopping must not
+       * fail an application's commit), so that the WAL may restart, be
+       * truncated or deleted while we are gone without losing anything. */
+      ckpt_lock(e, 0);
+      e->checkpointing = 1;
+      full = ckpt_is_full(e) || checkpoint_quiet(e, 3) == 0;
+      e->checkpointing = 0;
+      ckpt_lock(e, 1);
+      full = full && ckpt_is_full(e);
+    }
     int r2 = shadow_fsync(e);
     if (!rc)
       rc = r2;
+    if (!rc && full)
+      write_stop_record(e);
   }
   close_all(e);
   return rc;
+}
+
+int engine_replaced(struct engine *e) {
+  struct stat sb;
+  if (!e->opened)
+    return 0;
+  int gone = stat(e->db_path, &sb) != 0;
+  if (!gone && (uint64_t)sb.st_dev == e->db_dev &&
+      (uint64_t)sb.st_ino == e->db_ino)
+    return 0;
+  snprintf(e->next_reason, sizeof(e->next_reason), "database file %s",
+           gone ? "deleted" : "replaced");
+  snprintf(e->reason, sizeof(e->reason), "%s", e->next_reason);
+  shadow_fsync(e);
+  close_all(e);
+  return 1;
 }
 
 void engine_destroy(struct engine *e) {

@@ -18,17 +18,33 @@
  * a restart can only happen while the current lifetime holds no
  * un-checkpointed frame, i.e. only frames we already copied are discarded.
  * Either way a WAL header change seen under the pin is a genuine restart and
- * the previous lifetime is complete in the shadow WAL.
+ * the previous lifetime is complete in the shadow WAL, whatever the new
+ * header's salts and checkpoint sequence (SQLite keeps the latter per
+ * connection: the sqlite3 CLI, a PHP request or a cron job each writes its
+ * own), so the generation continues at the next index.
  *
- * To let the WAL restart under a continuous writer we "checkpoint with the
- * write lock" (engine_checkpoint): BEGIN IMMEDIATE on the free connection
- * (no commit can happen now), copy the last frames, release the old pin,
- * run a PASSIVE checkpoint (everything is checkpointed up to our own read
- * mark = the end of the WAL), take a new pin (slot 0), release the write
- * lock.  The application's next commit restarts the WAL.  Most frames are
- * checkpointed before taking the write lock, so writers wait only for the
- * tail.  Litestream's holes are closed: a restart between its copy and its
- * write lock (spec 2.9) cannot happen here.
+ * To let the WAL restart we checkpoint it.  First without the write lock
+ * (checkpoint_quiet): move the pin to the end (copying everything), PASSIVE
+ * checkpoint up to it; if no commit came in meanwhile the whole WAL is
+ * checkpointed and a pin begun now sits on slot 0, so the application's
+ * next commit restarts the WAL.  An application without a busy timeout
+ * never sees "database is locked" because of that.  Only a WAL that keeps
+ * growing under a continuous writer is checkpointed "with the write lock"
+ * (engine_checkpoint): BEGIN IMMEDIATE on the free connection (no commit
+ * can happen now), copy the last frames, release the old pin, run a
+ * PASSIVE checkpoint (everything is checkpointed up to our own read mark =
+ * the end of the WAL), take a new pin (slot 0), release the write lock.
+ * Litestream's holes are closed: a restart between its copy and its write
+ * lock (spec 2.9) cannot happen here.
+ *
+ * Across a stop.  A clean stop checkpoints everything and records the
+ * database file's identity and times (shadow.h, "sluice-stopped"); if they
+ * are unchanged at the next start, nothing was checkpointed into the file
+ * meanwhile, so whatever became of the WAL (restarted, truncated, deleted
+ * by the application's last connection) no frame was lost and the
+ * generation continues at the next index.  Otherwise, when the WAL is
+ * another lifetime than the last shadow file's, frames may have been lost:
+ * a new generation, and e->reason says why.
  */
 #ifndef SLUICE_ENGINE_H
 #define SLUICE_ENGINE_H
@@ -51,6 +67,12 @@ struct engine_stats {
   int64_t sync_errors;
   int64_t sync_ns;
 };
+
+/* The pin (see above).  REGAINED: we were unpinned for a moment (a
+ * checkpoint or validation could not re-pin at once), so a WAL restart
+ * seen now may have discarded frames we never copied; it becomes HELD once
+ * a sync finds the same WAL lifetime still there. */
+enum engine_pin { PIN_NONE, PIN_HELD, PIN_REGAINED };
 
 struct engine {
   /* set by engine_init_struct; immutable afterwards */
@@ -84,16 +106,18 @@ struct engine {
   int64_t wal_size; /* real -wal size seen at the last sync */
   int64_t db_size;
   int64_t last_ckpt_ns;
-  int shadow_dirty;     /* appended since the last fsync */
-  int pin_gap;          /* we were unpinned for a moment: distrust restarts */
-  int advancing;        /* inside pin_advance */
-  int64_t lock_held_ns; /* write lock hold time of the last checkpoint */
-  uint32_t ckpt_full_index; /* index+1 fully checkpointed, 0 if none */
-  int64_t ckpt_full_size;   /* ... at this shadow size */
+  int shadow_dirty;          /* appended since the last fsync */
+  enum engine_pin pin_state; /* set with pin (pin_set in engine.c) */
+  int64_t lock_held_ns;      /* write lock hold time of the last checkpoint */
+  int ckpt_busy;             /* quiet checkpoints failed in a row */
+  uint32_t ckpt_full_index;  /* index+1 fully checkpointed, 0 if none */
+  int64_t ckpt_full_size;    /* ... at this shadow size */
 
   struct engine_stats stats;
-  char reason[128]; /* why the last new generation was started */
-  char err[512];    /* message of the last failure */
+  uint64_t db_dev, db_ino; /* identity of the open database file */
+  char next_reason[64];    /* set: the next open starts a new generation */
+  char reason[128];        /* why the last new generation was started */
+  char err[512];           /* message of the last failure */
 };
 
 /* Once per process, before any other SQLite call: no up-front page cache
@@ -117,10 +141,11 @@ int engine_sync(struct engine *e, int *new_gen);
 /* Whether the WAL is big enough (or old enough) to checkpoint now. */
 int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle);
 
-/* Checkpoints with the write lock so the WAL can restart (see above).
- * Returns 0, ERR_BUSY if the write lock could not be taken in time (try
- * again later), or an error. */
-int engine_checkpoint(struct engine *e);
+/* Checkpoints so the WAL can restart: without the write lock when a quiet
+ * moment allows it (always so when idle), else with it (see above).
+ * Returns 0, ERR_BUSY if commits kept coming or the write lock could not
+ * be taken in time (try again later), or an error. */
+int engine_checkpoint(struct engine *e, int idle);
 
 /* Writes the database file, LZ4-compressed, to out_fd, as the snapshot of
  * the current (generation, index).  Must run with no concurrent
@@ -139,8 +164,18 @@ int engine_validation_copy(struct engine *e, const char *out_path,
 /* Holds or releases SQLite's checkpoint lock (see engine.c). */
 void engine_hold_checkpoints(struct engine *e, int hold);
 
-/* Final copy, fsync, releases the pin and closes everything. */
+/* Whether the database path now names another file than the one open (or
+ * none): then closes everything and returns 1; the next engine_open starts
+ * a new generation (reason in e->reason) or finds no file. */
+int engine_replaced(struct engine *e);
+
+/* Final copy and fsync; after a full checkpoint, writes the clean-stop
+ * record (shadow.h); releases the pin and closes everything. */
 int engine_close(struct engine *e);
+
+/* Sets e->err (for shadow.c, which writes the engine's shadow file). */
+void engine_set_err(struct engine *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Starts a new generation now (e.g. after the replica lost continuity). */
 int engine_new_generation(struct engine *e, const char *reason);

@@ -23,7 +23,8 @@
 struct hk_task {
   int kind; /* 0 = delete a generation, 1 = delete below an index */
   char gen[GEN_LEN + 1];
-  uint32_t below;
+  uint32_t below;     /* snapshots below this index go */
+  uint32_t seg_below; /* segments below this index go (<= below) */
   struct hk_task *next;
 };
 
@@ -45,7 +46,16 @@ struct housekeeping {
   size_t n_keys;
   /* position at the last snapshot-interval snapshot */
   struct pos snap_pos;
+  size_t swept; /* leftover temporary files removed by the last sweep */
+  /* Segments still to delete below owed_below in owed_gen: a pass that
+   * had to stop at the replica's position (evaluate) leaves the rest to
+   * the next one, even when no older snapshot is left to remind it. */
+  char owed_gen[GEN_LEN + 1];
+  uint32_t owed_below;
 };
+
+/* A leftover *.tmp must be this old (and held by no upload) to go. */
+#define HK_TMP_MIN_AGE_NS (30 * NS_PER_SEC)
 
 static void run_next(struct housekeeping *h);
 
@@ -120,11 +130,16 @@ static void on_deleted(void *arg, int status, const char *err) {
   }
   struct hk_task *t = h->tasks;
   h->tasks = t->next;
-  log_info(h->r->db->name, h->r->name,
-           t->kind == 0 ? "retention: generation %s deleted (%zu objects)"
-                        : "retention: %s: %zu objects below index %08x deleted",
-           t->gen, h->n_keys, t->below);
+  if (t->kind == 0 || h->n_keys > 0)
+    log_info(h->r->db->name, h->r->name,
+             t->kind == 0
+                 ? "retention: generation %s deleted (%zu objects)"
+                 : "retention: %s: %zu objects below index %08x deleted",
+             t->gen, h->n_keys, t->below);
   forget(h, t->gen, t->below, t->kind == 0);
+  if (!strcmp(h->owed_gen, t->gen) &&
+      (t->kind == 0 || t->seg_below >= h->owed_below))
+    h->owed_gen[0] = '\0';
   free(t);
   free_keys(h);
   run_next(h);
@@ -158,7 +173,7 @@ static void on_below_listed(void *arg, int status, const char *err) {
   }
   struct hk_task *t = h->tasks;
   for (size_t i = 0; i < h->segs.n; i++)
-    if (h->segs.v[i].index < t->below)
+    if (h->segs.v[i].index < t->seg_below)
       add_key(h,
               key_wal_segment(t->gen, h->segs.v[i].index, h->segs.v[i].offset));
   for (size_t i = 0; i < h->n_known; i++)
@@ -184,11 +199,12 @@ static void run_next(struct housekeeping *h) {
 }
 
 static void push_task(struct housekeeping *h, int kind, const char *gen,
-                      uint32_t below) {
+                      uint32_t below, uint32_t seg_below) {
   struct hk_task *t = xcalloc(1, sizeof(*t));
   t->kind = kind;
   memcpy(t->gen, gen, GEN_LEN + 1);
   t->below = below;
+  t->seg_below = seg_below;
   struct hk_task **pp = &h->tasks;
   while (*pp)
     pp = &(*pp)->next;
@@ -210,7 +226,9 @@ static void evaluate(struct housekeeping *h) {
     return;
   }
   /* Generations with no retained snapshot go; in the others, everything
-   * below the oldest retained snapshot goes. */
+   * below the newest snapshot at or before the cutoff goes (a -timestamp
+   * just inside the window restores from it), or below the oldest
+   * retained snapshot when there is none that old. */
   char(*gens)[GEN_LEN + 1] = xcalloc(h->n_known + 1, GEN_LEN + 1);
   size_t ng = 0;
   for (size_t i = 0; i < h->n_known; i++) {
@@ -223,22 +241,45 @@ static void evaluate(struct housekeeping *h) {
   for (size_t g = 0; g < ng; g++) {
     int kept = 0;
     uint32_t min = UINT32_MAX;
+    const struct known_snapshot *anchor = NULL;
     for (size_t i = 0; i < h->n_known; i++) {
       const struct known_snapshot *k = &h->known[i];
-      if (strcmp(k->gen, gens[g]) || k->created_ns < cutoff)
+      if (strcmp(k->gen, gens[g]))
         continue;
+      if (k->created_ns < cutoff) {
+        if (!anchor || k->created_ns > anchor->created_ns)
+          anchor = k;
+        continue;
+      }
       kept = 1;
       min = MIN(min, k->index);
     }
+    if (kept && anchor)
+      min = MIN(min, anchor->index);
     if (!kept && strcmp(gens[g], r->db->gen)) {
-      push_task(h, 0, gens[g], 0);
+      push_task(h, 0, gens[g], 0, 0);
       continue;
     }
     int older = 0;
     for (size_t i = 0; i < h->n_known; i++)
       older |= !strcmp(h->known[i].gen, gens[g]) && h->known[i].index < min;
-    if (kept && older)
-      push_task(h, 1, gens[g], min);
+    /* A replica still uploading below the oldest kept snapshot would add a
+     * segment after the listing, left below it for ever (Litestream 0.3.13
+     * restore fails on such a stray segment: "missing initial wal
+     * segment").  Delete segments only below its position now and owe the
+     * rest to a later pass.  Positions only advance, so no upload below
+     * it is in flight. */
+    int owed = !strcmp(h->owed_gen, gens[g]);
+    uint32_t seg_below = min;
+    if (!pos_is_zero(&r->pos) && !strcmp(r->pos.gen, gens[g]))
+      seg_below = MIN(seg_below, r->pos.index);
+    if (kept && (older || owed)) {
+      if (seg_below < min) {
+        memcpy(h->owed_gen, gens[g], GEN_LEN + 1);
+        h->owed_below = min;
+      }
+      push_task(h, 1, gens[g], min, seg_below);
+    }
   }
   free(gens);
   run_next(h);
@@ -281,16 +322,41 @@ static void on_gens(void *arg, int status, const char *err) {
   list_next_gen(h);
 }
 
-void hk_retention_check(struct housekeeping *h) {
+static void log_swept(struct housekeeping *h, int status, const char *err) {
+  if (status && status != ERR_CANCELED)
+    log_warn(h->r->db->name, h->r->name,
+             "removing leftover temporary files: %s",
+             err ? err : err_str(status));
+  else if (h->swept)
+    log_info(h->r->db->name, h->r->name,
+             "removed %zu temporary file%s left by interrupted uploads",
+             h->swept, h->swept == 1 ? "" : "s");
+}
+
+/* At start: leftovers of a daemon that was killed mid-upload. */
+static void on_start_sweep(void *arg, int status, const char *err) {
+  struct housekeeping *h = arg;
+  log_swept(h, status, err);
+  h->running = 0;
+}
+
+static void on_retention_sweep(void *arg, int status, const char *err) {
+  struct housekeeping *h = arg;
   struct replica *r = h->r;
-  if (h->running || r->cfg->retention <= 0 || !r->db->gen[0])
-    return;
-  h->running = 1;
+  log_swept(h, status, err);
   if (!h->loaded) {
     store_generations(r->b, &h->gens, on_gens, h);
     return;
   }
   evaluate(h);
+}
+
+void hk_retention_check(struct housekeeping *h) {
+  struct replica *r = h->r;
+  if (h->running || r->cfg->retention <= 0 || !r->db->gen[0])
+    return;
+  h->running = 1;
+  backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_retention_sweep, h);
 }
 
 static void on_retention_timer(void *arg) {
@@ -331,6 +397,10 @@ struct housekeeping *hk_new(struct replica *r) {
 
 void hk_start(struct housekeeping *h) {
   struct replica *r = h->r;
+  if (!h->running) {
+    h->running = 1;
+    backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_start_sweep, h);
+  }
   if (r->cfg->retention > 0) {
     int64_t period =
         r->cfg->retention_check_interval > 0

@@ -7,6 +7,7 @@
 #include "core/replica.h"
 #include "format/wal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@
 #include "core/housekeeping.h"
 #include "core/validate.h"
 #include "base/log.h"
-#include "format/lz4frame.h"
+#include "core/codec.h"
 #include "core/shadow.h"
 #include "base/util.h"
 #include "loop/loop.h"
@@ -70,6 +71,7 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
 }
 
 void replica_free(struct replica *r) {
+  assert(!r->job); /* a running build hands itself back to r */
   hk_free(r->hk);
   validator_free(r->val);
   loop_timer_free(r->timer);
@@ -167,47 +169,56 @@ static int64_t commit_boundary(int fd, int64_t off, int64_t limit, int64_t end,
   return best > off ? best : end;
 }
 
+/* A segment build on the pool: the inputs are copied at submit, the
+ * outputs read at done; in between only the job touches it. */
+struct seg_job {
+  struct replica *r; /* for build_done; build_work does not touch it */
+  /* in */
+  const struct backend *b; /* its age keys (read-only) encrypt the segment */
+  char *path;              /* owned: the shadow WAL file */
+  int64_t off;
+  int64_t cap; /* end of the round in this file, or -1: the file's end */
+  uint32_t page_size;
+  /* out */
+  struct buf seg; /* compressed [off, end) */
+  int64_t end;
+  int rc;
+};
+
 static void build_work(void *arg) {
-  struct replica *r = arg;
-  struct db *db = r->db;
-  char *path = shadow_wal_path(db->eng.meta, r->pos.gen, r->seg_index);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  r->seg_rc = 0;
-  buf_reset(&r->seg);
-  r->seg_end = r->seg_off;
+  struct seg_job *j = arg;
+  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  j->end = j->off;
   if (fd < 0) {
-    r->seg_rc = -errno;
-    free(path);
+    j->rc = -errno;
     return;
   }
-  free(path);
-  int64_t end = r->round_cap;
+  int64_t end = j->cap;
   struct stat sb;
   if (end < 0) {
     if (fstat(fd, &sb)) {
-      r->seg_rc = -errno;
+      j->rc = -errno;
       close(fd);
       return;
     }
     end = sb.st_size;
   }
-  if (end - r->seg_off > MAX_SEGMENT)
-    end = commit_boundary(fd, r->seg_off, r->seg_off + MAX_SEGMENT, end,
-                          db->page_size);
-  if (end <= r->seg_off) {
+  if (end - j->off > MAX_SEGMENT)
+    end = commit_boundary(fd, j->off, j->off + MAX_SEGMENT, end, j->page_size);
+  if (end <= j->off) {
     close(fd);
     return;
   }
-  size_t n = (size_t)(end - r->seg_off);
+  size_t n = (size_t)(end - j->off);
   uint8_t *data = xmalloc(n);
-  ssize_t got = pread_full(fd, data, n, (off_t)r->seg_off);
+  ssize_t got = pread_full(fd, data, n, (off_t)j->off);
   close(fd);
   if (got != (ssize_t)n) {
-    r->seg_rc = got < 0 ? (int)got : -EIO;
+    j->rc = got < 0 ? (int)got : -EIO;
   } else {
-    r->seg_rc = lz4_compress(data, n, &r->seg);
-    if (!r->seg_rc)
-      r->seg_end = end;
+    j->rc = codec_encode(j->b, data, n, &j->seg);
+    if (!j->rc)
+      j->end = end;
   }
   free(data);
 }
@@ -232,6 +243,23 @@ static int shipped_enough(struct replica *r) {
   return 1;
 }
 
+/* Positions only advance within a generation; a new generation (or a
+ * reset to unknown, pos_reset) starts over. */
+static void pos_set(struct replica *r, const char *gen, uint32_t index,
+                    int64_t offset) {
+  struct pos p;
+  memcpy(p.gen, gen, sizeof(p.gen));
+  p.index = index;
+  p.offset = offset;
+  assert(pos_is_zero(&r->pos) || strcmp(r->pos.gen, gen) ||
+         pos_cmp(&r->pos, &p) <= 0);
+  r->pos = p;
+}
+
+static void pos_reset(struct replica *r) {
+  memset(&r->pos, 0, sizeof(r->pos));
+}
+
 static void on_put(void *arg, int status, const char *err) {
   struct replica *r = arg;
   if (r->state == R_CLOSED)
@@ -241,10 +269,11 @@ static void on_put(void *arg, int status, const char *err) {
     return;
   }
   succeeded(r);
+  assert(r->seg_index == r->pos.index && r->seg_off == r->pos.offset);
   int64_t n = r->seg_end - r->seg_off;
   r->wal_bytes += n;
   r->shipped += (int64_t)r->seg.len;
-  r->pos.offset = r->seg_end;
+  pos_set(r, r->pos.gen, r->pos.index, r->seg_end);
   if (log_enabled(LOG_DEBUG)) {
     char p[48];
     pos_format(&r->pos, p);
@@ -263,36 +292,43 @@ static void on_put(void *arg, int status, const char *err) {
 }
 
 static void build_done(void *arg, int status) {
-  struct replica *r = arg;
+  struct seg_job *j = arg;
+  struct replica *r = j->r;
   struct db *db = r->db;
   (void)status;
+  assert(r->job == j);
+  r->job = NULL;
+  int rc = j->rc;
+  buf_destroy(&r->seg);
+  r->seg = j->seg; /* the segment is the replica's now */
+  r->seg_end = j->end;
+  free(j->path);
+  free(j);
   if (r->state == R_CLOSED)
     return;
-  if (r->seg_rc == -ENOENT) {
+  if (rc == -ENOENT) {
     /* The local shadow no longer has what this replica needs: only a new
      * generation can restore continuity. */
     r->busy = 0;
     log_warn(db->name, r->name,
              "shadow wal %08x missing locally; starting a new generation",
              r->seg_index);
-    memset(&r->pos, 0, sizeof(r->pos));
+    pos_reset(r);
     db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
     return;
   }
-  if (r->seg_rc) {
+  if (rc) {
     char msg[256];
     snprintf(msg, sizeof(msg), "read shadow wal %s/%08x: %s", r->pos.gen,
-             r->seg_index, err_str(r->seg_rc));
-    fail(r, r->seg_rc, msg);
+             r->seg_index, err_str(rc));
+    fail(r, rc, msg);
     return;
   }
   if (r->seg_end == r->seg_off) {
     r->busy = 0;
-    if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen)) {
-      r->pos.index++;
-      r->pos.offset = 0;
-    }
+    if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen))
+      pos_set(r, r->pos.gen, r->pos.index + 1, 0);
     upload_next(r);
     return;
   }
@@ -330,11 +366,24 @@ static void upload_next(struct replica *r) {
   r->busy = 1;
   r->seg_index = r->pos.index;
   r->seg_off = r->pos.offset;
-  r->round_cap = r->pos.index == db->index ? db->shadow_size : -1;
+  struct seg_job *j = xcalloc(1, sizeof(*j));
+  j->r = r;
+  j->b = r->b;
+  j->path = shadow_wal_path(db->meta, r->pos.gen, r->seg_index);
+  j->off = r->seg_off;
+  j->cap = r->pos.index == db->index ? db->shadow_size : -1;
+  /* Only below the validation position: once there, capping again would
+   * build an empty segment, which skipped the rest of the index when the
+   * WAL had restarted meanwhile (lost frames) and spun forever when
+   * flushing at shutdown. */
   if (r->val_cap_pending && r->pos.index == r->val_cap.index &&
-      !strcmp(r->pos.gen, r->val_cap.gen))
-    r->round_cap = r->val_cap.offset;
-  loop_work_submit(build_work, build_done, r);
+      r->pos.offset < r->val_cap.offset && !strcmp(r->pos.gen, r->val_cap.gen))
+    j->cap = r->val_cap.offset;
+  j->page_size = db->page_size;
+  buf_init(&j->seg, 0);
+  assert(!r->job); /* one build per replica */
+  r->job = j;
+  loop_work_submit(build_work, build_done, j);
 }
 
 /* --- snapshots --- */
@@ -358,11 +407,8 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
   hk_add_known(r->hk, s->gen, s->index, time_now_ns());
   /* A replica already placed in this generation keeps its position (its
    * segments continue); one that was not starts at the snapshot. */
-  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, s->gen)) {
-    memcpy(r->pos.gen, s->gen, sizeof(r->pos.gen));
-    r->pos.index = s->index;
-    r->pos.offset = 0;
-  }
+  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, s->gen))
+    pos_set(r, s->gen, s->index, 0);
   log_info(r->db->name, r->name,
            "snapshot written: generation=%s index=%08x size=%lld", s->gen,
            s->index, (long long)s->size);
@@ -391,8 +437,7 @@ static void on_snapshot(void *arg, int status, struct db_snapshot *s) {
   }
   r->snap = s;
   char *key = key_snapshot(s->gen, s->index);
-  struct payload p = {NULL, s->fd, 0, s->size};
-  backend_put(r->b, key, &p, on_snapshot_put, r);
+  codec_put_fd(r->b, key, s->fd, s->size, r->db->meta, on_snapshot_put, r);
   free(key);
 }
 
@@ -413,7 +458,7 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
   int ok =
       index < db->index || (index == db->index && offset <= db->shadow_size);
   if (ok && index < db->index) {
-    char *path = shadow_wal_path(db->eng.meta, db->gen, index);
+    char *path = shadow_wal_path(db->meta, db->gen, index);
     struct stat sb;
     ok = stat(path, &sb) == 0 && sb.st_size >= offset;
     free(path);
@@ -423,14 +468,12 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
              "replica position %08x:%lld does not match the local shadow wal; "
              "starting a new generation",
              index, (long long)offset);
-    memset(&r->pos, 0, sizeof(r->pos));
+    pos_reset(r);
     db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
     return;
   }
-  memcpy(r->pos.gen, db->gen, sizeof(r->pos.gen));
-  r->pos.index = index;
-  r->pos.offset = offset;
+  pos_set(r, db->gen, index, offset);
   char p[48];
   pos_format(&r->pos, p);
   log_info(db->name, r->name, "resuming replication at position %s", p);
@@ -445,6 +488,7 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
 
 struct resume_get {
   struct replica *r;
+  const struct backend *b; /* for the pool job: its age keys */
   struct buf data;
   struct buf out;
   int rc;
@@ -456,7 +500,7 @@ struct resume_get {
 static void resume_decode_work(void *arg) {
   struct resume_get *g = arg;
   buf_init(&g->out, 1LL << 30);
-  g->rc = lz4_decompress(g->data.data, g->data.len, &g->out);
+  g->rc = codec_decode(g->b, g->data.data, g->data.len, &g->out);
 }
 
 static void resume_decode_done(void *arg, int status) {
@@ -531,6 +575,7 @@ static void on_segments(void *arg, int status, const char *err) {
   }
   struct resume_get *g = xcalloc(1, sizeof(*g));
   g->r = r;
+  g->b = r->b;
   g->index = last->index;
   g->offset = last->offset;
   buf_init(&g->data, 1LL << 30);
@@ -565,7 +610,7 @@ static void on_snapshots(void *arg, int status, const char *err) {
 static void start_resume(struct replica *r) {
   set_state(r, R_RESUME);
   r->busy = 1;
-  memset(&r->pos, 0, sizeof(r->pos));
+  pos_reset(r);
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
   store_snapshots(r->b, r->db->gen, &r->snaps, on_snapshots, r);

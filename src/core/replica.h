@@ -23,6 +23,7 @@
 #include "core/store.h"
 
 struct db;
+struct seg_job;
 
 enum replica_state {
   R_IDLE,
@@ -64,8 +65,7 @@ struct replica {
   struct buf seg; /* compressed segment being uploaded */
   uint32_t seg_index;
   int64_t seg_off, seg_end;
-  int seg_rc;
-  int64_t round_cap;    /* shadow size of the current index at job submit */
+  struct seg_job *job;  /* the segment build on the pool, or NULL */
   uint32_t round_index; /* end of the current round */
   int64_t round_size;
   int64_t round_wall_ns;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "core/codec.h"
 #include "format/lz4frame.h"
 #include "loop/loop.h"
 
@@ -59,7 +60,7 @@ static void fetch_finish(struct fetch *f) {
   f->finished = 1;
   for (int i = 0; i < MAX_WINDOW; i++)
     buf_destroy(&f->chunks[i].buf);
-  lz4_dec_free(f->dec);
+  codec_dec_free(f->dec);
   f->dec = NULL;
   f->done(f);
 }
@@ -69,15 +70,15 @@ static void decode_work(void *arg) {
   struct chunk *c = arg;
   struct fetch *f = c->f;
   char tmp[128];
-  int rc = lz4_dec_feed(f->dec, c->buf.data, c->buf.len);
+  int rc = codec_dec_feed(f->dec, c->buf.data, c->buf.len);
   /* Start writing back what was decoded, so the final fsync of a large
    * database does not wait for all of it at once. */
   if (!rc && f->writeback)
     sync_file_range(f->out_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
   if (!rc && c->no == f->nchunks - 1)
-    rc = lz4_dec_end(f->dec, &f->out_len);
-  if (rc == ERR_LZ4)
-    job_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
+    rc = codec_dec_end(f->dec, &f->out_len);
+  if (codec_bad_object(rc))
+    job_fail(f, rc, "%s: %s", f->key, err_str(rc));
   else if (rc)
     job_fail(f, rc, "%s: cannot write decoded data: %s", f->key,
              errtext(rc, tmp, sizeof(tmp)));
@@ -175,17 +176,17 @@ static void tmp_decode_work(void *arg) {
     if (r == 0)
       break;
     pos += r;
-    if ((rc = lz4_dec_feed(f->dec, in, (size_t)r)))
+    if ((rc = codec_dec_feed(f->dec, in, (size_t)r)))
       break;
   }
   free(in);
   if (!rc)
-    rc = lz4_dec_end(f->dec, &f->out_len);
+    rc = codec_dec_end(f->dec, &f->out_len);
   close(f->tmp_fd);
   f->tmp_fd = -1;
   unlink(f->tmp_path);
-  if (rc == ERR_LZ4)
-    job_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
+  if (codec_bad_object(rc))
+    job_fail(f, rc, "%s: %s", f->key, err_str(rc));
   else if (rc)
     job_fail(f, rc, "%s: cannot decode: %s", f->key,
              errtext(rc, tmp, sizeof(tmp)));
@@ -250,7 +251,7 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
   f->out_fd = out_fd;
   f->out_off = out_off;
   f->tmp_fd = -1;
-  f->dec = lz4_dec_new(out_fd, out_off);
+  f->dec = codec_dec_new(b, out_fd, out_off);
   for (int i = 0; i < MAX_WINDOW; i++) {
     f->chunks[i].f = f;
     buf_init(&f->chunks[i].buf, 0);

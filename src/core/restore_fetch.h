@@ -22,6 +22,7 @@
 #define OUT_MODE 0600
 #define DIR_MODE 0700
 
+struct codec_dec;
 struct fetch;
 
 struct chunk {
@@ -54,7 +55,7 @@ struct fetch {
   int decoding;
   int pending; /* GETs and pool jobs in flight */
   struct chunk chunks[MAX_WINDOW];
-  struct lz4_dec *dec;
+  struct codec_dec *dec;
   /* Large object without ranged GETs: a temporary file. */
   char *tmp_path;
   int tmp_fd;

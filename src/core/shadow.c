@@ -11,6 +11,151 @@
 
 #include "base/err.h"
 #include "base/util.h"
+#include "core/engine.h"
+
+/* --- the shadow WAL writer (the engine's state, on its job's thread) --- */
+
+#define COPY_CHUNK (1 << 20)
+
+/* One copy buffer per pool thread, reused by every database it serves:
+ * no allocation (and page faults) per copy round, and memory bounded by
+ * the number of threads, not of databases. */
+static _Thread_local uint8_t *t_copy_buf;
+static _Thread_local size_t t_copy_cap;
+
+static uint8_t *copy_buf(size_t n) {
+  if (t_copy_cap < n) {
+    free(t_copy_buf);
+    t_copy_buf = xmalloc(n);
+    t_copy_cap = n;
+  }
+  return t_copy_buf;
+}
+/* Appends committed frames from the real WAL, starting at shadow_size,
+ * checking salts and the checksum chain.  Frames of a transaction still
+ * being written are copied speculatively and cut off again, so the WAL is
+ * read once. */
+int shadow_copy_frames(struct engine *e) {
+  int64_t fs = wal_frame_size(e->hdr.page_size);
+  size_t nframes = (size_t)MAX(1, COPY_CHUNK / fs);
+  uint8_t *buf = copy_buf((size_t)fs * nframes);
+  struct wal_scan scan;
+  wal_scan_resume(&scan, &e->hdr, e->shadow_size, e->s0, e->s1);
+  int64_t written_end = e->shadow_size;
+  int rc = 0;
+  for (;;) {
+    ssize_t r =
+        pread_full(e->wal_fd, buf, (size_t)fs * nframes, (off_t)scan.end);
+    if (r < 0) {
+      rc = (int)r;
+      engine_set_err(e, "read %s: %s", e->wal_path, strerror(-rc));
+      break;
+    }
+    size_t n = (size_t)r / (size_t)fs, i;
+    int64_t start = scan.end;
+    for (i = 0; i < n; i++) {
+      if (!wal_scan_frame(&scan, buf + i * (size_t)fs))
+        break;
+      if (scan.commit_end == scan.end)
+        memcpy(e->last_frame_hdr, buf + i * (size_t)fs, WAL_FRAME_HEADER_SIZE);
+    }
+    if (i > 0) {
+      rc = pwrite_full(e->shadow_fd, buf, (size_t)i * (size_t)fs, (off_t)start);
+      if (rc) {
+        engine_set_err(e, "write shadow wal %s/%08x.wal: %s", e->gen, e->index,
+                       strerror(-rc));
+        break;
+      }
+      written_end = start + (int64_t)i * fs;
+    }
+    if (i < n || n < nframes)
+      break;
+  }
+  if (rc) {
+    /* Drop whatever this round wrote; the next round starts over (and
+     * writes from shadow_size again, so a failed cut only leaves bytes
+     * past the last commit, which shadow_load cuts). */
+    if (ftruncate(e->shadow_fd, (off_t)e->shadow_size)) {
+      size_t l = strlen(e->err);
+      snprintf(e->err + l, sizeof(e->err) - l, "; truncate back: %s",
+               strerror(errno));
+    }
+    return rc;
+  }
+  /* Drop frames of a transaction that is still being written. */
+  if (written_end > scan.commit_end &&
+      ftruncate(e->shadow_fd, (off_t)scan.commit_end)) {
+    rc = -errno;
+    engine_set_err(e, "truncate shadow wal: %s", strerror(errno));
+    return rc;
+  }
+  if (scan.commit_end > e->shadow_size) {
+    /* Start writing the new bytes back now, without waiting: a later
+     * fsync (ours, or the application's on the same filesystem) then has
+     * little left to flush. */
+    sync_file_range(e->shadow_fd, (off_t)e->shadow_size,
+                    (off_t)(scan.commit_end - e->shadow_size),
+                    SYNC_FILE_RANGE_WRITE);
+    e->stats.total_wal_bytes += scan.commit_end - e->shadow_size;
+    e->shadow_size = scan.commit_end;
+    e->s0 = scan.commit_s0;
+    e->s1 = scan.commit_s1;
+    e->shadow_dirty = 1;
+  }
+  return 0;
+}
+
+int shadow_open_current(struct engine *e, int create) {
+  if (e->shadow_fd >= 0) {
+    close(e->shadow_fd);
+    e->shadow_fd = -1;
+  }
+  char *dir = shadow_wal_dir(e->meta, e->gen);
+  int rc = mkdir_p(dir, 0700);
+  free(dir);
+  if (rc) {
+    engine_set_err(e, "create %s: %s", e->meta, strerror(-rc));
+    return rc;
+  }
+  char *path = shadow_wal_path(e->meta, e->gen, e->index);
+  e->shadow_fd =
+      open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0), 0600);
+  if (e->shadow_fd < 0) {
+    rc = -errno;
+    engine_set_err(e, "open %s: %s", path, strerror(errno));
+  }
+  free(path);
+  return rc;
+}
+
+/* Starts shadow file e->index with the header in e->hdr_raw. */
+int shadow_start_index(struct engine *e) {
+  int rc = shadow_open_current(e, 1);
+  if (rc)
+    return rc;
+  rc = pwrite_full(e->shadow_fd, e->hdr_raw, WAL_HEADER_SIZE, 0);
+  if (rc) {
+    engine_set_err(e, "write shadow wal header: %s", strerror(-rc));
+    return rc;
+  }
+  e->shadow_size = WAL_HEADER_SIZE;
+  e->s0 = e->hdr.cksum1;
+  e->s1 = e->hdr.cksum2;
+  memset(e->last_frame_hdr, 0, sizeof(e->last_frame_hdr));
+  e->shadow_dirty = 1;
+  return 0;
+}
+
+int shadow_fsync(struct engine *e) {
+  if (!e->shadow_dirty || e->shadow_fd < 0)
+    return 0;
+  if (fdatasync(e->shadow_fd)) {
+    engine_set_err(e, "fsync shadow wal: %s", strerror(errno));
+    return -errno;
+  }
+  e->shadow_dirty = 0;
+  return 0;
+}
 
 int shadow_read_generation(const char *meta, char gen[GEN_LEN + 1]) {
   char *path = path_join(meta, "generation");
@@ -213,5 +358,51 @@ int shadow_load(const char *path, struct shadow_state *out) {
     *out = st;
 out:
   close(fd);
+  return rc;
+}
+
+int shadow_write_stop(const char *meta, const struct shadow_stop *st) {
+  char line[256];
+  int n = snprintf(line, sizeof(line),
+                   "v1 %s %u %lld %llu %llu %lld %lld %lld\n", st->gen,
+                   st->index, (long long)st->size, (unsigned long long)st->dev,
+                   (unsigned long long)st->ino, (long long)st->db_size,
+                   (long long)st->mtime_ns, (long long)st->ctime_ns);
+  char *path = path_join(meta, SHADOW_STOP_FILE);
+  int rc = file_write_atomic(path, line, (size_t)n, 0600);
+  free(path);
+  return rc;
+}
+
+int shadow_take_stop(const char *meta, struct shadow_stop *out) {
+  char *path = path_join(meta, SHADOW_STOP_FILE);
+  struct buf b;
+  int rc = file_read_all(path, 512, &b);
+  if (rc) {
+    free(path);
+    return ERR_NOT_FOUND;
+  }
+  unlink(path);
+  free(path);
+  buf_append(&b, "", 1); /* NUL */
+  struct shadow_stop st;
+  char gen[64];
+  unsigned long long dev, ino;
+  long long size, db_size, mt, ct;
+  rc = ERR_NOT_FOUND;
+  if (sscanf((const char *)b.data, "v1 %63s %u %lld %llu %llu %lld %lld %lld",
+             gen, &st.index, &size, &dev, &ino, &db_size, &mt, &ct) == 8 &&
+      strlen(gen) == GEN_LEN && gen_is_valid(gen)) {
+    memcpy(st.gen, gen, GEN_LEN + 1);
+    st.size = size;
+    st.dev = dev;
+    st.ino = ino;
+    st.db_size = db_size;
+    st.mtime_ns = mt;
+    st.ctime_ns = ct;
+    *out = st;
+    rc = 0;
+  }
+  buf_destroy(&b);
   return rc;
 }

@@ -4,6 +4,7 @@
  *
  *   <dir>/.<db>-litestream/generation                 "<gen>\n"
  *   <dir>/.<db>-litestream/generations/<gen>/wal/<IDX>.wal
+ *   <dir>/.<db>-litestream/sluice-stopped                (sluice only)
  *
  * A shadow WAL file is a byte copy of one lifetime of the real -wal
  * (between two WAL restarts): the 32-byte header SQLite wrote for that
@@ -48,5 +49,45 @@ struct shadow_state {
  * tail (a kill -9 during an append) is cut back to the last commit frame.
  * Returns 0, or an error if the header is unreadable or invalid. */
 int shadow_load(const char *path, struct shadow_state *out);
+
+/* The record of a clean stop ("sluice-stopped", one line of text):
+ *   v1 GEN INDEX SIZE DEV INO DB_SIZE MTIME_NS CTIME_NS
+ * Written by the last act of a clean stop, when the database file held
+ * exactly the state at the end of shadow file INDEX (SIZE bytes): the WAL
+ * was fully checkpointed and nothing could write the database file while
+ * the record was taken (the pin on read-mark 0 and the checkpoint lock were
+ * held) and until the clock had moved past its mtime.  If at the next start
+ * the database file has the same identity, size and times, nothing was
+ * checkpointed into it meanwhile, so no committed frame was lost whatever
+ * became of the WAL (restarted, truncated, or deleted by the last
+ * connection to close): the generation continues at INDEX + 1.  Removed at
+ * start-up, so a record never outlives the stop it describes. */
+struct shadow_stop {
+  char gen[GEN_LEN + 1];
+  uint32_t index;
+  int64_t size;
+  uint64_t dev, ino;
+  int64_t db_size, mtime_ns, ctime_ns;
+};
+#define SHADOW_STOP_FILE "sluice-stopped"
+int shadow_write_stop(const char *meta, const struct shadow_stop *st);
+/* Reads the record and removes it; ERR_NOT_FOUND when there is none (or it
+ * cannot be parsed). */
+int shadow_take_stop(const char *meta, struct shadow_stop *out);
+
+/* The shadow WAL writer.  These take the engine (engine.h) of the running
+ * job and write its shadow file: e->shadow_fd, e->shadow_size and the
+ * checksum chain at it (s0, s1, last_frame_hdr) advance only here, and only
+ * to a commit boundary.  Errors go to e->err. */
+struct engine;
+/* Appends committed frames from the real WAL, starting at shadow_size,
+ * checking salts and the checksum chain. */
+int shadow_copy_frames(struct engine *e);
+/* Opens shadow file e->index of e->gen (creating it when create). */
+int shadow_open_current(struct engine *e, int create);
+/* Starts shadow file e->index with the header in e->hdr_raw. */
+int shadow_start_index(struct engine *e);
+/* fdatasync of the shadow file if anything was appended since. */
+int shadow_fsync(struct engine *e);
 
 #endif

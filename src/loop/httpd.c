@@ -1,4 +1,5 @@
 #include "loop/httpd.h"
+#include "loop/internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -7,8 +8,6 @@
 #include <uv.h>
 
 #include "base/log.h"
-
-uv_loop_t *loop_uv(void);
 
 #define MAX_REQUEST 8192
 

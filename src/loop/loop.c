@@ -3,6 +3,7 @@
  * timers, thread-pool work, signals and child processes.
  */
 #include "loop/loop.h"
+#include "loop/internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,8 +17,6 @@
 static uv_loop_t g_loop;
 static int g_loop_ready;
 static int g_work_pending;
-
-uv_loop_t *loop_uv(void); /* for http.c and watch.c */
 
 uv_loop_t *loop_uv(void) {
   return &g_loop;

@@ -79,4 +79,19 @@ int loop_child_pid(const struct loop_child *c);
 /* Raises RLIMIT_NOFILE to its hard limit; returns the new soft limit. */
 long loop_raise_nofile(void);
 
+/* Socket readiness (the SFTP backend's SSH session, as curl's sockets are
+ * in http.c): a level-triggered watch on a caller-owned fd.  The callback
+ * gets the events that are ready, or status < 0 (-errno) on a poll error.
+ * Stop or free the watch before closing the fd. */
+enum { LOOP_POLL_READ = 1, LOOP_POLL_WRITE = 2 };
+struct loop_poll;
+typedef void (*loop_poll_cb)(void *arg, int status, int events);
+/* Returns 0 and *out, or a negative error (e.g. the fd cannot be polled). */
+int loop_poll_new(int fd, loop_poll_cb cb, void *arg, struct loop_poll **out);
+/* (Re)starts watching for `events` (LOOP_POLL_READ | LOOP_POLL_WRITE). */
+int loop_poll_start(struct loop_poll *p, int events);
+void loop_poll_stop(struct loop_poll *p);
+/* Stops and frees the watch (asynchronously; safe inside its callback). */
+void loop_poll_free(struct loop_poll *p);
+
 #endif

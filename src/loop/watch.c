@@ -10,8 +10,7 @@
 
 #include "base/util.h"
 #include "loop/loop.h"
-
-uv_loop_t *loop_uv(void);
+#include "loop/internal.h"
 
 struct watch_dir;
 

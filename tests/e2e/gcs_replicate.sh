@@ -67,7 +67,27 @@ w2=$!
 PIDS+=("$w1" "$w2")
 wait "$w1" || fail "writer failed"
 wait "$w2" || fail "retention writer failed"
-sleep 1.5 # one more retention pass after the last snapshot
+# Retention passes (every 500ms) delete what is below the oldest snapshot
+# once the replica has uploaded past it: wait for one that leaves nothing
+# below, then check what it left.
+retained() {
+  gcs_list ret/generations/ >"$T/ret-objects.txt" || return 1
+  local oldest
+  oldest=$(grep -E '/snapshots/' "$T/ret-objects.txt" |
+    sed -E 's|.*/([0-9a-f]{8})\.snapshot\.lz4$|\1|' | sort | head -1)
+  [ -n "$oldest" ] && [ "$oldest" != 00000000 ] || return 1
+  ! grep -E '/wal/' "$T/ret-objects.txt" |
+    sed -E 's|.*/wal/([0-9a-f]{8})_.*|\1|' | awk -v o="$oldest" '$1 < o' | grep -q .
+}
+# Snapshot-interval goes on until the database stops changing: the state
+# must hold across a second with no new snapshot.
+settled() {
+  local n
+  n=$(grep -c 'snapshot written' "$T/sluice.log")
+  retained && sleep 1 && retained &&
+    [ "$(grep -c 'snapshot written' "$T/sluice.log")" = "$n" ]
+}
+wait_until 30 settled || true # the checks below say what is wrong
 gcs_list ret/generations/ >"$T/ret-objects.txt"
 sluice_stop
 grep -q 'level=ERROR' "$T/sluice.log" && fail "errors while replicating"

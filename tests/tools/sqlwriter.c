@@ -8,6 +8,10 @@
  *             [-sync off|normal|full] [-autocheckpoint PAGES]
  *             [-truncate-every TX] [-rate TX_PER_SEC] [-busy MS]
  *             [-update-every TX] [-delete-every TX]
+ *             [-checkpoint-every TX -checkpoint-mode passive|full|restart|
+ *              truncate] [-journal-size-limit BYTES] [-vacuum-every TX]
+ *
+ * -truncate-every TX is -checkpoint-every TX with the TRUNCATE mode.
  */
 #include <signal.h>
 #include <sqlite3.h>
@@ -52,7 +56,8 @@ static void exec(sqlite3 *db, const char *sql) {
 int main(int argc, char **argv) {
   const char *path = NULL, *sync = "normal";
   long n = -1, rows = 1, size = 100, autockpt = 1000, trunc_every = 0,
-       busy = 5000, upd_every = 0, del_every = 0;
+       busy = 5000, upd_every = 0, del_every = 0, jsl = -2, vac_every = 0;
+  int ckpt_mode = SQLITE_CHECKPOINT_TRUNCATE;
   double duration = -1, rate = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
@@ -70,8 +75,25 @@ int main(int argc, char **argv) {
       sync = v;
     else if (!strcmp(k, "-autocheckpoint"))
       autockpt = atol(v);
-    else if (!strcmp(k, "-truncate-every"))
+    else if (!strcmp(k, "-truncate-every") || !strcmp(k, "-checkpoint-every"))
       trunc_every = atol(v);
+    else if (!strcmp(k, "-checkpoint-mode")) {
+      if (!strcmp(v, "passive"))
+        ckpt_mode = SQLITE_CHECKPOINT_PASSIVE;
+      else if (!strcmp(v, "full"))
+        ckpt_mode = SQLITE_CHECKPOINT_FULL;
+      else if (!strcmp(v, "restart"))
+        ckpt_mode = SQLITE_CHECKPOINT_RESTART;
+      else if (!strcmp(v, "truncate"))
+        ckpt_mode = SQLITE_CHECKPOINT_TRUNCATE;
+      else {
+        fprintf(stderr, "sqlwriter: bad -checkpoint-mode %s\n", v);
+        return 2;
+      }
+    } else if (!strcmp(k, "-journal-size-limit"))
+      jsl = atol(v);
+    else if (!strcmp(k, "-vacuum-every"))
+      vac_every = atol(v);
     else if (!strcmp(k, "-rate"))
       rate = atof(v);
     else if (!strcmp(k, "-busy"))
@@ -101,6 +123,10 @@ int main(int argc, char **argv) {
   exec(db, sql);
   snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%ld", autockpt);
   exec(db, sql);
+  if (jsl >= -1) {
+    snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%ld", jsl);
+    exec(db, sql);
+  }
   exec(db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, k INTEGER, "
            "v TEXT)");
   sqlite3_stmt *ins, *upd, *del;
@@ -159,9 +185,10 @@ int main(int argc, char **argv) {
     }
     if (trunc_every && tx % trunc_every == 0) {
       int nlog = 0, nckpt = 0;
-      sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &nlog,
-                                &nckpt);
+      sqlite3_wal_checkpoint_v2(db, NULL, ckpt_mode, &nlog, &nckpt);
     }
+    if (vac_every && tx % vac_every == 0)
+      exec(db, "VACUUM");
   }
   double secs = now() - start;
   /* The WAL's size now, before closing (the last connection to close

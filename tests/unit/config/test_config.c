@@ -790,7 +790,8 @@ TEST(url_and_explicit_keys) {
            "      - url: sftp://h/bk\n"
            "        name: keyed\n"
            "        user: alice\n"
-           "        key-path: /id\n",
+           "        key-path: /id\n"
+           "        host-key-path: ~/.ssh/sluice_hosts\n",
            &c);
   struct replica_config *s = c.dbs[0].replicas;
   CHECK_STR(s[0].host, "h:2222");
@@ -799,6 +800,9 @@ TEST(url_and_explicit_keys) {
   CHECK_STR(s[0].path, "/bk");
   CHECK_STR(s[1].user, "alice");
   CHECK_STR(s[1].password, NULL);
+  CHECK_STR(s[1].key_path, "/id");
+  CHECK_STR(s[1].host_key_path, "~/.ssh/sluice_hosts");
+  CHECK_STR(s[0].host_key_path, NULL);
   config_destroy(&c);
 }
 
