@@ -548,6 +548,7 @@ static void replica_defaults(struct replica_config *r) {
   r->retention = DEFAULT_RETENTION;
   r->retention_check_interval = DEFAULT_RETENTION_CHECK;
   r->sync_interval = DEFAULT_SYNC_INTERVAL;
+  r->snapshot_wal_factor = DEFAULT_SNAPSHOT_WAL_FACTOR;
   r->force_path_style = TRI_UNSET;
 }
 
@@ -811,6 +812,7 @@ static const struct field replica_fields[] = {
     {"retention-check-interval", K_DUR, RF(retention_check_interval), 0, NULL},
     {"sync-interval", K_DUR, RF(sync_interval), 0, NULL},
     {"snapshot-interval", K_DUR, RF(snapshot_interval), 0, NULL},
+    {"snapshot-wal-factor", K_COUNT, RF(snapshot_wal_factor), 0, NULL},
     {"validation-interval", K_DUR, RF(validation_interval), 0, NULL},
     {"age", K_SUB, 0, 0, parse_age},
     {"bucket", K_STR, RF(bucket), 0, NULL},
@@ -1239,7 +1241,7 @@ char *config_db_fingerprint(const struct db_config *d) {
     const struct replica_config *r = &d->replicas[i];
     buf_appendf(&b,
                 "%s|%s|%s|%lld|%lld|%lld|%lld|%lld|%s|%s|%s|%s|%d|%d|%s|%s|"
-                "%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s",
+                "%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%lld",
                 S(r->type), S(r->name), S(r->url), (long long)r->retention,
                 (long long)r->retention_check_interval,
                 (long long)r->sync_interval, (long long)r->snapshot_interval,
@@ -1249,7 +1251,8 @@ char *config_db_fingerprint(const struct db_config *d) {
                 S(r->sse), S(r->sse_kms_key_id), S(r->sse_c_key),
                 S(r->storage_class), S(r->account_name), S(r->account_key),
                 S(r->sas_token), S(r->host), S(r->user), S(r->password),
-                S(r->key_path), S(r->host_key_path));
+                S(r->key_path), S(r->host_key_path),
+                (long long)r->snapshot_wal_factor);
     for (size_t j = 0; j < r->n_age_identities; j++)
       buf_appendf(&b, "|i:%s", r->age_identities[j]);
     for (size_t j = 0; j < r->n_age_recipients; j++)

@@ -23,7 +23,8 @@
 #define DEFAULT_CHECKPOINT_INTERVAL (60LL * 1000 * 1000 * 1000) /* 1m */
 #define DEFAULT_MIN_CHECKPOINT_PAGES 1000
 #define DEFAULT_MAX_CHECKPOINT_PAGES 10000
-#define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000)             /* 1s */
+#define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000) /* 1s */
+#define DEFAULT_SNAPSHOT_WAL_FACTOR 2
 #define DEFAULT_RETENTION (24LL * 3600 * 1000 * 1000 * 1000)     /* 24h */
 #define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
 #define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
@@ -40,7 +41,10 @@ struct replica_config {
   int64_t retention; /* <= 0 disables */
   int64_t retention_check_interval;
   int64_t sync_interval;
-  int64_t snapshot_interval;   /* 0 = disabled */
+  int64_t snapshot_interval; /* 0 = disabled */
+  /* A new snapshot when the compressed WAL shipped since the last one
+   * passes this many times the database size; 0 = disabled. */
+  int64_t snapshot_wal_factor;
   int64_t validation_interval; /* 0 = disabled */
 
   char **age_identities;

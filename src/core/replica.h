@@ -45,6 +45,8 @@ struct replica {
   int64_t pending_since_ns; /* wall time of the oldest change not held */
   int64_t last_sync_ns;     /* wall time of the last successful upload */
   int64_t last_round_ns;    /* monotonic start of the last upload round */
+  double tokens;            /* upload rounds in hand as of last_round_ns */
+  int64_t shipped;          /* compressed WAL bytes since the last snapshot */
   int64_t upload_errors;
   int64_t wal_bytes; /* uncompressed WAL bytes uploaded */
   int64_t snapshots; /* snapshots uploaded */
