@@ -222,6 +222,8 @@ static void job_work(void *arg) {
   }
   if (todo & DBJ_STATUS && j->status_text)
     work_status(j);
+  if (todo & DBJ_CHECKPOINT)
+    loop_release_memory(); /* the database went quiet (on_idle) */
   j->grew = e->shadow_size != before_size || e->index != before_index ||
             strcmp(e->gen, before_gen) != 0;
   j->rc = rc;
