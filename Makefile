@@ -4,7 +4,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run check check-asan check-tsan install bench clean format
+.PHONY: all deps build run check check-asan check-tsan fuzz install bench clean format
 
 all: build
 
@@ -27,6 +27,11 @@ check-asan:
 check-tsan:
 	@scripts/check-tsan.sh
 
+# libFuzzer targets (tests/fuzz), FUZZ_SECONDS each (default 30).
+fuzz:
+	@scripts/install-deps.sh --test
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-30} scripts/fuzz.sh
+
 install: build
 	cmake --install $(BUILD)
 
@@ -37,4 +42,4 @@ format:
 	clang-format -i src/*/*.c src/*/*.h tests/unit/*/*.c tests/unit/*.h
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -3,7 +3,7 @@
 # in the same run on the same machine.  Writes bench/RESULTS.md.
 #
 #   bench/run.sh [BUILD_DIR] [SECTION...]
-#   sections: writer snapshot scale s3   (default: all)
+#   sections: writer snapshot scale s3 image   (default: all)
 #
 # writer    one-row transactions with sluice replicating / without, at
 #           synchronous=FULL and NORMAL, and the WAL size at the end
@@ -12,11 +12,13 @@
 # s3        requests per hour (busy and idle database) and upload throughput
 #           of a large snapshot, single PUT vs multipart, to the local S3
 #           servers (bench/s3_*.sh)
+# image     the container image's size (tests/e2e/image.sh --sizes, which
+#           builds it first when it is not current)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
 shift || true
-SECTIONS=${*:-writer snapshot scale s3}
+SECTIONS=${*:-writer snapshot scale s3 image}
 SLUICE=$BUILD/sluice
 WRITER=$BUILD/sqlwriter
 W=$(mktemp -d /tmp/sluice-bench.XXXXXX)
@@ -189,6 +191,14 @@ bench_s3() {
   BUILDDIR=$BUILD "$ROOT/bench/s3_requests_per_hour.sh" 20 200 2>/dev/null | tee -a "$OUT"
   say ""
   BUILDDIR=$BUILD "$ROOT/bench/s3_upload_throughput.sh" 64 256 2>/dev/null | tee -a "$OUT"
+  say ""
+}
+
+bench_image() {
+  say "## Container image"
+  say ""
+  BUILDDIR=$BUILD "$ROOT/tests/e2e/image.sh" --sizes 2>&1 | tee -a "$OUT" ||
+    say "tests/e2e/image.sh --sizes failed"
   say ""
 }
 

@@ -451,6 +451,7 @@ struct list_op {
   backend_cb cb;
   void *arg;
   int pages;
+  struct list_pages guard;
   char msg[512];
 };
 
@@ -460,6 +461,7 @@ static void list_finish(struct list_op *op, int rc) {
   if (!rc)
     obj_list_sort(op->out);
   op->cb(op->arg, rc, rc ? op->msg : NULL);
+  list_pages_destroy(&op->guard);
   free(op->prefix);
   free(op->marker);
   free(op);
@@ -510,14 +512,20 @@ static void on_list_done(struct http_request *req, void *arg) {
   if (rc == ERR_NOT_FOUND)
     rc = ERR_HTTP_STATUS; /* a listing of a container that is not there */
   if (!rc) {
+    char why[256] = "";
     struct xml_node *x =
-        xml_parse((const char *)op->call.body.data, op->call.body.len);
+        xml_parse_err((const char *)op->call.body.data, op->call.body.len,
+                      why + 2, sizeof(why) - 2);
     rc = list_parse(op, x);
     xml_free(x);
+    if (!rc)
+      rc = list_pages_next(&op->guard, op->marker, why + 2, sizeof(why) - 2);
+    if (rc && why[2])
+      memcpy(why, ": ", 2);
     if (rc)
       snprintf(op->msg, sizeof(op->msg),
-               "abs list %s/%s: malformed List Blobs response (page %d)",
-               op->az->container, op->prefix, op->pages + 1);
+               "abs list %s/%s: malformed List Blobs response (page %d)%s",
+               op->az->container, op->prefix, op->pages + 1, why[2] ? why : "");
   }
   call_destroy(&op->call);
   op->pages++;

@@ -378,7 +378,7 @@ static void fetch_end(struct aws_creds_provider *p, int status) {
   p->fetching = 0;
   http_request_free(&p->req);
   free_form(p);
-  if (status && p->have && p->cur.expires_ns - time_now_ns() > 0) {
+  if (status && p->have && p->cur.expires_ns > time_now_ns()) {
     /* The old credentials still work: keep them, say why we could not
      * refresh, and try again on a later request. */
     log_warn(NULL, NULL, "cannot refresh AWS credentials from %s: %s",
@@ -684,7 +684,7 @@ static void start_fetch(struct aws_creds_provider *p) {
 
 static int usable(const struct aws_creds_provider *p, int64_t margin) {
   return p->have &&
-         (!p->cur.expires_ns || p->cur.expires_ns - time_now_ns() > margin);
+         (!p->cur.expires_ns || p->cur.expires_ns > time_now_ns() + margin);
 }
 
 const struct aws_creds *aws_creds_current(struct aws_creds_provider *p) {

@@ -32,17 +32,32 @@ const struct backend_ops *backend_find(const char *type) {
   return NULL;
 }
 
+/* The replica's age section: each string is parsed like a key file
+ * (Litestream calls age.ParseRecipients/ParseIdentities once per string).
+ * Messages name the replica, the key and the line, never the key. */
+static int open_age(struct backend *b, const struct replica_config *cfg,
+                    char *err, size_t errlen) {
+  char why[256];
+  for (size_t i = 0; i < cfg->n_age_recipients; i++)
+    if (age_keys_add_recipients(&b->age, cfg->age_recipients[i], why,
+                                sizeof(why))) {
+      snprintf(err, errlen, "replica %s: age.recipients[%zu]: %s", b->name, i,
+               why);
+      return ERR_AGE_KEY;
+    }
+  for (size_t i = 0; i < cfg->n_age_identities; i++)
+    if (age_keys_add_identities(&b->age, cfg->age_identities[i], why,
+                                sizeof(why))) {
+      snprintf(err, errlen, "replica %s: age.identities[%zu]: %s", b->name, i,
+               why);
+      return ERR_AGE_KEY;
+    }
+  return 0;
+}
+
 struct backend *backend_open(const struct replica_config *cfg, char *err,
                              size_t errlen) {
   const char *type = cfg->type ? cfg->type : "file";
-  if (cfg->n_age_recipients || cfg->n_age_identities) {
-    /* Refuse rather than upload plaintext the operator asked to encrypt. */
-    snprintf(err, errlen,
-             "replica %s: age encryption is not supported by sluice yet "
-             "(remove the age section to replicate unencrypted)",
-             cfg->name ? cfg->name : type);
-    return NULL;
-  }
   const struct backend_ops *ops = backend_find(type);
   if (!ops) {
     snprintf(err, errlen,
@@ -58,8 +73,11 @@ struct backend *backend_open(const struct replica_config *cfg, char *err,
   b->pool.max_inflight = 8;
   if (ops->priv_size)
     b->priv = xcalloc(1, ops->priv_size);
-  int rc = ops->open(b, cfg, err, errlen);
+  int rc = open_age(b, cfg, err, errlen);
+  if (!rc)
+    rc = ops->open(b, cfg, err, errlen);
   if (rc) {
+    age_keys_destroy(&b->age);
     free(b->priv);
     free(b->name);
     free(b->desc);
@@ -76,6 +94,7 @@ void backend_close(struct backend *b) {
     return;
   if (b->ops->close)
     b->ops->close(b);
+  age_keys_destroy(&b->age);
   free(b->priv);
   free(b->name);
   free(b->desc);
@@ -143,6 +162,16 @@ void backend_list(struct backend *b, const char *prefix, int delimiter,
                   struct obj_list *out, backend_cb cb, void *arg) {
   struct counted *c = counted_new(b, BOP_LIST, cb, arg);
   b->ops->list(b, prefix, delimiter, out, on_counted, c);
+}
+
+void backend_sweep(struct backend *b, int64_t min_age_ns, size_t *removed,
+                   backend_cb cb, void *arg) {
+  *removed = 0;
+  if (!b->ops->sweep) {
+    cb(arg, 0, NULL);
+    return;
+  }
+  b->ops->sweep(b, min_age_ns, removed, cb, arg);
 }
 
 void backend_del(struct backend *b, char *const *keys, size_t n, backend_cb cb,
@@ -217,12 +246,16 @@ void obj_list_destroy(struct obj_list *l) {
   for (size_t i = 0; i < l->n_prefixes; i++)
     free(l->prefixes[i]);
   free(l->prefixes);
+  strset_destroy(&l->prefix_set);
   memset(l, 0, sizeof(*l));
 }
 
 void obj_list_add(struct obj_list *l, const char *key, int64_t size,
                   int64_t mtime_ns) {
-  l->objs = xrealloc(l->objs, (l->n + 1) * sizeof(*l->objs));
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 64;
+    l->objs = xrealloc(l->objs, l->cap * sizeof(*l->objs));
+  }
   l->objs[l->n].key = xstrdup(key);
   l->objs[l->n].size = size;
   l->objs[l->n].mtime_ns = mtime_ns;
@@ -230,10 +263,12 @@ void obj_list_add(struct obj_list *l, const char *key, int64_t size,
 }
 
 void obj_list_add_prefix(struct obj_list *l, const char *prefix) {
-  for (size_t i = 0; i < l->n_prefixes; i++)
-    if (!strcmp(l->prefixes[i], prefix))
-      return;
-  l->prefixes = xrealloc(l->prefixes, (l->n_prefixes + 1) * sizeof(char *));
+  if (!strset_add(&l->prefix_set, prefix))
+    return;
+  if (l->n_prefixes == l->cap_prefixes) {
+    l->cap_prefixes = l->cap_prefixes ? 2 * l->cap_prefixes : 16;
+    l->prefixes = xrealloc(l->prefixes, l->cap_prefixes * sizeof(char *));
+  }
   l->prefixes[l->n_prefixes++] = xstrdup(prefix);
 }
 
@@ -251,4 +286,33 @@ void obj_list_sort(struct obj_list *l) {
     qsort(l->objs, l->n, sizeof(*l->objs), cmp_obj);
   if (l->n_prefixes > 1)
     qsort(l->prefixes, l->n_prefixes, sizeof(char *), cmp_str);
+}
+
+int list_pages_next(struct list_pages *lp, const char *token, char *why,
+                    size_t whylen) {
+  static int max_pages;
+  if (!max_pages) {
+    const char *e = getenv("SLUICE_LIST_MAX_PAGES");
+    max_pages = e && atoi(e) > 0 ? atoi(e) : BACKEND_LIST_MAX_PAGES;
+  }
+  lp->pages++;
+  if (!token)
+    return 0;
+  if (lp->pages >= max_pages) {
+    snprintf(why, whylen, "listing not finished after %d pages", lp->pages);
+    return ERR_PROTOCOL;
+  }
+  if (!strset_add(&lp->tokens, token)) {
+    snprintf(why, whylen,
+             "page %d repeats an earlier continuation token: the listing "
+             "would never end",
+             lp->pages);
+    return ERR_PROTOCOL;
+  }
+  return 0;
+}
+
+void list_pages_destroy(struct list_pages *lp) {
+  strset_destroy(&lp->tokens);
+  lp->pages = 0;
 }

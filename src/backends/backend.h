@@ -21,6 +21,7 @@
 
 #include "config/config.h"
 #include "base/util.h"
+#include "format/age.h"
 #include "loop/http.h"
 
 enum backend_cap {
@@ -41,6 +42,8 @@ struct obj_list {
   char **prefixes; /* common prefixes when listed with a delimiter,
                       relative to the root and ending in '/' */
   size_t n_prefixes;
+  size_t cap, cap_prefixes; /* allocated */
+  struct strset prefix_set; /* dedupes prefixes in linear time */
 };
 void obj_list_destroy(struct obj_list *l);
 void obj_list_add(struct obj_list *l, const char *key, int64_t size,
@@ -48,6 +51,22 @@ void obj_list_add(struct obj_list *l, const char *key, int64_t size,
 void obj_list_add_prefix(struct obj_list *l, const char *prefix);
 /* Sorts objects by key (and prefixes) in byte order. */
 void obj_list_sort(struct obj_list *l);
+
+/* A paged listing's guard against a store that never ends it: a
+ * continuation token (S3 NextContinuationToken, Azure NextMarker, GCS
+ * nextPageToken) seen before, or more than BACKEND_LIST_MAX_PAGES pages
+ * (SLUICE_LIST_MAX_PAGES overrides it, for tests), is an error.
+ * Zero-initialised; list_pages_next is called after each page with the
+ * next page's token (NULL when the listing is complete): 0 to go on, else
+ * ERR_PROTOCOL with the reason in why. */
+#define BACKEND_LIST_MAX_PAGES 100000
+struct list_pages {
+  struct strset tokens;
+  int pages;
+};
+int list_pages_next(struct list_pages *lp, const char *token, char *why,
+                    size_t whylen);
+void list_pages_destroy(struct list_pages *lp);
 
 /* What to upload: memory (data != NULL) or `len` bytes of fd from `off`. */
 struct payload {
@@ -90,6 +109,11 @@ struct backend_ops {
   /* Deletes keys; missing keys are not an error. */
   void (*del)(struct backend *b, char *const *keys, size_t n, backend_cb cb,
               void *arg);
+  /* Optional: removes what interrupted uploads left behind (the file
+   * backend's *.tmp files older than min_age_ns that no upload holds);
+   * *removed is set before cb. */
+  void (*sweep)(struct backend *b, int64_t min_age_ns, size_t *removed,
+                backend_cb cb, void *arg);
 };
 
 enum backend_op { BOP_GET, BOP_PUT, BOP_LIST, BOP_DELETE, BOP__COUNT };
@@ -104,6 +128,10 @@ struct backend {
   int64_t op_bytes[BOP__COUNT];
   int64_t op_errors;
   void *priv; /* ops->priv_size bytes, zeroed, owned by the core */
+  /* The config's age section, parsed (empty without one): objects are
+   * encrypted for its recipients and read with its identities by
+   * core/codec.c.  Read-only once open, so pool jobs may use it. */
+  struct age_keys age;
 };
 
 /* The registry: NULL-terminated. */
@@ -126,6 +154,9 @@ void backend_get(struct backend *b, const char *key, int64_t off, int64_t len,
                  const struct sink *s, backend_cb cb, void *arg);
 void backend_list(struct backend *b, const char *prefix, int delimiter,
                   struct obj_list *out, backend_cb cb, void *arg);
+/* ops->sweep, or an immediate cb(arg, 0, NULL) with *removed = 0. */
+void backend_sweep(struct backend *b, int64_t min_age_ns, size_t *removed,
+                   backend_cb cb, void *arg);
 void backend_del(struct backend *b, char *const *keys, size_t n, backend_cb cb,
                  void *arg);
 

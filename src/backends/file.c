@@ -24,6 +24,12 @@
  *  del   unlinks, ignoring missing files, then removes parent directories
  *        left empty, up to (not including) generations/, so a deleted
  *        generation leaves no empty directory behind.
+ *  sweep removes *.tmp files below generations/ that a killed upload left:
+ *        only those no upload holds (a put keeps an flock on its .tmp while
+ *        it writes, so no sluice process's upload is ever touched) and
+ *        whose mtime is older than the given age (opening with O_TRUNC
+ *        renews it: a writer without flock, or one between its open and
+ *        its flock, is left alone too).
  */
 #include "backends/backend.h"
 
@@ -33,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,7 +55,7 @@ struct file_priv {
   char *root; /* absolute, no trailing '/' (except for "/" itself) */
 };
 
-enum fop { FOP_PUT, FOP_GET, FOP_LIST, FOP_DEL };
+enum fop { FOP_PUT, FOP_GET, FOP_LIST, FOP_DEL, FOP_SWEEP };
 
 struct fjob {
   struct backend *b;
@@ -67,6 +74,10 @@ struct fjob {
   /* del */
   char **keys;
   size_t n_keys;
+  /* sweep */
+  int64_t min_age_ns;
+  size_t removed;
+  size_t *removed_out;
 
   int status;
   char err[512];
@@ -147,6 +158,8 @@ static void on_job_done(void *arg, int status) {
     job_fail(j, status, "run", j->path ? j->path : "job");
   if (!j->status && j->op == FOP_LIST)
     list_move(j->out, &j->list);
+  if (j->op == FOP_SWEEP)
+    *j->removed_out = j->removed;
   j->cb(j->arg, j->status, j->status ? j->err : NULL);
   job_free(j);
 }
@@ -226,15 +239,20 @@ static void put_work(void *arg) {
     job_fail(j, fd, "put", j->path);
     goto out;
   }
+  /* Held until close: a sweep never removes a .tmp being written. */
+  while (flock(fd, LOCK_EX) && errno == EINTR)
+    ;
   if (p->data)
     rc = write_full(fd, p->data, (size_t)p->len);
   else
     rc = copy_fd(p->fd, p->off, p->len, fd, 0);
   if (!rc && fsync(fd))
     rc = -errno;
-  if (close(fd) && !rc)
-    rc = -errno;
+  /* Renamed while the lock is held: the .tmp name never exists unlocked
+   * with complete data a sweep could take for a leftover. */
   if (!rc && rename(tmp, j->path))
+    rc = -errno;
+  if (close(fd) && !rc)
     rc = -errno;
   if (!rc)
     rc = fsync_dir(dir);
@@ -430,6 +448,69 @@ static void del_work(void *arg) {
   }
 }
 
+/* --- sweep --- */
+
+static void sweep_dir(struct fjob *j, int dirfd_, int depth) {
+  DIR *d = fdopendir(dirfd_);
+  if (!d) {
+    close(dirfd_);
+    return;
+  }
+  int64_t now = time_now_ns();
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    const char *name = de->d_name;
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+      continue;
+    struct stat st;
+    if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW))
+      continue;
+    if (S_ISDIR(st.st_mode)) {
+      if (depth < 8) {
+        int sub = openat(dirfd(d), name,
+                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0)
+          sweep_dir(j, sub, depth + 1);
+      }
+      continue;
+    }
+    if (!S_ISREG(st.st_mode) || !str_has_suffix(name, ".tmp"))
+      continue;
+    int fd = openat(dirfd(d), name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    /* Locked and then looked at again: the file that is unlinked is the one
+     * checked, old and held by nobody. */
+    struct stat st2;
+    if (!flock(fd, LOCK_EX | LOCK_NB) && !fstat(fd, &st2) &&
+        st2.st_ino == st.st_ino &&
+        time_ns_sat(st2.st_mtim.tv_sec, st2.st_mtim.tv_nsec) <=
+            now - j->min_age_ns &&
+        !unlinkat(dirfd(d), name, 0))
+      j->removed++;
+    close(fd);
+  }
+  closedir(d);
+}
+
+static void sweep_work(void *arg) {
+  struct fjob *j = arg;
+  struct file_priv *fp = j->b->priv;
+  char *gens = path_join(fp->root, "generations");
+  int fd = open(gens, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  free(gens);
+  if (fd >= 0)
+    sweep_dir(j, fd, 0);
+}
+
+static void file_sweep(struct backend *b, int64_t min_age_ns, size_t *removed,
+                       backend_cb cb, void *arg) {
+  struct fjob *j = job_new(b, FOP_SWEEP, cb, arg);
+  j->min_age_ns = min_age_ns;
+  j->removed_out = removed;
+  loop_work_submit(sweep_work, on_job_done, j);
+}
+
 /* --- ops --- */
 
 static void noop_work(void *arg) {
@@ -526,4 +607,5 @@ const struct backend_ops backend_file = {
     .get = file_get,
     .list = file_list,
     .del = file_del,
+    .sweep = file_sweep,
 };

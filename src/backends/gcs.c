@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/gcs.h"
 #include "backends/common.h"
 #include "backends/gcs_auth.h"
 #include "base/err.h"
@@ -441,14 +442,15 @@ struct list_op {
   backend_cb cb;
   void *arg;
   int pages;
+  struct list_pages guard;
   char msg[512];
 };
 
 static void list_page(struct list_op *op);
 
-/* Adds one page of a JSON listing; returns 0 or ERR_PROTOCOL. */
-static int list_parse(struct list_op *op, json_t *j) {
-  size_t rl = strlen(op->g->root);
+static int list_items(json_t *j, const char *root, struct obj_list *out,
+                      char **token) {
+  size_t rl = strlen(root);
   if (!json_is_object(j))
     return ERR_PROTOCOL;
   json_t *items = json_object_get(j, "items"), *it;
@@ -459,7 +461,7 @@ static int list_parse(struct list_op *op, json_t *j) {
     const char *tc = json_string_value(json_object_get(it, "timeCreated"));
     if (!name)
       return ERR_PROTOCOL;
-    if (strncmp(name, op->g->root, rl))
+    if (strncmp(name, root, rl))
       continue;
     int64_t size = json_is_string(sz)    ? atoll(json_string_value(sz))
                    : json_is_integer(sz) ? (int64_t)json_integer_value(sz)
@@ -469,18 +471,35 @@ static int list_parse(struct list_op *op, json_t *j) {
     int64_t mtime = 0;
     if (!tc || time_parse_rfc3339(tc, &mtime) == -EINVAL)
       mtime = 0;
-    obj_list_add(op->out, name + rl, size, mtime);
+    obj_list_add(out, name + rl, size, mtime);
   }
   json_t *prefixes = json_object_get(j, "prefixes");
   json_array_foreach(prefixes, i, it) {
     const char *p = json_string_value(it);
-    if (p && !strncmp(p, op->g->root, rl))
-      obj_list_add_prefix(op->out, p + rl);
+    if (p && !strncmp(p, root, rl))
+      obj_list_add_prefix(out, p + rl);
   }
   const char *next = json_string_value(json_object_get(j, "nextPageToken"));
-  free(op->token);
-  op->token = next && *next ? xstrdup(next) : NULL;
+  free(*token);
+  *token = next && *next ? xstrdup(next) : NULL;
   return 0;
+}
+
+int gcs_listing_parse(const char *body, size_t len, const char *root,
+                      struct obj_list *out, char **token, char *why,
+                      size_t whylen) {
+  json_error_t je;
+  why[0] = '\0';
+  json_t *j = json_loadb(body, len, 0, &je);
+  if (!j) {
+    snprintf(why, whylen, "%s", je.text);
+    return ERR_PROTOCOL;
+  }
+  int rc = list_items(j, root, out, token);
+  json_decref(j);
+  if (rc)
+    snprintf(why, whylen, "unexpected JSON");
+  return rc;
 }
 
 static void on_list_done(struct http_request *req, void *arg) {
@@ -493,14 +512,16 @@ static void on_list_done(struct http_request *req, void *arg) {
   if (rc == ERR_NOT_FOUND)
     rc = ERR_HTTP_STATUS; /* the bucket itself is missing */
   if (!rc) {
-    json_t *j = json_loadb((const char *)op->call.body.data, op->call.body.len,
-                           0, NULL);
-    rc = list_parse(op, j);
-    json_decref(j);
+    char why[256] = ": ";
+    rc = gcs_listing_parse((const char *)op->call.body.data, op->call.body.len,
+                           op->g->root, op->out, &op->token, why + 2,
+                           sizeof(why) - 2);
+    if (!rc)
+      rc = list_pages_next(&op->guard, op->token, why + 2, sizeof(why) - 2);
     if (rc)
       snprintf(op->msg, sizeof(op->msg),
-               "gcs list %s/%s: malformed listing (page %d)", op->g->bucket,
-               op->prefix, op->pages + 1);
+               "gcs list %s/%s: malformed listing (page %d)%s", op->g->bucket,
+               op->prefix, op->pages + 1, why);
   }
   gcall_destroy(&op->call);
   op->pages++;
@@ -511,6 +532,7 @@ static void on_list_done(struct http_request *req, void *arg) {
   if (!rc)
     obj_list_sort(op->out);
   op->cb(op->arg, rc, rc ? op->msg : NULL);
+  list_pages_destroy(&op->guard);
   free(op->prefix);
   free(op->token);
   free(op);

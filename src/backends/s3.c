@@ -996,6 +996,8 @@ struct list_op {
   struct obj_list acc;
   struct obj_list *out;
   int pages;
+  struct list_pages guard;
+  char why[256]; /* why a page was refused */
   backend_cb cb;
   void *arg;
 };
@@ -1015,6 +1017,7 @@ static void list_end(struct list_op *op, int status, const char *err) {
       obj_list_add_prefix(op->out, op->acc.prefixes[i]);
   }
   obj_list_destroy(&op->acc);
+  list_pages_destroy(&op->guard);
   free(op->prefix);
   free(op->token);
   free(op);
@@ -1022,14 +1025,19 @@ static void list_end(struct list_op *op, int status, const char *err) {
 }
 
 /* Key relative to the replica root, or NULL if outside it. */
-static const char *relative(const struct s3 *s, const char *key) {
-  size_t n = strlen(s->root);
-  return strncmp(key, s->root, n) ? NULL : key + n;
+static const char *relative(const char *root, const char *key) {
+  size_t n = strlen(root);
+  return strncmp(key, root, n) ? NULL : key + n;
 }
 
-static int parse_list(struct list_op *op, struct call *c) {
-  struct xml_node *x = xml_parse((const char *)c->resp.data, c->resp.len);
+int s3_listing_parse(const char *body, size_t len, const char *root,
+                     struct obj_list *acc, char **token, char *why,
+                     size_t whylen) {
+  why[0] = '\0';
+  struct xml_node *x = xml_parse_err(body, len, why, whylen);
   if (!x || strcmp(x->name, "ListBucketResult")) {
+    if (x)
+      snprintf(why, whylen, "<%.40s> is not ListBucketResult", x->name);
     xml_free(x);
     return ERR_PROTOCOL;
   }
@@ -1037,34 +1045,44 @@ static int parse_list(struct list_op *op, struct call *c) {
     const char *key = xml_text(n, "Key");
     const char *size = xml_text(n, "Size");
     const char *lm = xml_text(n, "LastModified");
-    const char *rel = key ? relative(op->s, key) : NULL;
+    const char *rel = key ? relative(root, key) : NULL;
     if (!rel || !*rel)
       continue;
     int64_t mtime = 0;
     if (lm)
       time_parse_rfc3339(lm, &mtime);
-    obj_list_add(&op->acc, rel, size ? strtoll(size, NULL, 10) : 0, mtime);
+    long long sz = size ? strtoll(size, NULL, 10) : 0;
+    obj_list_add(acc, rel, sz < 0 ? 0 : sz, mtime);
   }
   for (struct xml_node *n = xml_child(x, "CommonPrefixes"); n;
        n = xml_next(n)) {
     const char *p = xml_text(n, "Prefix");
-    const char *rel = p ? relative(op->s, p) : NULL;
+    const char *rel = p ? relative(root, p) : NULL;
     if (rel && *rel)
-      obj_list_add_prefix(&op->acc, rel);
+      obj_list_add_prefix(acc, rel);
   }
   const char *trunc = xml_text(x, "IsTruncated");
   const char *next = xml_text(x, "NextContinuationToken");
-  free(op->token);
-  op->token = NULL;
+  free(*token);
+  *token = NULL;
   if (trunc && !strcmp(trunc, "true")) {
     if (!next || !*next) {
+      snprintf(why, whylen, "IsTruncated without a NextContinuationToken");
       xml_free(x);
       return ERR_PROTOCOL;
     }
-    op->token = xstrdup(next);
+    *token = xstrdup(next);
   }
   xml_free(x);
   return 0;
+}
+
+static int parse_list(struct list_op *op, struct call *c) {
+  int rc =
+      s3_listing_parse((const char *)c->resp.data, c->resp.len, op->s->root,
+                       &op->acc, &op->token, op->why, sizeof(op->why));
+  return rc ? rc
+            : list_pages_next(&op->guard, op->token, op->why, sizeof(op->why));
 }
 
 static void on_list_page(struct call *c) {
@@ -1074,8 +1092,9 @@ static void on_list_page(struct call *c) {
     if (rc) {
       char w[512];
       where(c, w, sizeof(w));
-      msgf(c->errmsg, sizeof(c->errmsg), "%s %s: unreadable listing (page %d)",
-           c->op, w, op->pages);
+      msgf(c->errmsg, sizeof(c->errmsg),
+           "%s %s: unreadable listing (page %d): %s", c->op, w, op->pages,
+           op->why[0] ? op->why : "malformed");
       c->status = rc;
     }
   }

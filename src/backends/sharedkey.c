@@ -242,16 +242,16 @@ void sharedkey_format_date(int64_t ns, char out[32]) {
 int sharedkey_parse_date(const char *s, int64_t *ns) {
   char wd[4], mon[4], zone[4];
   int day, year, h, m, sec, used = 0;
-  if (sscanf(s, "%3s, %d %3s %d %d:%d:%d %3s%n", wd, &day, mon, &year, &h, &m,
-             &sec, zone, &used) != 8 ||
+  if (sscanf(s, "%3s, %2d %3s %4d %2d:%2d:%2d %3s%n", wd, &day, mon, &year, &h,
+             &m, &sec, zone, &used) != 8 ||
       s[used] != '\0' || strcmp(zone, "GMT"))
     return -EINVAL;
   int mi = -1;
   for (int i = 0; i < 12; i++)
     if (!strcmp(mon, months[i]))
       mi = i;
-  if (mi < 0 || day < 1 || day > 31 || h > 23 || m > 59 || sec > 60 ||
-      year < 1970 || year > 9999)
+  if (mi < 0 || day < 1 || day > 31 || h < 0 || h > 23 || m < 0 || m > 59 ||
+      sec < 0 || sec > 60 || year < 1970 || year > 9999)
     return -EINVAL;
   struct tm tm = {0};
   tm.tm_year = year - 1900;

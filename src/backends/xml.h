@@ -13,11 +13,18 @@ struct xml_node {
   char *name;
   char *text; /* concatenated character data, never NULL */
   struct xml_node *parent;
-  struct xml_node *child; /* first child */
-  struct xml_node *next;  /* next sibling */
+  struct xml_node *child;      /* first child */
+  struct xml_node *next;       /* next sibling */
+  struct xml_node *last_child; /* for appending while parsing */
 };
 
-/* Parses a document; returns NULL if it is not well-formed XML. */
+/* Deeper documents are refused (no store's response nests beyond 5). */
+#define XML_MAX_DEPTH 64
+
+/* Parses a document; returns NULL if it is not well-formed XML or nests
+ * deeper than XML_MAX_DEPTH, with a one-line reason in err (may be NULL). */
+struct xml_node *xml_parse_err(const char *data, size_t len, char *err,
+                               size_t errlen);
 struct xml_node *xml_parse(const char *data, size_t len);
 void xml_free(struct xml_node *root);
 

@@ -28,7 +28,15 @@
   X(TOO_BIG, "object too large")                                               \
   X(INTEGRITY, "integrity check failed")                                       \
   X(PROTOCOL, "protocol error")                                                \
-  X(EXISTS, "already exists")
+  X(EXISTS, "already exists")                                                  \
+  X(AGE_KEY, "invalid age key")                                                \
+  X(AGE_HEADER, "not a valid age file (malformed age header)")                 \
+  X(AGE_NO_MATCH, "the age identity does not match: the configured key "       \
+                  "cannot open this object (encrypted to other recipients)")   \
+  X(AGE_HMAC, "age header MAC mismatch (corrupt header)")                      \
+  X(AGE_PAYLOAD, "corrupt or truncated age payload")                           \
+  X(AGE_NO_IDENTITY, "object is age-encrypted and no age identity is "         \
+                     "configured for this replica")
 
 enum {
   ERR_BASE_ = -10000,

@@ -271,6 +271,46 @@ void hex_encode(const uint8_t *in, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 
+static uint64_t str_hash(const char *s) {
+  uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
+static size_t strset_slot(char **slots, size_t cap, const char *s) {
+  size_t k = (size_t)str_hash(s) & (cap - 1);
+  while (slots[k] && strcmp(slots[k], s))
+    k = (k + 1) & (cap - 1);
+  return k;
+}
+
+int strset_add(struct strset *set, const char *s) {
+  if (2 * (set->n + 1) > set->cap) {
+    size_t cap = set->cap ? 2 * set->cap : 16;
+    char **slots = xcalloc(cap, sizeof(*slots));
+    for (size_t i = 0; i < set->cap; i++)
+      if (set->slots[i])
+        slots[strset_slot(slots, cap, set->slots[i])] = set->slots[i];
+    free(set->slots);
+    set->slots = slots;
+    set->cap = cap;
+  }
+  size_t k = strset_slot(set->slots, set->cap, s);
+  if (set->slots[k])
+    return 0;
+  set->slots[k] = xstrdup(s);
+  set->n++;
+  return 1;
+}
+
+void strset_destroy(struct strset *set) {
+  for (size_t i = 0; i < set->cap; i++)
+    free(set->slots[i]);
+  free(set->slots);
+  memset(set, 0, sizeof(*set));
+}
+
 int64_t time_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -405,15 +445,28 @@ int duration_parse(const char *s, int64_t *out) {
     *out = neg ? -v : v;
     return 0;
   }
-  double total = 0;
+  /* Integer arithmetic, as Go's ParseDuration (strtod took "1e3s" and
+   * "0x10s", and lost precision near the int64 limit, so the format of a
+   * long duration did not parse back). */
+  const uint64_t limit = (uint64_t)1 << 63; /* -limit is INT64_MIN */
+  uint64_t total = 0;
   while (*p) {
-    if (!isdigit((unsigned char)*p) && *p != '.')
+    uint64_t v = 0, f = 0, scale = 1;
+    int digits = 0;
+    for (; isdigit((unsigned char)*p); p++, digits++) {
+      if (v > (limit - 9) / 10)
+        return -ERANGE;
+      v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (*p == '.') {
+      for (p++; isdigit((unsigned char)*p); p++, digits++)
+        if (scale < 1000000000000000000ULL) { /* further digits: below 1ns */
+          f = f * 10 + (uint64_t)(*p - '0');
+          scale *= 10;
+        }
+    }
+    if (!digits)
       return -EINVAL;
-    char *end;
-    double v = strtod(p, &end);
-    if (end == p)
-      return -EINVAL;
-    p = end;
     size_t best = 0;
     int found = -1;
     for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
@@ -427,11 +480,17 @@ int duration_parse(const char *s, int64_t *out) {
       return -EINVAL;
     /* "m" must not swallow the "m" of "ms". */
     p += best;
-    total += v * (double)units[found].ns;
+    uint64_t unit = (uint64_t)units[found].ns;
+    if (v > limit / unit)
+      return -ERANGE;
+    v = v * unit + (uint64_t)((unsigned __int128)f * unit / scale);
+    if (v > limit || total > limit - v)
+      return -ERANGE;
+    total += v;
   }
-  if (total > 9.2e18)
+  if (!neg && total == limit)
     return -ERANGE;
-  *out = neg ? -(int64_t)total : (int64_t)total;
+  *out = neg ? (int64_t)(0 - total) : (int64_t)total;
   return 0;
 }
 

@@ -65,6 +65,16 @@ static inline uint32_t get_le32(const uint8_t *p) {
          (uint32_t)p[0];
 }
 
+/* A set of strings (open addressing), e.g. the continuation tokens a
+ * listing has seen.  Zero-initialised is empty. */
+struct strset {
+  char **slots;
+  size_t cap, n;
+};
+/* Adds a copy of s: returns 1 if added, 0 if it was already there. */
+int strset_add(struct strset *set, const char *s);
+void strset_destroy(struct strset *set);
+
 /* Strings. */
 int str_has_prefix(const char *s, const char *prefix);
 int str_has_suffix(const char *s, const char *suffix);

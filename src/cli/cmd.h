@@ -47,6 +47,18 @@ int cmd_target_open(struct cmd_target *t, const char *arg,
                     size_t errlen);
 void cmd_target_close(struct cmd_target *t);
 
+/* Interactive commands give up on a store that does not answer: every
+ * request they make ends by this deadline (-timeout; 0 = none, then the
+ * daemon's patient retries apply: 60 s stall detection, 4 retries). */
+#define CMD_TIMEOUT_DEFAULT_NS (30 * 1000000000LL)
+#define CMD_TIMEOUT_USAGE                                                      \
+  "\t-timeout DURATION\n"                                                      \
+  "\t    Gives up when the replicas have not answered within this time\n"      \
+  "\t    (e.g. 2m). Defaults to 30s; 0 waits with the daemon's retries.\n"     \
+  "\n"
+/* Starts the deadline (ns from now; <= 0: none). */
+void cmd_set_deadline(int64_t ns);
+
 /* Logs "failed to run" with the error, like Litestream, and returns 1. */
 int cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

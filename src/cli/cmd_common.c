@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "config/url.h"
 #include "base/util.h"
+#include "loop/http.h"
 
 int cmd_load_config(const char *flag_path, int no_expand_env,
                     struct config *out) {
@@ -23,6 +24,11 @@ int cmd_load_config(const char *flag_path, int no_expand_env,
   }
   log_setup(&out->logging);
   return 0;
+}
+
+void cmd_set_deadline(int64_t ns) {
+  http_set_deadline(ns > 0 ? MAX(ns / NS_PER_MS, 1) : 0,
+                    "raise it with -timeout");
 }
 
 int cmd_fail(const char *fmt, ...) {

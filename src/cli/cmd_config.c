@@ -220,6 +220,46 @@ static char *replica_where(const struct replica_config *r,
   return xstrdup(r->path ? r->path : "-");
 }
 
+/* Whether the replica is encrypted, and how many keys it has: never the
+ * keys themselves (not even the public ones). */
+static void print_age(const struct backend *b) {
+  const struct age_keys *k = &b->age;
+  if (!k->n_recipients && !k->n_identities)
+    return;
+  printf(" age: %s", k->n_recipients ? "encrypted" : "not encrypted");
+  if (k->n_recipients)
+    printf(" for %zu recipient%s", k->n_recipients,
+           k->n_recipients == 1 ? "" : "s");
+  printf(", %zu identit%s to read it (keys not shown)", k->n_identities,
+         k->n_identities == 1 ? "y" : "ies");
+}
+
+static int identity_matches(const struct age_keys *k) {
+  for (size_t i = 0; i < k->n_identities; i++)
+    for (size_t j = 0; j < k->n_recipients; j++)
+      if (!memcmp(k->identities[i].pub, k->recipients[j], 32))
+        return 1;
+  return 0;
+}
+
+static void check_age(struct check *c, const struct replica_config *r,
+                      const struct backend *b) {
+  const struct age_keys *k = &b->age;
+  if (!k->n_recipients && k->n_identities)
+    report(c, 0, r->line, "age",
+           "identities but no recipients: objects are uploaded unencrypted "
+           "(add age.recipients to encrypt them)");
+  else if (k->n_recipients && !k->n_identities)
+    report(c, 0, r->line, "age",
+           "recipients but no identities: this host can write the replica "
+           "but not read it back (restore and validation need "
+           "age.identities)");
+  else if (k->n_recipients && !identity_matches(k))
+    report(c, 0, r->line, "age",
+           "no identity belongs to a recipient: objects written here cannot "
+           "be read back with these identities");
+}
+
 /* The host keys an sftp replica trusts: without them every connection is
  * refused. */
 static void check_host_keys(struct check *c, const struct replica_config *r) {
@@ -254,6 +294,8 @@ static void check_replica(struct check *c, const struct replica_config *r) {
   }
   if (r->region && *r->region)
     printf(" region=%s", r->region);
+  if (b)
+    print_age(b);
   if (!strcmp(type, "sftp"))
     printf(" auth=%s%s%s", r->key_path && *r->key_path ? "key" : "",
            r->key_path && *r->key_path && r->password && *r->password ? "+"
@@ -264,6 +306,7 @@ static void check_replica(struct check *c, const struct replica_config *r) {
     report(c, 1, r->line, r->url ? "url" : "type", "%s", err);
     return;
   }
+  check_age(c, r, b);
   if (!strcmp(type, "file") && r->path)
     check_dir(c, r->line, r->url ? "url" : "path", "file replica", r->path);
   if (!strcmp(type, "sftp"))

@@ -54,7 +54,7 @@ static const char generations_usage[] =
     "Arguments:\n"
     "\n" COMMON_ARGS "\t-replica NAME\n"
     "\t    Optional, filters by replica.\n"
-    "\n";
+    "\n" CMD_TIMEOUT_USAGE;
 
 static const char snapshots_usage[] =
     "The snapshots command lists all snapshots available for a database or\n"
@@ -69,8 +69,7 @@ static const char snapshots_usage[] =
     "Arguments:\n"
     "\n" COMMON_ARGS "\t-replica NAME\n"
     "\t    Optional, filter by a specific replica.\n"
-    "\n"
-    "Examples:\n"
+    "\n" CMD_TIMEOUT_USAGE "Examples:\n"
     "\n"
     "\t# List all snapshots for a database.\n"
     "\t$ sluice snapshots /path/to/db\n"
@@ -97,8 +96,7 @@ static const char wal_usage[] =
     "\n"
     "\t-generation NAME\n"
     "\t    Optional, filter by a specific generation.\n"
-    "\n"
-    "Examples:\n"
+    "\n" CMD_TIMEOUT_USAGE "Examples:\n"
     "\n"
     "\t# List all WAL segments for a database.\n"
     "\t$ sluice wal /path/to/db\n"
@@ -117,6 +115,7 @@ struct list_args {
   int no_expand_env;
   char *replica;
   char *generation;
+  int64_t timeout;
 };
 
 /* Parses flags and the single positional argument.  Returns the exit code
@@ -127,9 +126,10 @@ static int parse_args(enum list_cmd cmd, int argc, char **argv,
       {"config", FLAG_STRING, &a->config, 0},
       {"no-expand-env", FLAG_BOOL, &a->no_expand_env, 0},
       {"replica", FLAG_STRING, &a->replica, 0},
+      {"timeout", FLAG_DURATION, &a->timeout, 0},
       {"generation", FLAG_STRING, &a->generation, 0},
   };
-  int nflags = cmd == LC_WAL ? 4 : 3;
+  int nflags = cmd == LC_WAL ? 5 : 4;
   const char *usage = cmd == LC_GENERATIONS ? generations_usage
                       : cmd == LC_SNAPSHOTS ? snapshots_usage
                                             : wal_usage;
@@ -271,7 +271,7 @@ static int list_wal(struct cmd_target *t, const char *only_gen,
 }
 
 static int run_list(enum list_cmd cmd, int argc, char **argv) {
-  struct list_args a = {0};
+  struct list_args a = {.timeout = CMD_TIMEOUT_DEFAULT_NS};
   const char *arg = NULL;
   int rc = parse_args(cmd, argc, argv, &a, &arg);
   if (rc >= 0) {
@@ -291,6 +291,7 @@ static int run_list(enum list_cmd cmd, int argc, char **argv) {
     loop_close();
     return cmd_fail("%s", err);
   }
+  cmd_set_deadline(a.timeout);
   struct table tb;
   int failed;
   switch (cmd) {

@@ -41,7 +41,7 @@ static const char usage_text[] =
     "\t-no-expand-env\n"
     "\t    Disables environment variable expansion in configuration file.\n\n"
     "\t-replica NAME\n"
-    "\t    Only show the replica with this name.\n\n"
+    "\t    Only show the replica with this name.\n\n" CMD_TIMEOUT_USAGE
     "Columns: replica, generation, lag (0s when caught up, else the time\n"
     "since the oldest change the replica does not hold), position\n"
     "(generation/index:offset), last-sync (last successful upload).\n";
@@ -135,10 +135,12 @@ static int from_store(struct table *tb, struct backend *b, const char *db) {
 int cmd_replicas(int argc, char **argv) {
   char *config_path = NULL, *replica = NULL;
   int no_expand = 0;
+  int64_t timeout = CMD_TIMEOUT_DEFAULT_NS;
   struct flag flags[] = {
       {"config", FLAG_STRING, &config_path, 0},
       {"no-expand-env", FLAG_BOOL, &no_expand, 0},
       {"replica", FLAG_STRING, &replica, 0},
+      {"timeout", FLAG_DURATION, &timeout, 0},
   };
   int nf = (int)ARRAY_SIZE(flags);
   int first = flags_parse(flags, nf, argc, argv, usage_text);
@@ -160,6 +162,7 @@ int cmd_replicas(int argc, char **argv) {
   }
   loop_init();
   http_init();
+  cmd_set_deadline(timeout);
   struct cmd_target t;
   char err[1024];
   if (cmd_target_open(&t, argv[first], config_path, no_expand, replica, 0, err,
@@ -187,7 +190,8 @@ int cmd_replicas(int argc, char **argv) {
       if (strcmp(st[j].gen, "-"))
         snprintf(pos, sizeof(pos), "%s/%08x:%lld", st[j].gen, st[j].index,
                  st[j].offset);
-      int64_t lag = st[j].pending ? now - st[j].pending : 0;
+      int64_t lag =
+          st[j].pending > 0 && st[j].pending < now ? now - st[j].pending : 0;
       row(&tb, b->name, st[j].gen, lag < 0 ? 0 : lag, pos, st[j].last_sync);
     }
     if (!found)

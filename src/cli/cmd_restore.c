@@ -68,6 +68,16 @@ static const char restore_usage[] =
     "\t    Determines the number of WAL files downloaded in parallel.\n"
     "\t    Defaults to 8.\n"
     "\n"
+    "\t-timeout DURATION\n"
+    "\t    Gives up when the replicas have not answered the listing that\n"
+    "\t    chooses what to restore within this time (e.g. 2m). Defaults\n"
+    "\t    to 30s; 0 waits with the daemon's retries. Downloads are not\n"
+    "\t    bounded by it.\n"
+    "\t-integrity MODE\n"
+    "\t    Check of the restored database: full (PRAGMA integrity_check),\n"
+    "\t    quick (PRAGMA quick_check), off, or auto: full up to 1 GiB,\n"
+    "\t    quick above.  Defaults to auto.\n"
+    "\n"
     "Examples:\n"
     "\n"
     "\t# Restore latest replica for database to original location.\n"
@@ -95,8 +105,10 @@ struct restore_args {
   char *index;
   char *timestamp;
   long parallelism;
+  char *integrity;
   int if_db_not_exists;
   int if_replica_exists;
+  int64_t timeout;
 };
 
 /* -index is hex and fits a WAL index (ParseInt(s, 16, 32) in Go). */
@@ -140,6 +152,14 @@ static int run(struct restore_args *a, const char *arg) {
   }
   if (o.has_index && o.has_timestamp)
     return cmd_fail("cannot specify index & timestamp to restore");
+  static const char *modes[] = {"auto", "full", "quick", "off"};
+  o.integrity = -1;
+  for (int m = 0; m < (int)ARRAY_SIZE(modes); m++)
+    if (!strcmp(a->integrity ? a->integrity : "auto", modes[m]))
+      o.integrity = m; /* enum restore_integrity, in this order */
+  if (o.integrity < 0)
+    return cmd_fail("invalid -integrity %s: must be auto, full, quick or off",
+                    a->integrity);
   o.generation = a->generation;
   o.parallelism = a->parallelism < 1 ? 1 : (int)MIN(a->parallelism, 1024);
 
@@ -168,8 +188,10 @@ static int run(struct restore_args *a, const char *arg) {
     goto done;
   }
   struct restore_target target;
+  cmd_set_deadline(a->timeout);
   int status = restore_choose_sync(t.backends, t.n_backends, &o, &target, err,
                                    sizeof(err));
+  cmd_set_deadline(0);
   if (status == ERR_NO_BACKUPS && a->if_replica_exists) {
     log_info(o.db, NULL, "no matching backups found");
     rc = 0;
@@ -191,7 +213,7 @@ done:
 }
 
 int cmd_restore(int argc, char **argv) {
-  struct restore_args a = {.parallelism = 8};
+  struct restore_args a = {.parallelism = 8, .timeout = CMD_TIMEOUT_DEFAULT_NS};
   struct flag flags[] = {
       {"config", FLAG_STRING, &a.config, 0},
       {"no-expand-env", FLAG_BOOL, &a.no_expand_env, 0},
@@ -201,8 +223,10 @@ int cmd_restore(int argc, char **argv) {
       {"index", FLAG_STRING, &a.index, 0},
       {"timestamp", FLAG_STRING, &a.timestamp, 0},
       {"parallelism", FLAG_INT, &a.parallelism, 0},
+      {"integrity", FLAG_STRING, &a.integrity, 0},
       {"if-db-not-exists", FLAG_BOOL, &a.if_db_not_exists, 0},
       {"if-replica-exists", FLAG_BOOL, &a.if_replica_exists, 0},
+      {"timeout", FLAG_DURATION, &a.timeout, 0},
   };
   int n = (int)ARRAY_SIZE(flags);
   int i = flags_parse(flags, n, argc, argv, restore_usage);

@@ -16,6 +16,7 @@
 #include "backends/backend.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "core/codec.h"
 #include "core/replica.h"
 #include "core/shadow.h"
 #include "base/util.h"
@@ -109,7 +110,7 @@ struct db_job {
   uint32_t page_size;
   struct engine_stats stats;
   char err[512];    /* the engine's message of the failure */
-  char reason[128]; /* why the new generation was started */
+  char reason[256]; /* why the new generation was started */
 };
 
 static int work_close(struct db_job *j) {
@@ -217,7 +218,8 @@ static void job_work(void *arg) {
       if (todo & DBJ_VALIDATE)
         work_validate(j);
       if (todo & DBJ_PRUNE && j->prune_below > 0)
-        shadow_prune(e->meta, e->gen, j->prune_below);
+        shadow_prune(e->meta, e->gen,
+                     MIN(j->prune_below, resync_prune_floor(e)));
     }
   }
   if (todo & DBJ_STATUS && j->status_text)
@@ -236,7 +238,7 @@ static void job_work(void *arg) {
   j->page_size = e->page_size;
   j->stats = e->stats;
   memcpy(j->err, e->err, sizeof(j->err));
-  memcpy(j->reason, e->reason, sizeof(j->reason));
+  snprintf(j->reason, sizeof(j->reason), "%s", e->reason);
 }
 
 static void publish(struct db *db, const struct db_job *j) {
@@ -588,7 +590,12 @@ void db_start(struct db *db) {
   log_info(db->name, NULL, "initialized db");
   for (size_t i = 0; i < db->n_replicas; i++) {
     struct replica *r = db->replicas[i];
-    log_info(db->name, r->name, "replicating to %s", r->b->desc);
+    log_info(db->name, r->name, "replicating to %s%s", r->b->desc,
+             codec_encrypts(r->b) ? " (age-encrypted)" : "");
+    if (!codec_encrypts(r->b) && r->b->age.n_identities)
+      log_warn(db->name, r->name,
+               "age identities but no recipients: new objects are uploaded "
+               "unencrypted");
   }
   db_kick(db, DBJ_SYNC);
 }

@@ -46,12 +46,16 @@ struct housekeeping {
   size_t n_keys;
   /* position at the last snapshot-interval snapshot */
   struct pos snap_pos;
+  size_t swept; /* leftover temporary files removed by the last sweep */
   /* Segments still to delete below owed_below in owed_gen: a pass that
    * had to stop at the replica's position (evaluate) leaves the rest to
    * the next one, even when no older snapshot is left to remind it. */
   char owed_gen[GEN_LEN + 1];
   uint32_t owed_below;
 };
+
+/* A leftover *.tmp must be this old (and held by no upload) to go. */
+#define HK_TMP_MIN_AGE_NS (30 * NS_PER_SEC)
 
 static void run_next(struct housekeeping *h);
 
@@ -308,16 +312,41 @@ static void on_gens(void *arg, int status, const char *err) {
   list_next_gen(h);
 }
 
-void hk_retention_check(struct housekeeping *h) {
+static void log_swept(struct housekeeping *h, int status, const char *err) {
+  if (status && status != ERR_CANCELED)
+    log_warn(h->r->db->name, h->r->name,
+             "removing leftover temporary files: %s",
+             err ? err : err_str(status));
+  else if (h->swept)
+    log_info(h->r->db->name, h->r->name,
+             "removed %zu temporary file%s left by interrupted uploads",
+             h->swept, h->swept == 1 ? "" : "s");
+}
+
+/* At start: leftovers of a daemon that was killed mid-upload. */
+static void on_start_sweep(void *arg, int status, const char *err) {
+  struct housekeeping *h = arg;
+  log_swept(h, status, err);
+  h->running = 0;
+}
+
+static void on_retention_sweep(void *arg, int status, const char *err) {
+  struct housekeeping *h = arg;
   struct replica *r = h->r;
-  if (h->running || r->cfg->retention <= 0 || !r->db->gen[0])
-    return;
-  h->running = 1;
+  log_swept(h, status, err);
   if (!h->loaded) {
     store_generations(r->b, &h->gens, on_gens, h);
     return;
   }
   evaluate(h);
+}
+
+void hk_retention_check(struct housekeeping *h) {
+  struct replica *r = h->r;
+  if (h->running || r->cfg->retention <= 0 || !r->db->gen[0])
+    return;
+  h->running = 1;
+  backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_retention_sweep, h);
 }
 
 static void on_retention_timer(void *arg) {
@@ -358,6 +387,10 @@ struct housekeeping *hk_new(struct replica *r) {
 
 void hk_start(struct housekeeping *h) {
   struct replica *r = h->r;
+  if (!h->running) {
+    h->running = 1;
+    backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_start_sweep, h);
+  }
   if (r->cfg->retention > 0) {
     int64_t period =
         r->cfg->retention_check_interval > 0

@@ -20,7 +20,7 @@
 #include "core/housekeeping.h"
 #include "core/validate.h"
 #include "base/log.h"
-#include "format/lz4frame.h"
+#include "core/codec.h"
 #include "core/shadow.h"
 #include "base/util.h"
 #include "loop/loop.h"
@@ -180,7 +180,8 @@ static int64_t commit_boundary(int fd, int64_t off, int64_t limit, int64_t end,
 struct seg_job {
   struct replica *r; /* for build_done; build_work does not touch it */
   /* in */
-  char *path; /* owned: the shadow WAL file */
+  const struct backend *b; /* its age keys (read-only) encrypt the segment */
+  char *path;              /* owned: the shadow WAL file */
   int64_t off;
   int64_t cap; /* end of the round in this file, or -1: the file's end */
   uint32_t page_size;
@@ -221,7 +222,7 @@ static void build_work(void *arg) {
   if (got != (ssize_t)n) {
     j->rc = got < 0 ? (int)got : -EIO;
   } else {
-    j->rc = lz4_compress(data, n, &j->seg);
+    j->rc = codec_encode(j->b, data, n, &j->seg);
     if (!j->rc)
       j->end = end;
   }
@@ -346,11 +347,16 @@ static void upload_next(struct replica *r) {
   r->seg_off = r->pos.offset;
   struct seg_job *j = xcalloc(1, sizeof(*j));
   j->r = r;
+  j->b = r->b;
   j->path = shadow_wal_path(db->meta, r->pos.gen, r->seg_index);
   j->off = r->seg_off;
   j->cap = r->pos.index == db->index ? db->shadow_size : -1;
+  /* Only below the validation position: once there, capping again would
+   * build an empty segment, which skipped the rest of the index when the
+   * WAL had restarted meanwhile (lost frames) and spun forever when
+   * flushing at shutdown. */
   if (r->val_cap_pending && r->pos.index == r->val_cap.index &&
-      !strcmp(r->pos.gen, r->val_cap.gen))
+      r->pos.offset < r->val_cap.offset && !strcmp(r->pos.gen, r->val_cap.gen))
     j->cap = r->val_cap.offset;
   j->page_size = db->page_size;
   buf_init(&j->seg, 0);
@@ -408,8 +414,7 @@ static void on_snapshot(void *arg, int status, struct db_snapshot *s) {
   }
   r->snap = s;
   char *key = key_snapshot(s->gen, s->index);
-  struct payload p = {NULL, s->fd, 0, s->size};
-  backend_put(r->b, key, &p, on_snapshot_put, r);
+  codec_put_fd(r->b, key, s->fd, s->size, r->db->meta, on_snapshot_put, r);
   free(key);
 }
 
@@ -458,6 +463,7 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
 
 struct resume_get {
   struct replica *r;
+  const struct backend *b; /* for the pool job: its age keys */
   struct buf data;
   struct buf out;
   int rc;
@@ -469,7 +475,7 @@ struct resume_get {
 static void resume_decode_work(void *arg) {
   struct resume_get *g = arg;
   buf_init(&g->out, 1LL << 30);
-  g->rc = lz4_decompress(g->data.data, g->data.len, &g->out);
+  g->rc = codec_decode(g->b, g->data.data, g->data.len, &g->out);
 }
 
 static void resume_decode_done(void *arg, int status) {
@@ -544,6 +550,7 @@ static void on_segments(void *arg, int status, const char *err) {
   }
   struct resume_get *g = xcalloc(1, sizeof(*g));
   g->r = r;
+  g->b = r->b;
   g->index = last->index;
   g->offset = last->offset;
   buf_init(&g->data, 1LL << 30);

@@ -34,6 +34,8 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "format/lz4frame.h"
+#include "core/restore_fetch.h"
+#include "core/restore_plan.h"
 #include "core/store.h"
 #include "base/util.h"
 #include "format/wal.h"
@@ -45,342 +47,24 @@
 #define SEG_WHOLE_MAX (4 << 20)
 #define SEG_CHUNK (4 << 20)
 #define SEG_WINDOW 2
-#define MAX_WINDOW 4
-#define OUT_MODE 0600
-#define DIR_MODE 0700
 #define VERIFY_BUF (1 << 20)
-
-/* strerror is not thread-safe; pool threads use this. */
-static const char *errtext(int code, char *buf, size_t n) {
-  if (code < 0 && code > -4096)
-    return strerror_r(-code, buf, n);
-  return err_str(code);
-}
-
-/* ------------------------------------------------------------------ */
-/* Fetching one object and decoding it into an fd.                     */
-
-struct fetch;
-
-struct chunk {
-  struct fetch *f;
-  struct buf buf;
-  struct sink sink;
-  int64_t no; /* chunk number */
-  int fetched;
-};
-
-/* Runs on a pool thread after the object was decoded; returns 0 or an
- * error with a message in f->err. */
-typedef int (*fetch_post_fn)(struct fetch *f);
-typedef void (*fetch_done_fn)(struct fetch *f);
-
-struct fetch {
-  struct backend *b;
-  char *key;
-  int64_t size; /* stored size from the listing */
-  int out_fd;
-  int64_t out_off;
-  fetch_post_fn post;
-  fetch_done_fn done;
-  void *owner;
-
-  int64_t chunk_size; /* 0: one GET of the whole object */
-  int window;
-  int writeback; /* kick off writeback as chunks are decoded */
-  int64_t nchunks, next_get, next_dec;
-  int decoding;
-  int pending; /* GETs and pool jobs in flight */
-  struct chunk chunks[MAX_WINDOW];
-  struct lz4_dec *dec;
-  /* Large object without ranged GETs: a temporary file. */
-  char *tmp_path;
-  int tmp_fd;
-  struct sink tmp_sink;
-
-  int status;
-  char err[1024];
-  /* Written by the pool job in flight (one at a time), merged into
-   * status/err on the loop thread when it is done. */
-  int jstatus;
-  char jerr[1024];
-  int64_t out_len; /* decoded bytes, on success */
-  int finished;
-};
-
-static void fetch_fail(struct fetch *f, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fetch_fail(struct fetch *f, int code, const char *fmt, ...) {
-  if (f->status)
-    return;
-  f->status = code;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(f->err, sizeof(f->err), fmt, ap);
-  va_end(ap);
-}
-
-/* The same, for code running on a pool thread (decode jobs, post). */
-static void job_fail(struct fetch *f, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void job_fail(struct fetch *f, int code, const char *fmt, ...) {
-  if (f->jstatus)
-    return;
-  f->jstatus = code;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(f->jerr, sizeof(f->jerr), fmt, ap);
-  va_end(ap);
-}
-
-/* Loop thread, after a pool job of this fetch. */
-static void job_merge(struct fetch *f, int status) {
-  if (status)
-    fetch_fail(f, status, "%s: pool job failed", f->key);
-  else if (f->jstatus)
-    fetch_fail(f, f->jstatus, "%s", f->jerr);
-}
-
-static void fetch_pump(struct fetch *f);
-
-static void fetch_finish(struct fetch *f) {
-  f->finished = 1;
-  for (int i = 0; i < MAX_WINDOW; i++)
-    buf_destroy(&f->chunks[i].buf);
-  lz4_dec_free(f->dec);
-  f->dec = NULL;
-  f->done(f);
-}
-
-/* Pool: feed one chunk; after the last, end the frame and run post. */
-static void decode_work(void *arg) {
-  struct chunk *c = arg;
-  struct fetch *f = c->f;
-  char tmp[128];
-  int rc = lz4_dec_feed(f->dec, c->buf.data, c->buf.len);
-  /* Start writing back what was decoded, so the final fsync of a large
-   * database does not wait for all of it at once. */
-  if (!rc && f->writeback)
-    sync_file_range(f->out_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-  if (!rc && c->no == f->nchunks - 1)
-    rc = lz4_dec_end(f->dec, &f->out_len);
-  if (rc == ERR_LZ4)
-    job_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
-  else if (rc)
-    job_fail(f, rc, "%s: cannot write decoded data: %s", f->key,
-             errtext(rc, tmp, sizeof(tmp)));
-  else if (c->no == f->nchunks - 1 && f->post)
-    f->post(f);
-}
-
-static void on_decoded(void *arg, int status) {
-  struct chunk *c = arg;
-  struct fetch *f = c->f;
-  f->pending--;
-  f->decoding = 0;
-  job_merge(f, status);
-  c->fetched = 0;
-  buf_reset(&c->buf);
-  f->next_dec++;
-  fetch_pump(f);
-}
-
-static void on_chunk(void *arg, int status, const char *err) {
-  struct chunk *c = arg;
-  struct fetch *f = c->f;
-  f->pending--;
-  if (status) {
-    fetch_fail(f, status, "%s", err ? err : err_str(status));
-  } else if (f->chunk_size) {
-    int64_t want = MIN(f->chunk_size, f->size - c->no * f->chunk_size);
-    if ((int64_t)c->buf.len != want)
-      fetch_fail(f, ERR_CORRUPT,
-                 "%s: got %zu bytes at offset %" PRId64 ", expected %" PRId64
-                 " (object changed during restore?)",
-                 f->key, c->buf.len, c->no * f->chunk_size, want);
-  }
-  c->fetched = 1;
-  fetch_pump(f);
-}
-
-static void fetch_pump(struct fetch *f) {
-  if (f->finished)
-    return;
-  if (f->status) {
-    if (!f->pending)
-      fetch_finish(f);
-    return;
-  }
-  if (f->next_dec == f->nchunks) {
-    if (!f->pending)
-      fetch_finish(f);
-    return;
-  }
-  while (f->next_get < f->nchunks && f->next_get < f->next_dec + f->window) {
-    struct chunk *c = &f->chunks[f->next_get % f->window];
-    c->no = f->next_get++;
-    c->fetched = 0;
-    int64_t off = 0, len = -1;
-    if (f->chunk_size) {
-      off = c->no * f->chunk_size;
-      len = MIN(f->chunk_size, f->size - off);
-    }
-    f->pending++;
-    backend_get(f->b, f->key, off, len, &c->sink, on_chunk, c);
-  }
-  struct chunk *c = &f->chunks[f->next_dec % f->window];
-  if (!f->decoding && c->fetched && c->no == f->next_dec) {
-    f->decoding = 1;
-    f->pending++;
-    loop_work_submit(decode_work, on_decoded, c);
-  }
-}
-
-/* --- large objects on backends without ranged GETs --- */
-
-static void tmp_open_work(void *arg) {
-  struct fetch *f = arg;
-  char tmp[128];
-  f->tmp_fd =
-      open(f->tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, OUT_MODE);
-  if (f->tmp_fd < 0)
-    job_fail(f, -errno, "%s: %s", f->tmp_path,
-             errtext(-errno, tmp, sizeof(tmp)));
-}
-
-static void tmp_decode_work(void *arg) {
-  struct fetch *f = arg;
-  char tmp[128];
-  uint8_t *in = xmalloc(1 << 20);
-  int64_t pos = 0;
-  int rc = 0;
-  for (;;) {
-    ssize_t r = pread_full(f->tmp_fd, in, 1 << 20, (off_t)pos);
-    if (r < 0) {
-      rc = (int)r;
-      break;
-    }
-    if (r == 0)
-      break;
-    pos += r;
-    if ((rc = lz4_dec_feed(f->dec, in, (size_t)r)))
-      break;
-  }
-  free(in);
-  if (!rc)
-    rc = lz4_dec_end(f->dec, &f->out_len);
-  close(f->tmp_fd);
-  f->tmp_fd = -1;
-  unlink(f->tmp_path);
-  if (rc == ERR_LZ4)
-    job_fail(f, ERR_LZ4, "%s: corrupt LZ4 frame", f->key);
-  else if (rc)
-    job_fail(f, rc, "%s: cannot decode: %s", f->key,
-             errtext(rc, tmp, sizeof(tmp)));
-  else if (f->post)
-    f->post(f);
-}
-
-static void on_tmp_decoded(void *arg, int status) {
-  struct fetch *f = arg;
-  f->pending--;
-  job_merge(f, status);
-  fetch_finish(f);
-}
-
-static void tmp_close_work(void *arg) {
-  struct fetch *f = arg;
-  if (f->tmp_fd >= 0)
-    close(f->tmp_fd);
-  f->tmp_fd = -1;
-  unlink(f->tmp_path);
-}
-
-static void on_tmp_closed(void *arg, int status) {
-  (void)status;
-  struct fetch *f = arg;
-  f->pending--;
-  fetch_finish(f);
-}
-
-static void on_tmp_got(void *arg, int status, const char *err) {
-  struct fetch *f = arg;
-  f->pending--;
-  f->pending++;
-  if (status) {
-    fetch_fail(f, status, "%s", err ? err : err_str(status));
-    loop_work_submit(tmp_close_work, on_tmp_closed, f);
-    return;
-  }
-  loop_work_submit(tmp_decode_work, on_tmp_decoded, f);
-}
-
-static void on_tmp_opened(void *arg, int status) {
-  struct fetch *f = arg;
-  f->pending--;
-  job_merge(f, status);
-  if (f->status) {
-    fetch_finish(f);
-    return;
-  }
-  f->tmp_sink.fd = f->tmp_fd;
-  f->tmp_sink.off = 0;
-  f->pending++;
-  backend_get(f->b, f->key, 0, -1, &f->tmp_sink, on_tmp_got, f);
-}
-
-/* Starts fetching key into out_fd at out_off.  tmp_path is used only for
- * large objects on backends without ranged GETs. */
-static void fetch_start(struct fetch *f, struct backend *b, const char *key,
-                        int64_t size, int out_fd, int64_t out_off,
-                        int64_t whole_max, int64_t chunk, int window,
-                        const char *tmp_path) {
-  f->b = b;
-  f->key = xstrdup(key);
-  f->size = size;
-  f->out_fd = out_fd;
-  f->out_off = out_off;
-  f->tmp_fd = -1;
-  f->dec = lz4_dec_new(out_fd, out_off);
-  for (int i = 0; i < MAX_WINDOW; i++) {
-    f->chunks[i].f = f;
-    buf_init(&f->chunks[i].buf, 0);
-    f->chunks[i].sink.buf = &f->chunks[i].buf;
-    f->chunks[i].sink.fd = -1;
-  }
-  if (size >= 0 && size <= whole_max) {
-    /* One GET; the cap guards against an object that grew meanwhile. */
-    f->chunks[0].buf.max = (size_t)(whole_max * 2);
-    buf_reserve(&f->chunks[0].buf, (size_t)size);
-    f->nchunks = 1;
-    f->window = 1;
-  } else if (size > 0 && (b->ops->caps & BACKEND_CAP_RANGE)) {
-    f->chunk_size = chunk;
-    f->window = window;
-    f->nchunks = (size + chunk - 1) / chunk;
-    for (int i = 0; i < window; i++)
-      f->chunks[i].buf.max = (size_t)chunk;
-  } else {
-    f->tmp_path = xstrdup(tmp_path);
-    f->pending++;
-    loop_work_submit(tmp_open_work, on_tmp_opened, f);
-    return;
-  }
-  fetch_pump(f);
-}
-
-static void fetch_destroy(struct fetch *f) {
-  free(f->key);
-  free(f->tmp_path);
-  memset(f, 0, sizeof(*f));
-}
 
 /* ------------------------------------------------------------------ */
 /* The restore.                                                        */
 
 enum widx_state { WI_WAIT, WI_FETCHING, WI_READY, WI_APPLIED };
+
+/* Where the last version of one page is in a staging WAL. */
+struct page_at {
+  uint32_t pgno;
+  uint32_t frame; /* frame number in the index, from 0 */
+};
+
+static int by_pgno(const void *a, const void *b) {
+  uint32_t x = ((const struct page_at *)a)->pgno,
+           y = ((const struct page_at *)b)->pgno;
+  return x < y ? -1 : x > y;
+}
 
 /* One WAL index to replay. */
 struct widx {
@@ -400,6 +84,11 @@ struct widx {
   int status;
   char err[1024];
   int64_t elapsed_ns;
+  size_t pages; /* pages written by apply_pages_work */
+  /* page -> its last frame, built by verify_segment (pool jobs of this
+   * index run one at a time) */
+  struct page_at *map;
+  size_t map_cap, map_used;
 };
 
 struct rs {
@@ -413,6 +102,7 @@ struct rs {
 
   struct snapshot_list snaps;
   struct segment_list segs;
+  struct restore_plan plan;
   struct snapshot_info snap;
   struct widx *idx;
   size_t n_idx;
@@ -453,11 +143,13 @@ static void rs_fail(struct rs *rs, int code, const char *fmt, ...) {
 static void rs_free(struct rs *rs) {
   for (size_t i = 0; i < rs->n_idx; i++) {
     free(rs->idx[i].staging);
+    free(rs->idx[i].map);
     fetch_destroy(&rs->idx[i].fetch);
   }
   free(rs->idx);
   fetch_destroy(&rs->snapf);
   snapshot_list_destroy(&rs->snaps);
+  restore_plan_destroy(&rs->plan);
   segment_list_destroy(&rs->segs);
   free(rs->db);
   free((char *)rs->o.generation);
@@ -520,6 +212,45 @@ static void widx_fail(struct widx *w, int code, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Records that frame `frame` of w holds page pg (the last one seen wins).
+ * Called by verify_segment as it checks each frame, so the map is built
+ * while the segments arrive. */
+static void map_put(struct widx *w, uint32_t pg, uint32_t frame) {
+  if (w->map_used * 2 >= w->map_cap) {
+    size_t cap = w->map_cap ? w->map_cap * 2 : 1024;
+    struct page_at *t = xcalloc(cap, sizeof(*t));
+    for (size_t i = 0; i < w->map_cap; i++) {
+      if (!w->map[i].frame)
+        continue;
+      size_t h = ((size_t)w->map[i].pgno * 2654435761u) & (cap - 1);
+      while (t[h].frame)
+        h = (h + 1) & (cap - 1);
+      t[h] = w->map[i];
+    }
+    free(w->map);
+    w->map = t;
+    w->map_cap = cap;
+  }
+  size_t h = ((size_t)pg * 2654435761u) & (w->map_cap - 1);
+  while (w->map[h].frame && w->map[h].pgno != pg)
+    h = (h + 1) & (w->map_cap - 1);
+  if (!w->map[h].frame)
+    w->map_used++;
+  w->map[h].pgno = pg;
+  w->map[h].frame = frame + 1; /* 0 = empty */
+}
+
+/* The map as a list sorted by page number, without the pages past the
+ * size the last commit gives (SQLite's checkpoint skips them too). */
+static size_t map_sorted(struct widx *w) {
+  size_t k = 0;
+  for (size_t i = 0; i < w->map_cap; i++)
+    if (w->map[i].frame && w->map[i].pgno <= w->scan.db_pages)
+      w->map[k++] = (struct page_at){w->map[i].pgno, w->map[i].frame - 1};
+  qsort(w->map, k, sizeof(*w->map), by_pgno);
+  return k;
+}
+
 /*
  * Pool: checks the segment just decoded at [off, off+len) of the staging
  * file: the WAL header (first segment), whole frames, salts and the
@@ -568,7 +299,10 @@ static int verify_segment(struct fetch *f) {
       break;
     }
     for (int64_t i = 0; i < n; i++, pos += fs) {
-      if (!wal_scan_frame(&w->scan, b + i * fs)) {
+      const uint8_t *fr = b + i * fs;
+      if (wal_scan_frame(&w->scan, fr)) {
+        map_put(w, get_be32(fr), (uint32_t)((pos - WAL_HEADER_SIZE) / fs));
+      } else {
         rc = ERR_WAL_CORRUPT;
         job_fail(f, rc,
                  "%s: WAL frame at offset %" PRId64
@@ -672,8 +406,10 @@ static void on_staging_open(void *arg, int status) {
   widx_next_segment(w);
 }
 
-/* Pool: replays one WAL index into the database with SQLite. */
-static void apply_work(void *arg) {
+/* Pool: replays one WAL index into the database with SQLite checkpoints,
+ * frame by frame, as Litestream does (restore_opts.replay_sqlite: the
+ * reference the page writer is tested against). */
+static void apply_sqlite_work(void *arg) {
   struct widx *w = arg;
   struct rs *rs = w->rs;
   int64_t t0 = time_mono_ns();
@@ -762,6 +498,91 @@ out:
   w->elapsed_ns = time_mono_ns() - t0;
 }
 
+#define RUN_PAGES 64 /* pages gathered into one pwrite */
+
+/* Copies the pages listed in v from the staging WAL into the database,
+ * runs of consecutive pages in one pwrite each. */
+static int write_pages(struct rs *rs, struct widx *w, int fd,
+                       const struct page_at *v, size_t n) {
+  uint32_t ps = w->scan.hdr.page_size;
+  int64_t fs = wal_frame_size(ps);
+  uint8_t *buf = xmalloc((size_t)ps * RUN_PAGES);
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc;) {
+    size_t run = 0;
+    while (i + run < n && run < RUN_PAGES &&
+           v[i + run].pgno == v[i].pgno + run) {
+      ssize_t r =
+          pread_full(fd, buf + run * ps, ps,
+                     (off_t)(WAL_HEADER_SIZE + (int64_t)v[i + run].frame * fs +
+                             WAL_FRAME_HEADER_SIZE));
+      if (r != (ssize_t)ps) {
+        rc = r < 0 ? (int)r : -EIO;
+        break;
+      }
+      run++;
+    }
+    if (!rc)
+      rc = pwrite_full(rs->tmp_fd, buf, run * ps,
+                       (off_t)(v[i].pgno - 1) * (off_t)ps);
+    i += run;
+  }
+  free(buf);
+  return rc;
+}
+
+/* Pool: applies one WAL index by writing the last version of each page
+ * once at its offset, then giving the file the size of the index's last
+ * commit (shorter after a VACUUM), which is what SQLite's checkpoint of
+ * the same WAL does, without replaying every frame. */
+static void apply_pages_work(void *arg) {
+  struct widx *w = arg;
+  struct rs *rs = w->rs;
+  int64_t t0 = time_mono_ns();
+  char tmp[128];
+  char *key = key_wal_segment(rs->gen, w->index, 0);
+  int fd = -1, rc = 0;
+  size_t n = 0;
+  if (w->scan.hdr.page_size != rs->page_size) {
+    widx_fail(w, ERR_WAL_CORRUPT,
+              "%s: WAL page size %u does not match the snapshot's %u", key,
+              w->scan.hdr.page_size, rs->page_size);
+    goto out;
+  }
+  fd = open(w->staging, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    rc = -errno;
+    widx_fail(w, rc, "%s: %s", w->staging, errtext(rc, tmp, sizeof(tmp)));
+    goto out;
+  }
+  n = map_sorted(w);
+  if ((rc = write_pages(rs, w, fd, w->map, n))) {
+    widx_fail(w, rc, "%s: cannot apply to %s: %s", key, rs->tmp,
+              errtext(rc, tmp, sizeof(tmp)));
+    goto out;
+  }
+  off_t size = (off_t)w->scan.db_pages * rs->page_size;
+  struct stat sb;
+  if (fstat(rs->tmp_fd, &sb) ||
+      (sb.st_size != size && ftruncate(rs->tmp_fd, size))) {
+    rc = -errno;
+    widx_fail(w, rc, "%s: cannot set the size of %s: %s", key, rs->tmp,
+              errtext(rc, tmp, sizeof(tmp)));
+    goto out;
+  }
+  w->pages = n;
+out:
+  free(w->map);
+  w->map = NULL;
+  w->map_cap = w->map_used = 0;
+  if (fd >= 0)
+    close(fd);
+  if (w->created && !unlink(w->staging))
+    w->created = 0;
+  free(key);
+  w->elapsed_ns = time_mono_ns() - t0;
+}
+
 static void on_applied(void *arg, int status) {
   struct widx *w = arg;
   struct rs *rs = w->rs;
@@ -773,8 +594,9 @@ static void on_applied(void *arg, int status) {
     char el[40];
     duration_format(w->elapsed_ns, el);
     log_info(rs->db, rs->b->name,
-             "applied wal generation=%s index=%08" PRIx32 " elapsed=%s",
-             rs->gen, w->index, el);
+             "applied wal generation=%s index=%08" PRIx32
+             " pages=%zu elapsed=%s",
+             rs->gen, w->index, w->pages, el);
     w->state = WI_APPLIED;
     rs->next_apply++;
   }
@@ -788,6 +610,8 @@ struct final_job {
   struct rs *rs;
   int status;
   char err[1024];
+  const char *check; /* the integrity pragma run, or NULL */
+  int64_t elapsed_ns;
 };
 
 static void final_fail(struct final_job *j, int code, const char *fmt, ...)
@@ -803,9 +627,29 @@ static void final_fail(struct final_job *j, int code, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* The pragma restore_opts.integrity asks for on a file of `size` bytes. */
+static const char *integrity_pragma(int mode, int64_t size) {
+  switch (mode) {
+  case RESTORE_INTEGRITY_OFF:
+    return NULL;
+  case RESTORE_INTEGRITY_QUICK:
+    return "quick_check";
+  case RESTORE_INTEGRITY_FULL:
+    return "integrity_check";
+  default:
+    return size > RESTORE_QUICK_ABOVE ? "quick_check" : "integrity_check";
+  }
+}
+
 static void integrity_work(void *arg) {
   struct final_job *j = arg;
   struct rs *rs = j->rs;
+  int64_t t0 = time_mono_ns();
+  struct stat fsb;
+  j->check = integrity_pragma(
+      rs->o.integrity, fstat(rs->tmp_fd, &fsb) ? 0 : (int64_t)fsb.st_size);
+  if (!j->check)
+    return;
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_open_v2(rs->tmp, &db, SQLITE_OPEN_READWRITE, NULL);
@@ -813,8 +657,10 @@ static void integrity_work(void *arg) {
    * pages are the file's own page cache, not process memory. */
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db, "PRAGMA mmap_size=1073741824", NULL, NULL, NULL);
+  char sql[40];
+  snprintf(sql, sizeof(sql), "PRAGMA %s", j->check);
   if (rc == SQLITE_OK)
-    rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
+    rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   if (rc == SQLITE_OK) {
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -841,6 +687,7 @@ static void integrity_work(void *arg) {
   }
   unlink(rs->tmp_wal);
   unlink(rs->tmp_shm);
+  j->elapsed_ns = time_mono_ns() - t0;
 }
 
 /* Runs beside the integrity check: the file is complete, only read from
@@ -908,6 +755,12 @@ static void on_final_job(void *arg, int status) {
     rs_fail(rs, status, "final job failed");
   else if (j->status)
     rs_fail(rs, j->status, "%s", j->err);
+  else if (j->check) {
+    char el[40];
+    duration_format(j->elapsed_ns, el);
+    log_info(rs->db, rs->b->name, "%s ok path=%s elapsed=%s", j->check, rs->tmp,
+             el);
+  }
   if (--rs->final_left > 0)
     return;
   free(rs->final);
@@ -957,7 +810,9 @@ static void rs_pump(struct rs *rs) {
     if (w->state == WI_READY) {
       rs->applying = 1;
       rs->pending++;
-      loop_work_submit(apply_work, on_applied, w);
+      loop_work_submit(rs->o.replay_sqlite ? apply_sqlite_work
+                                           : apply_pages_work,
+                       on_applied, w);
     }
     return;
   }
@@ -1065,106 +920,34 @@ static void on_prepared(void *arg, int status) {
   rs_pump(rs);
 }
 
-/* --- planning (spec 4.2, 4.3, minus the bugs) --- */
-
-static int choose_snapshot(struct rs *rs) {
-  const struct restore_opts *o = &rs->o;
-  const struct snapshot_info *best = NULL;
-  for (size_t i = 0; i < rs->snaps.n; i++) {
-    const struct snapshot_info *s = &rs->snaps.v[i];
-    if (o->has_index) {
-      if (s->index <= o->index)
-        best = s; /* listing is ascending: the highest index wins */
-      continue;
-    }
-    if (o->has_timestamp && s->created_ns > o->timestamp_ns)
-      continue;
-    if (!best || s->created_ns >= best->created_ns)
-      best = s;
-  }
-  if (!best) {
-    char when[32];
-    if (o->has_index)
-      rs_fail(rs, ERR_NO_SNAPSHOT,
-              "generations/%s/snapshots/: no snapshot at or below index "
-              "%08" PRIx32,
-              rs->gen, o->index);
-    else if (o->has_timestamp) {
-      time_format_rfc3339(o->timestamp_ns, when);
-      rs_fail(rs, ERR_NO_SNAPSHOT,
-              "generations/%s/snapshots/: no snapshot created at or before "
-              "%s",
-              rs->gen, when);
-    } else
-      rs_fail(rs, ERR_NO_SNAPSHOT,
-              "generations/%s/snapshots/: no snapshots available", rs->gen);
-    return -1;
-  }
-  rs->snap = *best;
-  return 0;
-}
-
-static int plan_segments(struct rs *rs) {
-  const struct restore_opts *o = &rs->o;
-  size_t first = rs->segs.n, last = rs->segs.n;
-  for (size_t i = 0; i < rs->segs.n; i++) {
-    const struct segment_info *s = &rs->segs.v[i];
-    if (s->index < rs->snap.index)
-      continue; /* older than the snapshot: not needed */
-    if ((o->has_timestamp && s->created_ns > o->timestamp_ns) ||
-        (o->has_index && s->index > o->index) ||
-        (o->has_index && o->has_offset && s->index == o->index &&
-         s->offset >= o->offset))
-      break;
-    if (first == rs->segs.n)
-      first = i;
-    last = i + 1;
-  }
-  if (first == rs->segs.n)
-    return 0; /* snapshot only */
-  uint32_t lo = rs->snap.index, hi = rs->segs.v[last - 1].index;
-  /* Gaps first, on the (sorted) segments themselves: a stray name with a
-   * huge index must not cost an entry per missing index. */
-  uint32_t want = lo; /* the next index not seen yet */
-  for (size_t i = first; i < last; i++) {
-    uint32_t idx = rs->segs.v[i].index;
-    if (i > first && idx == rs->segs.v[i - 1].index)
-      continue;
-    if (idx == want) {
-      want = idx + 1;
-      continue;
-    }
-    char *key = key_wal_segment(rs->gen, want, 0);
-    rs_fail(rs, ERR_SEGMENT_GAP,
-            "%s: missing: WAL index %08" PRIx32 " has no segments", key, want);
-    free(key);
-    return -1;
-  }
-  rs->n_idx = (size_t)(hi - lo) + 1;
-  rs->idx = xcalloc(rs->n_idx, sizeof(*rs->idx));
+/* Turns the plan into one widx per WAL index. */
+static void plan_apply(struct rs *rs) {
+  rs->snap = rs->plan.snap;
+  rs->n_idx = rs->plan.n_idx;
+  rs->idx = rs->n_idx ? xcalloc(rs->n_idx, sizeof(*rs->idx)) : NULL;
   for (size_t k = 0; k < rs->n_idx; k++) {
     struct widx *w = &rs->idx[k];
     w->rs = rs;
-    w->index = lo + (uint32_t)k;
+    w->index = rs->plan.idx[k].index;
+    w->segs = rs->plan.idx[k].segs;
+    w->n = rs->plan.idx[k].n;
     w->fd = -1;
     w->staging = xasprintf("%s-%08" PRIx32 "-wal", rs->tmp, w->index);
   }
-  for (size_t i = first; i < last; i++) {
-    struct widx *w = &rs->idx[rs->segs.v[i].index - lo];
-    if (!w->n)
-      w->segs = &rs->segs.v[i];
-    w->n++;
-  }
-  return 0;
 }
 
 static void on_segments(void *arg, int status, const char *err) {
   struct rs *rs = arg;
   rs->pending--;
-  if (status)
+  char msg[1024];
+  if (status) {
     rs_fail(rs, status, "%s", err ? err : err_str(status));
-  else if (!choose_snapshot(rs))
-    plan_segments(rs);
+  } else if ((status = restore_plan_make(&rs->snaps, &rs->segs, &rs->o, rs->gen,
+                                         &rs->plan, msg, sizeof(msg)))) {
+    rs_fail(rs, status, "%s", msg);
+  } else {
+    plan_apply(rs);
+  }
   if (rs->status) {
     rs_pump(rs);
     return;
@@ -1208,123 +991,6 @@ void restore_run(struct backend *b, const char *gen,
 }
 
 /* ------------------------------------------------------------------ */
-/* Choosing the replica and generation (spec 4.1).                     */
-
-struct choose {
-  struct backend *const *bs;
-  size_t n, r, g;
-  int listed;
-  struct restore_opts o;
-  struct gen_list gens;
-  int64_t start, end;
-  int found;
-  struct restore_target best;
-  struct restore_target *out;
-  restore_cb cb;
-  void *arg;
-};
-
-static void choose_next(struct choose *c);
-
-static void choose_done(struct choose *c, int status, const char *err) {
-  if (!status && !c->found) {
-    status = ERR_NO_BACKUPS;
-    err = "no matching backups found";
-  }
-  if (!status)
-    *c->out = c->best;
-  restore_cb cb = c->cb;
-  void *arg = c->arg;
-  char *msg = err ? xstrdup(err) : NULL;
-  gen_list_destroy(&c->gens);
-  free((char *)c->o.generation);
-  free(c);
-  cb(arg, status, msg);
-  free(msg);
-}
-
-static void on_bounds(void *arg, int status, const char *err) {
-  struct choose *c = arg;
-  if (status && status != ERR_NOT_FOUND) {
-    char *msg = xasprintf("replica %s: %s", c->bs[c->r]->name,
-                          err ? err : err_str(status));
-    choose_done(c, status, msg);
-    free(msg);
-    return;
-  }
-  /* An empty generation, or one that started after the timestamp, does
-   * not match; a timestamp after its end still does (latest state). */
-  if (!status && !(c->o.has_timestamp && c->o.timestamp_ns < c->start) &&
-      (!c->found || c->end > c->best.end_ns)) {
-    c->found = 1;
-    c->best.replica = c->r;
-    memcpy(c->best.gen, c->gens.gens[c->g], GEN_LEN + 1);
-    c->best.start_ns = c->start;
-    c->best.end_ns = c->end;
-  }
-  c->g++;
-  choose_next(c);
-}
-
-static void on_gens(void *arg, int status, const char *err) {
-  struct choose *c = arg;
-  if (status) {
-    char *msg = xasprintf("replica %s: %s", c->bs[c->r]->name,
-                          err ? err : err_str(status));
-    choose_done(c, status, msg);
-    free(msg);
-    return;
-  }
-  c->g = 0;
-  choose_next(c);
-}
-
-static void choose_next(struct choose *c) {
-  while (c->r < c->n) {
-    if (!c->listed) {
-      c->listed = 1;
-      store_generations(c->bs[c->r], &c->gens, on_gens, c);
-      return;
-    }
-    for (; c->g < c->gens.n; c->g++) {
-      if (c->o.generation && strcmp(c->o.generation, c->gens.gens[c->g]))
-        continue;
-      store_generation_bounds(c->bs[c->r], c->gens.gens[c->g], &c->start,
-                              &c->end, on_bounds, c);
-      return;
-    }
-    gen_list_destroy(&c->gens);
-    c->r++;
-    c->g = 0;
-    c->listed = 0;
-  }
-  choose_done(c, 0, NULL);
-}
-
-void restore_choose(struct backend *const *backends, size_t n,
-                    const struct restore_opts *o, struct restore_target *out,
-                    restore_cb cb, void *arg) {
-  struct choose *c = xcalloc(1, sizeof(*c));
-  c->bs = backends;
-  c->n = n;
-  c->o = *o;
-  c->o.generation = o->generation ? xstrdup(o->generation) : NULL;
-  c->out = out;
-  c->cb = cb;
-  c->arg = arg;
-  choose_next(c);
-}
-
-/* ------------------------------------------------------------------ */
-
-int restore_choose_sync(struct backend *const *backends, size_t n,
-                        const struct restore_opts *o,
-                        struct restore_target *out, char *err, size_t errlen) {
-  struct sync_wait w;
-  sync_wait_init(&w, err, errlen);
-  restore_choose(backends, n, o, out, sync_wait_cb, &w);
-  return sync_wait_run(&w);
-}
 
 int restore_run_sync(struct backend *b, const char *gen,
                      const struct restore_opts *o, const char *out_path,

@@ -41,7 +41,21 @@ struct restore_opts {
   int has_timestamp;
   int64_t timestamp_ns; /* point in time (with has_timestamp) */
   int parallelism;      /* WAL indexes downloaded at once; < 1 means 1 */
+  int integrity;        /* enum restore_integrity */
+  int replay_sqlite;    /* apply each WAL index through SQLite checkpoints,
+                           frame by frame (tests: the reference) */
 };
+
+/* The check of the restored file: AUTO is the full integrity_check up to
+ * RESTORE_QUICK_ABOVE bytes and quick_check (no index contents checked
+ * against their tables) above, FULL and QUICK force one, OFF skips it. */
+enum restore_integrity {
+  RESTORE_INTEGRITY_AUTO,
+  RESTORE_INTEGRITY_FULL,
+  RESTORE_INTEGRITY_QUICK,
+  RESTORE_INTEGRITY_OFF
+};
+#define RESTORE_QUICK_ABOVE (1LL << 30)
 
 /* status is 0 or a negative code; err is a one-line message (valid only
  * during the callback). */

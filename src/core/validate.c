@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/codec.h"
 #include "core/db.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -223,6 +224,12 @@ static void on_timer(void *arg) {
 struct validator *validator_new(struct replica *r) {
   if (r->cfg->validation_interval <= 0)
     return NULL;
+  if (codec_encrypts(r->b) && !r->b->age.n_identities) {
+    log_warn(r->db->name, r->name,
+             "validation-interval ignored: the replica is age-encrypted and "
+             "no age identity is configured to read it back");
+    return NULL;
+  }
   struct validator *v = xcalloc(1, sizeof(*v));
   v->r = r;
   v->timer = loop_timer_new(on_timer, v);

@@ -8,113 +8,66 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "format/lz4enc.h"
 
-#define BLOCK (4u << 20)
-
-static void prefs_init(LZ4F_preferences_t *p) {
-  memset(p, 0, sizeof(*p));
-  p->frameInfo.blockSizeID = LZ4F_max4MB;
-  p->frameInfo.blockMode = LZ4F_blockIndependent;
-  p->frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
-  p->frameInfo.blockChecksumFlag = LZ4F_noBlockChecksum;
-  p->compressionLevel = 0; /* fast */
-}
+#define BLOCK LZ4ENC_BLOCK
 
 int lz4_compress(const uint8_t *src, size_t n, struct buf *out) {
-  /* Not LZ4F_compressFrame: it shrinks the block size to fit small inputs,
-   * changing the BD byte (0x40 instead of Litestream's 0x70). */
-  LZ4F_preferences_t prefs;
-  prefs_init(&prefs);
-  LZ4F_cctx *ctx = NULL;
-  if (LZ4F_isError(LZ4F_createCompressionContext(&ctx, LZ4F_VERSION)))
-    return ERR_LZ4;
-  size_t bound = LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(n, &prefs);
-  size_t before = out->len;
+  size_t blocks = n / BLOCK + 1;
+  size_t bound =
+      LZ4ENC_HEADER + n + blocks * (LZ4ENC_BLOCK_BOUND(0) + 4) + LZ4ENC_TRAILER;
   int rc = buf_reserve(out, bound);
-  size_t w = 0;
-  if (!rc) {
-    w = LZ4F_compressBegin(ctx, out->data + out->len, bound, &prefs);
-    if (!LZ4F_isError(w))
-      out->len += w;
-  }
-  if (!rc && !LZ4F_isError(w)) {
-    w = LZ4F_compressUpdate(ctx, out->data + out->len,
-                            bound - (out->len - before), src, n, NULL);
-    if (!LZ4F_isError(w))
-      out->len += w;
-  }
-  if (!rc && !LZ4F_isError(w)) {
-    w = LZ4F_compressEnd(ctx, out->data + out->len, bound - (out->len - before),
-                         NULL);
-    if (!LZ4F_isError(w))
-      out->len += w;
-  }
-  if (!rc && LZ4F_isError(w))
-    rc = ERR_LZ4;
   if (rc)
-    out->len = before;
-  LZ4F_freeCompressionContext(ctx);
-  return rc;
-}
-
-/* Streaming compressor writing to an fd through a bounded buffer. */
-static int flush_to_fd(int fd, const uint8_t *p, size_t n, int64_t *total) {
-  int rc = write_full(fd, p, n);
-  if (!rc)
-    *total += (int64_t)n;
-  return rc;
+    return rc;
+  struct lz4_enc e;
+  lz4_enc_init(&e);
+  uint8_t *op = out->data + out->len;
+  op += lz4_enc_begin(&e, op);
+  for (size_t done = 0; done < n;) {
+    size_t want = MIN((size_t)BLOCK, n - done);
+    op += lz4_enc_block(&e, src + done, want, op);
+    done += want;
+  }
+  op += lz4_enc_end(&e, op);
+  out->len = (size_t)(op - out->data);
+  lz4_enc_destroy(&e);
+  return 0;
 }
 
 int lz4_compress_fd(int in_fd, int64_t in_off, int64_t len, int out_fd,
                     int64_t *out_len) {
-  LZ4F_cctx *ctx = NULL;
-  LZ4F_preferences_t prefs;
-  prefs_init(&prefs);
-  if (LZ4F_isError(LZ4F_createCompressionContext(&ctx, LZ4F_VERSION)))
-    return ERR_LZ4;
-  size_t cap = LZ4F_compressBound(BLOCK, &prefs) + LZ4F_HEADER_SIZE_MAX;
+  struct lz4_enc e;
+  lz4_enc_init(&e);
+  size_t cap = LZ4ENC_HEADER + LZ4ENC_BLOCK_BOUND(BLOCK) + LZ4ENC_TRAILER;
   uint8_t *in = xmalloc(BLOCK), *out = xmalloc(cap);
   int64_t total = 0, done = 0;
-  int rc = 0;
-  size_t w = LZ4F_compressBegin(ctx, out, cap, &prefs);
-  if (LZ4F_isError(w)) {
-    rc = ERR_LZ4;
-    goto out;
-  }
-  if ((rc = flush_to_fd(out_fd, out, w, &total)))
-    goto out;
-  while (done < len) {
+  int rc = write_full(out_fd, out, lz4_enc_begin(&e, out));
+  total += LZ4ENC_HEADER;
+  while (!rc && done < len) {
     size_t want = (size_t)MIN((int64_t)BLOCK, len - done);
     ssize_t r = pread_full(in_fd, in, want, (off_t)(in_off + done));
     if (r < 0) {
       rc = (int)r;
-      goto out;
+      break;
     }
     if ((size_t)r != want) {
       rc = -EIO; /* file shrank while reading */
-      goto out;
+      break;
     }
-    w = LZ4F_compressUpdate(ctx, out, cap, in, want, NULL);
-    if (LZ4F_isError(w)) {
-      rc = ERR_LZ4;
-      goto out;
-    }
-    if ((rc = flush_to_fd(out_fd, out, w, &total)))
-      goto out;
+    size_t w = lz4_enc_block(&e, in, want, out);
+    rc = write_full(out_fd, out, w);
+    total += (int64_t)w;
     done += (int64_t)want;
   }
-  w = LZ4F_compressEnd(ctx, out, cap, NULL);
-  if (LZ4F_isError(w)) {
-    rc = ERR_LZ4;
-    goto out;
+  if (!rc) {
+    rc = write_full(out_fd, out, lz4_enc_end(&e, out));
+    total += LZ4ENC_TRAILER;
   }
-  rc = flush_to_fd(out_fd, out, w, &total);
-out:
   if (!rc && out_len)
     *out_len = total;
   free(in);
   free(out);
-  LZ4F_freeCompressionContext(ctx);
+  lz4_enc_destroy(&e);
   return rc;
 }
 

@@ -2,8 +2,8 @@
  * LZ4 frames (https://github.com/lz4/lz4/blob/dev/doc/lz4_Frame_format.md),
  * through liblz4's frame API.
  *
- * Writing uses Litestream's options: 4 MiB independent blocks, content
- * checksum, no block checksum, no content size, so every object starts
+ * Writing (lz4enc.c) uses Litestream's options: 4 MiB independent blocks,
+ * content checksum, no block checksum, no content size, so every object starts
  * 04 22 4D 18 64 70 B9.  Reading accepts any valid frame: other block
  * sizes, linked blocks, block checksums, content size, skippable frames,
  * and an empty uncompressed last block (00 00 00 80), which pierrec/lz4

@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,6 +449,37 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userp) {
   return n;
 }
 
+static int64_t g_deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+static int64_t g_deadline_ms;
+static char g_deadline_hint[64];
+
+void http_set_deadline(int64_t ms, const char *hint) {
+  g_deadline_ms = ms > 0 ? ms : 0;
+  g_deadline_ns = ms > 0 ? time_mono_ns() + ms * NS_PER_MS : 0;
+  snprintf(g_deadline_hint, sizeof(g_deadline_hint), "%s", hint ? hint : "");
+}
+
+/* Milliseconds left before the deadline (at least 1), or 0 if none. */
+static long deadline_left_ms(void) {
+  if (!g_deadline_ns)
+    return 0;
+  int64_t left = (g_deadline_ns - time_mono_ns()) / NS_PER_MS;
+  return left < 1 ? 1 : (long)MIN(left, (int64_t)LONG_MAX);
+}
+
+static int deadline_passed(int64_t in_ms) {
+  return g_deadline_ns && time_mono_ns() + in_ms * NS_PER_MS >= g_deadline_ns;
+}
+
+static void deadline_msg(struct http_request *req) {
+  char d[40];
+  duration_format(g_deadline_ms * NS_PER_MS, d);
+  snprintf(req->errmsg, sizeof(req->errmsg),
+           "no answer within the %s deadline%s%s%s", d,
+           g_deadline_hint[0] ? " (" : "", g_deadline_hint,
+           g_deadline_hint[0] ? ")" : "");
+}
+
 static int setup_easy(struct http_request *req) {
   CURL *e = curl_easy_init();
   if (!e)
@@ -469,11 +501,17 @@ static int setup_easy(struct http_request *req) {
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
   if (g_share)
     curl_easy_setopt(e, CURLOPT_SHARE, g_share);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                   req->connect_timeout_ms > 0 ? req->connect_timeout_ms
-                                               : CONNECT_TIMEOUT_MS);
-  if (req->timeout_ms > 0)
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+  long connect_ms = req->connect_timeout_ms > 0 ? req->connect_timeout_ms
+                                                : CONNECT_TIMEOUT_MS;
+  long total_ms = req->timeout_ms > 0 ? req->timeout_ms : 0;
+  long left = deadline_left_ms();
+  if (left) {
+    connect_ms = MIN(connect_ms, left);
+    total_ms = total_ms ? MIN(total_ms, left) : left;
+  }
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+  if (total_ms > 0)
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, total_ms);
   /* A transfer that moves less than 1 byte/s for STALL_SEC is dead (a
    * dropped connection without RST); a large upload may take long. */
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -642,6 +680,12 @@ static void start(struct http_request *req) {
     req->resp_body->len = req->resp_base;
   if (req->err_body)
     buf_reset(req->err_body);
+  if (deadline_passed(0)) {
+    req->error = ERR_HTTP;
+    deadline_msg(req);
+    finish(req);
+    return;
+  }
   if (req->prepare) {
     int rc = req->prepare(req, req->arg);
     if (rc) {
@@ -797,8 +841,14 @@ static void check_done(void) {
     int again = retryable(req, cc);
     if (!again && cc == CURLE_OK && req->status / 100 != 2 && req->retry_check)
       again = req->retry_check(req, req->arg);
+    uint64_t delay = again ? retry_delay(req) : 0;
+    /* A timeout at the deadline is the deadline's; any other error is
+     * kept as it is, just not retried past the deadline. */
+    if (cc == CURLE_OPERATION_TIMEDOUT && deadline_passed(100))
+      deadline_msg(req);
+    if (again && deadline_passed((int64_t)delay))
+      again = 0;
     if (again && req->attempts <= req->max_retries) {
-      uint64_t delay = retry_delay(req);
       req->pool->n_retries++;
       g_stats.retries++;
       if (log_enabled(LOG_DEBUG))

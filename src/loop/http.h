@@ -136,6 +136,12 @@ struct http_stats {
   int64_t requests, attempts, retries, failed;
 };
 void http_get_stats(struct http_stats *out);
+/* An overall deadline for every request from now on (interactive
+ * commands; the daemon sets none and retries patiently): attempts are cut
+ * at it, retries that would start after it are not made, and requests
+ * started after it fail at once, each with "no answer within the Ns
+ * deadline (hint)" in errmsg.  ms <= 0 removes it. */
+void http_set_deadline(int64_t ms, const char *hint);
 /* First retry delay (default 250 ms, doubling, jittered); for tests. */
 void http_set_retry_base_ms(uint64_t ms);
 

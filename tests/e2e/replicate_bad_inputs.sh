@@ -18,7 +18,8 @@ grep -q "$T/broken.yml:[0-9]" "$T/out" ||
 grep -q "config file not found: $T/nope.yml" "$T/out" ||
   { cat "$T/out"; fail "missing config message"; }
 
-# age encryption is not implemented: refused, never uploaded in plaintext.
+# A malformed age key: the replica is refused with the key's place in the
+# config, nothing is uploaded (never in plaintext), the key is not echoed.
 cat >"$T/age.yml" <<YML
 dbs:
   - path: $T/age.db
@@ -27,9 +28,18 @@ dbs:
         age:
           recipients: [age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq]
 YML
-"$SLUICE" replicate -config "$T/age.yml" >"$T/out" 2>&1 && fail "age config accepted"
-grep -q "age encryption is not supported" "$T/out" || { cat "$T/out"; fail "age message"; }
-[ ! -e "$T/age-replica" ] || fail "something was uploaded with age configured"
+"$SLUICE" replicate -config "$T/age.yml" >"$T/out" 2>&1 && fail "bad age recipient accepted"
+grep -q "age.recipients\[0\]: line 1: malformed recipient" "$T/out" ||
+  { cat "$T/out"; fail "age recipient message"; }
+grep -q "age1qqqq" "$T/out" && fail "the recipient is echoed"
+[ ! -e "$T/age-replica" ] || fail "something was uploaded with a bad age section"
+BADKEY=AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM1
+sed -i "s|recipients: .*|identities: [$BADKEY]|" "$T/age.yml"
+"$SLUICE" replicate -config "$T/age.yml" >"$T/out" 2>&1 && fail "bad age identity accepted"
+grep -q "age.identities\[0\]: line 1: malformed secret key" "$T/out" ||
+  { cat "$T/out"; fail "age identity message"; }
+grep -q "EGTZVFFV" "$T/out" && fail "the secret key is echoed"
+[ ! -e "$T/age-replica" ] || fail "something was uploaded with a bad age section"
 
 # No database at all: the daemon says so, idles (no busy loop) and stops
 # cleanly on SIGTERM.

@@ -194,6 +194,10 @@ TEST(dates_rfc1123) {
   CHECK(sharedkey_parse_date("2015-06-26T23:39:12Z", &ns) != 0);
   CHECK(sharedkey_parse_date("Fri, 26 Foo 2015 23:39:12 GMT", &ns) != 0);
   CHECK(sharedkey_parse_date("Fri, 26 Jun 2015 23:39:12 GMT junk", &ns) != 0);
+  /* Found by fuzz_time: an hour that overflowed int came out negative. */
+  CHECK(sharedkey_parse_date("Tue,1 Dec6026 033333333333:38:2 GMT", &ns) != 0);
+  CHECK(sharedkey_parse_date("Tue, 01 Dec 2026 -1:38:02 GMT", &ns) != 0);
+  CHECK(sharedkey_parse_date("Tue, 01 Dec 99999 01:38:02 GMT", &ns) != 0);
 }
 
 TEST(base64_rfc4648_vectors) {

@@ -28,6 +28,33 @@ TEST(durations_format_like_go) {
   }
 }
 
+/* Found by fuzz_duration: the format of a duration near the int64 limit
+ * did not parse back (strtod lost the last digits). */
+TEST(durations_parse_back_exactly) {
+  int64_t ns, back;
+  char out[40];
+  CHECK_INT(duration_parse("9223372036854775807", &ns), 0);
+  duration_format(ns, out);
+  CHECK_STR(out, "2562047h47m16.854775807s");
+  CHECK_INT(duration_parse(out, &back), 0);
+  CHECK_INT(back, INT64_MAX);
+  CHECK_INT(duration_parse("-2562047h47m16.854775808s", &back), 0);
+  CHECK_INT(back, INT64_MIN);
+  CHECK_INT(duration_parse("2562047h47m16.854775808s", &back), -ERANGE);
+  CHECK_INT(duration_parse("1.000000001s", &back), 0);
+  CHECK_INT(back, 1000000001);
+  CHECK_INT(duration_parse("1.5h", &back), 0);
+  CHECK_INT(back, 5400 * NS_PER_SEC);
+  CHECK_INT(duration_parse(".5m", &back), 0);
+  CHECK_INT(back, 30 * NS_PER_SEC);
+  /* Not Go syntax, though strtod took them. */
+  CHECK_INT(duration_parse("1e3s", &back), -EINVAL);
+  CHECK_INT(duration_parse("0x10s", &back), -EINVAL);
+  CHECK_INT(duration_parse("infs", &back), -EINVAL);
+  CHECK_INT(duration_parse(".s", &back), -EINVAL);
+  CHECK_INT(duration_parse("99999999999999999999h", &back), -ERANGE);
+}
+
 TEST(durations_parse_go_syntax_and_days) {
   int64_t ns;
   CHECK_INT(duration_parse("500ms", &ns), 0);
@@ -118,6 +145,7 @@ int main(void) {
   RUN(lag_truncation);
   RUN(rfc3339_round_trip);
   RUN(rfc3339_out_of_range_saturates);
+  RUN(durations_parse_back_exactly);
   RUN(paths);
   RUN(percent_decoding);
   T_DONE();

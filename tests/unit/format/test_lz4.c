@@ -92,6 +92,95 @@ static int cli_frame(const char *opts, const uint8_t *in, size_t n,
   return rc;
 }
 
+/* Inputs shaped to hit the block format's edge rules: runs, repeats at
+ * every distance up to and past 64 KiB, and matches ending near the last
+ * literals, at every small size.  liblz4 decodes each one. */
+static uint8_t *shaped(size_t n, uint32_t seed) {
+  uint8_t *p = xmalloc(n ? n : 1);
+  uint32_t x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; i++) {
+    x = x * 1103515245u + 12345u;
+    unsigned mode = (x >> 28) & 3;
+    if (mode == 0 && i >= 70000)
+      p[i] = p[i - 70000]; /* out of the window */
+    else if (mode == 1 && i >= 5)
+      p[i] = p[i - 1 - (x >> 16) % 5];
+    else if (mode == 2)
+      p[i] = 'a';
+    else
+      p[i] = (uint8_t)(x >> 16);
+  }
+  return p;
+}
+
+TEST(encoder_edge_sizes_decode_with_liblz4) {
+  for (size_t n = 0; n < 300; n++) {
+    for (uint32_t seed = 0; seed < 4; seed++) {
+      uint8_t *in = seed == 3 ? sample(n) : shaped(n, seed);
+      struct buf c, d;
+      buf_init(&c, 0);
+      CHECK_INT(lz4_compress(in, n, &c), 0);
+      CHECK_INT(decode(c.data, c.len, &d), 0);
+      CHECK_INT(d.len, n);
+      CHECK(n == 0 || !memcmp(d.data, in, n));
+      buf_destroy(&c);
+      buf_destroy(&d);
+      free(in);
+    }
+  }
+  size_t big[] = {65535, 65536, 70001, 200000, (4u << 20) - 1, 5u << 20};
+  for (size_t i = 0; i < ARRAY_SIZE(big); i++) {
+    uint8_t *in = shaped(big[i], (uint32_t)i);
+    struct buf c, d;
+    buf_init(&c, 0);
+    CHECK_INT(lz4_compress(in, big[i], &c), 0);
+    CHECK_INT(decode(c.data, c.len, &d), 0);
+    CHECK_INT(d.len, big[i]);
+    CHECK(!memcmp(d.data, in, big[i]));
+    buf_destroy(&c);
+    buf_destroy(&d);
+    free(in);
+  }
+}
+
+/* Database-like pages: rows of words and numbers.  The frame must not be
+ * larger than liblz4's fast mode (`lz4 -1`) makes it, and the lz4 CLI
+ * must accept it (its content checksum included). */
+TEST(encoder_not_larger_than_lz4_fast) {
+  static const char *words[] = {"alpha", "bravo", "charlie", "delta",
+                                "echo",  "golf",  "hotel",   "user@"};
+  size_t n = 6u << 20;
+  uint8_t *in = xmalloc(n);
+  uint32_t x = 7;
+  for (size_t i = 0; i < n;) {
+    x = x * 1103515245u + 12345u;
+    const char *w = words[(x >> 16) % ARRAY_SIZE(words)];
+    char tmp[32];
+    int k = snprintf(tmp, sizeof(tmp), "%s%u ", w, (x >> 8) % 1000);
+    for (int j = 0; j < k && i < n; j++)
+      in[i++] = (uint8_t)tmp[j];
+  }
+  struct buf c;
+  buf_init(&c, 0);
+  CHECK_INT(lz4_compress(in, n, &c), 0);
+  struct buf cli;
+  CHECK_INT(cli_frame("-1", in, n, &cli), 0);
+  fprintf(stderr, "text sample: sluice %zu, lz4 -1 %zu\n", c.len, cli.len);
+  CHECK(c.len <= cli.len);
+  char *path = xasprintf("%s/ours.lz4", g_dir);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  CHECK(fd >= 0);
+  CHECK_INT(write_full(fd, c.data, c.len), 0);
+  close(fd);
+  char *cmd = xasprintf("lz4 -q -t %s", path);
+  CHECK_INT(system(cmd), 0);
+  free(cmd);
+  free(path);
+  buf_destroy(&cli);
+  buf_destroy(&c);
+  free(in);
+}
+
 TEST(frames_from_lz4_cli) {
   if (access("/usr/bin/lz4", X_OK)) {
     printf("skip: no /usr/bin/lz4\n");
@@ -292,6 +381,8 @@ int main(void) {
   }
   RUN(round_trip_sizes);
   RUN(litestream_header_bytes);
+  RUN(encoder_edge_sizes_decode_with_liblz4);
+  RUN(encoder_not_larger_than_lz4_fast);
   RUN(frames_from_lz4_cli);
   RUN(empty_uncompressed_last_block);
   RUN(truncated_and_corrupt_frames_rejected);
