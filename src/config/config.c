@@ -160,8 +160,49 @@ static int errf(struct pctx *c, int line, const char *key, const char *fmt,
   return ERR_CONFIG;
 }
 
+static config_warn_cb g_warn_cb;
+static void *g_warn_arg;
+
+void config_set_warn_hook(config_warn_cb cb, void *arg) {
+  g_warn_cb = cb;
+  g_warn_arg = arg;
+}
+
+/* Keys that only mean something on a replica: written anywhere else (the
+ * top level, as some guides show, or a database) they have no effect. */
+static int is_replica_key(const char *key) {
+  static const char *const keys[] = {"retention",
+                                     "retention-check-interval",
+                                     "snapshot-interval",
+                                     "sync-interval",
+                                     "validation-interval",
+                                     "url",
+                                     "bucket",
+                                     "endpoint",
+                                     "region",
+                                     "force-path-style",
+                                     "skip-verify",
+                                     NULL};
+  for (int i = 0; keys[i]; i++)
+    if (!strcmp(key, keys[i]))
+      return 1;
+  return 0;
+}
+
 static void warn_unknown(struct pctx *c, int line, const char *key) {
-  log_warn(NULL, NULL, "%s:%d: unknown key \"%s\" ignored", c->file, line, key);
+  char msg[256];
+  if (is_replica_key(key))
+    snprintf(msg, sizeof(msg),
+             "unknown key \"%s\" ignored: it had no effect here (it is a "
+             "replica setting: put it under each replica)",
+             key);
+  else
+    snprintf(msg, sizeof(msg), "unknown key \"%s\" ignored: it had no effect",
+             key);
+  if (g_warn_cb)
+    g_warn_cb(g_warn_arg, line, key, msg);
+  else
+    log_warn(NULL, NULL, "%s:%d: %s", c->file, line, msg);
 }
 
 static yaml_node_t *node_at(struct pctx *c, int index) {
@@ -481,7 +522,9 @@ static void warnf(struct pctx *c, int line, const char *key, const char *fmt,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  if (c->file) {
+  if (g_warn_cb) {
+    g_warn_cb(g_warn_arg, c->file ? line : 0, key, msg);
+  } else if (c->file) {
     log_warn(NULL, NULL, "%s:%d: %s: %s", c->file, line, key, msg);
   } else {
     char *red = url_redact(c->url ? c->url : "");
@@ -505,6 +548,7 @@ static void replica_defaults(struct replica_config *r) {
   r->retention = DEFAULT_RETENTION;
   r->retention_check_interval = DEFAULT_RETENTION_CHECK;
   r->sync_interval = DEFAULT_SYNC_INTERVAL;
+  r->snapshot_wal_factor = DEFAULT_SNAPSHOT_WAL_FACTOR;
   r->force_path_style = TRI_UNSET;
 }
 
@@ -768,6 +812,7 @@ static const struct field replica_fields[] = {
     {"retention-check-interval", K_DUR, RF(retention_check_interval), 0, NULL},
     {"sync-interval", K_DUR, RF(sync_interval), 0, NULL},
     {"snapshot-interval", K_DUR, RF(snapshot_interval), 0, NULL},
+    {"snapshot-wal-factor", K_COUNT, RF(snapshot_wal_factor), 0, NULL},
     {"validation-interval", K_DUR, RF(validation_interval), 0, NULL},
     {"age", K_SUB, 0, 0, parse_age},
     {"bucket", K_STR, RF(bucket), 0, NULL},
@@ -1196,7 +1241,7 @@ char *config_db_fingerprint(const struct db_config *d) {
     const struct replica_config *r = &d->replicas[i];
     buf_appendf(&b,
                 "%s|%s|%s|%lld|%lld|%lld|%lld|%lld|%s|%s|%s|%s|%d|%d|%s|%s|"
-                "%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s",
+                "%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%lld",
                 S(r->type), S(r->name), S(r->url), (long long)r->retention,
                 (long long)r->retention_check_interval,
                 (long long)r->sync_interval, (long long)r->snapshot_interval,
@@ -1206,7 +1251,8 @@ char *config_db_fingerprint(const struct db_config *d) {
                 S(r->sse), S(r->sse_kms_key_id), S(r->sse_c_key),
                 S(r->storage_class), S(r->account_name), S(r->account_key),
                 S(r->sas_token), S(r->host), S(r->user), S(r->password),
-                S(r->key_path), S(r->host_key_path));
+                S(r->key_path), S(r->host_key_path),
+                (long long)r->snapshot_wal_factor);
     for (size_t j = 0; j < r->n_age_identities; j++)
       buf_appendf(&b, "|i:%s", r->age_identities[j]);
     for (size_t j = 0; j < r->n_age_recipients; j++)

@@ -23,7 +23,8 @@
 #define DEFAULT_CHECKPOINT_INTERVAL (60LL * 1000 * 1000 * 1000) /* 1m */
 #define DEFAULT_MIN_CHECKPOINT_PAGES 1000
 #define DEFAULT_MAX_CHECKPOINT_PAGES 10000
-#define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000)             /* 1s */
+#define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000) /* 1s */
+#define DEFAULT_SNAPSHOT_WAL_FACTOR 2
 #define DEFAULT_RETENTION (24LL * 3600 * 1000 * 1000 * 1000)     /* 24h */
 #define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
 #define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
@@ -40,7 +41,10 @@ struct replica_config {
   int64_t retention; /* <= 0 disables */
   int64_t retention_check_interval;
   int64_t sync_interval;
-  int64_t snapshot_interval;   /* 0 = disabled */
+  int64_t snapshot_interval; /* 0 = disabled */
+  /* A new snapshot when the compressed WAL shipped since the last one
+   * passes this many times the database size; 0 = disabled. */
+  int64_t snapshot_wal_factor;
   int64_t validation_interval; /* 0 = disabled */
 
   char **age_identities;
@@ -108,6 +112,13 @@ struct config {
  * /etc/litestream.yml.  Sets *explicit to 1 when the user named it
  * (flag or environment).  Returns owned string. */
 char *config_default_path(const char *flag, int *explicit_);
+
+/* Where the loader's warnings go (unknown keys, keys with no effect): the
+ * log by default; `config check` collects them instead.  line is 0 when
+ * unknown (URL mode); msg names the problem without the location. */
+typedef void (*config_warn_cb)(void *arg, int line, const char *key,
+                               const char *msg);
+void config_set_warn_hook(config_warn_cb cb, void *arg);
 
 /* Loads and validates a config file.  On failure returns ERR_CONFIG (or
  * -ENOENT: "config file not found: PATH") and writes a one-line message

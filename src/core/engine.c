@@ -25,9 +25,13 @@
 
 static void ckpt_lock(struct engine *e, int hold);
 
-/* Quiet (lock-free) checkpoint attempts of a growing WAL before taking the
- * write lock. */
-#define CKPT_QUIET_TRIES 2
+/* Rounds of a quiet (lock-free) checkpoint: each round's PASSIVE has less
+ * to copy, so the window a commit must miss shrinks. */
+#define CKPT_QUIET_ROUNDS 8
+/* The write lock is taken only once the WAL holds this many times
+ * min-checkpoint-page-count frames (or max-checkpoint-page-count): quiet
+ * checkpoints kept failing for that long. */
+#define CKPT_LOCK_FACTOR 4
 
 void engine_global_init(void) {
   static int done;
@@ -932,7 +936,7 @@ static void ck_start(struct engine *e, struct ckpt *c) {
 }
 
 static void ck_quiet(struct engine *e, struct ckpt *c) {
-  c->rc = checkpoint_quiet(e, c->idle ? 2 : 3);
+  c->rc = checkpoint_quiet(e, c->idle ? 2 : CKPT_QUIET_ROUNDS);
   if (c->rc == 0) {
     e->ckpt_busy = 0;
     e->lock_held_ns = 0;
@@ -944,13 +948,17 @@ static void ck_quiet(struct engine *e, struct ckpt *c) {
     return;
   }
   /* Commits kept coming in between.  An idle checkpoint tries again at the
-   * next quiet moment; a growing WAL is checkpointed under the write lock
-   * once a quiet attempt failed 250ms earlier too (a continuous writer,
-   * which also needs a busy timeout for its own connections), or at once
-   * past max-checkpoint-page-count. */
-  if (c->rc != ERR_BUSY || c->idle ||
-      (++e->ckpt_busy < CKPT_QUIET_TRIES &&
-       !(e->max_ckpt_pages > 0 && c->frames_before >= e->max_ckpt_pages)))
+   * next quiet moment, so does a growing WAL until it is several times the
+   * checkpoint threshold (or max-checkpoint-page-count): only a writer
+   * that never leaves a quiet moment is checkpointed under the write lock
+   * (an application writing like that from several connections needs a
+   * busy timeout anyway). */
+  int64_t lock_frames = CKPT_LOCK_FACTOR * e->min_ckpt_pages;
+  if (e->max_ckpt_pages > 0 && e->max_ckpt_pages < lock_frames)
+    lock_frames = e->max_ckpt_pages;
+  if (c->rc == ERR_BUSY)
+    e->ckpt_busy++;
+  if (c->rc != ERR_BUSY || c->idle || c->frames_before < lock_frames)
     ckpt_set(e, c, CK_DONE);
   else
     ckpt_set(e, c, CK_LOCK);

@@ -226,7 +226,9 @@ static void evaluate(struct housekeeping *h) {
     return;
   }
   /* Generations with no retained snapshot go; in the others, everything
-   * below the oldest retained snapshot goes. */
+   * below the newest snapshot at or before the cutoff goes (a -timestamp
+   * just inside the window restores from it), or below the oldest
+   * retained snapshot when there is none that old. */
   char(*gens)[GEN_LEN + 1] = xcalloc(h->n_known + 1, GEN_LEN + 1);
   size_t ng = 0;
   for (size_t i = 0; i < h->n_known; i++) {
@@ -239,13 +241,21 @@ static void evaluate(struct housekeeping *h) {
   for (size_t g = 0; g < ng; g++) {
     int kept = 0;
     uint32_t min = UINT32_MAX;
+    const struct known_snapshot *anchor = NULL;
     for (size_t i = 0; i < h->n_known; i++) {
       const struct known_snapshot *k = &h->known[i];
-      if (strcmp(k->gen, gens[g]) || k->created_ns < cutoff)
+      if (strcmp(k->gen, gens[g]))
         continue;
+      if (k->created_ns < cutoff) {
+        if (!anchor || k->created_ns > anchor->created_ns)
+          anchor = k;
+        continue;
+      }
       kept = 1;
       min = MIN(min, k->index);
     }
+    if (kept && anchor)
+      min = MIN(min, anchor->index);
     if (!kept && strcmp(gens[g], r->db->gen)) {
       push_task(h, 0, gens[g], 0, 0);
       continue;

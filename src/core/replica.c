@@ -5,6 +5,7 @@
  * after a successful upload, and retries with backoff when the store fails.
  */
 #include "core/replica.h"
+#include "format/wal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -229,6 +230,26 @@ static void build_work(void *arg) {
   free(data);
 }
 
+/*
+ * Snapshots by size (snapshot-wal-factor): once the WAL shipped since the
+ * last snapshot passes factor times the database size, a new snapshot of
+ * the current generation bounds what a restore must fetch and replay (the
+ * snapshot plus at most factor times the database of WAL), and lets
+ * retention drop what is older once it leaves the retention window.
+ */
+static int shipped_enough(struct replica *r) {
+  const struct db *db = r->db;
+  int64_t f = r->cfg->snapshot_wal_factor;
+  if (f <= 0 || db->db_size <= 0 || r->want_snapshot || r->flushing ||
+      r->shipped <= f * db->db_size)
+    return 0;
+  log_info(db->name, r->name,
+           "snapshot: %lld bytes of WAL shipped since the last one, over %lld "
+           "times the database (%lld bytes)",
+           (long long)r->shipped, (long long)f, (long long)db->db_size);
+  return 1;
+}
+
 /* Positions only advance within a generation; a new generation (or a
  * reset to unknown, pos_reset) starts over. */
 static void pos_set(struct replica *r, const char *gen, uint32_t index,
@@ -246,6 +267,25 @@ static void pos_reset(struct replica *r) {
   memset(&r->pos, 0, sizeof(r->pos));
 }
 
+/* At the default log level, a sign of life: one line per upload round, at
+ * most one per LOG_PROGRESS_NS per replica, summing up the segments since
+ * the previous line. */
+#define LOG_PROGRESS_NS (10 * NS_PER_SEC)
+static void log_progress(struct replica *r, int64_t bytes) {
+  r->log_segs++;
+  r->log_bytes += bytes;
+  int64_t now = time_mono_ns();
+  if (r->log_last_ns && now - r->log_last_ns < LOG_PROGRESS_NS)
+    return;
+  char p[48];
+  pos_format(&r->pos, p);
+  log_info(r->db->name, r->name,
+           "wal segments written: count=%lld size=%lld position=%s",
+           (long long)r->log_segs, (long long)r->log_bytes, p);
+  r->log_segs = r->log_bytes = 0;
+  r->log_last_ns = now;
+}
+
 static void on_put(void *arg, int status, const char *err) {
   struct replica *r = arg;
   if (r->state == R_CLOSED)
@@ -258,6 +298,7 @@ static void on_put(void *arg, int status, const char *err) {
   assert(r->seg_index == r->pos.index && r->seg_off == r->pos.offset);
   int64_t n = r->seg_end - r->seg_off;
   r->wal_bytes += n;
+  r->shipped += (int64_t)r->seg.len;
   pos_set(r, r->pos.gen, r->pos.index, r->seg_end);
   if (log_enabled(LOG_DEBUG)) {
     char p[48];
@@ -265,12 +306,16 @@ static void on_put(void *arg, int status, const char *err) {
     log_debug(r->db->name, r->name, "wal segment written: position=%s sz=%lld",
               p, (long long)r->seg.len);
   }
+  log_progress(r, r->seg.len);
   /* Give the segment's memory back: an idle replica holds none. */
   buf_destroy(&r->seg);
   buf_init(&r->seg, 0);
   db_replicas_advanced(r->db);
   db_status_changed(r->db);
+  int snap = shipped_enough(r);
   upload_next(r);
+  if (snap)
+    replica_snapshot_now(r);
 }
 
 static void build_done(void *arg, int status) {
@@ -382,6 +427,7 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
   }
   succeeded(r);
   r->snapshots++;
+  r->shipped = 0;
   hk_add_known(r->hk, s->gen, s->index, time_now_ns());
   /* A replica already placed in this generation keeps its position (its
    * segments continue); one that was not starts at the snapshot. */
@@ -591,6 +637,37 @@ static void start_resume(struct replica *r) {
 
 /* --- scheduling --- */
 
+/*
+ * sync-interval as an average, not a fixed gap: a token bucket.  An upload
+ * round costs one token; tokens come back at one per interval, up to
+ * SYNC_BURST.  A lone commit after a pause finds a token and goes at once;
+ * sustained writes drain the bucket and then go together once per
+ * interval, so the request rate stays at one round per interval (at most
+ * 1.5 + 60 rounds in any minute at 1s, where a fixed gap allows 61).
+ * Returns 0 and takes a token when a round may start now, else the
+ * nanoseconds until one is back.
+ */
+#define SYNC_BURST 1.5
+
+static int64_t round_wait(struct replica *r, int64_t now) {
+  const struct db *db = r->db;
+  /* What a checkpoint's WAL restart leaves is the next index's bare
+   * header: it goes at once and costs no token, or every quiet
+   * checkpoint would delay the next commit by an interval. */
+  if (r->pos.index + 1 == db->index && db->shadow_size <= WAL_HEADER_SIZE)
+    return 0;
+  int64_t iv = r->cfg->sync_interval;
+  double t = SYNC_BURST; /* last_round_ns 0: a full bucket */
+  if (r->last_round_ns && iv > 0)
+    t = r->tokens + (double)(now - r->last_round_ns) / (double)iv;
+  if (t > SYNC_BURST)
+    t = SYNC_BURST;
+  if (t < 1.0 && !r->flushing)
+    return (int64_t)((1.0 - t) * (double)iv) + 1;
+  r->tokens = t >= 1.0 ? t - 1.0 : 0;
+  return 0;
+}
+
 static void kick(struct replica *r) {
   struct db *db = r->db;
   if (in_flight(r) || r->state == R_CLOSED)
@@ -621,12 +698,10 @@ static void kick(struct replica *r) {
     r->pending_since_ns =
         db->last_change_ns ? db->last_change_ns : time_now_ns();
   int64_t now = time_mono_ns();
-  int64_t due = r->last_round_ns + r->cfg->sync_interval;
-  if (!r->flushing && r->last_round_ns && now < due) {
-    /* The first change after a quiet period goes at once; later ones wait
-     * for the interval and go together. */
+  int64_t wait = round_wait(r, now);
+  if (wait > 0) {
     if (!loop_timer_active(r->timer))
-      loop_timer_start(r->timer, (uint64_t)((due - now) / NS_PER_MS) + 1);
+      loop_timer_start(r->timer, (uint64_t)(wait / NS_PER_MS) + 1);
     return;
   }
   loop_timer_stop(r->timer);

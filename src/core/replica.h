@@ -45,6 +45,8 @@ struct replica {
   int64_t pending_since_ns; /* wall time of the oldest change not held */
   int64_t last_sync_ns;     /* wall time of the last successful upload */
   int64_t last_round_ns;    /* monotonic start of the last upload round */
+  double tokens;            /* upload rounds in hand as of last_round_ns */
+  int64_t shipped;          /* compressed WAL bytes since the last snapshot */
   int64_t upload_errors;
   int64_t wal_bytes; /* uncompressed WAL bytes uploaded */
   int64_t snapshots; /* snapshots uploaded */
@@ -74,6 +76,8 @@ struct replica {
   int val_cap_pending;
   int hk_started;
   int want_snapshot; /* take a snapshot when idle (interval, retention) */
+  int64_t log_segs, log_bytes; /* uploads since the last progress line */
+  int64_t log_last_ns;         /* monotonic time of that line */
 };
 
 struct replica *replica_new(struct db *db, struct replica_config *cfg,

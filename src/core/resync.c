@@ -314,6 +314,7 @@ void resync_load(struct engine *e) {
 static int hash_db(struct engine *e, struct pagemap *m, char *why,
                    size_t wlen) {
   struct stat sb;
+  pagemap_init(m, e->page_size);
   if (fstat(e->db_fd, &sb)) {
     snprintf(why, wlen, "stat %s: %s", e->db_path, strerror(errno));
     return -errno;
@@ -325,7 +326,6 @@ static int hash_db(struct engine *e, struct pagemap *m, char *why,
     return ERR_CORRUPT;
   }
   uint32_t npages = (uint32_t)(sb.st_size / ps);
-  pagemap_init(m, ps);
   int rc = pagemap_commit(m, npages);
   size_t per = (size_t)MAX(1, READ_CHUNK / (int64_t)ps);
   uint8_t *buf = xmalloc(per * ps);

@@ -12,6 +12,7 @@ dbs:
       - url: file://$T/replica
         sync-interval: 200ms
         validation-interval: 700ms
+        snapshot-wal-factor: 0 # segments stay above the snapshot: the tampered one is read
 YML
 "$SQLWRITER" -db "$T/app.db" -n 100 >/dev/null
 sluice_start -config "$T/sluice.yml"

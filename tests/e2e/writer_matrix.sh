@@ -252,9 +252,9 @@ case_deleted_recreated() {
 case_kill9_short() {
   setup "$CASE" && start
   "$SHORTWRITER" -db "$D/app.db" -n 300 -max-ms 10 -busy 5000 >/dev/null &
-  local w=$! k
+  local w=$! _
   PIDS+=("$w")
-  for k in 1 2; do
+  for _ in 1 2; do
     sleep 0.7
     kill -9 "$SLUICE_PID"
     wait "$SLUICE_PID" 2>/dev/null
@@ -275,11 +275,13 @@ PATTERNS="long_lived no_autocheckpoint sqlite3_cli short_connections
 short_python several_processes checkpoint_modes journal_size_limit vacuum"
 STOPS="last_close_while_stopped write_after_stop restart_while_writing
 deleted_recreated kill9_short"
-for CASE in ${@:-patterns}; do
-  case $CASE in
-  patterns) for CASE in $PATTERNS; do "case_$CASE"; done ;;
-  stops) for CASE in $STOPS; do "case_$CASE"; done ;;
-  *) "case_$CASE" ;;
+[ $# -gt 0 ] || set -- patterns
+for arg in "$@"; do
+  case $arg in
+  patterns) list=$PATTERNS ;;
+  stops) list=$STOPS ;;
+  *) list=$arg ;;
   esac
+  for CASE in $list; do "case_$CASE"; done
 done
 echo PASS
