@@ -3,12 +3,14 @@
 # in the same run on the same machine.  Writes bench/RESULTS.md.
 #
 #   bench/run.sh [BUILD_DIR] [SECTION...]
-#   sections: writer snapshot scale s3 image   (default: all)
+#   sections: writer snapshot scale shortconn s3 image   (default: all)
 #
 # writer    one-row transactions with sluice replicating / without, at
 #           synchronous=FULL and NORMAL, and the WAL size at the end
 # snapshot  snapshot of a ~200 MB database / `lz4 -1`; restore / `lz4 -d`+cp
 # scale     200 databases in one process: RSS per database, CPU while idle
+# shortconn connect + insert + close per transaction, alone / with sluice
+#           (bench/short_conn.sh)
 # s3        requests per hour (busy and idle database) and upload throughput
 #           of a large snapshot, single PUT vs multipart, to the local S3
 #           servers (bench/s3_*.sh)
@@ -18,7 +20,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
 shift || true
-SECTIONS=${*:-writer snapshot scale s3 image}
+SECTIONS=${*:-writer snapshot scale shortconn s3 image}
 SLUICE=$BUILD/sluice
 WRITER=$BUILD/sqlwriter
 W=$(mktemp -d /tmp/sluice-bench.XXXXXX)
@@ -183,6 +185,10 @@ bench_scale() {
   say "| CPU over ${idle}s idle | $(awk -v t=$((t1 - t0)) -v hz="$hz" -v s="$idle" 'BEGIN {printf "%.3f%% of a core", 100*t/hz/s}') |"
   say "| context switches over ${idle}s idle | $((sw1 - sw0)) |"
   say ""
+}
+
+bench_shortconn() {
+  BUILDDIR=$BUILD SLUICE=$SLUICE "$ROOT/bench/short_conn.sh" 2>/dev/null | tee -a "$OUT"
 }
 
 bench_s3() {

@@ -15,7 +15,7 @@ DIR=${FUZZ_BUILD:-build-fuzz}
 command -v clang >/dev/null || { echo "fuzz: clang not installed (scripts/install-deps.sh --test)"; exit 1; }
 CC=clang cmake -S . -B "$DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null
 cmake --build "$DIR" -j "$(nproc 2>/dev/null || echo 2)" --target fuzz_all
-targets=${*:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}
+targets=${*:-$(find tests/fuzz -maxdepth 1 -name 'fuzz_*.c' | sed 's|.*/||; s/\.c$//' | sort)}
 mkdir -p "$DIR/artifacts"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -29,7 +29,7 @@ for t in $targets; do
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1)
-    echo "fuzz $t: ok, $runs runs in ${SECONDS_EACH}s ($rate/s), $cov, corpus $(ls "$DIR/corpus/$t" | wc -l)"
+    echo "fuzz $t: ok, $runs runs in ${SECONDS_EACH}s ($rate/s), $cov, corpus $(find "$DIR/corpus/$t" -type f | wc -l)"
   else
     failed=1
     echo "fuzz $t: FAILED"

@@ -72,6 +72,7 @@
 #define CHUNK (4u << 20) /* bytes per sftp_write/sftp_read call */
 #define CONNECT_TIMEOUT_MS 10000
 #define IO_TIMEOUT_MS 30000 /* no progress for this long: connection lost */
+#define IDLE_RECONNECT_MS (5 * 60 * 1000) /* idle longer: connect anew */
 #define MAX_ATTEMPTS 5
 #define BACKOFF_BASE_MS 250
 #define BACKOFF_MAX_MS 4000
@@ -118,6 +119,7 @@ struct sop {
   backend_cb cb;
   void *arg;
   int attempts;
+  int started; /* op_step ran at least once */
 
   /* progress of the current attempt */
   int phase;
@@ -163,11 +165,11 @@ struct sftp_priv {
   struct loop_timer *watchdog; /* no progress: connection lost */
   struct addrinfo *ai;         /* resolved addresses */
   struct addrinfo *ai_next;    /* the next one to try */
-  int resolve_rc;
-  int resolving; /* a pool job holds this struct */
-  int closed;    /* close() ran while resolving: free on done */
+  int resolving;               /* a pool job holds this struct */
+  int closed;                  /* close() ran while resolving: free on done */
   int backoff_ms;
   int driving, redrive;
+  uint64_t idle_since_ms; /* when the last operation ended */
   char *auth_methods;
   char *hostkey_types; /* asked for in the handshake, from hostkeys */
   char conn_err[512];  /* why the last connection attempt failed */
@@ -223,8 +225,9 @@ static void sop_fail(struct sftp_priv *s, struct sop *o, int code,
                      : o->key ? o->key
                               : "";
   o->status = code ? code : -EIO;
-  snprintf(o->err, sizeof(o->err), "sftp: %s %s/%s: %s", op_name(o->kind),
-           s->b->desc, what, cause);
+  const char *d = s->b->desc;
+  snprintf(o->err, sizeof(o->err), "sftp: %s %s%s%s: %s", op_name(o->kind), d,
+           *d && d[strlen(d) - 1] == '/' ? "" : "/", what, cause);
 }
 
 /* Removes the head operation and calls its callback. */
@@ -386,6 +389,7 @@ enum {
   P_FSYNC,
   P_CLOSE,
   P_RENAME,
+  P_STAT_OLD,
   P_UNLINK_OLD,
   P_FAIL_CLOSE,
   P_FAIL_STATVFS,
@@ -526,9 +530,10 @@ static int put_step(struct sftp_priv *s, struct sop *o) {
       return rc;
     if (fx && !o->overwrite &&
         (fx == LIBSSH2_FX_FAILURE || fx == LIBSSH2_FX_FILE_ALREADY_EXISTS)) {
-      /* OpenSSH (SFTP v3) will not rename over a file: remove it. */
+      /* OpenSSH (SFTP v3) will not rename over a file: if that is why,
+       * remove the old file and rename again. */
       o->overwrite = 1;
-      o->phase = P_UNLINK_OLD;
+      o->phase = P_STAT_OLD;
       return STEP_NEXT;
     }
     if (fx) {
@@ -536,6 +541,19 @@ static int put_step(struct sftp_priv *s, struct sop *o) {
       return STEP_NEXT;
     }
     return STEP_DONE;
+  case P_STAT_OLD: {
+    LIBSSH2_SFTP_ATTRIBUTES a;
+    rc = libssh2_sftp_stat_ex(s->sftp, o->path, (unsigned)strlen(o->path),
+                              LIBSSH2_SFTP_LSTAT, &a);
+    if (rc < 0 && (rc = sftp_rc(s, rc, &fx)) < 0)
+      return rc;
+    if (fx) { /* no old file: the rename failed for another reason */
+      put_failing(o, -EIO, "rename failed", LIBSSH2_FX_FAILURE);
+      return STEP_NEXT;
+    }
+    o->phase = P_UNLINK_OLD;
+    return STEP_NEXT;
+  }
   case P_UNLINK_OLD:
     rc = libssh2_sftp_unlink_ex(s->sftp, o->path, (unsigned)strlen(o->path));
     if (rc < 0 && (rc = sftp_rc(s, rc, &fx)) < 0)
@@ -1502,6 +1520,7 @@ static int conn_step(struct sftp_priv *s) {
     }
     s->st = C_READY;
     s->backoff_ms = 0;
+    s->idle_since_ms = loop_now_ms();
     log_debug(NULL, s->b->name, "sftp: connected to %s as %s", s->hostport,
               s->user);
     return STEP_NEXT;
@@ -1554,6 +1573,16 @@ static void drive(struct sftp_priv *s) {
       loop_timer_stop(s->watchdog);
       break;
     }
+    if (!o->started && loop_now_ms() - s->idle_since_ms > IDLE_RECONNECT_MS) {
+      /* Idle for long: NATs and firewalls may have dropped the connection
+       * without a word, which only the watchdog would notice.  Start
+       * afresh instead. */
+      log_debug(NULL, s->b->name, "sftp: reconnecting to %s after idling",
+                s->hostport);
+      conn_teardown(s);
+      continue;
+    }
+    o->started = 1;
     rc = op_step(s, o);
     if (rc == LIBSSH2_ERROR_EAGAIN)
       rc = STEP_AGAIN;
@@ -1565,6 +1594,7 @@ static void drive(struct sftp_priv *s) {
     }
     if (rc == STEP_DONE) {
       s->backoff_ms = 0;
+      s->idle_since_ms = loop_now_ms();
       sop_finish(s, o);
       continue;
     }

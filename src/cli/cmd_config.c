@@ -10,7 +10,9 @@
  * ever appears.  A database that does not exist yet is only a warning,
  * since replicate waits for the application to create it.
  *
- * Exit status: 0 when there is no problem (warnings allowed), else 1.
+ * The loader's own warnings (unknown keys: they had no effect) are printed
+ * the same way.  Exit status: 0 when there is no problem (warnings
+ * allowed), else 1; with -strict every warning is a problem.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,12 +50,17 @@ static const char check_usage[] =
     "\t    Defaults to $SLUICE_CONFIG, $LITESTREAM_CONFIG, /etc/sluice.yml\n"
     "\t    or /etc/litestream.yml.\n\n"
     "\t-no-expand-env\n"
-    "\t    Disables environment variable expansion in configuration file.\n";
+    "\t    Disables environment variable expansion in configuration file.\n\n"
+    "\t-strict\n"
+    "\t    Treats every warning (an unknown key, a key with no effect, a\n"
+    "\t    database that does not exist yet) as an error.\n";
 
 struct check {
   const char *file; /* the config file, for FILE:LINE: prefixes */
+  int strict;       /* warnings are problems */
   int problems;
   int warnings;
+  int no_effect; /* warnings about keys that had no effect */
 };
 
 static void report(struct check *c, int is_error, int line, const char *key,
@@ -67,6 +74,7 @@ static void report(struct check *c, int is_error, int line, const char *key,
   va_start(ap, fmt);
   char *msg = xvasprintf(fmt, ap);
   va_end(ap);
+  is_error |= c->strict;
   const char *kind = is_error ? "error" : "warning";
   if (line > 0)
     printf("%s: %s:%d: %s: %s\n", kind, c->file, line, key, msg);
@@ -342,14 +350,25 @@ static void check_exec(struct check *c, const char *exec) {
   free(prog);
 }
 
-static int run_check(const char *config_flag, int no_expand) {
+static void on_config_warning(void *arg, int line, const char *key,
+                              const char *msg) {
+  struct check *c = arg;
+  if (strstr(msg, "no effect"))
+    c->no_effect++;
+  report(c, 0, line, key, "%s", msg);
+}
+
+static int run_check(const char *config_flag, int no_expand, int strict) {
   int explicit_ = 0;
   char *path = config_default_path(config_flag, &explicit_);
-  struct check c = {path, 0, 0};
+  struct check c = {path, strict, 0, 0, 0};
   struct config cfg;
   char err[1024];
   printf("config: %s\n", path);
-  if (config_load(path, !no_expand, &cfg, err, sizeof(err))) {
+  config_set_warn_hook(on_config_warning, &c);
+  int lrc = config_load(path, !no_expand, &cfg, err, sizeof(err));
+  config_set_warn_hook(NULL, NULL);
+  if (lrc) {
     printf("error: %s\n1 problem\n", err);
     free(path);
     return 1;
@@ -374,6 +393,10 @@ static int run_check(const char *config_flag, int no_expand) {
   free(path);
   if (c.problems)
     printf("%d problem%s\n", c.problems, c.problems == 1 ? "" : "s");
+  else if (c.no_effect)
+    printf("config ok (%d warning%s; %d key%s had no effect)\n", c.warnings,
+           c.warnings == 1 ? "" : "s", c.no_effect,
+           c.no_effect == 1 ? "" : "s");
   else if (c.warnings)
     printf("config ok (%d warning%s)\n", c.warnings,
            c.warnings == 1 ? "" : "s");
@@ -384,10 +407,11 @@ static int run_check(const char *config_flag, int no_expand) {
 
 static int cmd_config_check(int argc, char **argv) {
   char *config = NULL;
-  int no_expand = 0;
+  int no_expand = 0, strict = 0;
   struct flag flags[] = {
       {"config", FLAG_STRING, &config, 0},
       {"no-expand-env", FLAG_BOOL, &no_expand, 0},
+      {"strict", FLAG_BOOL, &strict, 0},
   };
   int nf = (int)ARRAY_SIZE(flags);
   int i = flags_parse(flags, nf, argc, argv, check_usage);
@@ -403,7 +427,7 @@ static int cmd_config_check(int argc, char **argv) {
     fprintf(stderr, "cannot initialise the event loop\n");
     goto out;
   }
-  rc = run_check(config, no_expand);
+  rc = run_check(config, no_expand, strict);
   http_shutdown();
   loop_close();
 out:

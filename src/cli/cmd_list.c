@@ -23,8 +23,8 @@
 #define COMMON_ARGS                                                            \
   "\t-config PATH\n"                                                           \
   "\t    Specifies the configuration file.\n"                                  \
-  "\t    Defaults to $SLUICE_CONFIG, $LITESTREAM_CONFIG or\n"                  \
-  "\t    /etc/litestream.yml.\n"                                               \
+  "\t    Defaults to $SLUICE_CONFIG, $LITESTREAM_CONFIG, /etc/sluice.yml\n"    \
+  "\t    or /etc/litestream.yml.\n"                                            \
   "\n"                                                                         \
   "\t-no-expand-env\n"                                                         \
   "\t    Disables environment variable expansion in configuration file.\n"     \
@@ -191,7 +191,8 @@ static int list_generations(struct cmd_target *t, struct table *tb) {
         continue;
       }
       char lag[40], s1[32], s2[32];
-      duration_format(duration_round_lag(updated - end), lag);
+      /* Never negative: the last upload may postdate the last change. */
+      duration_format(duration_round_lag(MAX(0, updated - end)), lag);
       time_format_rfc3339(start, s1);
       time_format_rfc3339(end, s2);
       table_addv(tb, b->name, gens.gens[g], lag, s1, s2);

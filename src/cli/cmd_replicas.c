@@ -4,9 +4,13 @@
  * `sluice replicas DB | tail -n1 | awk '{print $3}'`).
  *
  * lag is 0s when the replica holds every committed change, otherwise the
- * time since the oldest change it does not hold yet.  A running daemon
- * publishes that in the status file of the meta directory; without one
- * (daemon stopped, or replicating with Litestream) it is estimated from the
+ * time since the oldest change it does not hold yet, in whole seconds
+ * rounded up ("164s": a valid Go duration, and an integer once the "s" is
+ * cut, for shell alerts).  A running daemon publishes that in the status
+ * file of the meta directory.  A stopped daemon's last status file still
+ * says whether each replica held everything at the stop; the database
+ * changed since if its -wal or file is newer than that status file.
+ * Without any (replicating with Litestream) it is estimated from the
  * store: the time since the database changed after the last upload.
  */
 #include <signal.h>
@@ -43,7 +47,8 @@ static const char usage_text[] =
     "\t-replica NAME\n"
     "\t    Only show the replica with this name.\n\n" CMD_TIMEOUT_USAGE
     "Columns: replica, generation, lag (0s when caught up, else the time\n"
-    "since the oldest change the replica does not hold), position\n"
+    "since the oldest change the replica does not hold, in whole seconds\n"
+    "rounded up, e.g. 164s), position\n"
     "(generation/index:offset), last-sync (last successful upload).\n";
 
 struct status_line {
@@ -55,13 +60,19 @@ struct status_line {
 };
 
 /* Reads the daemon's status file; returns the number of lines, or -1 if
- * there is none or its daemon is gone. */
-static int read_status(const char *meta, struct status_line *out, int max) {
+ * there is none.  *running: whether its daemon still runs; *written: the
+ * file's mtime. */
+static int read_status(const char *meta, struct status_line *out, int max,
+                       int *running, int64_t *written) {
   char *path = path_join(meta, DB_STATUS_FILE);
   FILE *f = fopen(path, "r");
   free(path);
   if (!f)
     return -1;
+  struct stat sb;
+  *written = fstat(fileno(f), &sb)
+                 ? 0
+                 : (int64_t)sb.st_mtim.tv_sec * NS_PER_SEC + sb.st_mtim.tv_nsec;
   char line[512];
   int n = 0, pid = 0;
   while (fgets(line, sizeof(line), f)) {
@@ -75,8 +86,7 @@ static int read_status(const char *meta, struct status_line *out, int max) {
       n++;
   }
   fclose(f);
-  if (pid <= 0 || kill(pid, 0) != 0)
-    return -1; /* written by a daemon that is not running any more */
+  *running = pid > 0 && kill(pid, 0) == 0;
   return n;
 }
 
@@ -92,10 +102,21 @@ static int64_t db_changed_ns(const char *db) {
   return t;
 }
 
+/* ... or, once the -wal is gone (the last connection to close deletes it
+ * after checkpointing it into the database file), the database file's. */
+static int64_t db_or_wal_changed_ns(const char *db) {
+  struct stat st;
+  int64_t t = db_changed_ns(db);
+  if (!stat(db, &st))
+    t = MAX(t, (int64_t)st.st_mtim.tv_sec * NS_PER_SEC + st.st_mtim.tv_nsec);
+  return t;
+}
+
 static void row(struct table *tb, const char *name, const char *gen,
                 int64_t lag, const char *pos, int64_t last_sync) {
   char lagbuf[40], when[32] = "-";
-  duration_format(duration_round_lag(lag), lagbuf);
+  int64_t secs = lag > 0 ? (lag + NS_PER_SEC - 1) / NS_PER_SEC : 0;
+  snprintf(lagbuf, sizeof(lagbuf), "%llds", (long long)secs);
   if (last_sync > 0)
     time_format_rfc3339(last_sync, when);
   table_addv(tb, name, gen, lagbuf, pos, when);
@@ -173,7 +194,11 @@ int cmd_replicas(int argc, char **argv) {
   }
   char *meta = meta_dir_path(t.db->path, t.db->meta_path);
   struct status_line st[64];
-  int n = read_status(meta, st, 64);
+  int running = 0;
+  int64_t written = 0;
+  int n = read_status(meta, st, 64, &running, &written);
+  /* A stopped daemon: changes since its last status are not held. */
+  int64_t changed = running || n < 0 ? 0 : db_or_wal_changed_ns(t.db->path);
   struct table tb;
   table_init(&tb, 5);
   table_addv(&tb, "replica", "generation", "lag", "position", "last-sync");
@@ -192,6 +217,8 @@ int cmd_replicas(int argc, char **argv) {
                  st[j].offset);
       int64_t lag =
           st[j].pending > 0 && st[j].pending < now ? now - st[j].pending : 0;
+      if (!st[j].pending && changed > written)
+        lag = now - changed;
       row(&tb, b->name, st[j].gen, lag < 0 ? 0 : lag, pos, st[j].last_sync);
     }
     if (!found)

@@ -160,8 +160,49 @@ static int errf(struct pctx *c, int line, const char *key, const char *fmt,
   return ERR_CONFIG;
 }
 
+static config_warn_cb g_warn_cb;
+static void *g_warn_arg;
+
+void config_set_warn_hook(config_warn_cb cb, void *arg) {
+  g_warn_cb = cb;
+  g_warn_arg = arg;
+}
+
+/* Keys that only mean something on a replica: written anywhere else (the
+ * top level, as some guides show, or a database) they have no effect. */
+static int is_replica_key(const char *key) {
+  static const char *const keys[] = {"retention",
+                                     "retention-check-interval",
+                                     "snapshot-interval",
+                                     "sync-interval",
+                                     "validation-interval",
+                                     "url",
+                                     "bucket",
+                                     "endpoint",
+                                     "region",
+                                     "force-path-style",
+                                     "skip-verify",
+                                     NULL};
+  for (int i = 0; keys[i]; i++)
+    if (!strcmp(key, keys[i]))
+      return 1;
+  return 0;
+}
+
 static void warn_unknown(struct pctx *c, int line, const char *key) {
-  log_warn(NULL, NULL, "%s:%d: unknown key \"%s\" ignored", c->file, line, key);
+  char msg[256];
+  if (is_replica_key(key))
+    snprintf(msg, sizeof(msg),
+             "unknown key \"%s\" ignored: it had no effect here (it is a "
+             "replica setting: put it under each replica)",
+             key);
+  else
+    snprintf(msg, sizeof(msg), "unknown key \"%s\" ignored: it had no effect",
+             key);
+  if (g_warn_cb)
+    g_warn_cb(g_warn_arg, line, key, msg);
+  else
+    log_warn(NULL, NULL, "%s:%d: %s", c->file, line, msg);
 }
 
 static yaml_node_t *node_at(struct pctx *c, int index) {
@@ -481,7 +522,9 @@ static void warnf(struct pctx *c, int line, const char *key, const char *fmt,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  if (c->file) {
+  if (g_warn_cb) {
+    g_warn_cb(g_warn_arg, c->file ? line : 0, key, msg);
+  } else if (c->file) {
     log_warn(NULL, NULL, "%s:%d: %s: %s", c->file, line, key, msg);
   } else {
     char *red = url_redact(c->url ? c->url : "");

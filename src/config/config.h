@@ -113,6 +113,13 @@ struct config {
  * (flag or environment).  Returns owned string. */
 char *config_default_path(const char *flag, int *explicit_);
 
+/* Where the loader's warnings go (unknown keys, keys with no effect): the
+ * log by default; `config check` collects them instead.  line is 0 when
+ * unknown (URL mode); msg names the problem without the location. */
+typedef void (*config_warn_cb)(void *arg, int line, const char *key,
+                               const char *msg);
+void config_set_warn_hook(config_warn_cb cb, void *arg);
+
 /* Loads and validates a config file.  On failure returns ERR_CONFIG (or
  * -ENOENT: "config file not found: PATH") and writes a one-line message
  * naming file, line and key into err.  Warnings (unknown keys) are logged. */

@@ -110,7 +110,7 @@ struct db_job {
   uint32_t page_size;
   struct engine_stats stats;
   char err[512];    /* the engine's message of the failure */
-  char reason[128]; /* why the new generation was started */
+  char reason[256]; /* why the new generation was started */
 };
 
 static int work_close(struct db_job *j) {
@@ -218,7 +218,8 @@ static void job_work(void *arg) {
       if (todo & DBJ_VALIDATE)
         work_validate(j);
       if (todo & DBJ_PRUNE && j->prune_below > 0)
-        shadow_prune(e->meta, e->gen, j->prune_below);
+        shadow_prune(e->meta, e->gen,
+                     MIN(j->prune_below, resync_prune_floor(e)));
     }
   }
   if (todo & DBJ_STATUS && j->status_text)
@@ -235,7 +236,7 @@ static void job_work(void *arg) {
   j->page_size = e->page_size;
   j->stats = e->stats;
   memcpy(j->err, e->err, sizeof(j->err));
-  memcpy(j->reason, e->reason, sizeof(j->reason));
+  snprintf(j->reason, sizeof(j->reason), "%s", e->reason);
 }
 
 static void publish(struct db *db, const struct db_job *j) {

@@ -19,12 +19,19 @@
 #define BUSY_TIMEOUT_MS 1000
 /* How long the checkpoint waits for the write lock before trying later. */
 #define WRITE_LOCK_WAIT_MS 250
+/* How long engine_open waits for an application's checkpoint to finish
+ * before taking the pin without the checkpoint lock. */
+#define OPEN_CKPT_LOCK_WAIT_MS 2000
 
 static void ckpt_lock(struct engine *e, int hold);
 
-/* Quiet (lock-free) checkpoint attempts of a growing WAL before taking the
- * write lock. */
-#define CKPT_QUIET_TRIES 2
+/* Rounds of a quiet (lock-free) checkpoint: each round's PASSIVE has less
+ * to copy, so the window a commit must miss shrinks. */
+#define CKPT_QUIET_ROUNDS 8
+/* The write lock is taken only once the WAL holds this many times
+ * min-checkpoint-page-count frames (or max-checkpoint-page-count): quiet
+ * checkpoints kept failing for that long. */
+#define CKPT_LOCK_FACTOR 4
 
 void engine_global_init(void) {
   static int done;
@@ -53,6 +60,7 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   e->db_fd = -1;
   e->shm_fd = -1;
   e->shadow_fd = -1;
+  resync_init(&e->rs);
 }
 
 #define set_err engine_set_err
@@ -236,6 +244,7 @@ static int force_wal_write(struct engine *e, int conn) {
 
 int engine_new_generation(struct engine *e, const char *reason) {
   snprintf(e->reason, sizeof(e->reason), "%s", reason);
+  resync_forget(e);
   uint8_t raw[WAL_HEADER_SIZE];
   struct wal_header h;
   int rc = read_wal_header(e, raw, &h);
@@ -395,8 +404,10 @@ static int continue_after_stop(struct engine *e, const struct shadow_stop *r) {
   memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
   e->hdr = h;
   e->stats.restarts++;
-  if ((rc = shadow_start_index(e)) || (rc = shadow_copy_frames(e)) ||
-      (rc = shadow_fsync(e)))
+  if ((rc = shadow_start_index(e)))
+    return rc;
+  resync_load(e); /* the map saved at the stop, brought to this index */
+  if ((rc = shadow_copy_frames(e)) || (rc = shadow_fsync(e)))
     return rc;
   shadow_clean(e->meta, e->gen);
   log_info(e->name, NULL,
@@ -406,11 +417,51 @@ static int continue_after_stop(struct engine *e, const struct shadow_stop *r) {
   return 0;
 }
 
+/* The WAL lifetime found at start follows the last shadow file as the
+ * next index, copied from its first frame. */
+static int start_next_lifetime(struct engine *e) {
+  uint8_t raw[WAL_HEADER_SIZE];
+  struct wal_header h;
+  int rc = read_wal_header(e, raw, &h);
+  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
+    rc = force_wal_write(e, 1 - e->pin);
+    if (!rc)
+      rc = read_wal_header(e, raw, &h);
+  }
+  if (rc) {
+    if (!e->err[0])
+      set_err(e, "cannot read WAL header of %s: %s", e->wal_path, err_str(rc));
+    return rc;
+  }
+  e->index++;
+  memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
+  e->hdr = h;
+  if ((rc = shadow_start_index(e)) || (rc = shadow_copy_frames(e)) ||
+      (rc = shadow_fsync(e)))
+    return rc;
+  shadow_clean(e->meta, e->gen);
+  return 0;
+}
+
+/* Continuity is lost: ship the changed pages in the same generation when
+ * the local state allows (core/resync.h), else start a new one. */
+static int resync_or_new_generation(struct engine *e, const char *reason) {
+  char why[256];
+  int rc = resync_run(e, reason, why, sizeof(why));
+  if (rc < 0)
+    return rc;
+  if (rc == 0)
+    return start_next_lifetime(e);
+  char full[400];
+  snprintf(full, sizeof(full), "%s%s%s", reason, why[0] ? "; " : "", why);
+  return engine_new_generation(e, full);
+}
+
 /* Establishes the generation at start-up: continue the meta dir's when the
  * WAL still holds its last lifetime, or when a clean stop proves nothing
  * was lost since; otherwise a new generation, with the reason.  (The
  * CONT_WAL_CHANGED case without such proof is where a resync of the
- * changed pages would keep the generation.) */
+ * changed pages keeps the generation: core/resync.h.) */
 static int open_generation(struct engine *e, const struct shadow_stop *stop) {
   char reason[128];
   if (e->next_reason[0]) {
@@ -420,6 +471,7 @@ static int open_generation(struct engine *e, const struct shadow_stop *stop) {
   }
   enum cont c = try_continue(e, reason, sizeof(reason));
   if (c == CONT_OK) {
+    resync_load(e);
     int rc = shadow_open_current(e, 0);
     if (!rc)
       rc = shadow_copy_frames(e);
@@ -438,6 +490,8 @@ static int open_generation(struct engine *e, const struct shadow_stop *stop) {
     size_t n = strlen(reason);
     snprintf(reason + n, sizeof(reason) - n, " (%s)", why);
   }
+  if (c == CONT_WAL_CHANGED || c == CONT_WAL_DAMAGED)
+    return resync_or_new_generation(e, reason);
   return engine_new_generation(e, reason);
 }
 
@@ -511,6 +565,15 @@ int engine_open(struct engine *e) {
    * this start. */
   struct shadow_stop stop;
   int have_stop = shadow_take_stop(e->meta, &stop) == 0;
+  /* Kept open until the connections are closed (see close_all).  The
+   * checkpoint lock is taken before the pin: an application checkpoint
+   * starting in between would otherwise wait for our pin while holding
+   * it, and a resync must read the database file with no checkpoint
+   * running (core/resync.h). */
+  char *shm = xasprintf("%s-shm", e->db_path);
+  e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
+  free(shm);
+  engine_wait_checkpoint_lock(e, OPEN_CKPT_LOCK_WAIT_MS);
   if ((rc = pin_begin(e, 0)))
     goto fail;
   pin_set(e, 0, PIN_HELD);
@@ -520,10 +583,6 @@ int engine_open(struct engine *e) {
     goto fail;
   if ((rc = wal_open(e)))
     goto fail;
-  /* Kept open until the connections are closed (see close_all). */
-  char *shm = xasprintf("%s-shm", e->db_path);
-  e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
-  free(shm);
   if ((rc = open_generation(e, have_stop ? &stop : NULL)))
     goto fail;
   e->opened = 1;
@@ -644,6 +703,8 @@ int engine_sync(struct engine *e, int *new_gen) {
     if (arc && arc != ERR_BUSY)
       rc = arc;
   }
+  if (!rc && !e->checkpointing && e->pin >= 0)
+    resync_maintain(e);
   return rc;
 }
 
@@ -689,6 +750,18 @@ static void ckpt_lock(struct engine *e, int hold) {
 
 void engine_hold_checkpoints(struct engine *e, int hold) {
   ckpt_lock(e, hold);
+}
+
+int engine_wait_checkpoint_lock(struct engine *e, int ms) {
+  int64_t deadline = time_mono_ns() + ms * NS_PER_MS;
+  for (;;) {
+    ckpt_lock(e, 1);
+    if (e->ckpt_held)
+      return 0;
+    if (e->shm_fd < 0 || time_mono_ns() >= deadline)
+      return ERR_BUSY;
+    usleep(5000);
+  }
 }
 
 /* Whether the last checkpoint covered everything and nothing was committed
@@ -846,7 +919,7 @@ static void ck_start(struct engine *e, struct ckpt *c) {
 }
 
 static void ck_quiet(struct engine *e, struct ckpt *c) {
-  c->rc = checkpoint_quiet(e, c->idle ? 2 : 3);
+  c->rc = checkpoint_quiet(e, c->idle ? 2 : CKPT_QUIET_ROUNDS);
   if (c->rc == 0) {
     e->ckpt_busy = 0;
     e->lock_held_ns = 0;
@@ -858,13 +931,17 @@ static void ck_quiet(struct engine *e, struct ckpt *c) {
     return;
   }
   /* Commits kept coming in between.  An idle checkpoint tries again at the
-   * next quiet moment; a growing WAL is checkpointed under the write lock
-   * once a quiet attempt failed 250ms earlier too (a continuous writer,
-   * which also needs a busy timeout for its own connections), or at once
-   * past max-checkpoint-page-count. */
-  if (c->rc != ERR_BUSY || c->idle ||
-      (++e->ckpt_busy < CKPT_QUIET_TRIES &&
-       !(e->max_ckpt_pages > 0 && c->frames_before >= e->max_ckpt_pages)))
+   * next quiet moment, so does a growing WAL until it is several times the
+   * checkpoint threshold (or max-checkpoint-page-count): only a writer
+   * that never leaves a quiet moment is checkpointed under the write lock
+   * (an application writing like that from several connections needs a
+   * busy timeout anyway). */
+  int64_t lock_frames = CKPT_LOCK_FACTOR * e->min_ckpt_pages;
+  if (e->max_ckpt_pages > 0 && e->max_ckpt_pages < lock_frames)
+    lock_frames = e->max_ckpt_pages;
+  if (c->rc == ERR_BUSY)
+    e->ckpt_busy++;
+  if (c->rc != ERR_BUSY || c->idle || c->frames_before < lock_frames)
     ckpt_set(e, c, CK_DONE);
   else
     ckpt_set(e, c, CK_LOCK);
@@ -1167,6 +1244,8 @@ int engine_close(struct engine *e) {
     int r2 = shadow_fsync(e);
     if (!rc)
       rc = r2;
+    if (!rc)
+      resync_save(e);
     if (!rc && full)
       write_stop_record(e);
   }
@@ -1195,5 +1274,6 @@ void engine_destroy(struct engine *e) {
   free(e->db_path);
   free(e->wal_path);
   free(e->meta);
+  resync_destroy(&e->rs);
   e->db_path = e->wal_path = e->meta = NULL;
 }

@@ -53,6 +53,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/resync.h"
 #include "format/names.h"
 #include "format/wal.h"
 
@@ -66,6 +67,9 @@ struct engine_stats {
   int64_t sync_count;
   int64_t sync_errors;
   int64_t sync_ns;
+  int64_t resyncs;      /* continuity lost, pages shipped (core/resync.h) */
+  int64_t resync_pages; /* pages shipped by resyncs */
+  int64_t resync_bytes; /* bytes of the resync WAL segments */
 };
 
 /* The pin (see above).  REGAINED: we were unpinned for a moment (a
@@ -113,10 +117,12 @@ struct engine {
   uint32_t ckpt_full_index;  /* index+1 fully checkpointed, 0 if none */
   int64_t ckpt_full_size;    /* ... at this shadow size */
 
+  struct resync rs; /* the page map (core/resync.h) */
+
   struct engine_stats stats;
   uint64_t db_dev, db_ino; /* identity of the open database file */
   char next_reason[64];    /* set: the next open starts a new generation */
-  char reason[128];        /* why the last new generation was started */
+  char reason[256];        /* why the last new generation was started */
   char err[512];           /* message of the last failure */
 };
 
@@ -163,6 +169,9 @@ int engine_validation_copy(struct engine *e, const char *out_path,
 
 /* Holds or releases SQLite's checkpoint lock (see engine.c). */
 void engine_hold_checkpoints(struct engine *e, int hold);
+/* Takes the checkpoint lock, waiting up to ms for an application's
+ * checkpoint to end.  Returns 0 or ERR_BUSY. */
+int engine_wait_checkpoint_lock(struct engine *e, int ms);
 
 /* Whether the database path now names another file than the one open (or
  * none): then closes everything and returns 1; the next engine_open starts

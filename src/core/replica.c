@@ -265,6 +265,25 @@ static void pos_reset(struct replica *r) {
   memset(&r->pos, 0, sizeof(r->pos));
 }
 
+/* At the default log level, a sign of life: one line per upload round, at
+ * most one per LOG_PROGRESS_NS per replica, summing up the segments since
+ * the previous line. */
+#define LOG_PROGRESS_NS (10 * NS_PER_SEC)
+static void log_progress(struct replica *r, int64_t bytes) {
+  r->log_segs++;
+  r->log_bytes += bytes;
+  int64_t now = time_mono_ns();
+  if (r->log_last_ns && now - r->log_last_ns < LOG_PROGRESS_NS)
+    return;
+  char p[48];
+  pos_format(&r->pos, p);
+  log_info(r->db->name, r->name,
+           "wal segments written: count=%lld size=%lld position=%s",
+           (long long)r->log_segs, (long long)r->log_bytes, p);
+  r->log_segs = r->log_bytes = 0;
+  r->log_last_ns = now;
+}
+
 static void on_put(void *arg, int status, const char *err) {
   struct replica *r = arg;
   if (r->state == R_CLOSED)
@@ -285,6 +304,7 @@ static void on_put(void *arg, int status, const char *err) {
     log_debug(r->db->name, r->name, "wal segment written: position=%s sz=%lld",
               p, (long long)r->seg.len);
   }
+  log_progress(r, r->seg.len);
   /* Give the segment's memory back: an idle replica holds none. */
   buf_destroy(&r->seg);
   buf_init(&r->seg, 0);

@@ -78,6 +78,8 @@ struct replica {
   int val_cap_pending;
   int hk_started;
   int want_snapshot; /* take a snapshot when idle (interval, retention) */
+  int64_t log_segs, log_bytes; /* uploads since the last progress line */
+  int64_t log_last_ns;         /* monotonic time of that line */
 };
 
 struct replica *replica_new(struct db *db, struct replica_config *cfg,

@@ -56,6 +56,7 @@ int shadow_copy_frames(struct engine *e) {
     for (i = 0; i < n; i++) {
       if (!wal_scan_frame(&scan, buf + i * (size_t)fs))
         break;
+      resync_note_frame(e, buf + i * (size_t)fs);
       if (scan.commit_end == scan.end)
         memcpy(e->last_frame_hdr, buf + i * (size_t)fs, WAL_FRAME_HEADER_SIZE);
     }
@@ -72,6 +73,7 @@ int shadow_copy_frames(struct engine *e) {
       break;
   }
   if (rc) {
+    resync_round_end(e, 0);
     /* Drop whatever this round wrote; the next round starts over (and
      * writes from shadow_size again, so a failed cut only leaves bytes
      * past the last commit, which shadow_load cuts). */
@@ -86,9 +88,12 @@ int shadow_copy_frames(struct engine *e) {
   if (written_end > scan.commit_end &&
       ftruncate(e->shadow_fd, (off_t)scan.commit_end)) {
     rc = -errno;
+    resync_round_end(e, 0);
     engine_set_err(e, "truncate shadow wal: %s", strerror(errno));
     return rc;
   }
+  /* The page map follows the committed frames only (core/resync.h). */
+  resync_round_end(e, (scan.commit_end - e->shadow_size) / fs);
   if (scan.commit_end > e->shadow_size) {
     /* Start writing the new bytes back now, without waiting: a later
      * fsync (ours, or the application's on the same filesystem) then has

@@ -5,11 +5,14 @@
  *   <dir>/.<db>-litestream/generation                 "<gen>\n"
  *   <dir>/.<db>-litestream/generations/<gen>/wal/<IDX>.wal
  *   <dir>/.<db>-litestream/sluice-stopped                (sluice only)
+ *   <dir>/.<db>-litestream/sluice-pagemap                (sluice only, resync.h)
  *
  * A shadow WAL file is a byte copy of one lifetime of the real -wal
  * (between two WAL restarts): the 32-byte header SQLite wrote for that
  * lifetime, then whole frames of committed transactions only, so its
- * checksum chain is valid and it always ends on a commit boundary.
+ * checksum chain is valid and it always ends on a commit boundary.  A
+ * resync's file (resync.h) is a lifetime sluice wrote itself, in the same
+ * format: SQLite's header and frames, just not a copy of a real -wal.
  * These functions do blocking I/O: call them off the loop thread.
  */
 #ifndef SLUICE_SHADOW_H

@@ -196,16 +196,15 @@ static void shutdown_all(void) {
                                            : DEFAULT_SHUTDOWN_TIMEOUT;
   g_d.shutdown_timer = loop_timer_new(on_shutdown_timeout, NULL);
   loop_timer_start(g_d.shutdown_timer, (uint64_t)(t / NS_PER_MS));
-  /* Databases closing after a reload count too (on_reload_closed). */
-  g_d.open_dbs = (int)(g_d.n_dbs + g_d.n_closing) + 1;
+  /* Databases closing after a reload count too (on_reload_closed), and so
+   * do their new instances waiting to start: each still runs once, to
+   * upload what was committed after its old instance's final sync. */
+  size_t n_pending = 0;
+  for (struct pending_start *p = g_pending; p; p = p->next)
+    n_pending++;
+  g_d.open_dbs = (int)(g_d.n_dbs + g_d.n_closing + n_pending) + 1;
   for (size_t i = 0; i < g_d.n_dbs; i++)
     db_close(g_d.dbs[i], on_db_closed, NULL);
-  while (g_pending) {
-    struct pending_start *p = g_pending;
-    g_pending = p->next;
-    db_free(p->db);
-    free(p);
-  }
   on_db_closed(NULL);
 }
 
@@ -262,24 +261,24 @@ static void on_reload_closed(void *arg) {
   char *path = xstrdup(db->name);
   log_info(path, NULL, "database removed from replication");
   db_free(db);
-  if (g_d.shutting_down) {
-    free(path);
-    on_db_closed(NULL);
-    return;
-  }
-  /* A changed database starts again once its old instance is gone. */
+  /* A changed database starts again once its old instance is gone; while
+   * shutting down, only for a final sync. */
   struct pending_start **pp = &g_pending;
   while (*pp) {
     struct pending_start *p = *pp;
     if (!strcmp(p->db->name, path) && !db_path_busy(path)) {
       *pp = p->next;
       start_db(p->db);
+      if (g_d.shutting_down)
+        db_close(p->db, on_db_closed, NULL);
       free(p);
       continue;
     }
     pp = &p->next;
   }
   free(path);
+  if (g_d.shutting_down)
+    on_db_closed(NULL);
 }
 
 static void on_hup(void *arg, int signum) {
@@ -304,7 +303,7 @@ static void on_hup(void *arg, int signum) {
     nc->logging.level = LOG_DEBUG;
   log_setup(&nc->logging);
   int *kept = xcalloc(nc->n_dbs + 1, sizeof(int));
-  size_t n_keep = 0;
+  size_t n_keep = 0, n_changed = 0, n_removed = 0;
   struct db **keep = xcalloc(g_d.n_dbs + 1, sizeof(struct db *));
   for (size_t i = 0; i < g_d.n_dbs; i++) {
     struct db *db = g_d.dbs[i];
@@ -327,6 +326,10 @@ static void on_hup(void *arg, int signum) {
     log_info(db->name, NULL,
              nd ? "configuration changed: restarting replication"
                 : "no longer in the configuration: stopping");
+    if (nd)
+      n_changed++;
+    else
+      n_removed++;
     g_d.closing =
         xrealloc(g_d.closing, (g_d.n_closing + 1) * sizeof(struct db *));
     g_d.closing[g_d.n_closing++] = db;
@@ -369,9 +372,15 @@ static void on_hup(void *arg, int signum) {
   *old = g_d.cfg;
   g_d.old_cfgs = xrealloc(g_d.old_cfgs, (g_d.n_old_cfgs + 1) * sizeof(*old));
   g_d.old_cfgs[g_d.n_old_cfgs++] = old;
+  size_t n_total = nc->n_dbs;
   g_d.cfg = *nc;
   free(nc);
-  log_info(NULL, NULL, "configuration reloaded: %zu databases", g_d.n_dbs);
+  /* Counted from the new configuration: a database being restarted is
+   * not in g_d.dbs until its old replication has closed. */
+  log_info(NULL, NULL,
+           "configuration reloaded: %zu databases (%zu unchanged, %zu "
+           "restarted, %zu added, %zu removed)",
+           n_total, n_keep, n_changed, n_total - n_keep - n_changed, n_removed);
 }
 
 static int start_exec(const char *cmdline) {
@@ -477,6 +486,12 @@ out_loop:
   for (size_t i = 0; i < g_d.n_dbs; i++)
     db_free(g_d.dbs[i]);
   free(g_d.dbs);
+  while (g_pending) { /* never started: the shutdown timed out first */
+    struct pending_start *p = g_pending;
+    g_pending = p->next;
+    db_free(p->db);
+    free(p);
+  }
   http_shutdown();
   if (loop_close())
     log_debug(NULL, NULL, "loop closed with handles still open");

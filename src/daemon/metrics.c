@@ -62,6 +62,12 @@ void metrics_render(struct db *const *dbs, size_t n, struct buf *out) {
        "Number of sync errors that have occurred", 6},
       {"litestream_sync_seconds", "counter",
        "Time spent syncing shadow WAL, in seconds", 7},
+      {"sluice_resyncs_total", "counter",
+       "WAL continuity lost and the changed pages shipped instead of a "
+       "snapshot",
+       8},
+      {"sluice_resync_bytes_total", "counter",
+       "Bytes of the WAL segments the resyncs wrote", 9},
   };
   for (size_t k = 0; k < ARRAY_SIZE(dbm); k++) {
     head(out, dbm[k].name, dbm[k].type, dbm[k].help);
@@ -92,6 +98,12 @@ void metrics_render(struct db *const *dbs, size_t n, struct buf *out) {
         break;
       case 7:
         v = (double)db->stats.sync_ns / 1e9;
+        break;
+      case 8:
+        v = (double)db->stats.resyncs;
+        break;
+      case 9:
+        v = (double)db->stats.resync_bytes;
         break;
       }
       db_sample(out, dbm[k].name, db, v);

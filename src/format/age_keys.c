@@ -332,11 +332,12 @@ int age_keys_add_identities(struct age_keys *k, const char *text, char *err,
                             size_t errlen) {
   size_t before = k->n_identities;
   int rc = each_key_line(k, text, add_identity, "secret keys", err, errlen);
-  if (rc) {
+  if (rc && k->n_identities > before) {
     OPENSSL_cleanse(k->identities + before,
                     (k->n_identities - before) * sizeof(*k->identities));
-    k->n_identities = before;
   }
+  if (rc)
+    k->n_identities = before;
   return rc;
 }
 

@@ -40,7 +40,7 @@ fcntl.flock(f, fcntl.LOCK_EX)
 print("locked", flush=True)
 time.sleep(600)' "$W/00000000_00003000.wal.lz4.tmp" >"$T/lock.out" &
 LOCKER=$!
-PIDS+=($LOCKER)
+PIDS+=("$LOCKER")
 wait_until 10 grep -q locked "$T/lock.out" || fail "locker did not start"
 
 : >"$T/sluice.log"

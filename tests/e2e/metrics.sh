@@ -88,6 +88,8 @@ want = {
     "sluice_replica_upload_errors_total": ("counter", {"db", "name"}),
     "sluice_replica_requests_total": ("counter", {"db", "name", "operation"}),
     "sluice_replica_bytes_total": ("counter", {"db", "name", "operation"}),
+    "sluice_resyncs_total": ("counter", {"db"}),
+    "sluice_resync_bytes_total": ("counter", {"db"}),
 }
 types, labels, values = {}, {}, {}
 for line in open(sys.argv[1]):

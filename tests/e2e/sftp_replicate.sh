@@ -59,7 +59,7 @@ nrep=$((1 + pw_ok))
   { cat "$T/check.txt"; fail "config check failed"; }
 grep -q "replica key: sftp sftp://root@$H$KR/app" "$T/check.txt" ||
   { cat "$T/check.txt"; fail "config check does not show the sftp location"; }
-grep -q -- "$SSHD_PASSWORD" "$T/check.txt" && fail "config check prints the password"
+grep -qF -- "$SSHD_PASSWORD" "$T/check.txt" && fail "config check prints the password"
 
 "$SQLWRITER" -db "$T/app.db" -n 1 >/dev/null
 sluice_start -config "$T/sluice.yml"
@@ -72,7 +72,7 @@ wait_until 20 gens_up || fail "no generation uploaded to every replica"
   -delete-every 11 >"$T/writer.out" || fail "writer failed"
 sluice_stop
 grep -q 'level=ERROR' "$T/sluice.log" && fail "errors while replicating"
-grep -q -- "$SSHD_PASSWORD" "$T/sluice.log" && fail "the password is in the log"
+grep -qF -- "$SSHD_PASSWORD" "$T/sluice.log" && fail "the password is in the log"
 
 # Listings through the config, read from the server.
 "$SLUICE" snapshots -config "$T/sluice.yml" "$T/app.db" >"$T/snaps.txt" ||
@@ -102,6 +102,22 @@ done
 [ $pw_ok = 1 ] && [ "$(stat -c %U "$T/remote-pw/app/generations")" = "$SSHD_PASSWORD_USER" ] &&
   echo "password replica written as $SSHD_PASSWORD_USER"
 
+# An object written again under the same name (a snapshot retaken at the
+# same index) replaces the old one: OpenSSH will not rename over a file,
+# so the backend removes it first.
+OBJ=$BUILDDIR/core_sftpobj
+head -c 300000 /dev/urandom >"$T/o1"
+head -c 200000 /dev/urandom >"$T/o2"
+"$OBJ" "sftp://root@$H$KR/obj" "$SSHD_KEY" "$SSHD_KNOWN_HOSTS" put x/o "$T/o1" >/dev/null ||
+  fail "core_sftpobj put failed"
+"$OBJ" "sftp://root@$H$KR/obj" "$SSHD_KEY" "$SSHD_KNOWN_HOSTS" put x/o "$T/o2" >/dev/null ||
+  fail "a put over an existing object failed"
+cmp -s "$T/o2" "$KR/obj/x/o" || fail "the second put did not replace the object"
+"$OBJ" "sftp://root@$H$KR/obj" "$SSHD_KEY" "$SSHD_KNOWN_HOSTS" get x/o "$T/o3" >/dev/null ||
+  fail "core_sftpobj get failed"
+cmp -s "$T/o2" "$T/o3" || fail "get returned other bytes"
+[ -z "$(find "$KR/obj" -name '*.tmp')" ] || fail "overwrite left a temporary file"
+
 # A second generation (the meta directory is gone): two listed, the
 # restore takes the newer one and holds every row.
 rm -rf "$T/.app.db-litestream"
@@ -130,7 +146,7 @@ if [ $pw_ok = 1 ]; then
   HOME=$T/home "$SLUICE" restore -o "$T/url.db" \
     "sftp://$SSHD_PASSWORD_USER:$SSHD_PASSWORD@$H$T/remote-pw/app" >"$T/url.log" 2>&1 ||
     { cat "$T/url.log"; fail "restore from a bare sftp URL (password in it) failed"; }
-  grep -q -- "$SSHD_PASSWORD" "$T/url.log" && fail "the password from the URL is in the log"
+  grep -qF -- "$SSHD_PASSWORD" "$T/url.log" && fail "the password from the URL is in the log"
   [ "$(rows "$T/url.db")" -gt 0 ] || fail "restore from the URL holds no rows"
   sqlite3 "$T/url.db" 'PRAGMA integrity_check' | grep -qx ok || fail "URL restore: integrity_check"
 fi
@@ -148,7 +164,8 @@ YML
 out=$(HOME=$T/nohome "$SLUICE" restore -config "$T/unknown.yml" -o "$T/u.db" "$T/app.db" 2>&1) &&
   fail "restore from a host with an unknown key succeeded"
 fp2=$(ssh-keygen -lf "$SSHD_DIR/host_key_ecdsa.pub" | awk '{print $2}')
-echo "$out" | grep -Eq "host key of 127.0.0.1:$SSHD_PORT is unknown: (ssh-ed25519 $fp|ecdsa-sha2-nistp256 $fp2) is not in $T/nohome/.ssh/known_hosts" ||
+echo "$out" | grep -Fq -e "host key of 127.0.0.1:$SSHD_PORT is unknown: ssh-ed25519 $fp is not in $T/nohome/.ssh/known_hosts" \
+  -e "host key of 127.0.0.1:$SSHD_PORT is unknown: ecdsa-sha2-nistp256 $fp2 is not in $T/nohome/.ssh/known_hosts" ||
   { echo "$out"; fail "unknown host key: no clear error"; }
 echo "unknown key: $(echo "$out" | grep -m1 'is unknown' | cut -c1-240)"
 
@@ -160,7 +177,7 @@ for hk in "$T/changed_hosts" "$T/other_key.pub"; do
     "$T/unknown.yml" >"$T/changed.yml"
   out=$("$SLUICE" restore -config "$T/changed.yml" -o "$T/c.db" "$T/app.db" 2>&1) &&
     fail "restore from a host whose key changed succeeded ($hk)"
-  echo "$out" | grep -q "host key of 127.0.0.1:$SSHD_PORT has CHANGED: the server sent ssh-ed25519 $fp" ||
+  echo "$out" | grep -Fq "host key of 127.0.0.1:$SSHD_PORT has CHANGED: the server sent ssh-ed25519 $fp" ||
     { echo "$out"; fail "changed host key: no clear error ($hk)"; }
 done
 echo "changed key: $(echo "$out" | grep -m1 'CHANGED' | cut -c1-240)"
@@ -181,7 +198,7 @@ if [ $pw_ok = 1 ]; then
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
   echo "$out" | grep -q "authentication as $SSHD_PASSWORD_USER on $H failed: password refused" ||
     { echo "$out"; fail "wrong password: no clear error"; }
-  echo "$out" | grep -q -- "$bad" && fail "the wrong password is in the message"
+  echo "$out" | grep -qF -- "$bad" && fail "the wrong password is in the message"
   # sshd delays a failed password by design; no retries on top of that.
   [ "$ms" -lt 15000 ] || fail "wrong password took ${ms}ms (retried?)"
   echo "wrong password (${ms}ms): $(echo "$out" | grep -m1 'refused' | cut -c1-200)"

@@ -20,6 +20,8 @@
 
 static char g_err[1024];
 
+static const char *g_host; /* replaces the URL's host when set */
+
 static struct backend *open_url(const char *url, const char *key_path,
                                 const char *host_key_path) {
   struct replica_config r;
@@ -27,6 +29,10 @@ static struct backend *open_url(const char *url, const char *key_path,
   if (config_replica_from_url(url, &r, err, sizeof(err))) {
     snprintf(g_err, sizeof(g_err), "%s", err);
     return NULL;
+  }
+  if (g_host) {
+    free(r.host);
+    r.host = xstrdup(g_host);
   }
   if (key_path)
     r.key_path = xstrdup(key_path);
@@ -70,6 +76,14 @@ TEST(refusals) {
   /* The URL parser refuses the port, and never echoes the password. */
   CHECK_STR(g_err, "invalid replica URL \"sftp://bob:xxxxx@h:0/b\": port 0 "
                    "out of range (1-65535)");
+  /* `host: h:0` as a key (the URL parser refuses such a port itself). */
+  g_host = "h:0";
+  CHECK(open_url("sftp://bob:pw@h/b", NULL, NULL) == NULL);
+  CHECK_STR(g_err, "replica sftp: invalid sftp host \"h:0\"");
+  g_host = "[::1";
+  CHECK(open_url("sftp://bob:pw@h/b", NULL, NULL) == NULL);
+  CHECK_STR(g_err, "replica sftp: invalid sftp host \"[::1\"");
+  g_host = NULL;
   CHECK(open_url("sftp://bob@h/b", "/nonexistent/id_ed25519", NULL) == NULL);
   CHECK_STR(g_err, "replica sftp: key-path /nonexistent/id_ed25519: "
                    "No such file or directory");
