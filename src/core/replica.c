@@ -243,6 +243,11 @@ static int shipped_enough(struct replica *r) {
   if (f <= 0 || db->db_size <= 0 || r->want_snapshot || r->flushing ||
       r->shipped <= f * db->db_size)
     return 0;
+  /* A snapshot only shortens a restore from a later WAL index than the
+   * last one's (restore applies whole indexes): wait for the WAL to
+   * restart after a checkpoint. */
+  if (!strcmp(r->snap_at.gen, db->gen) && db->index <= r->snap_at.index)
+    return 0;
   log_info(db->name, r->name,
            "snapshot: %lld bytes of WAL shipped since the last one, over %lld "
            "times the database (%lld bytes)",
@@ -428,6 +433,8 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
   succeeded(r);
   r->snapshots++;
   r->shipped = 0;
+  memcpy(r->snap_at.gen, s->gen, sizeof(r->snap_at.gen));
+  r->snap_at.index = s->index;
   hk_add_known(r->hk, s->gen, s->index, time_now_ns());
   /* A replica already placed in this generation keeps its position (its
    * segments continue); one that was not starts at the snapshot. */
