@@ -355,6 +355,10 @@ int cmd_databases(int argc, char **argv) {
   int rc = config_load(path, !no_expand_env, &cfg, err, sizeof(err));
   free(path);
   free(config);
+  if (!rc)
+    log_setup(&cfg.logging);
+  if (!rc)
+    rc = config_expand_dirs(&cfg, err, sizeof(err));
   if (rc) {
     config_destroy(&cfg);
     return cmd_fail("%s", err);
