@@ -928,7 +928,7 @@ static int db_finish(struct pctx *c, struct db_config *d,
                   "cannot be used with dir");
     if (d->watch)
       warnf(c, section_line(s, "watch"), "watch",
-            "watch: not implemented yet, scanned at start and on SIGHUP");
+            "not implemented yet, scanned at start and on SIGHUP");
     char *p = path_abs(d->dir);
     free(d->dir);
     d->dir = p;

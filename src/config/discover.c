@@ -213,6 +213,9 @@ struct db_config *config_dir_db(struct config *c, const char *path) {
     const char *name = path_base(path);
     if (bad || is_side_file(name) || fnmatch(e->pattern, name, 0))
       continue;
+    struct stat st;
+    if (!stat(path, &st) && (!S_ISREG(st.st_mode) || !has_sqlite_header(path)))
+      continue; /* there, but not a database */
     add_db(c, e, rel);
     return &c->dbs[c->n_dbs - 1];
   }

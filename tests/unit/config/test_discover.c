@@ -105,7 +105,7 @@ TEST(parse_dir_entry) {
                   &c),
             0);
   CHECK_INT(n_warn, 1);
-  CHECK(strstr(last_warn, "4: watch: watch: not implemented yet, scanned at "
+  CHECK(strstr(last_warn, "4: watch: not implemented yet, scanned at "
                           "start and on SIGHUP") != NULL);
   if (c.n_dirs == 1) {
     CHECK_INT(c.dirs[0].recursive, 0);
