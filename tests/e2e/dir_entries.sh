@@ -133,6 +133,13 @@ assert_same_db "$T/app-moved.db" "$TEN/acme/app.db"
 "$SLUICE" replicas -config "$T/sluice.yml" "$TEN/junk.db" >/dev/null 2>&1 &&
   fail "replicas accepted a non-SQLite file"
 
+# config check sees the databases found.
+"$SLUICE" config check -config "$T/sluice.yml" >"$T/check.out" 2>&1 ||
+  fail "config check failed: $(cat "$T/check.out")"
+grep -q "^db: $TEN/gamma/g.db$" "$T/check.out" || fail "config check: $(cat "$T/check.out")"
+grep -q "^dir: $TEN (pattern \*.db, recursive)$" "$T/check.out" ||
+  fail "config check: $(cat "$T/check.out")"
+
 # Two entries matching one file: a config error naming both lines.
 cat >>"$T/sluice.yml" <<YML
   - path: $TEN/top.db
