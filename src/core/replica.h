@@ -47,6 +47,7 @@ struct replica {
   int64_t last_round_ns;    /* monotonic start of the last upload round */
   double tokens;            /* upload rounds in hand as of last_round_ns */
   int64_t shipped;          /* compressed WAL bytes since the last snapshot */
+  struct pos snap_at;       /* generation and index of the last snapshot */
   int64_t upload_errors;
   int64_t wal_bytes; /* uncompressed WAL bytes uploaded */
   int64_t snapshots; /* snapshots uploaded */
@@ -70,7 +71,6 @@ struct replica {
   int64_t round_size;
   int64_t round_wall_ns;
   struct db_snapshot *snap;
-  int busy; /* an async operation is in flight */
   struct housekeeping *hk;
   struct validator *val;
   struct pos val_cap; /* validation: the next round ends exactly here */

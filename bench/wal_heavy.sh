@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Rows 3-4 of issue 12: a 16 MB database updated in place (random 50-row
+# updates, as fast as they go) for 20 s with one file replica and default
+# settings (RETENTION to override the 24h retention); then the replica's
+# size and object count, and a restore of the latest state against `lz4 -d`
+# of an LZ4 copy of the final database, in the same run.
+# Usage: bench/wal_heavy.sh [SECONDS]   (SLUICE_BIN=... for another build)
+set -u
+SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
+BUILDDIR=${BUILDDIR:-$SRCDIR/build}
+. "$SRCDIR/tests/lib/common.sh"
+SLUICE=${SLUICE_BIN:-$SLUICE}
+SECS=${1:-20}
+ms() { echo $(( ($2 - $1) / 1000000 )); }
+python3 - "$T/app.db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("PRAGMA journal_mode=WAL")
+c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+c.executemany("INSERT INTO t(v) VALUES (hex(randomblob(200)))", [()] * 36000)
+c.commit()
+c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+PY
+{
+  echo "dbs:"
+  echo "  - path: $T/app.db"
+  echo "    replicas:"
+  echo "      - url: file://$T/replica"
+  [ -n "${RETENTION:-}" ] && echo "        retention: $RETENTION" &&
+    echo "        retention-check-interval: 1s"
+} >"$T/sluice.yml"
+sluice_start -config "$T/sluice.yml"
+have_snap() { ls "$T"/replica/generations/*/snapshots/*.snapshot.lz4 >/dev/null 2>&1; }
+wait_until 60 have_snap || fail "no snapshot"
+python3 - "$T/app.db" "$SECS" <<'PY'
+import random, sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA busy_timeout=5000")
+end = time.time() + float(sys.argv[2]); n = 0
+while time.time() < end:
+    lo = random.randrange(36000 - 50)
+    c.execute("UPDATE t SET v = hex(randomblob(200)) WHERE id BETWEEN ? AND ?", (lo, lo + 49))
+    n += 1
+print("updates=%d" % n, end=" ")
+PY
+sluice_stop
+dbsize=$(stat -c %s "$T/app.db")
+repsize=$(du -sb "$T/replica" | cut -f1)
+nobj=$(find "$T/replica" -name '*.lz4' | wc -l)
+nsnap=$(find "$T/replica" -name '*.snapshot.lz4' | wc -l)
+sqlite3 "$T/app.db" 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null
+lz4 -1 -q -f "$T/app.db" "$T/final.lz4"
+sync
+t0=$(date +%s%N); lz4 -d -q -f "$T/final.lz4" "$T/plain.db"; sync "$T/plain.db"; t1=$(date +%s%N)
+t_lz4=$(ms "$t0" "$t1")
+t0=$(date +%s%N)
+"$SLUICE" restore -o "$T/restored.db" "file://$T/replica" >"$T/restore.log" 2>&1 || fail "restore"
+t1=$(date +%s%N)
+t_restore=$(ms "$t0" "$t1")
+[ "$(sqlite3 "$T/restored.db" 'SELECT count(*), sum(length(v)), max(v) FROM t')" = \
+  "$(sqlite3 "$T/app.db" 'SELECT count(*), sum(length(v)), max(v) FROM t')" ] || fail "restored rows differ"
+echo "db_bytes=$dbsize replica_bytes=$repsize objects=$nobj snapshots=$nsnap" \
+  "replica/db=$(awk -v a="$repsize" -v b="$dbsize" 'BEGIN{printf "%.1f", a/b}')" \
+  "restore_ms=$t_restore lz4_d_ms=$t_lz4" \
+  "restore/lz4-d=$(awk -v a="$t_restore" -v b="$t_lz4" 'BEGIN{printf "%.1f", a/(b ? b : 1)}')"
