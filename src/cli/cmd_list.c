@@ -32,6 +32,7 @@
 
 static const char databases_usage[] =
     "The databases command lists all databases in the configuration file.\n"
+    "A dir entry lists every database found under its directory.\n"
     "\n"
     "Usage:\n"
     "\n"
