@@ -18,11 +18,15 @@ int cmd_load_config(const char *flag_path, int no_expand_env,
   char err[1024];
   int rc = config_load(path, !no_expand_env, out, err, sizeof(err));
   free(path);
+  if (!rc) {
+    log_setup(&out->logging);
+    if ((rc = config_expand_dirs(out, err, sizeof(err))))
+      config_destroy(out);
+  }
   if (rc) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
-  log_setup(&out->logging);
   return 0;
 }
 
@@ -79,8 +83,12 @@ int cmd_target_open(struct cmd_target *t, const char *arg,
   if (rc)
     return 1;
   log_setup(&t->cfg.logging);
+  if (config_expand_dirs(&t->cfg, err, errlen))
+    return 1;
   t->db_path = path_abs(arg);
   t->db = config_find_db(&t->cfg, t->db_path);
+  if (!t->db) /* under a dir entry, though not (or no longer) on disk */
+    t->db = config_dir_db(&t->cfg, t->db_path);
   if (!t->db) {
     snprintf(err, errlen, "database not found in config: %s", t->db_path);
     return 1;

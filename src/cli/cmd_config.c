@@ -367,6 +367,8 @@ static int run_check(const char *config_flag, int no_expand, int strict) {
   printf("config: %s\n", path);
   config_set_warn_hook(on_config_warning, &c);
   int lrc = config_load(path, !no_expand, &cfg, err, sizeof(err));
+  if (!lrc && (lrc = config_expand_dirs(&cfg, err, sizeof(err))))
+    config_destroy(&cfg);
   config_set_warn_hook(NULL, NULL);
   if (lrc) {
     printf("error: %s\n1 problem\n", err);
@@ -377,8 +379,11 @@ static int run_check(const char *config_flag, int no_expand, int strict) {
     printf("addr: %s (/metrics, /healthz)\n", cfg.addr);
   if (cfg.exec && *cfg.exec)
     check_exec(&c, cfg.exec);
-  if (cfg.n_dbs == 0)
+  if (cfg.n_dbs == 0 && cfg.n_dirs == 0)
     report(&c, 1, 1, "dbs", "no databases specified in configuration");
+  for (size_t i = 0; i < cfg.n_dirs; i++)
+    printf("dir: %s (pattern %s%s)\n", cfg.dirs[i].dir, cfg.dirs[i].pattern,
+           cfg.dirs[i].recursive ? ", recursive" : "");
   for (size_t i = 0; i < cfg.n_dbs; i++) {
     const struct db_config *d = &cfg.dbs[i];
     printf("db: %s\n", d->path);

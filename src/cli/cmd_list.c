@@ -32,6 +32,7 @@
 
 static const char databases_usage[] =
     "The databases command lists all databases in the configuration file.\n"
+    "A dir entry lists every database found under its directory.\n"
     "\n"
     "Usage:\n"
     "\n"
@@ -355,6 +356,10 @@ int cmd_databases(int argc, char **argv) {
   int rc = config_load(path, !no_expand_env, &cfg, err, sizeof(err));
   free(path);
   free(config);
+  if (!rc)
+    log_setup(&cfg.logging);
+  if (!rc)
+    rc = config_expand_dirs(&cfg, err, sizeof(err));
   if (rc) {
     config_destroy(&cfg);
     return cmd_fail("%s", err);

@@ -364,6 +364,13 @@ static int section_line(const struct section *s, const char *key) {
   return s ? s->line : 0;
 }
 
+static int section_has(const struct section *s, const char *key) {
+  for (size_t i = 0; i < s->n; i++)
+    if (!strcmp(s->tab[i].key, key))
+      return s->lines[i] != 0;
+  return 0;
+}
+
 static int set_list(struct pctx *c, const struct field *f, yaml_node_t *v,
                     void *base) {
   char ***arr = (char ***)((char *)base + f->off);
@@ -870,6 +877,20 @@ static int parse_replicas(struct pctx *c, yaml_node_t *v, void *base) {
   return 0;
 }
 
+/* `replica:` (Litestream 0.5): one replica, added to the list. */
+static int parse_one_replica(struct pctx *c, yaml_node_t *v, void *base) {
+  struct db_config *d = base;
+  if (is_null(v))
+    return 0;
+  if (v->type != YAML_MAPPING_NODE)
+    return type_err(c, "replica", v, "a mapping", 0);
+  d->replicas =
+      xrealloc(d->replicas, (d->n_replicas + 1) * sizeof(*d->replicas));
+  struct replica_config *r = &d->replicas[d->n_replicas++];
+  replica_defaults(r);
+  return parse_replica(c, v, r);
+}
+
 /* ------------------------------------------------------------------ */
 /* Databases                                                           */
 
@@ -889,14 +910,39 @@ void config_db_init(struct db_config *d, const char *path) {
 
 static int db_finish(struct pctx *c, struct db_config *d,
                      const struct section *s) {
-  if (!d->path)
-    return errf(c, s->line, "path", "database path required");
-  char *p = path_abs(d->path);
-  free(d->path);
-  d->path = p;
-  p = d->meta_path ? path_abs(d->meta_path) : meta_dir_path(d->path, NULL);
-  free(d->meta_path);
-  d->meta_path = p;
+  if (section_has(s, "replica") && section_has(s, "replicas"))
+    return errf(c, section_line(s, "replica"), "replica",
+                "cannot specify both replica and replicas");
+  if (d->path && d->dir)
+    return errf(c, section_line(s, "dir"), "dir",
+                "cannot specify both path and dir");
+  if (!d->path && !d->dir)
+    return errf(c, s->line, "path",
+                "database path required (or dir and pattern)");
+  if (d->dir) {
+    if (!d->pattern)
+      return errf(c, section_line(s, "dir"), "pattern",
+                  "pattern required with dir");
+    if (d->meta_path)
+      return errf(c, section_line(s, "meta-path"), "meta-path",
+                  "cannot be used with dir");
+    if (d->watch)
+      warnf(c, section_line(s, "watch"), "watch",
+            "not implemented yet, scanned at start and on SIGHUP");
+    char *p = path_abs(d->dir);
+    free(d->dir);
+    d->dir = p;
+  } else {
+    if (d->pattern || d->recursive || d->watch)
+      return errf(c,
+                  section_line(s, d->pattern     ? "pattern"
+                                  : d->recursive ? "recursive"
+                                                 : "watch"),
+                  d->pattern     ? "pattern"
+                  : d->recursive ? "recursive"
+                                 : "watch",
+                  "only valid with dir");
+  }
   if (d->min_checkpoint_page_count <= 0)
     return errf(c, section_line(s, "min-checkpoint-page-count"),
                 "min-checkpoint-page-count", "must be greater than zero");
@@ -905,6 +951,14 @@ static int db_finish(struct pctx *c, struct db_config *d,
       if (!strcmp(d->replicas[i].name, d->replicas[j].name))
         return errf(c, d->replicas[i].line, "name",
                     "duplicate replica name \"%s\"", d->replicas[i].name);
+  if (d->dir)
+    return 0;
+  char *p = path_abs(d->path);
+  free(d->path);
+  d->path = p;
+  p = d->meta_path ? path_abs(d->meta_path) : meta_dir_path(d->path, NULL);
+  free(d->meta_path);
+  d->meta_path = p;
   return 0;
 }
 
@@ -920,6 +974,11 @@ static int parse_db(struct pctx *c, yaml_node_t *v, struct db_config *d) {
       {"max-checkpoint-page-count", K_COUNT, DF(max_checkpoint_page_count), 0,
        NULL},
       {"replicas", K_SUB, 0, 0, parse_replicas},
+      {"replica", K_SUB, 0, 0, parse_one_replica},
+      {"dir", K_STR, DF(dir), 0, NULL},
+      {"pattern", K_STR, DF(pattern), 0, NULL},
+      {"recursive", K_BOOL, DF(recursive), 0, NULL},
+      {"watch", K_BOOL, DF(watch), 0, NULL},
   };
 #undef DF
   int lines[ARRAY_SIZE(fields)] = {0};
@@ -935,6 +994,11 @@ static void dbs_clear(struct config *cfg) {
   free(cfg->dbs);
   cfg->dbs = NULL;
   cfg->n_dbs = 0;
+  for (size_t i = 0; i < cfg->n_dirs; i++)
+    config_db_destroy(&cfg->dirs[i]);
+  free(cfg->dirs);
+  cfg->dirs = NULL;
+  cfg->n_dirs = 0;
 }
 
 static uint64_t str_hash(const char *s) {
@@ -969,6 +1033,13 @@ static int parse_dbs(struct pctx *c, yaml_node_t *v, void *base) {
     db_defaults(d);
     if ((rc = parse_db(c, node_at(c, *it), d)))
       break;
+    if (d->dir) {
+      cfg->dirs = xrealloc(cfg->dirs, (cfg->n_dirs + 1) * sizeof(*cfg->dirs));
+      cfg->dirs[cfg->n_dirs++] = *d;
+      memset(d, 0, sizeof(*d));
+      cfg->n_dbs--;
+      continue;
+    }
     size_t k = (size_t)str_hash(d->path) & (cap - 1);
     for (; seen[k]; k = (k + 1) & (cap - 1))
       if (!strcmp(cfg->dbs[seen[k] - 1].path, d->path)) {
@@ -1050,9 +1121,11 @@ static int top_finish(struct pctx *c, struct config *cfg,
     return errf(c, section_line(s, "health-max-sync-age"),
                 "health-max-sync-age", "must not be negative");
   /* Litestream's propagateGlobalSettings. */
-  for (size_t i = 0; i < cfg->n_dbs; i++) {
-    for (size_t j = 0; j < cfg->dbs[i].n_replicas; j++) {
-      struct replica_config *r = &cfg->dbs[i].replicas[j];
+  for (size_t i = 0; i < cfg->n_dbs + cfg->n_dirs; i++) {
+    struct db_config *d =
+        i < cfg->n_dbs ? &cfg->dbs[i] : &cfg->dirs[i - cfg->n_dbs];
+    for (size_t j = 0; j < d->n_replicas; j++) {
+      struct replica_config *r = &d->replicas[j];
       if (!r->access_key_id && cfg->access_key_id)
         r->access_key_id = xstrdup(cfg->access_key_id);
       if (!r->secret_access_key && cfg->secret_access_key)
@@ -1195,9 +1268,38 @@ void config_replica_destroy(struct replica_config *r) {
   memset(r, 0, sizeof(*r));
 }
 
+void config_replica_copy(struct replica_config *dst,
+                         const struct replica_config *src) {
+  *dst = *src;
+  char **strs[] = {
+      &dst->type,          &dst->name,           &dst->url,
+      &dst->path,          &dst->bucket,         &dst->region,
+      &dst->endpoint,      &dst->access_key_id,  &dst->secret_access_key,
+      &dst->sse,           &dst->sse_kms_key_id, &dst->sse_c_key,
+      &dst->storage_class, &dst->account_name,   &dst->account_key,
+      &dst->sas_token,     &dst->host,           &dst->user,
+      &dst->password,      &dst->key_path,       &dst->host_key_path,
+  };
+  for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
+    if (*strs[i])
+      *strs[i] = xstrdup(*strs[i]);
+  char ***lists[] = {&dst->age_identities, &dst->age_recipients};
+  size_t ns[] = {src->n_age_identities, src->n_age_recipients};
+  for (size_t l = 0; l < 2; l++) {
+    if (!*lists[l])
+      continue;
+    char **v = xcalloc(ns[l] + 1, sizeof(*v));
+    for (size_t i = 0; i < ns[l]; i++)
+      v[i] = xstrdup((*lists[l])[i]);
+    *lists[l] = v;
+  }
+}
+
 void config_db_destroy(struct db_config *d) {
   free(d->path);
   free(d->meta_path);
+  free(d->dir);
+  free(d->pattern);
   for (size_t i = 0; i < d->n_replicas; i++)
     config_replica_destroy(&d->replicas[i]);
   free(d->replicas);

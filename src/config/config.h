@@ -83,7 +83,7 @@ struct replica_config {
 };
 
 struct db_config {
-  char *path;      /* absolute */
+  char *path;      /* absolute; NULL for a dir entry */
   char *meta_path; /* absolute; default <dir>/.<file>-litestream */
   int line;
   int64_t monitor_interval;
@@ -92,6 +92,13 @@ struct db_config {
   int64_t max_checkpoint_page_count;
   struct replica_config *replicas;
   size_t n_replicas;
+  /* A directory entry (Litestream 0.5): every SQLite file under dir whose
+   * name matches pattern; expanded by config_expand_dirs.  An expanded
+   * database keeps dir/pattern of its entry (and its line). */
+  char *dir; /* absolute */
+  char *pattern;
+  int recursive;
+  int watch;
 };
 
 struct config {
@@ -105,6 +112,8 @@ struct config {
   int64_t health_max_sync_age;
   struct db_config *dbs;
   size_t n_dbs;
+  struct db_config *dirs; /* dir entries, not yet expanded */
+  size_t n_dirs;
 };
 
 /* Chooses the config path: explicit, else $SLUICE_CONFIG, else
@@ -135,9 +144,27 @@ void config_destroy(struct config *c);
 int config_replica_from_url(const char *url, struct replica_config *out,
                             char *err, size_t errlen);
 void config_replica_destroy(struct replica_config *r);
+/* Deep copy of a replica config. */
+void config_replica_copy(struct replica_config *dst,
+                         const struct replica_config *src);
 /* Initialises one db config with defaults for `path` (made absolute). */
 void config_db_init(struct db_config *d, const char *path);
 void config_db_destroy(struct db_config *d);
+
+/* Directory entries (src/config/discover.c).  Appends one database per
+ * SQLite file found under each dir entry to c->dbs, each with the entry's
+ * options and its replica paths joined with the file's path relative to dir.
+ * A dir that does not exist is logged (one line) and skipped.  Returns 0, or
+ * ERR_CONFIG with a message when two entries match one file. */
+int config_expand_dirs(struct config *c, char *err, size_t errlen);
+/* The database for `path` (absolute) if it lies under a dir entry and
+ * matches its pattern, whether or not the file exists (restore onto a lost
+ * host): appended to c->dbs and returned, else NULL. */
+struct db_config *config_dir_db(struct config *c, const char *path);
+/* A replica location joined with a relative database path: file paths with
+ * '/', key prefixes without a leading '/' (`tenants` + `a/b.db` ->
+ * `tenants/a/b.db`, `` + `a.db` -> `a.db`).  Owned string. */
+char *config_join_replica_path(const char *base, const char *rel);
 
 /* Go's os.ExpandEnv on text (spec 5.4).  Returns owned string. */
 char *config_expand_env(const char *text);

@@ -292,7 +292,8 @@ static void on_hup(void *arg, int signum) {
   }
   struct config *nc = xcalloc(1, sizeof(*nc));
   char err[1024];
-  if (config_load(g_d.config_path, g_d.expand_env, nc, err, sizeof(err))) {
+  if (config_load(g_d.config_path, g_d.expand_env, nc, err, sizeof(err)) ||
+      config_expand_dirs(nc, err, sizeof(err))) {
     log_error(NULL, NULL,
               "reload rejected, keeping the current configuration: %s", err);
     config_destroy(nc);

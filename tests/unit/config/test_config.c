@@ -476,7 +476,7 @@ TEST(unknown_keys_warn) {
                            "  colour: red\n"
                            "dbs:\n"
                            "  - path: /a.db\n"
-                           "    replica:\n"
+                           "    replica-set:\n"
                            "      url: s3://b/p\n"
                            "    replicas:\n"
                            "      - path: /b\n"
@@ -486,7 +486,7 @@ TEST(unknown_keys_warn) {
                            &c);
   CHECK_HAS(w, FILE_NAME ":1: unknown key \\\"bogus\\\" ignored");
   CHECK_HAS(w, FILE_NAME ":3: unknown key \\\"colour\\\" ignored");
-  CHECK_HAS(w, FILE_NAME ":6: unknown key \\\"replica\\\" ignored");
+  CHECK_HAS(w, FILE_NAME ":6: unknown key \\\"replica-set\\\" ignored");
   CHECK_HAS(w, FILE_NAME ":10: unknown key \\\"retain\\\" ignored");
   CHECK_HAS(w, FILE_NAME ":12: unknown key \\\"identity\\\" ignored");
   CHECK_HAS(w, "level=WARN");
