@@ -4,7 +4,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run check check-asan fuzz install bench clean format
+.PHONY: all deps build run check check-asan check-tsan fuzz install bench clean format
 
 all: build
 
@@ -23,6 +23,9 @@ check:
 
 check-asan:
 	@SANITIZE_ONLY=1 scripts/check.sh
+
+check-tsan:
+	@scripts/check-tsan.sh
 
 # libFuzzer targets (tests/fuzz), FUZZ_SECONDS each (default 30).
 fuzz:

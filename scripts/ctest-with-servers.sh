@@ -8,5 +8,7 @@ RUN=$(mktemp -d /tmp/sluice-servers.XXXXXX)
 export RUN
 trap '"$ROOT/tests/servers/test-servers.sh" stop >/dev/null 2>&1; rm -rf "$RUN"' EXIT INT TERM
 "$ROOT/tests/servers/test-servers.sh" start || exit 1
+# Extra arguments go to ctest (e.g. -R REGEX).
+shift
 SLUICE_TEST_SERVERS=1 ctest --test-dir "$dir" --output-on-failure \
-  -j "$(nproc 2>/dev/null || echo 2)" --timeout 300
+  -j "$(nproc 2>/dev/null || echo 2)" --timeout 300 "$@"

@@ -97,6 +97,8 @@ struct db_job {
   int new_gen;              /* a new generation was started */
   int grew;                 /* the shadow (or its position) changed */
   int ckpt_busy;            /* its checkpoint found commits coming in */
+  int ckpt_ok;              /* a checkpoint ran and succeeded */
+  char ckpt_err[512];       /* a checkpoint failed: why */
   struct db_snapshot *snap; /* owned, for the snapshot waiters */
   char *val_path;           /* owned: the validation copy, or NULL */
   int val_rc;
@@ -153,8 +155,10 @@ static int work_checkpoint(struct db_job *j) {
     return 0;
   int crc = engine_checkpoint(e, (j->todo & DBJ_CHECKPOINT) != 0);
   j->ckpt_busy = crc == ERR_BUSY;
+  j->ckpt_ok = crc == 0;
   if (crc && crc != ERR_BUSY)
-    log_warn(e->name, NULL, "checkpoint failed: %s", e->err);
+    snprintf(j->ckpt_err, sizeof(j->ckpt_err), "%s",
+             e->err[0] ? e->err : err_str(crc));
   if (!e->opened || e->pin < 0)
     return crc ? crc : ERR_SQLITE;
   return 0;
@@ -224,6 +228,8 @@ static void job_work(void *arg) {
   }
   if (todo & DBJ_STATUS && j->status_text)
     work_status(j);
+  if (todo & DBJ_CHECKPOINT)
+    loop_release_memory(); /* the database went quiet (on_idle) */
   j->grew = e->shadow_size != before_size || e->index != before_index ||
             strcmp(e->gen, before_gen) != 0;
   j->rc = rc;
@@ -419,6 +425,20 @@ static void done_ok(struct db *db, struct db_job *j) {
   }
 }
 
+/* One line when checkpoints start failing (or fail differently), one when
+ * they work again: a full disk fails every attempt, several a second. */
+static void note_checkpoint(struct db *db, const struct db_job *j) {
+  if (j->ckpt_err[0]) {
+    if (strcmp(db->last_ckpt_err, j->ckpt_err)) {
+      log_warn(db->name, NULL, "checkpoint failed: %s", j->ckpt_err);
+      snprintf(db->last_ckpt_err, sizeof(db->last_ckpt_err), "%s", j->ckpt_err);
+    }
+  } else if (j->ckpt_ok && db->last_ckpt_err[0]) {
+    log_info(db->name, NULL, "checkpoint recovered");
+    db->last_ckpt_err[0] = '\0';
+  }
+}
+
 /* On the loop: the job is handed back; publish and act on its outputs. */
 static void job_done(void *arg, int status) {
   struct db_job *j = arg;
@@ -427,6 +447,7 @@ static void job_done(void *arg, int status) {
   assert(db->job == j);
   db->job = NULL;
   publish(db, j);
+  note_checkpoint(db, j);
   unsigned todo = j->todo;
 
   if (todo == DBJ_STATUS) {

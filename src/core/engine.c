@@ -663,12 +663,29 @@ static int sync_copy(struct engine *e, int *new_gen) {
    * the next one starts, then follow the restart. */
   if ((rc = shadow_fsync(e)))
     goto out;
+  uint8_t old_raw[WAL_HEADER_SIZE];
+  memcpy(old_raw, e->hdr_raw, WAL_HEADER_SIZE);
+  struct wal_header old_hdr = e->hdr;
   e->index++;
   memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
   e->hdr = h;
-  e->stats.restarts++;
-  if ((rc = shadow_start_index(e)))
+  if ((rc = shadow_start_index(e))) {
+    /* (A full disk.)  Stay on the previous index, so the next sync sees
+     * the restart again instead of taking the new WAL for the old one
+     * overwritten (which started a new generation). */
+    char *path = shadow_wal_path(e->meta, e->gen, e->index);
+    unlink(path);
+    free(path);
+    e->index--;
+    memcpy(e->hdr_raw, old_raw, WAL_HEADER_SIZE);
+    e->hdr = old_hdr;
+    char first[sizeof(e->err)];
+    memcpy(first, e->err, sizeof(first));
+    shadow_open_current(e, 0); /* if this fails too, the next sync does */
+    memcpy(e->err, first, sizeof(first));
     goto out;
+  }
+  e->stats.restarts++;
   rc = shadow_copy_frames(e);
 out:
   if (!fstat(e->wal_fd, &sb))

@@ -27,8 +27,11 @@
 #include "loop/loop.h"
 
 /* A segment covers at most this much WAL (more only for one transaction
- * that is larger), so memory stays bounded. */
-#define MAX_SEGMENT (64LL << 20)
+ * that is larger), so memory stays bounded: a segment build holds the WAL
+ * bytes and their compressed copy, and the upload the latter, so about
+ * twice this per replica catching up (64 MB segments took a bursting
+ * daemon to 250 MB). */
+#define MAX_SEGMENT (8LL << 20)
 #define MAX_BACKOFF_MS 30000
 
 static void kick(struct replica *r);
@@ -37,6 +40,12 @@ const char *replica_state_name(enum replica_state s) {
   static const char *names[] = {"idle",   "resume",  "snapshot",
                                 "upload", "backoff", "closed"};
   return names[s];
+}
+
+/* An operation is in flight (a listing, a snapshot, a segment build or
+ * upload) exactly in these states: its completion moves the state on. */
+static int in_flight(const struct replica *r) {
+  return r->state == R_RESUME || r->state == R_SNAPSHOT || r->state == R_UPLOAD;
 }
 
 static void set_state(struct replica *r, enum replica_state s) {
@@ -112,7 +121,6 @@ static void caught_up(struct replica *r) {
 }
 
 static void fail(struct replica *r, int rc, const char *msg) {
-  r->busy = 0;
   r->upload_errors++;
   if (strcmp(r->last_err, msg ? msg : "")) {
     log_error(r->db->name, r->name, "replica sync error: %s",
@@ -136,7 +144,6 @@ static void fail(struct replica *r, int rc, const char *msg) {
 }
 
 static void succeeded(struct replica *r) {
-  r->busy = 0;
   if (r->last_err[0])
     log_info(r->db->name, r->name, "replica sync recovered");
   r->last_err[0] = '\0';
@@ -338,7 +345,6 @@ static void build_done(void *arg, int status) {
   if (rc == -ENOENT) {
     /* The local shadow no longer has what this replica needs: only a new
      * generation can restore continuity. */
-    r->busy = 0;
     log_warn(db->name, r->name,
              "shadow wal %08x missing locally; starting a new generation",
              r->seg_index);
@@ -355,7 +361,6 @@ static void build_done(void *arg, int status) {
     return;
   }
   if (r->seg_end == r->seg_off) {
-    r->busy = 0;
     if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen))
       pos_set(r, r->pos.gen, r->pos.index + 1, 0);
     upload_next(r);
@@ -392,7 +397,6 @@ static void upload_next(struct replica *r) {
     return;
   }
   set_state(r, R_UPLOAD);
-  r->busy = 1;
   r->seg_index = r->pos.index;
   r->seg_off = r->pos.offset;
   struct seg_job *j = xcalloc(1, sizeof(*j));
@@ -461,7 +465,6 @@ static void on_snapshot(void *arg, int status, struct db_snapshot *s) {
   }
   if (strcmp(s->gen, r->db->gen)) {
     db_snapshot_release(r->db, s);
-    r->busy = 0;
     set_state(r, R_IDLE);
     kick(r);
     return;
@@ -474,7 +477,6 @@ static void on_snapshot(void *arg, int status, struct db_snapshot *s) {
 
 static void take_snapshot(struct replica *r) {
   set_state(r, R_SNAPSHOT);
-  r->busy = 1;
   db_request_snapshot(r->db, on_snapshot, r);
 }
 
@@ -485,7 +487,6 @@ static void take_snapshot(struct replica *r) {
  * served by a new generation. */
 static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
   struct db *db = r->db;
-  r->busy = 0;
   int ok =
       index < db->index || (index == db->index && offset <= db->shadow_size);
   if (ok && index < db->index) {
@@ -631,7 +632,6 @@ static void on_snapshots(void *arg, int status, const char *err) {
     hk_add_known(r->hk, r->snaps.v[i].gen, r->snaps.v[i].index,
                  r->snaps.v[i].created_ns);
   if (r->snaps.n == 0) {
-    r->busy = 0;
     take_snapshot(r);
     return;
   }
@@ -640,7 +640,6 @@ static void on_snapshots(void *arg, int status, const char *err) {
 
 static void start_resume(struct replica *r) {
   set_state(r, R_RESUME);
-  r->busy = 1;
   pos_reset(r);
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
@@ -682,7 +681,7 @@ static int64_t round_wait(struct replica *r, int64_t now) {
 
 static void kick(struct replica *r) {
   struct db *db = r->db;
-  if (r->busy || r->state == R_CLOSED)
+  if (in_flight(r) || r->state == R_CLOSED)
     return;
   if (r->state == R_BACKOFF && !r->flushing)
     return;
@@ -755,6 +754,6 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
 
 void replica_snapshot_now(struct replica *r) {
   r->want_snapshot = 1;
-  if (r->state == R_IDLE && !r->busy)
+  if (r->state == R_IDLE)
     kick(r);
 }

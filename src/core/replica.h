@@ -71,7 +71,6 @@ struct replica {
   int64_t round_size;
   int64_t round_wall_ns;
   struct db_snapshot *snap;
-  int busy; /* an async operation is in flight */
   struct housekeeping *hk;
   struct validator *val;
   struct pos val_cap; /* validation: the next round ends exactly here */

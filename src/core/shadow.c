@@ -36,6 +36,12 @@ static uint8_t *copy_buf(size_t n) {
  * being written are copied speculatively and cut off again, so the WAL is
  * read once. */
 int shadow_copy_frames(struct engine *e) {
+  if (e->shadow_fd < 0) {
+    /* A failed restart could not reopen the current file (engine_sync). */
+    int orc = shadow_open_current(e, 0);
+    if (orc)
+      return orc;
+  }
   int64_t fs = wal_frame_size(e->hdr.page_size);
   size_t nframes = (size_t)MAX(1, COPY_CHUNK / fs);
   uint8_t *buf = copy_buf((size_t)fs * nframes);

@@ -42,6 +42,10 @@ typedef void (*loop_work_fn)(void *arg);
 typedef void (*loop_done_fn)(void *arg, int status);
 void loop_work_submit(loop_work_fn work, loop_done_fn done, void *arg);
 /* Number of jobs submitted and not yet done. */
+/* Gives free heap memory back to the system (glibc malloc_trim): for a
+ * pool job when a database goes quiet.  Its cost grows with the heap, so
+ * never on the loop thread. */
+void loop_release_memory(void);
 int loop_work_pending(void);
 
 /* Directory watches: one inotify watch per directory, shared by every

@@ -22,6 +22,7 @@ start_server() { # mode
   wait_until 10 grep -q PORT "$T/port" || fail "hostile server did not start"
   PORT=$(awk '{print $2}' "$T/port")
   cat >"$T/sluice.yml" <<YML
+shutdown-timeout: 3s
 dbs:
   - path: $T/app.db
     replicas:
