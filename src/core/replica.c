@@ -237,11 +237,15 @@ static void build_work(void *arg) {
  * snapshot plus at most factor times the database of WAL), and lets
  * retention drop what is older once it leaves the retention window.
  */
+/* Below this much WAL a restore is quick whatever the database: small
+ * databases are not snapshotted again and again. */
+#define SNAPSHOT_WAL_MIN (1 << 20)
+
 static int shipped_enough(struct replica *r) {
   const struct db *db = r->db;
   int64_t f = r->cfg->snapshot_wal_factor;
   if (f <= 0 || db->db_size <= 0 || r->want_snapshot || r->flushing ||
-      r->shipped <= f * db->db_size)
+      r->shipped <= MAX(f * db->db_size, SNAPSHOT_WAL_MIN))
     return 0;
   /* A snapshot only shortens a restore from a later WAL index than the
    * last one's (restore applies whole indexes): wait for the WAL to

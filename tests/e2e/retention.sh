@@ -25,7 +25,7 @@ YML
   "$SQLWRITER" -db "$dir/app.db" -n 10 >/dev/null
   : >"$T/sluice.log"
   sluice_start -config "$dir/sluice.yml"
-  "$SQLWRITER" -db "$dir/app.db" -duration 10 -rate 300 -size 2000 >/dev/null ||
+  "$SQLWRITER" -db "$dir/app.db" -duration 10 -rate 300 -size 6000 >/dev/null ||
     fail "$name: writer failed"
   sleep 0.5
   # While running: what the replica holds.

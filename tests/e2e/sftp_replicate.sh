@@ -38,6 +38,7 @@ dbs:
         key-path: $SSHD_KEY
         host-key-path: $T/hashed_hosts
         sync-interval: 100ms
+        snapshot-wal-factor: 0 # snapshots by time only here
 YML
 if [ $pw_ok = 1 ]; then
   cat >>"$T/sluice.yml" <<YML
@@ -49,6 +50,7 @@ if [ $pw_ok = 1 ]; then
         path: $T/remote-pw/app
         host-key-path: $SSHD_DIR/host_key.pub
         sync-interval: 100ms
+        snapshot-wal-factor: 0 # snapshots by time only here
 YML
 else
   echo "password case skipped: cannot create the test user (needs root)"
