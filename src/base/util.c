@@ -569,7 +569,8 @@ static int64_t trunc_to(int64_t d, int64_t m) {
 }
 
 int64_t duration_round_lag(int64_t d) {
-  int64_t a = d < 0 ? -d : d;
+  /* |INT64_MIN| does not fit: a magnitude as unsigned. */
+  uint64_t a = d < 0 ? 0 - (uint64_t)d : (uint64_t)d;
   if (a > 10 * NS_PER_SEC)
     return trunc_to(d, NS_PER_SEC);
   if (a > NS_PER_SEC)

@@ -76,6 +76,8 @@ TEST(lag_truncation) {
   CHECK_INT(duration_round_lag(12345 * NS_PER_MS), 12 * NS_PER_SEC);
   CHECK_INT(duration_round_lag(1567 * NS_PER_MS), 1500 * NS_PER_MS);
   CHECK_INT(duration_round_lag(12345678), 12 * NS_PER_MS);
+  /* The most negative duration has no positive counterpart. */
+  CHECK_INT(duration_round_lag(INT64_MIN), INT64_MIN - INT64_MIN % NS_PER_SEC);
 }
 
 TEST(rfc3339_round_trip) {
@@ -98,8 +100,7 @@ TEST(rfc3339_out_of_range_saturates) {
   int64_t ns;
   CHECK_INT(time_parse_rfc3339("2262-04-11T23:47:16.854775807Z", &ns), 0);
   CHECK_INT(ns, INT64_MAX);
-  CHECK_INT(time_parse_rfc3339("2262-04-11T23:47:16.854775808Z", &ns),
-            -ERANGE);
+  CHECK_INT(time_parse_rfc3339("2262-04-11T23:47:16.854775808Z", &ns), -ERANGE);
   CHECK_INT(ns, INT64_MAX);
   const char *late[] = {"2263-01-01T00:00:00Z", "2299-12-31T23:59:59Z",
                         "2611-06-22T07:43:33Z", "9999-12-31T23:59:59-23:59"};
