@@ -121,8 +121,15 @@ static void caught_up(struct replica *r) {
 }
 
 static void fail(struct replica *r, int rc, const char *msg) {
-  r->upload_errors++;
-  if (strcmp(r->last_err, msg ? msg : "")) {
+  if (rc == ERR_CANCELED) {
+    /* Shutdown canceled it: not a store error (what was not uploaded is
+     * said by the flush below, or by the shutdown timeout). */
+    log_info(r->db->name, r->name, "%s: canceled by shutdown",
+             msg ? msg : "operation");
+  } else {
+    r->upload_errors++;
+  }
+  if (rc != ERR_CANCELED && strcmp(r->last_err, msg ? msg : "")) {
     log_error(r->db->name, r->name, "replica sync error: %s",
               msg ? msg : err_str(rc));
     snprintf(r->last_err, sizeof(r->last_err), "%s", msg ? msg : "");
