@@ -14,7 +14,8 @@
 /* Every store sluice can talk to, by `type` (the URL scheme).  A backend is
  * added here and nowhere else. */
 const struct backend_ops *const backend_registry[] = {
-    &backend_file, &backend_s3, &backend_gcs, &backend_abs, &backend_sftp, NULL};
+    &backend_file, &backend_s3,   &backend_gcs,
+    &backend_abs,  &backend_sftp, NULL};
 
 /* Types Litestream 0.3 knows that this build has no backend for. */
 static int type_is_planned(const char *type) {

@@ -5,7 +5,8 @@
  *   <dir>/.<db>-litestream/generation                 "<gen>\n"
  *   <dir>/.<db>-litestream/generations/<gen>/wal/<IDX>.wal
  *   <dir>/.<db>-litestream/sluice-stopped                (sluice only)
- *   <dir>/.<db>-litestream/sluice-pagemap                (sluice only, resync.h)
+ *   <dir>/.<db>-litestream/sluice-pagemap                (sluice only,
+ * resync.h)
  *
  * A shadow WAL file is a byte copy of one lifetime of the real -wal
  * (between two WAL restarts): the 32-byte header SQLite wrote for that

@@ -18,11 +18,11 @@ static void repair(uint8_t *p, size_t size, unsigned good_frames) {
   put_be32(p + 24, s0);
   put_be32(p + 28, s1);
   int64_t fs = wal_frame_size(ps);
-  for (int64_t off = WAL_HEADER_SIZE;
-       off + fs <= (int64_t)size && good_frames; off += fs, good_frames--) {
+  for (int64_t off = WAL_HEADER_SIZE; off + fs <= (int64_t)size && good_frames;
+       off += fs, good_frames--) {
     uint8_t *f = p + off;
     if (!get_be32(f))
-      put_be32(f, 1); /* page 0 does not exist */
+      put_be32(f, 1);         /* page 0 does not exist */
     memcpy(f + 8, p + 16, 8); /* salts */
     wal_checksum(be, f, 8, &s0, &s1);
     wal_checksum(be, f + WAL_FRAME_HEADER_SIZE, ps, &s0, &s1);
