@@ -29,6 +29,7 @@
 #define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
 #define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
 #define DEFAULT_HEALTH_MAX_SYNC_AGE (300LL * 1000 * 1000 * 1000) /* 5m */
+#define DEFAULT_DEEP_SLEEP_AFTER (600LL * 1000 * 1000 * 1000)    /* 10m */
 
 enum tristate { TRI_UNSET = -1, TRI_FALSE = 0, TRI_TRUE = 1 };
 
@@ -110,6 +111,10 @@ struct config {
   struct log_config logging;
   int64_t shutdown_timeout;
   int64_t health_max_sync_age;
+  /* Idle databases (core/db.h): light sleep -> deep after this (0: never);
+   * at most this many with connections open (0: from the fd limit). */
+  int64_t deep_sleep_after;
+  int64_t max_hot_databases;
   struct db_config *dbs;
   size_t n_dbs;
   struct db_config *dirs; /* dir entries, not yet expanded */
