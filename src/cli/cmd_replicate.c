@@ -41,6 +41,7 @@ static int config_from_args(int argc, char **argv, struct config *c) {
   c->logging.to_stderr = 1;
   c->shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT;
   c->health_max_sync_age = DEFAULT_HEALTH_MAX_SYNC_AGE;
+  c->metrics_per_database_max = DEFAULT_METRICS_PER_DATABASE_MAX;
   c->dbs = xcalloc(1, sizeof(struct db_config));
   c->n_dbs = 1;
   config_db_init(&c->dbs[0], argv[0]);

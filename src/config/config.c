@@ -1104,6 +1104,8 @@ static const struct field top_fields[] = {
     {"secret-access-key", K_SECRET, CF(secret_access_key), 0, NULL},
     {"shutdown-timeout", K_DUR, CF(shutdown_timeout), 0, NULL},
     {"health-max-sync-age", K_DUR, CF(health_max_sync_age), 0, NULL},
+    {"metrics-per-database-max", K_COUNT, CF(metrics_per_database_max), 0,
+     NULL},
     {"logging", K_SUB, 0, 0, parse_logging},
     {"dbs", K_SUB, 0, 0, parse_dbs},
 #undef CF
@@ -1142,6 +1144,7 @@ static void config_defaults(struct config *cfg) {
   cfg->logging.to_stderr = 0; /* Litestream logs to stdout by default */
   cfg->shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT;
   cfg->health_max_sync_age = DEFAULT_HEALTH_MAX_SYNC_AGE;
+  cfg->metrics_per_database_max = DEFAULT_METRICS_PER_DATABASE_MAX;
 }
 
 static int parse_root(struct pctx *c, struct config *cfg) {
