@@ -345,6 +345,7 @@ static void build_done(void *arg, int status) {
   buf_destroy(&r->seg);
   r->seg = j->seg; /* the segment is the replica's now */
   r->seg_end = j->end;
+  uint32_t j_index = r->seg_index;
   free(j->path);
   free(j);
   if (r->state == R_CLOSED)
@@ -352,12 +353,19 @@ static void build_done(void *arg, int status) {
   if (rc == -ENOENT) {
     /* The local shadow no longer has what this replica needs: only a new
      * generation can restore continuity. */
-    log_warn(db->name, r->name,
-             "shadow wal %08x missing locally; starting a new generation",
-             r->seg_index);
+    char gen[GEN_LEN + 1];
+    memcpy(gen, r->pos.gen, sizeof(gen));
     pos_reset(r);
-    db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
+    if (db_request_new_generation(db, gen)) {
+      /* (The engine logs the new generation, or skips it if it has left
+       * this one meanwhile: the replica's request is then stale.) */
+      log_warn(db->name, r->name,
+               "shadow wal %s/%08x missing locally: continuity lost", gen,
+               j_index);
+    } else {
+      kick(r); /* the engine has started another generation already */
+    }
     return;
   }
   if (rc) {
@@ -508,8 +516,8 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
              "starting a new generation",
              index, (long long)offset);
     pos_reset(r);
-    db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
+    db_request_new_generation(db, db->gen);
     return;
   }
   pos_set(r, db->gen, index, offset);
