@@ -9,14 +9,14 @@
 #include "loop/loop.h"
 
 static volatile int t_loop_timeout;
-static void t_loop_deadline(void *arg) {
+static inline void t_loop_deadline(void *arg) {
   (void)arg;
   t_loop_timeout = 1;
 }
 
 /* Runs the loop until pred(arg) is true or ms pass; returns pred's last
  * value. */
-static int t_run_until(int (*pred)(void *arg), void *arg, int ms) {
+static inline int t_run_until(int (*pred)(void *arg), void *arg, int ms) {
   struct loop_timer *t = loop_timer_new(t_loop_deadline, NULL);
   t_loop_timeout = 0;
   loop_timer_start(t, (uint64_t)ms);
@@ -26,13 +26,13 @@ static int t_run_until(int (*pred)(void *arg), void *arg, int ms) {
   return pred(arg);
 }
 
-static int t_never(void *arg) {
+static inline int t_never(void *arg) {
   (void)arg;
   return 0;
 }
 
 /* Lets the loop run for ms (to see that something does not happen). */
-static void t_run_for(int ms) {
+static inline void t_run_for(int ms) {
   t_run_until(t_never, NULL, ms);
 }
 
