@@ -157,4 +157,31 @@ done
 assert_same_db "$T/gone-copy.db" "$T/gone-restored.db"
 [ "$(rows "$T/gone-restored.db")" -eq 50 ] || fail "deleted tenant rows"
 
+# The whole dir, found by listing the store (deleted and renamed-away
+# tenants included: the store holds them).
+"$SLUICE" restore -config "$T/sluice.yml" -o "$T/all" -parallelism 3 "$TEN" \
+  >"$T/all.log" 2>&1 || fail "restore of the dir failed: $(cat "$T/all.log")"
+grep -q "restored 8, skipped 0, failed 0" "$T/all.log" ||
+  fail "dir restore summary: $(tail -3 "$T/all.log")"
+for r in acme/app.db beta.db new.db late.db gamma/deep/g.db new-name.db; do
+  assert_same_db "$TEN/$r" "$T/all/$r"
+done
+assert_same_db "$T/gone-copy.db" "$T/all/gone.db"
+[ -e "$T/all/old-name.db" ] || fail "renamed-away tenant not restored"
+# Again into the same OUTDIR: every one is there already.
+"$SLUICE" restore -config "$T/sluice.yml" -o "$T/all" "$TEN" >"$T/all.log" 2>&1 ||
+  fail "second dir restore failed: $(cat "$T/all.log")"
+grep -q "restored 0, skipped 8, failed 0" "$T/all.log" ||
+  fail "second dir restore summary: $(tail -3 "$T/all.log")"
+if [ "$KIND" = file ]; then
+  # One tenant's snapshots lost: that one fails, the others restore, exit 1.
+  rm -rf "$T"/rep/beta.db/generations/*/snapshots
+  "$SLUICE" restore -config "$T/sluice.yml" -o "$T/all2" "$TEN" >"$T/all.log" 2>&1 &&
+    fail "dir restore with a failure exited 0"
+  grep -q "restored 7, skipped 0, failed 1" "$T/all.log" ||
+    fail "dir restore summary with a failure: $(tail -3 "$T/all.log")"
+  grep "level=ERROR" "$T/all.log" | grep -q "db=$TEN/beta.db" ||
+    fail "the failed tenant not named: $(grep level=ERROR "$T/all.log")"
+  assert_same_db "$TEN/acme/app.db" "$T/all2/acme/app.db"
+fi
 echo "PASS"
