@@ -68,6 +68,10 @@ void metrics_render(struct db *const *dbs, size_t n, struct buf *out) {
        8},
       {"sluice_resync_bytes_total", "counter",
        "Bytes of the WAL segments the resyncs wrote", 9},
+      {"sluice_disk_full", "gauge",
+       "1 while the shadow WAL cannot grow (its filesystem is full): frames "
+       "are kept in the WAL and uploaded from there, no checkpoint",
+       10},
   };
   for (size_t k = 0; k < ARRAY_SIZE(dbm); k++) {
     head(out, dbm[k].name, dbm[k].type, dbm[k].help);
@@ -104,6 +108,9 @@ void metrics_render(struct db *const *dbs, size_t n, struct buf *out) {
         break;
       case 9:
         v = (double)db->stats.resync_bytes;
+        break;
+      case 10:
+        v = db->disk_full;
         break;
       }
       db_sample(out, dbm[k].name, db, v);
