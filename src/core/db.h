@@ -29,7 +29,8 @@ enum db_state {
   DB_READY,
   DB_ERROR,
   DB_CLOSING,
-  DB_CLOSED
+  DB_CLOSED,
+  DB__STATES /* how many; keep last (db_state_name names each) */
 };
 
 /* Work requested from the next job. */
