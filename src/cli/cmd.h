@@ -15,6 +15,7 @@ int cmd_restore(int argc, char **argv);     /* cmd_restore.c */
 int cmd_replicate(int argc, char **argv);   /* cmd_replicate.c */
 int cmd_replicas(int argc, char **argv);    /* cmd_replicas.c */
 int cmd_config(int argc, char **argv);      /* cmd_config.c */
+int cmd_status(int argc, char **argv);      /* cmd_status.c */
 
 /* Shared by commands (cmd_common.c). */
 

@@ -25,10 +25,12 @@
 #define DEFAULT_MAX_CHECKPOINT_PAGES 10000
 #define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000) /* 1s */
 #define DEFAULT_SNAPSHOT_WAL_FACTOR 2
+#define DEFAULT_LEASE_TTL (30LL * 1000 * 1000 * 1000)            /* 30s */
 #define DEFAULT_RETENTION (24LL * 3600 * 1000 * 1000 * 1000)     /* 24h */
 #define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
 #define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
 #define DEFAULT_HEALTH_MAX_SYNC_AGE (300LL * 1000 * 1000 * 1000) /* 5m */
+#define DEFAULT_METRICS_PER_DATABASE_MAX 1000
 
 enum tristate { TRI_UNSET = -1, TRI_FALSE = 0, TRI_TRUE = 1 };
 
@@ -46,6 +48,10 @@ struct replica_config {
    * passes this many times the database size; 0 = disabled. */
   int64_t snapshot_wal_factor;
   int64_t validation_interval; /* 0 = disabled */
+  /* The single-writer lease of the path (core/lease.h): its TTL (0 = no
+   * lease), and whether to take it from a live owner at start. */
+  int64_t lease_ttl;
+  int force_takeover;
 
   char **age_identities;
   size_t n_age_identities;
@@ -110,6 +116,9 @@ struct config {
   struct log_config logging;
   int64_t shutdown_timeout;
   int64_t health_max_sync_age;
+  /* /metrics has the per-database series while there are at most this
+   * many databases (0: never); the aggregates are always there. */
+  int64_t metrics_per_database_max;
   struct db_config *dbs;
   size_t n_dbs;
   struct db_config *dirs; /* dir entries, not yet expanded */

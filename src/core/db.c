@@ -91,7 +91,8 @@ struct db_job {
   struct engine *eng; /* lent: &db->eng */
   unsigned todo;      /* DBJ_* */
   uint32_t prune_below;
-  char *status_text; /* owned; written to the status file */
+  char newgen_for[GEN_LEN + 1]; /* DBJ_NEWGEN: only if still current */
+  char *status_text;            /* owned; written to the status file */
   /* out: written by the job, read by the loop at done */
   int rc;
   int new_gen;              /* a new generation was started */
@@ -133,7 +134,11 @@ static int work_open(struct db_job *j) {
 
 static int work_sync(struct db_job *j) {
   struct engine *e = j->eng;
-  if (j->todo & DBJ_NEWGEN) {
+  if (j->todo & DBJ_NEWGEN && strcmp(e->gen, j->newgen_for))
+    log_debug(e->name, NULL,
+              "new generation for %s not needed: generation is now %s",
+              j->newgen_for, e->gen);
+  else if (j->todo & DBJ_NEWGEN) {
     int rc = engine_new_generation(e, "replica lost continuity");
     if (rc)
       return rc;
@@ -523,6 +528,7 @@ static void submit(struct db *db) {
   j->eng = &db->eng;
   j->todo = db->pending;
   j->prune_below = db->prune_below;
+  memcpy(j->newgen_for, db->newgen_for, sizeof(j->newgen_for));
   if (j->todo & DBJ_STATUS) {
     j->status_text = db->status_text; /* the job owns it now */
     db->status_text = NULL;
@@ -540,6 +546,14 @@ void db_kick(struct db *db, unsigned what) {
       loop_timer_active(db->retry_timer))
     return; /* wait for the backoff */
   submit(db);
+}
+
+int db_request_new_generation(struct db *db, const char *gen) {
+  if (!gen[0] || strcmp(gen, db->gen))
+    return 0; /* stale: the engine has moved on already */
+  snprintf(db->newgen_for, sizeof(db->newgen_for), "%s", gen);
+  db_kick(db, DBJ_NEWGEN);
+  return 1;
 }
 
 /* --- watching --- */

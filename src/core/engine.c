@@ -242,24 +242,37 @@ static int force_wal_write(struct engine *e, int conn) {
                   "ON CONFLICT (id) DO UPDATE SET seq = seq + 1");
 }
 
+/* Reads the WAL header; a WAL with none yet (missing, deleted by the last
+ * connection to close, or truncated by a checkpoint) is made to write one
+ * first: our pin sees an empty WAL, so nothing is lost. */
+static int read_or_start_wal(struct engine *e, uint8_t raw[WAL_HEADER_SIZE],
+                             struct wal_header *h) {
+  int rc = read_wal_header(e, raw, h);
+  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
+    rc = force_wal_write(e, 1 - e->pin);
+    if (!rc)
+      rc = read_wal_header(e, raw, h);
+  }
+  return rc;
+}
+
+/* read_or_start_wal, naming the WAL in e->err on failure. */
+static int start_wal_header(struct engine *e, uint8_t raw[WAL_HEADER_SIZE],
+                            struct wal_header *h) {
+  int rc = read_or_start_wal(e, raw, h);
+  if (rc && !e->err[0])
+    set_err(e, "cannot read WAL header of %s: %s", e->wal_path, err_str(rc));
+  return rc;
+}
+
 int engine_new_generation(struct engine *e, const char *reason) {
   snprintf(e->reason, sizeof(e->reason), "%s", reason);
   resync_forget(e);
   uint8_t raw[WAL_HEADER_SIZE];
   struct wal_header h;
-  int rc = read_wal_header(e, raw, &h);
-  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
-    /* No WAL header yet: write one (our pin stays valid: an empty WAL has
-     * nothing to lose). */
-    rc = force_wal_write(e, 1 - e->pin);
-    if (!rc)
-      rc = read_wal_header(e, raw, &h);
-  }
-  if (rc) {
-    if (!e->err[0])
-      set_err(e, "cannot read WAL header of %s: %s", e->wal_path, err_str(rc));
+  int rc = start_wal_header(e, raw, &h);
+  if (rc)
     return rc;
-  }
   char gen[GEN_LEN + 1];
   gen_new(gen);
   memcpy(e->gen, gen, sizeof(gen));
@@ -387,14 +400,7 @@ static int stop_record_holds(struct engine *e, const struct shadow_stop *r,
 static int continue_after_stop(struct engine *e, const struct shadow_stop *r) {
   uint8_t raw[WAL_HEADER_SIZE];
   struct wal_header h;
-  int rc = read_wal_header(e, raw, &h);
-  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
-    /* Deleted by the last connection to close, or truncated: start the
-     * next lifetime (our pin sees an empty WAL: nothing to lose). */
-    rc = force_wal_write(e, 1 - e->pin);
-    if (!rc)
-      rc = read_wal_header(e, raw, &h);
-  }
+  int rc = read_or_start_wal(e, raw, &h);
   if (rc)
     return rc;
   if (h.page_size != e->page_size)
@@ -422,17 +428,9 @@ static int continue_after_stop(struct engine *e, const struct shadow_stop *r) {
 static int start_next_lifetime(struct engine *e) {
   uint8_t raw[WAL_HEADER_SIZE];
   struct wal_header h;
-  int rc = read_wal_header(e, raw, &h);
-  if (rc == ERR_NOT_FOUND || rc == ERR_WAL_HEADER) {
-    rc = force_wal_write(e, 1 - e->pin);
-    if (!rc)
-      rc = read_wal_header(e, raw, &h);
-  }
-  if (rc) {
-    if (!e->err[0])
-      set_err(e, "cannot read WAL header of %s: %s", e->wal_path, err_str(rc));
+  int rc = start_wal_header(e, raw, &h);
+  if (rc)
     return rc;
-  }
   e->index++;
   memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
   e->hdr = h;

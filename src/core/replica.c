@@ -19,6 +19,7 @@
 #include "core/db.h"
 #include "base/err.h"
 #include "core/housekeeping.h"
+#include "core/lease.h"
 #include "core/validate.h"
 #include "base/log.h"
 #include "core/codec.h"
@@ -35,6 +36,7 @@
 #define MAX_BACKOFF_MS 30000
 
 static void kick(struct replica *r);
+static void pos_reset(struct replica *r);
 
 const char *replica_state_name(enum replica_state s) {
   static const char *names[] = {"idle",   "resume",  "snapshot",
@@ -64,6 +66,22 @@ static void on_timer(void *arg) {
   kick(r);
 }
 
+/* The lease (core/lease.c) was taken or lost.  Taken: list the store
+ * again (another owner may have written meanwhile) and go on.  Lost:
+ * kick() uploads nothing more and housekeeping stops. */
+static void on_lease(void *arg, int held) {
+  struct replica *r = arg;
+  if (!held) {
+    hk_stop(r->hk);
+    r->hk_started = 0;
+    return;
+  }
+  if (!in_flight(r))
+    pos_reset(r);
+  if (r->state == R_IDLE)
+    kick(r);
+}
+
 struct replica *replica_new(struct db *db, struct replica_config *cfg,
                             struct backend *b) {
   struct replica *r = xcalloc(1, sizeof(*r));
@@ -76,11 +94,14 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
   buf_init(&r->seg, 0);
   r->hk = hk_new(r);
   r->val = validator_new(r);
+  r->lease = lease_new(b, db->meta, db->name, r->name, cfg->lease_ttl,
+                       cfg->force_takeover, on_lease, r);
   return r;
 }
 
 void replica_free(struct replica *r) {
   assert(!r->job); /* a running build hands itself back to r */
+  lease_free(r->lease);
   hk_free(r->hk);
   validator_free(r->val);
   loop_timer_free(r->timer);
@@ -111,7 +132,7 @@ static void flush_done(struct replica *r) {
     return;
   void (*cb)(void *) = r->flush_cb;
   r->flush_cb = NULL;
-  cb(r->flush_arg);
+  lease_release(r->lease, cb, r->flush_arg);
 }
 
 static void caught_up(struct replica *r) {
@@ -345,6 +366,7 @@ static void build_done(void *arg, int status) {
   buf_destroy(&r->seg);
   r->seg = j->seg; /* the segment is the replica's now */
   r->seg_end = j->end;
+  uint32_t j_index = r->seg_index;
   free(j->path);
   free(j);
   if (r->state == R_CLOSED)
@@ -352,12 +374,19 @@ static void build_done(void *arg, int status) {
   if (rc == -ENOENT) {
     /* The local shadow no longer has what this replica needs: only a new
      * generation can restore continuity. */
-    log_warn(db->name, r->name,
-             "shadow wal %08x missing locally; starting a new generation",
-             r->seg_index);
+    char gen[GEN_LEN + 1];
+    memcpy(gen, r->pos.gen, sizeof(gen));
     pos_reset(r);
-    db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
+    if (db_request_new_generation(db, gen)) {
+      /* (The engine logs the new generation, or skips it if it has left
+       * this one meanwhile: the replica's request is then stale.) */
+      log_warn(db->name, r->name,
+               "shadow wal %s/%08x missing locally: continuity lost", gen,
+               j_index);
+    } else {
+      kick(r); /* the engine has started another generation already */
+    }
     return;
   }
   if (rc) {
@@ -508,8 +537,8 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
              "starting a new generation",
              index, (long long)offset);
     pos_reset(r);
-    db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
+    db_request_new_generation(db, db->gen);
     return;
   }
   pos_set(r, db->gen, index, offset);
@@ -690,6 +719,10 @@ static void kick(struct replica *r) {
   struct db *db = r->db;
   if (in_flight(r) || r->state == R_CLOSED)
     return;
+  if (!lease_held(r->lease)) { /* not ours: nothing goes to this path */
+    flush_done(r);
+    return;
+  }
   if (r->state == R_BACKOFF && !r->flushing)
     return;
   if (!db->gen[0]) {

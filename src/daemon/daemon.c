@@ -22,6 +22,7 @@
 #include "core/engine.h"
 #include "core/replica.h"
 #include "daemon/metrics.h"
+#include "daemon/status.h"
 #include "daemon/sdnotify.h"
 #include "loop/http.h"
 #include "loop/httpd.h"
@@ -157,7 +158,15 @@ static int serve(void *arg, const char *path, struct buf *body,
   (void)arg;
   if (!strcmp(path, "/metrics")) {
     *ctype = "text/plain; version=0.0.4; charset=utf-8";
-    metrics_render(g_d.dbs, g_d.n_dbs, body);
+    metrics_render(g_d.dbs, g_d.n_dbs,
+                   (int64_t)g_d.n_dbs <= g_d.cfg.metrics_per_database_max,
+                   body);
+    return 200;
+  }
+  if (!strcmp(path, "/status") || !strcmp(path, "/status.json")) {
+    int json = path[7] == '.';
+    *ctype = json ? "application/json" : "text/plain; charset=utf-8";
+    status_render(g_d.dbs, g_d.n_dbs, json, body);
     return 200;
   }
   if (!strcmp(path, "/healthz"))
