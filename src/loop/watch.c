@@ -159,6 +159,15 @@ static void dir_release(struct watch_dir *d) {
   uv_close((uv_handle_t *)&d->h, on_dir_close);
 }
 
+/* Stops the kernel watch while every subscriber is paused. */
+static void stop_if_all_paused(struct watch_dir *d) {
+  if (d->nsubs > 0 && d->npaused == d->nsubs && !d->stopped &&
+      !d->dispatching) {
+    uv_fs_event_stop(&d->h);
+    d->stopped = 1;
+  }
+}
+
 static void deliver(struct watch_sub *s, const char *name) {
   if (!s->removed && !s->paused)
     s->cb(s->arg, name);
@@ -203,6 +212,7 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events,
   d->dispatching--;
   if (!d->dispatching) {
     free_removed(d, 0);
+    stop_if_all_paused(d); /* some paused themselves in their callback */
     dir_release(d);
   }
 }
@@ -272,11 +282,8 @@ void watch_pause(struct watch_sub *s) {
   if (!s || s->paused)
     return;
   s->paused = 1;
-  struct watch_dir *d = s->dir;
-  if (++d->npaused == d->nsubs && !d->stopped && !d->dispatching) {
-    uv_fs_event_stop(&d->h);
-    d->stopped = 1;
-  }
+  s->dir->npaused++;
+  stop_if_all_paused(s->dir);
 }
 
 void watch_resume(struct watch_sub *s) {
@@ -315,5 +322,6 @@ void watch_remove(struct watch_sub *s) {
   if (*pp)
     *pp = s->next;
   sub_free(s);
+  stop_if_all_paused(d);
   dir_release(d);
 }
