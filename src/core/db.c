@@ -259,13 +259,18 @@ static void on_deep_timer(void *arg) {
 
 /* The engine went to sleep (job_done). */
 static void slept(struct db *db, int how) {
-  log_debug(db->name, NULL, "asleep (%s): no connection, %d fd",
-            how == ENGINE_LIGHT ? "light" : "deep", how == ENGINE_LIGHT);
+  log_debug(db->name, NULL, "asleep (%s): no connection, %d fds",
+            how == ENGINE_LIGHT ? "light" : "deep",
+            how == ENGINE_LIGHT ? 2 : 0);
   if (db->idle_timer)
     loop_timer_stop(db->idle_timer);
   if (db->copy_timer)
     loop_timer_stop(db->copy_timer);
   watch_resume(db->watch);
+  /* A change seen while it went to sleep may be its own last act (the
+   * WAL truncated): wake only if the WAL differs from the record. */
+  if (db->pending & DBJ_SYNC)
+    db->pending |= DBJ_PROBE;
   if (how == ENGINE_LIGHT) {
     db->sleep = ENGINE_LIGHT;
     db->slept_at_ns = time_mono_ns();

@@ -1339,23 +1339,34 @@ static int take_record(struct engine *e, const struct stat *sb,
  * backfill, so the database file is not touched).  Then wait until the
  * clock has passed the file's times, so that any later write changes
  * them. */
+/* If ours are the last connections, the next one to open would recover
+ * the WAL and checkpoint its frames into the database file again (same
+ * pages, new mtime): truncate the WAL first (everything is checkpointed,
+ * so the database file is not touched).  Returns 0, or -1 if the database
+ * file changed after all. */
+static int truncate_if_alone(struct engine *e, const struct stat *sb) {
+  if (others_have_db_open(e))
+    return 0;
+  ckpt_lock(e, 0);
+  e->checkpointing = 1;
+  t_busy.deadline_ns = time_mono_ns() + 20 * NS_PER_MS;
+  sqlite3_exec(e->conn[1 - e->pin], "PRAGMA wal_checkpoint(TRUNCATE)", NULL,
+               NULL, NULL);
+  e->checkpointing = 0;
+  ckpt_lock(e, 1);
+  struct stat sb2;
+  if (fstat(e->db_fd, &sb2) || ts_ns(&sb2.st_mtim) != ts_ns(&sb->st_mtim) ||
+      sb2.st_size != sb->st_size)
+    return -1;
+  return 0;
+}
+
 static void write_stop_record(struct engine *e) {
   struct stat sb;
   if (fstat(e->db_fd, &sb) || sb.st_mtim.tv_nsec == 0)
     return; /* whole-second timestamps prove nothing */
-  if (!others_have_db_open(e)) {
-    ckpt_lock(e, 0);
-    e->checkpointing = 1;
-    t_busy.deadline_ns = time_mono_ns() + 20 * NS_PER_MS;
-    sqlite3_exec(e->conn[1 - e->pin], "PRAGMA wal_checkpoint(TRUNCATE)", NULL,
-                 NULL, NULL);
-    e->checkpointing = 0;
-    ckpt_lock(e, 1);
-    struct stat sb2;
-    if (fstat(e->db_fd, &sb2) || ts_ns(&sb2.st_mtim) != ts_ns(&sb.st_mtim) ||
-        sb2.st_size != sb.st_size)
-      return;
-  }
+  if (truncate_if_alone(e, &sb))
+    return;
   struct shadow_stop r;
   if (take_record(e, &sb, &r))
     return;
@@ -1453,6 +1464,8 @@ int engine_sleep(struct engine *e, int how) {
     return -errno;
   if (sb.st_mtim.tv_nsec == 0)
     return -ENOTSUP; /* whole-second timestamps prove nothing */
+  if (truncate_if_alone(e, &sb))
+    return ERR_BUSY;
   struct shadow_stop r;
   if ((rc = take_record(e, &sb, &r)))
     return rc;

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Idle databases in one process (file replicas): memory, fds and threads per
+# database against the same daemon with no database (measured in the same
+# run), CPU over IDLE idle seconds, start-up time (first start, which takes
+# a snapshot of each, and restart of databases already replicated: time to
+# READY=1 and until every database sleeps), and restores of a sample.
+#   bench/idle.sh BUILD N [IDLE_SECONDS] [DEEP_AFTER] [SAMPLE]
+# DEEP_AFTER is deep-sleep-after (default 10m: the databases stay in light
+# sleep, 2 fds each, if the fd limit allows; 1s: deep sleep, 0 fds).
+set -euo pipefail
+BUILD=${1:-build}
+N=${2:-1000}
+IDLE=${3:-60}
+DEEP=${4:-10m}
+SAMPLE=${5:-50}
+SLUICE=$(cd "$BUILD" && pwd)/sluice
+T=$(mktemp -d "${TMPDIR:-/tmp}/sluice-idlebench.XXXXXX")
+PID=
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$T"' EXIT
+mkdir -p "$T/dbs" "$T/none"
+
+python3 - "$T/dbs" "$N" <<'PY'
+import sqlite3, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    c = sqlite3.connect(f"{d}/t{i:06d}.db", isolation_level=None)
+    c.execute("PRAGMA journal_mode=wal")
+    c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    c.execute("INSERT INTO t(v) VALUES (?)", (f"tenant {i}",))
+    c.close()
+PY
+
+conf() { # DIR
+  cat <<YML
+deep-sleep-after: $DEEP
+dbs:
+  - dir: $1
+    pattern: "*.db"
+    replica:
+      url: file://$T/replica
+YML
+}
+conf "$T/dbs" >"$T/sluice.yml"
+conf "$T/none" >"$T/none.yml"
+
+# READY=1 listener: prints the time (ns) it arrived.
+cat >"$T/listen.py" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+while True:
+    m = s.recv(4096).decode()
+    if "READY=1" in m:
+        print(time.time_ns(), flush=True)
+        break
+PY
+
+field() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l || true; }
+# fds on the databases' -wal files: 0 once every database sleeps.
+wal_fds() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c -- '-wal$' || true; }
+
+# start CONFIG: runs the daemon, sets PID, START_NS, READY_NS, SETTLED_NS.
+start() {
+  rm -f "$T/notify.sock" "$T/ready"
+  python3 "$T/listen.py" "$T/notify.sock" >"$T/ready" &
+  local lp=$!
+  while [ ! -S "$T/notify.sock" ]; do sleep 0.01; done
+  START_NS=$(date +%s%N)
+  NOTIFY_SOCKET=$T/notify.sock "$SLUICE" replicate -config "$1" >>"$T/sluice.log" 2>&1 &
+  PID=$!
+  wait "$lp"
+  READY_NS=$(cat "$T/ready")
+  # Settled: no -wal open (all asleep) three checks in a row.
+  local ok=0
+  while [ "$ok" -lt 3 ]; do
+    if [ "$(wal_fds "$PID")" -eq 0 ]; then ok=$((ok + 1)); else ok=0; fi
+    sleep 0.2
+  done
+  SETTLED_NS=$(date +%s%N)
+}
+stop() {
+  kill -TERM "$PID"
+  wait "$PID" || true
+  PID=
+}
+measure() { # LABEL
+  local t0 t1
+  t0=$(cpu_ticks "$PID")
+  sleep "$IDLE"
+  t1=$(cpu_ticks "$PID")
+  printf '%s rss_kb=%s fds=%s threads=%s cpu_s_per_%ss=%s\n' "$1" \
+    "$(field "$PID" VmRSS)" "$(nfds "$PID")" "$(field "$PID" Threads)" \
+    "$IDLE" "$(echo "scale=2; ($t1 - $t0) / $(getconf CLK_TCK)" | bc)"
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB, load $(cut -d' ' -f1-3 /proc/loadavg), nofile $(ulimit -Sn)/$(ulimit -Hn)"
+echo "N=$N deep-sleep-after=$DEEP idle=${IDLE}s"
+
+start "$T/none.yml"
+base=$(measure baseline)
+echo "$base"
+stop
+
+start "$T/sluice.yml"
+echo "first start: READY=1 after $(((READY_NS - START_NS) / 1000000)) ms, all asleep after $(((SETTLED_NS - START_NS) / 1000000)) ms"
+stop
+
+start "$T/sluice.yml"
+echo "restart: READY=1 after $(((READY_NS - START_NS) / 1000000)) ms, all asleep after $(((SETTLED_NS - START_NS) / 1000000)) ms"
+res=$(measure "$N dbs")
+echo "$res"
+stop
+
+b_rss=$(echo "$base" | sed 's/.*rss_kb=\([0-9]*\).*/\1/')
+b_fds=$(echo "$base" | sed 's/.*fds=\([0-9]*\).*/\1/')
+r_rss=$(echo "$res" | sed 's/.*rss_kb=\([0-9]*\).*/\1/')
+r_fds=$(echo "$res" | sed 's/.*fds=\([0-9]*\).*/\1/')
+echo "per database: $(echo "scale=2; ($r_rss - $b_rss) * 1024 / $N" | bc) bytes, $(echo "scale=3; ($r_fds - $b_fds) / $N" | bc) fds"
+
+# Restores: every SAMPLE-th database (all of them with SAMPLE=1).
+fails=0 n=0
+for f in $(ls "$T/dbs" | grep '\.db$' | awk -v s="$SAMPLE" 'NR % s == 1'); do
+  n=$((n + 1))
+  out=$T/restored.db
+  rm -f "$out"
+  if ! "$SLUICE" restore -config "$T/sluice.yml" -o "$out" "$T/dbs/$f" >/dev/null 2>&1 ||
+    [ "$(sqlite3 "$out" 'PRAGMA integrity_check')" != ok ] ||
+    [ "$(sqlite3 "$out" 'SELECT v FROM t')" != "$(sqlite3 "$T/dbs/$f" 'SELECT v FROM t')" ]; then
+    fails=$((fails + 1))
+  fi
+done
+echo "restored $n of $N (every ${SAMPLE}th): $fails failed"
+echo "errors in the log: $(grep -c 'level=ERROR' "$T/sluice.log" || true)"
