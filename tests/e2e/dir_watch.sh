@@ -161,6 +161,10 @@ assert_same_db "$T/gone-copy.db" "$T/gone-restored.db"
 # tenants included: the store holds them).
 "$SLUICE" restore -config "$T/sluice.yml" -o "$T/all" -parallelism 3 "$TEN" \
   >"$T/all.log" 2>&1 || fail "restore of the dir failed: $(cat "$T/all.log")"
+if [ "$KIND" = file ]; then
+  "$SLUICE" databases -config "$T/sluice.yml" | grep -q "$TEN/acme/app.db  *file  *$T/rep/acme/app.db" ||
+    fail "databases: no replica path: $("$SLUICE" databases -config "$T/sluice.yml")"
+fi
 grep -q "restored 8, skipped 0, failed 0" "$T/all.log" ||
   fail "dir restore summary: $(tail -3 "$T/all.log")"
 for r in acme/app.db beta.db new.db late.db gamma/deep/g.db new-name.db; do
