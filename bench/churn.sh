@@ -44,7 +44,8 @@ wait_count 'msg="snapshot written' "$N" 300
 sleep 5 # quiet: every database idle
 before_rss=$(rss); before_fds=$(fds)
 start=$(date +%s%3N)
-python3 "$HERE/churn.py" churn "$T/ten" "$N" 20 "$SECS"
+python3 "$HERE/churn.py" churn "$T/ten" "$N" 20 "$SECS" >"$T/churn.out"
+churn_line=$(cat "$T/churn.out")
 wait_count 'msg="snapshot written' $((2 * N)) 300
 wait_count 'database removed from replication' "$N" 300
 done_ms=$(($(date +%s%3N) - start))
@@ -59,7 +60,8 @@ python3 "$HERE/churn.py" verify "$T/ten" "$T/out" new- >"$T/verify.out" || { cat
 verify=$(tail -1 "$T/verify.out")
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f %%", (a - b) * 100 / b }'; }
 cat <<OUT
-churn: $N databases created in ${SECS}s while $N deleted (watched dir, file replica)
+churn: $N databases created while $N deleted, paced over ${SECS}s (watched dir, file replica)
+  creator: $churn_line
   no database:       RSS $base0_rss KiB, $base0_fds fds
   $N databases before: RSS $before_rss KiB, $before_fds fds
   $N databases after:  RSS $after_rss KiB ($(pct "$after_rss" "$before_rss")), $after_fds fds ($(pct "$after_fds" "$before_fds"))
