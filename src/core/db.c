@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
@@ -90,6 +91,7 @@ struct db_job {
   /* in: owned by the job from submit to done */
   struct engine *eng; /* lent: &db->eng */
   unsigned todo;      /* DBJ_* */
+  int final;          /* the final sync (db_close) */
   uint32_t prune_below;
   char newgen_for[GEN_LEN + 1]; /* DBJ_NEWGEN: only if still current */
   uint32_t release_below;       /* a full disk: every replica has these */
@@ -127,6 +129,15 @@ static int work_close(struct db_job *j) {
 
 static int work_open(struct db_job *j) {
   struct engine *e = j->eng;
+  /* The final sync of a database deleted (or renamed) under us: what was
+   * committed before is still readable through our descriptors. */
+  if (j->final && e->opened) {
+    struct stat st;
+    if (stat(e->db_path, &st)) {
+      int ng = 0;
+      engine_sync(e, &ng);
+    }
+  }
   if (e->opened && engine_replaced(e))
     log_info(e->name, NULL, "%s: reopening", e->reason);
   if (e->opened)
@@ -553,6 +564,7 @@ static void submit(struct db *db) {
   struct db_job *j = xcalloc(1, sizeof(*j));
   j->eng = &db->eng;
   j->todo = db->pending;
+  j->final = db->close_phase == DB_CLOSE_SYNC;
   j->prune_below = db->prune_below;
   j->release_below = db->disk_full ? replicas_hold_below(db) : 0;
   memcpy(j->release_gen, db->gen, sizeof(j->release_gen));
