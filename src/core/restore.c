@@ -857,7 +857,7 @@ static void on_snapshot_done(struct fetch *f) {
     rs->snap_done = 1;
     char el[40];
     duration_format(time_mono_ns() - rs->t0, el);
-    log_debug(rs->db, rs->b->name,
+    log_info(rs->db, rs->b->name,
               "snapshot decoded generation=%s index=%08" PRIx32 " size=%" PRId64
               " elapsed=%s",
               rs->gen, rs->snap.index, f->out_len, el);
