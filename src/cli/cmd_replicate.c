@@ -99,6 +99,7 @@ int cmd_replicate(int argc, char **argv) {
       goto out;
     log_setup(&o.cfg.logging);
   } else {
+    config_dir_warnings(1);
     if (cmd_load_config(config_path, no_expand, &o.cfg))
       goto out;
     int explicit_;

@@ -790,9 +790,11 @@ static int db_finish(struct pctx *c, struct db_config *d,
     if (d->meta_path)
       return errf(c, section_line(s, "meta-path"), "meta-path",
                   "cannot be used with dir");
-    if (d->watch)
-      warnf(c, section_line(s, "watch"), "watch",
-            "not implemented yet, scanned at start and on SIGHUP");
+    char why[128];
+    if (config_pattern_check(d->pattern, why, sizeof(why)))
+      warnf(c, section_line(s, "pattern"), "pattern",
+            "invalid pattern %s (%s): this entry replicates nothing",
+            d->pattern, why);
     char *p = path_abs(d->dir);
     free(d->dir);
     d->dir = p;
