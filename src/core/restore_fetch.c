@@ -108,6 +108,8 @@ static void on_chunk(void *arg, int status, const char *err) {
   struct chunk *c = arg;
   struct fetch *f = c->f;
   f->pending--;
+  if (!status && f->fetched)
+    *f->fetched += (int64_t)c->buf.len;
   if (status) {
     fetch_fail(f, status, "%s", err ? err : err_str(status));
   } else if (f->chunk_size) {
@@ -684,6 +686,8 @@ static void on_tmp_got(void *arg, int status, const char *err) {
     loop_work_submit(tmp_close_work, on_tmp_closed, f);
     return;
   }
+  if (f->fetched)
+    *f->fetched += MAX(f->size, (int64_t)0);
   loop_work_submit(tmp_decode_work, on_tmp_decoded, f);
 }
 

@@ -75,6 +75,7 @@ struct fetch {
   fetch_post_fn post;
   fetch_done_fn done;
   void *owner;
+  int64_t *fetched; /* if set, bytes downloaded are added here (loop) */
 
   int64_t chunk_size; /* 0: one GET of the whole object */
   int window;
