@@ -7,8 +7,8 @@
  *
  * lock.json (one JSON object, written only by lease.c):
  *   version     1
- *   owner       the owner id "HOST:PID:START" of the first run that used
- *               this meta directory on this host (persisted in
+ *   owner       the owner id "HOST:PID:START" (START in seconds.nanoseconds) of
+ * the first run that used this meta directory on this host (persisted in
  *               <meta>/sluice-lease-owner, so a restart within the TTL
  *               resumes its own lease instead of waiting for it)
  *   host, pid   this process; started: its start time (RFC 3339)
@@ -39,7 +39,9 @@
 
 enum lease_state { L_ACQUIRE, L_WAITING, L_HELD, L_RELEASING, L_CLOSED };
 
-/* Called when the lease is taken (held = 1) or lost (held = 0). */
+/* Called on every change of state before a release: held = 1 when it is
+ * taken (or renewed after failures), 0 when not ours (refused, lost,
+ * retrying).  It may call lease_release. */
 typedef void (*lease_change_cb)(void *arg, int held);
 
 struct lease;
@@ -54,6 +56,8 @@ struct lease *lease_new(struct backend *b, const char *meta, const char *db,
 /* Ours and not past its local deadline: uploads may go on. */
 int lease_held(const struct lease *l);
 enum lease_state lease_state(const struct lease *l);
+/* Taking it failed (the store errs) and it is being retried. */
+int lease_failing(const struct lease *l);
 const char *lease_state_name(enum lease_state s);
 /* Clean stop: writes the released version if held, then cb (also when
  * not held, at once).  No change callbacks after this. */
@@ -62,7 +66,7 @@ void lease_release(struct lease *l, void (*cb)(void *arg), void *arg);
 void lease_free(struct lease *l);
 
 /* The owner id kept in meta for this host: read, or created as
- * "HOST:PID:START" (returns owned). */
+ * "HOST:PID:SEC.NSEC" (returns owned). */
 char *lease_owner_id(const char *meta);
 
 #endif
