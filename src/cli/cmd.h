@@ -15,6 +15,14 @@ int cmd_restore(int argc, char **argv);     /* cmd_restore.c */
 int cmd_replicate(int argc, char **argv);   /* cmd_replicate.c */
 int cmd_replicas(int argc, char **argv);    /* cmd_replicas.c */
 int cmd_config(int argc, char **argv);      /* cmd_config.c */
+int cmd_status(int argc, char **argv);      /* cmd_status.c */
+
+struct restore_opts;
+/* restore -o OUTDIR DIR (cmd_restore_dir.c): every database of dir entry e
+ * the store holds, `parallel` at once.  Returns the exit code. */
+int cmd_restore_dir(struct config *cfg, const struct db_config *e,
+                    const char *outdir, const struct restore_opts *o,
+                    const char *replica, int parallel, int64_t timeout);
 
 /* Shared by commands (cmd_common.c). */
 

@@ -47,6 +47,7 @@ static int config_from_args(int argc, char **argv, struct config *c) {
   c->logging.to_stderr = 1;
   c->shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT;
   c->health_max_sync_age = DEFAULT_HEALTH_MAX_SYNC_AGE;
+  c->metrics_per_database_max = DEFAULT_METRICS_PER_DATABASE_MAX;
   c->dbs = xcalloc(1, sizeof(struct db_config));
   c->n_dbs = 1;
   config_db_init(&c->dbs[0], argv[0]);
@@ -98,6 +99,7 @@ int cmd_replicate(int argc, char **argv) {
       goto out;
     log_setup(&o.cfg.logging);
   } else {
+    config_dir_warnings(1);
     if (cmd_load_config(config_path, no_expand, &o.cfg))
       goto out;
     int explicit_;

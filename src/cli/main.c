@@ -29,6 +29,8 @@ static const struct {
     {"replicate", cmd_replicate, "runs a server to replicate databases"},
     {"restore", cmd_restore, "recovers database backup from a replica"},
     {"snapshots", cmd_snapshots, "list available snapshots for a database"},
+    {"status", cmd_status,
+     "show every database of the running daemon, its state and lag"},
     {"version", cmd_version, "prints the binary version"},
     {"wal", cmd_wal, "list available WAL files for a database"},
 };

@@ -12,7 +12,8 @@
  *
  * After a replica entry is read, replica_resolve() applies Litestream's
  * per-type constructor rules (main.go newS3ReplicaClientFromConfig and
- * friends): the type comes from the URL scheme, else `type`, else "file";
+ * friends; each type's in config_backends.c): the type comes from the URL
+ * scheme, else `type`, else "file";
  * explicit keys win over values derived from the URL; required fields are
  * checked.  The same function serves URL-only mode
  * (config_replica_from_url), where messages name the URL instead of a
@@ -34,9 +35,16 @@
 #include <yaml.h>
 
 #include "base/err.h"
+#include "config/config_internal.h"
 #include "config/url.h"
 #include "format/names.h"
 #include "base/util.h"
+
+/* This file's short names for what config_internal.h shares with
+ * config_backends.c. */
+#define errf config_errf
+#define section_line config_section_line
+#define set_str config_set_str
 
 #define CONFIG_MAX_SIZE (16u << 20)
 #define MAX_MERGE_DEPTH 16
@@ -136,12 +144,9 @@ struct pctx {
   size_t errlen;
 };
 
-static int errf(struct pctx *c, int line, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /* Writes "FILE:LINE: KEY: message" (or "message: URL" in URL mode) and
  * returns ERR_CONFIG. */
-static int errf(struct pctx *c, int line, const char *key, const char *fmt,
+int config_errf(struct pctx *c, int line, const char *key, const char *fmt,
                 ...) {
   char msg[512];
   va_list ap;
@@ -320,7 +325,7 @@ static int addr_has_port(const char *a) {
   return colon[1] != '\0';
 }
 
-static void set_str(char **dst, const char *v) {
+void config_set_str(char **dst, const char *v) {
   free(*dst);
   *dst = v && *v ? xstrdup(v) : NULL;
 }
@@ -359,7 +364,7 @@ struct section {
   int line; /* of the mapping itself */
 };
 
-static int section_line(const struct section *s, const char *key) {
+int config_section_line(const struct section *s, const char *key) {
   for (size_t i = 0; s && i < s->n; i++)
     if (!strcmp(s->tab[i].key, key))
       return s->lines[i] ? s->lines[i] : s->line;
@@ -542,12 +547,6 @@ static void warnf(struct pctx *c, int line, const char *key, const char *fmt,
   }
 }
 
-static char *take(char **p) {
-  char *v = *p;
-  *p = NULL;
-  return v;
-}
-
 static int is_type(const struct replica_config *r, const char *t) {
   return !strcmp(r->type, t);
 }
@@ -602,146 +601,6 @@ static int replica_conflicts(struct pctx *c, struct replica_config *r,
   return 0;
 }
 
-static int need_bucket(struct pctx *c, struct replica_config *r,
-                       const struct section *s, const char *what) {
-  if (r->bucket && *r->bucket)
-    return 0;
-  const char *key = r->url ? "url" : "bucket";
-  return errf(c, section_line(s, key), key, "%s required for %s replica", what,
-              r->type);
-}
-
-static int apply_file(struct pctx *c, struct replica_config *r,
-                      const struct section *s, struct replica_url *u) {
-  char *p = r->url ? take(&u->path) : take(&r->path);
-  if (!p || !*p) {
-    free(p);
-    return errf(c, section_line(s, "path"), "path",
-                "file replica path required");
-  }
-  r->path = path_abs(p);
-  free(p);
-  return 0;
-}
-
-/* Spec 6.4: path-style is the explicit key if given, else "an endpoint is
- * set"; a URL that implies path-style turns a false into true. */
-static int apply_s3(struct pctx *c, struct replica_config *r,
-                    const struct section *s, struct replica_url *u) {
-  int fps = r->force_path_style != TRI_UNSET ? r->force_path_style == TRI_TRUE
-                                             : r->endpoint != NULL;
-  if (r->url) {
-    r->path = take(&u->path);
-    r->bucket = take(&u->bucket);
-    if (!r->region)
-      r->region = take(&u->region);
-    if (!r->endpoint)
-      r->endpoint = take(&u->endpoint);
-    if (!fps)
-      fps = u->force_path_style;
-  }
-  r->force_path_style = fps ? TRI_TRUE : TRI_FALSE;
-  return need_bucket(c, r, s, "bucket");
-}
-
-static int apply_gcs(struct pctx *c, struct replica_config *r,
-                     const struct section *s, struct replica_url *u) {
-  if (r->url) {
-    r->bucket = take(&u->host);
-    r->path = take(&u->path);
-  }
-  return need_bucket(c, r, s, "bucket");
-}
-
-/*
- * Azure accepts two URL forms:
- *  - Litestream's abs://[ACCOUNT@]CONTAINER/PATH: the container is the URL
- *    host, the account comes from the userinfo when `account-name` is
- *    unset;
- *  - the form operators write, abs://ACCOUNT/CONTAINER/PATH, recognised
- *    when the URL has no userinfo, its host equals the account name
- *    (`account-name`, else $AZURE_STORAGE_ACCOUNT) and its path is not
- *    empty: the container is then the first path element and the path the
- *    rest.  abs://ACCOUNT alone keeps Litestream's meaning (a container
- *    named like the account).
- */
-static int apply_abs(struct pctx *c, struct replica_config *r,
-                     const struct section *s, struct replica_url *u) {
-  if (r->url) {
-    const char *acct = r->account_name;
-    if (!acct)
-      acct = getenv("AZURE_STORAGE_ACCOUNT");
-    if (!u->user && acct && *acct && !strcmp(u->host, acct) && *u->path) {
-      char *slash = strchr(u->path, '/');
-      r->bucket = slash ? xstrndup(u->path, (size_t)(slash - u->path))
-                        : xstrdup(u->path);
-      r->path = xstrdup(slash ? slash + 1 : "");
-      if (!r->account_name)
-        r->account_name = xstrdup(u->host);
-    } else {
-      if (!r->account_name && u->user && *u->user)
-        r->account_name = take(&u->user);
-      r->bucket = take(&u->host);
-      r->path = take(&u->path);
-    }
-  }
-  return need_bucket(c, r, s, "container (bucket)");
-}
-
-static int apply_sftp(struct pctx *c, struct replica_config *r,
-                      const struct section *s, struct replica_url *u) {
-  if (r->url) {
-    r->host = take(&u->host);
-    if (!r->user && u->user && *u->user)
-      r->user = take(&u->user);
-    if (!r->password && u->password && *u->password)
-      r->password = take(&u->password);
-    r->path = take(&u->path);
-  }
-  const char *key = r->url ? "url" : "host";
-  if (!r->host || !*r->host)
-    return errf(c, section_line(s, key), key, "host required for sftp replica");
-  key = r->url ? "url" : "user";
-  if (!r->user)
-    return errf(c, section_line(s, key), key, "user required for sftp replica");
-  return 0;
-}
-
-/* Base64 of exactly 32 bytes: 43 symbols and one '='. */
-static int is_sse_c_key(const char *k) {
-  static const char b64[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  return strlen(k) == 44 && strspn(k, b64) == 43 && k[43] == '=';
-}
-
-static int check_sse(struct pctx *c, struct replica_config *r,
-                     const struct section *s) {
-  if (r->sse) {
-    const char *canon = !strcasecmp(r->sse, "AES256")    ? "AES256"
-                        : !strcasecmp(r->sse, "aws:kms") ? "aws:kms"
-                                                         : NULL;
-    if (!canon)
-      return errf(c, section_line(s, "sse"), "sse",
-                  "expected \"AES256\" or \"aws:kms\", got \"%.60s\"", r->sse);
-    set_str(&r->sse, canon);
-  }
-  if (r->sse_kms_key_id) {
-    if (r->sse && strcmp(r->sse, "aws:kms"))
-      return errf(c, section_line(s, "sse-kms-key-id"), "sse-kms-key-id",
-                  "requires sse: aws:kms");
-    set_str(&r->sse, "aws:kms");
-  }
-  if (r->sse_c_key) {
-    if (!is_sse_c_key(r->sse_c_key))
-      return errf(c, section_line(s, "sse-c-key"), "sse-c-key",
-                  "expected the base64 encoding of a 256-bit key");
-    if (r->sse)
-      return errf(c, section_line(s, "sse-c-key"), "sse-c-key",
-                  "cannot be combined with sse");
-  }
-  return 0;
-}
-
 static int check_intervals(struct pctx *c, struct replica_config *r,
                            const struct section *s) {
   char d[40];
@@ -766,10 +625,6 @@ static int check_intervals(struct pctx *c, struct replica_config *r,
 
 static int replica_resolve(struct pctx *c, struct replica_config *r,
                            const struct section *s) {
-  static int (*const apply[])(struct pctx *, struct replica_config *,
-                              const struct section *, struct replica_url *) = {
-      apply_file, apply_s3, apply_gcs, apply_abs, apply_sftp};
-  static const char *const names[] = {"file", "s3", "gcs", "abs", "sftp"};
   struct replica_url u;
   char msg[512];
   int rc;
@@ -790,14 +645,13 @@ static int replica_resolve(struct pctx *c, struct replica_config *r,
     rc = errf(c, section_line(s, "endpoint"), "endpoint", "%s", msg);
     goto done;
   }
-  for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-    if (is_type(r, names[i]) && (rc = apply[i](c, r, s, &u)))
-      goto done;
+  if ((rc = config_backend_apply(c, r, s, &u)))
+    goto done;
   if (!r->path)
     r->path = xstrdup("");
   if (!r->name)
     r->name = xstrdup(r->type);
-  if ((rc = check_intervals(c, r, s)) || (rc = check_sse(c, r, s)))
+  if ((rc = check_intervals(c, r, s)) || (rc = config_check_sse(c, r, s)))
     goto done;
   if (u.query)
     warnf(c, section_line(s, "url"), "url",
@@ -936,9 +790,11 @@ static int db_finish(struct pctx *c, struct db_config *d,
     if (d->meta_path)
       return errf(c, section_line(s, "meta-path"), "meta-path",
                   "cannot be used with dir");
-    if (d->watch)
-      warnf(c, section_line(s, "watch"), "watch",
-            "not implemented yet, scanned at start and on SIGHUP");
+    char why[128];
+    if (config_pattern_check(d->pattern, why, sizeof(why)))
+      warnf(c, section_line(s, "pattern"), "pattern",
+            "invalid pattern %s (%s): this entry replicates nothing",
+            d->pattern, why);
     char *p = path_abs(d->dir);
     free(d->dir);
     d->dir = p;
@@ -1114,6 +970,8 @@ static const struct field top_fields[] = {
     {"secret-access-key", K_SECRET, CF(secret_access_key), 0, NULL},
     {"shutdown-timeout", K_DUR, CF(shutdown_timeout), 0, NULL},
     {"health-max-sync-age", K_DUR, CF(health_max_sync_age), 0, NULL},
+    {"metrics-per-database-max", K_COUNT, CF(metrics_per_database_max), 0,
+     NULL},
     {"logging", K_SUB, 0, 0, parse_logging},
     {"dbs", K_SUB, 0, 0, parse_dbs},
 #undef CF
@@ -1152,6 +1010,7 @@ static void config_defaults(struct config *cfg) {
   cfg->logging.to_stderr = 0; /* Litestream logs to stdout by default */
   cfg->shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT;
   cfg->health_max_sync_age = DEFAULT_HEALTH_MAX_SYNC_AGE;
+  cfg->metrics_per_database_max = DEFAULT_METRICS_PER_DATABASE_MAX;
 }
 
 static int parse_root(struct pctx *c, struct config *cfg) {

@@ -30,6 +30,7 @@
 #define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
 #define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
 #define DEFAULT_HEALTH_MAX_SYNC_AGE (300LL * 1000 * 1000 * 1000) /* 5m */
+#define DEFAULT_METRICS_PER_DATABASE_MAX 1000
 
 enum tristate { TRI_UNSET = -1, TRI_FALSE = 0, TRI_TRUE = 1 };
 
@@ -115,6 +116,9 @@ struct config {
   struct log_config logging;
   int64_t shutdown_timeout;
   int64_t health_max_sync_age;
+  /* /metrics has the per-database series while there are at most this
+   * many databases (0: never); the aggregates are always there. */
+  int64_t metrics_per_database_max;
   struct db_config *dbs;
   size_t n_dbs;
   struct db_config *dirs; /* dir entries, not yet expanded */
@@ -166,6 +170,51 @@ int config_expand_dirs(struct config *c, char *err, size_t errlen);
  * matches its pattern, whether or not the file exists (restore onto a lost
  * host): appended to c->dbs and returned, else NULL. */
 struct db_config *config_dir_db(struct config *c, const char *path);
+/* Live discovery (the daemon's watched dirs). */
+/* Whether `path` (absolute) lies under entry e and matches it by name. */
+int config_dir_match(const struct db_config *e, const char *path);
+/* Whether a file name matches e's pattern and is no -wal/-shm/-journal. */
+int config_dir_name_matches(const struct db_config *e, const char *name);
+/* Whether a subdirectory is skipped (a .<db>-litestream meta dir). */
+int config_dir_skip_subdir(const char *name);
+/* The database of entry e for the file at rel (relative to e->dir). */
+void config_dir_make_db(const struct db_config *e, const char *rel,
+                        struct db_config *out);
+/* 0, or -1 with the reason when a pattern is invalid (Go's filepath.Match
+ * rules: unterminated [, trailing backslash; no '/'). */
+int config_pattern_check(const char *pattern, char *why, size_t n);
+/* What is at path now (stat and the first 16 bytes). */
+enum {
+  CONFIG_PROBE_GONE,
+  CONFIG_PROBE_DB,       /* a regular file beginning with the header */
+  CONFIG_PROBE_SHORT,    /* a regular file shorter than the header */
+  CONFIG_PROBE_SETTLING, /* SQLite, not in WAL mode, changed just now */
+  CONFIG_PROBE_NOTDB,    /* a regular file that is not SQLite */
+  CONFIG_PROBE_DIR,
+  CONFIG_PROBE_OTHER,      /* socket, fifo... */
+  CONFIG_PROBE_UNREADABLE, /* permission denied, I/O error */
+};
+int config_dir_probe(const char *path);
+/* How long a SQLite file not in WAL mode must be quiet before it is taken
+ * (an application creating a database switches it to WAL right away:
+ * opening it in between races the creation). */
+#define CONFIG_PROBE_SETTLE_MS 2000
+/* A process replicating databases must never open and close a file whose
+ * database it has open: closing any fd of a file drops every POSIX lock the
+ * process holds on it (SQLite's, the pin).  When set, every header read of
+ * the scans asks begin(path) first: 1 means "a database of this process"
+ * (not opened, taken as SQLite); 0 means go ahead, and end() follows the
+ * read (a lock may be held in between). */
+struct config_probe_guard {
+  int (*begin)(void *arg, const char *path);
+  void (*end)(void *arg);
+  void *arg;
+};
+void config_set_probe_guard(const struct config_probe_guard *g);
+/* Whether config_expand_dirs warns about matching files that are not
+ * SQLite or cannot be read (the daemon: yes; the commands: no).  Watched
+ * entries are left to the daemon's discovery, which warns once. */
+void config_dir_warnings(int on);
 /* A replica location joined with a relative database path: file paths with
  * '/', key prefixes without a leading '/' (`tenants` + `a/b.db` ->
  * `tenants/a/b.db`, `` + `a.db` -> `a.db`).  Owned string. */

@@ -29,7 +29,8 @@ enum db_state {
   DB_READY,
   DB_ERROR,
   DB_CLOSING,
-  DB_CLOSED
+  DB_CLOSED,
+  DB__STATES /* how many; keep last (db_state_name names each) */
 };
 
 /* Work requested from the next job. */
@@ -84,7 +85,11 @@ struct db {
   /* Published by the loop after every job; safe to read on the loop. */
   char gen[GEN_LEN + 1];
   uint32_t index;
-  int64_t shadow_size;
+  int64_t shadow_size; /* what is copied (engine_copied_end) */
+  int64_t shadow_phys; /* ... of which in the shadow file; the rest is
+                          read from the WAL (a full disk) */
+  uint8_t wal_hdr[WAL_HEADER_SIZE]; /* the current WAL lifetime's header */
+  int disk_full;                    /* engine.h: disk_full */
   int64_t wal_size;
   int64_t db_size;
   uint32_t page_size;
@@ -99,6 +104,7 @@ struct db {
   unsigned pending;   /* DBJ_* for the next job */
   int idle_retries;   /* idle checkpoints retried since the last change */
   uint32_t prune_below;
+  char newgen_for[GEN_LEN + 1]; /* DBJ_NEWGEN: the generation it replaces */
   struct watch_sub *watch;
   struct loop_timer *retry_timer;
   struct loop_timer *idle_timer;
@@ -137,6 +143,11 @@ void db_free(struct db *db);
 
 /* For replicas. */
 void db_kick(struct db *db, unsigned what);
+/* A replica lost continuity in generation gen: start a new generation,
+ * unless the current one is already another (the request is then stale:
+ * the replica saw the end of a generation the engine has already left).
+ * Returns 1 if requested, 0 if stale (the replica just resumes). */
+int db_request_new_generation(struct db *db, const char *gen);
 void db_request_snapshot(struct db *db, db_snapshot_cb cb, void *arg);
 void db_snapshot_release(struct db *db, struct db_snapshot *snap);
 void db_request_validation(struct db *db, db_validation_cb cb, void *arg);

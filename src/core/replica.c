@@ -185,15 +185,42 @@ static void succeeded(struct replica *r) {
 
 static void upload_next(struct replica *r);
 
+/* The bytes of one index: in the shadow file below phys, in the WAL from
+ * there on (a full disk: engine.h); phys < 0: all in the shadow file. */
+struct span {
+  int sfd, wfd;
+  int64_t phys;
+};
+
+static ssize_t span_read(const struct span *s, uint8_t *buf, size_t n,
+                         int64_t off) {
+  size_t done = 0;
+  while (done < n) {
+    int64_t at = off + (int64_t)done;
+    int in_wal = s->phys >= 0 && at >= s->phys;
+    size_t want = n - done;
+    if (!in_wal && s->phys >= 0 && at + (int64_t)want > s->phys)
+      want = (size_t)(s->phys - at);
+    ssize_t r =
+        pread_full(in_wal ? s->wfd : s->sfd, buf + done, want, (off_t)at);
+    if (r < 0)
+      return r;
+    done += (size_t)r;
+    if ((size_t)r < want)
+      break;
+  }
+  return (ssize_t)done;
+}
+
 /* Finds the end of the last commit frame in [off, limit) by reading frame
  * headers; if none, the first commit after limit.  Returns the end. */
-static int64_t commit_boundary(int fd, int64_t off, int64_t limit, int64_t end,
-                               uint32_t page_size) {
+static int64_t commit_boundary(const struct span *sp, int64_t off,
+                               int64_t limit, int64_t end, uint32_t page_size) {
   int64_t fs = WAL_FRAME_HEADER_SIZE + (int64_t)page_size;
   int64_t p = off == 0 ? WAL_HEADER_SIZE : off, best = -1;
   uint8_t h[WAL_FRAME_HEADER_SIZE];
   for (; p + fs <= end; p += fs) {
-    if (pread_full(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h))
+    if (span_read(sp, h, sizeof(h), p) != (ssize_t)sizeof(h))
       break;
     if (get_be32(h + 4)) {
       if (p + fs > limit && best > off)
@@ -213,8 +240,11 @@ struct seg_job {
   /* in */
   const struct backend *b; /* its age keys (read-only) encrypt the segment */
   char *path;              /* owned: the shadow WAL file */
+  char *wal_path;          /* owned: the database's WAL */
   int64_t off;
-  int64_t cap; /* end of the round in this file, or -1: the file's end */
+  int64_t cap;  /* end of the round in this file, or -1: the file's end */
+  int64_t phys; /* from here on in the WAL (full disk), or -1 */
+  uint8_t wal_hdr[WAL_HEADER_SIZE]; /* ... whose lifetime this must be */
   uint32_t page_size;
   /* out */
   struct buf seg; /* compressed [off, end) */
@@ -222,42 +252,79 @@ struct seg_job {
   int rc;
 };
 
+/* Bytes read from the WAL (a full disk) belong to the lifetime of the
+ * shadow file: the frames' salts are the header's, and the header read
+ * after them is still that lifetime's (a restart writes the header before
+ * any frame), so no frame was overwritten while we read it. */
+static int wal_part_ok(const struct seg_job *j, int wfd, const uint8_t *data,
+                       int64_t from, int64_t end) {
+  int64_t fs = WAL_FRAME_HEADER_SIZE + (int64_t)j->page_size;
+  int64_t p = MAX(from, (int64_t)WAL_HEADER_SIZE);
+  if (from < WAL_HEADER_SIZE &&
+      memcmp(data, j->wal_hdr + from, (size_t)(WAL_HEADER_SIZE - from)))
+    return 0;
+  for (; p + fs <= end; p += fs) {
+    const uint8_t *f = data + (p - j->off);
+    if (memcmp(f + 8, j->wal_hdr + 16, 8))
+      return 0;
+  }
+  uint8_t h[WAL_HEADER_SIZE];
+  return pread_full(wfd, h, sizeof(h), 0) == WAL_HEADER_SIZE &&
+         !memcmp(h, j->wal_hdr, sizeof(h));
+}
+
 static void build_work(void *arg) {
   struct seg_job *j = arg;
-  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  struct span sp = {-1, -1, j->phys};
   j->end = j->off;
-  if (fd < 0) {
-    j->rc = -errno;
-    return;
+  if (sp.phys < 0 || j->off < sp.phys) {
+    sp.sfd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (sp.sfd < 0) {
+      j->rc = -errno;
+      return;
+    }
   }
   int64_t end = j->cap;
   struct stat sb;
   if (end < 0) {
-    if (fstat(fd, &sb)) {
+    if (fstat(sp.sfd, &sb)) {
       j->rc = -errno;
-      close(fd);
-      return;
+      goto out;
     }
     end = sb.st_size;
   }
-  if (end - j->off > MAX_SEGMENT)
-    end = commit_boundary(fd, j->off, j->off + MAX_SEGMENT, end, j->page_size);
-  if (end <= j->off) {
-    close(fd);
-    return;
+  if (sp.phys >= 0 && end > sp.phys) {
+    sp.wfd = open(j->wal_path, O_RDONLY | O_CLOEXEC);
+    if (sp.wfd < 0) {
+      j->rc = ERR_BUSY; /* gone meanwhile: the next round sees why */
+      goto out;
+    }
+  } else {
+    sp.phys = -1;
   }
+  if (end - j->off > MAX_SEGMENT)
+    end = commit_boundary(&sp, j->off, j->off + MAX_SEGMENT, end, j->page_size);
+  if (end <= j->off)
+    goto out;
   size_t n = (size_t)(end - j->off);
   uint8_t *data = xmalloc(n);
-  ssize_t got = pread_full(fd, data, n, (off_t)j->off);
-  close(fd);
+  ssize_t got = span_read(&sp, data, n, j->off);
   if (got != (ssize_t)n) {
     j->rc = got < 0 ? (int)got : -EIO;
+  } else if (sp.phys >= 0 &&
+             !wal_part_ok(j, sp.wfd, data, MAX(j->off, sp.phys), end)) {
+    j->rc = ERR_BUSY; /* the WAL moved on: the shadow has it by now */
   } else {
     j->rc = codec_encode(j->b, data, n, &j->seg);
     if (!j->rc)
       j->end = end;
   }
   free(data);
+out:
+  if (sp.sfd >= 0)
+    close(sp.sfd);
+  if (sp.wfd >= 0)
+    close(sp.wfd);
 }
 
 /*
@@ -368,19 +435,35 @@ static void build_done(void *arg, int status) {
   buf_destroy(&r->seg);
   r->seg = j->seg; /* the segment is the replica's now */
   r->seg_end = j->end;
+  uint32_t j_index = r->seg_index;
   free(j->path);
+  free(j->wal_path);
   free(j);
   if (r->state == R_CLOSED)
     return;
   if (rc == -ENOENT) {
     /* The local shadow no longer has what this replica needs: only a new
      * generation can restore continuity. */
-    log_warn(db->name, r->name,
-             "shadow wal %08x missing locally; starting a new generation",
-             r->seg_index);
+    char gen[GEN_LEN + 1];
+    memcpy(gen, r->pos.gen, sizeof(gen));
     pos_reset(r);
-    db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
+    if (db_request_new_generation(db, gen)) {
+      /* (The engine logs the new generation, or skips it if it has left
+       * this one meanwhile: the replica's request is then stale.) */
+      log_warn(db->name, r->name,
+               "shadow wal %s/%08x missing locally: continuity lost", gen,
+               j_index);
+    } else {
+      kick(r); /* the engine has started another generation already */
+    }
+    return;
+  }
+  if (rc == ERR_BUSY) {
+    /* Read from the WAL while it moved on (a full disk ending): again in a
+     * moment, from what the shadow holds by then. */
+    set_state(r, R_IDLE);
+    loop_timer_start(r->timer, 50);
     return;
   }
   if (rc) {
@@ -435,6 +518,11 @@ static void upload_next(struct replica *r) {
   j->path = shadow_wal_path(db->meta, r->pos.gen, r->seg_index);
   j->off = r->seg_off;
   j->cap = r->pos.index == db->index ? db->shadow_size : -1;
+  j->phys = r->pos.index == db->index && db->shadow_phys < db->shadow_size
+                ? db->shadow_phys
+                : -1;
+  j->wal_path = xasprintf("%s-wal", db->name);
+  memcpy(j->wal_hdr, db->wal_hdr, sizeof(j->wal_hdr));
   /* Only below the validation position: once there, capping again would
    * build an empty segment, which skipped the rest of the index when the
    * WAL had restarted meanwhile (lost frames) and spun forever when
@@ -531,8 +619,8 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
              "starting a new generation",
              index, (long long)offset);
     pos_reset(r);
-    db_kick(db, DBJ_NEWGEN);
     set_state(r, R_IDLE);
+    db_request_new_generation(db, db->gen);
     return;
   }
   pos_set(r, db->gen, index, offset);
@@ -739,7 +827,8 @@ static void kick(struct replica *r) {
     start_resume(r);
     return;
   }
-  if (r->want_snapshot && !r->flushing) {
+  /* (Not with a full disk: it is written to the meta directory first.) */
+  if (r->want_snapshot && !r->flushing && !db->disk_full) {
     r->want_snapshot = 0;
     take_snapshot(r);
     return;

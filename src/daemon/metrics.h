@@ -13,7 +13,11 @@
 
 struct db;
 
-void metrics_render(struct db *const *dbs, size_t n, struct buf *out);
+/* per_db: also the series with a db label (one or more per database);
+ * the aggregates (databases by state, lag maximum and histogram, errors)
+ * are always there. */
+void metrics_render(struct db *const *dbs, size_t n, int per_db,
+                    struct buf *out);
 /* 200 if every replica synced within max_age (or has nothing to upload),
  * else 503; the body lists each replica. */
 int metrics_health(struct db *const *dbs, size_t n, int64_t max_age_ns,

@@ -69,6 +69,27 @@ static void dir_release(struct watch_dir *d) {
 }
 
 static void on_fs_event(uv_fs_event_t *h, const char *filename, int events,
+                        int status);
+
+/* Stops the kernel watch while every subscriber is paused. */
+static void stop_if_all_paused(struct watch_dir *d) {
+  if (d->nsubs > 0 && d->npaused == d->nsubs && !d->stopped &&
+      !d->dispatching) {
+    uv_fs_event_stop(&d->h);
+    d->stopped = 1;
+  }
+}
+
+/* Starts it again for a subscriber that wants events. */
+static void restart(struct watch_dir *d) {
+  if (d->stopped) {
+    d->stopped = 0;
+    if (uv_fs_event_start(&d->h, on_fs_event, d->path, 0))
+      d->stopped = 1; /* cannot watch again: subscribers poll */
+  }
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events,
                         int status) {
   struct watch_dir *d = container_of(h, struct watch_dir, h);
   (void)events;
@@ -76,12 +97,13 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events,
    * removal only marks them while we iterate. */
   d->dispatching++;
   for (struct watch_sub *s = d->subs; s; s = s->next) {
-    if (!s->removed)
+    if (!s->removed && !s->paused)
       s->cb(s->arg, status < 0 ? NULL : filename);
   }
   d->dispatching--;
   if (!d->dispatching) {
     free_removed(d);
+    stop_if_all_paused(d); /* some paused themselves in their callback */
     dir_release(d);
   }
 }
@@ -111,6 +133,7 @@ int watch_add(const char *path, watch_cb cb, void *arg,
   s->next = d->subs;
   d->subs = s;
   d->nsubs++;
+  restart(d); /* every other subscriber was paused */
   *out = s;
   return 0;
 }
@@ -122,24 +145,16 @@ void watch_pause(struct watch_sub *s) {
   if (!s || s->paused)
     return;
   s->paused = 1;
-  struct watch_dir *d = s->dir;
-  if (++d->npaused == d->nsubs && !d->stopped && !d->dispatching) {
-    uv_fs_event_stop(&d->h);
-    d->stopped = 1;
-  }
+  s->dir->npaused++;
+  stop_if_all_paused(s->dir);
 }
 
 void watch_resume(struct watch_sub *s) {
   if (!s || !s->paused)
     return;
   s->paused = 0;
-  struct watch_dir *d = s->dir;
-  d->npaused--;
-  if (d->stopped) {
-    d->stopped = 0;
-    if (uv_fs_event_start(&d->h, on_fs_event, d->path, 0))
-      d->stopped = 1; /* cannot watch again: subscribers poll */
-  }
+  s->dir->npaused--;
+  restart(s->dir);
 }
 
 void watch_remove(struct watch_sub *s) {
@@ -154,6 +169,7 @@ void watch_remove(struct watch_sub *s) {
   d->nsubs--;
   if (!d->dispatching) {
     free_removed(d);
+    stop_if_all_paused(d);
     dir_release(d);
   }
 }

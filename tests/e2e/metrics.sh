@@ -90,6 +90,11 @@ want = {
     "sluice_replica_bytes_total": ("counter", {"db", "name", "operation"}),
     "sluice_resyncs_total": ("counter", {"db"}),
     "sluice_resync_bytes_total": ("counter", {"db"}),
+    # Aggregates, there at any number of databases.
+    "sluice_databases": ("gauge", {"state"}),
+    "sluice_replicas_failing": ("gauge", set()),
+    "sluice_replica_lag_max_seconds": ("gauge", set()),
+    "sluice_errors_total": ("counter", {"kind"}),
 }
 types, labels, values = {}, {}, {}
 for line in open(sys.argv[1]):
@@ -99,12 +104,13 @@ for line in open(sys.argv[1]):
         continue
     if line.startswith("#") or not line.strip():
         continue
-    m = re.match(r"([a-z_]+)\{(.*)\} (\S+)$", line.strip())
+    m = re.match(r"([a-z_]+)(?:\{(.*)\})? (\S+)$", line.strip())
     if not m:
         sys.exit("unparsable sample: " + line)
-    names = set(re.findall(r'([a-z_]+)="', m[2]))
+    lab = m[2] or ""
+    names = set(re.findall(r'([a-z_]+)="', lab))
     labels.setdefault(m[1], set()).add(frozenset(names))
-    values.setdefault(m[1], []).append((dict(re.findall(r'([a-z_]+)="([^"]*)"', m[2])), float(m[3])))
+    values.setdefault(m[1], []).append((dict(re.findall(r'([a-z_]+)="([^"]*)"', lab)), float(m[3])))
 bad = []
 for name, (typ, lab) in want.items():
     if types.get(name) != typ:
@@ -125,6 +131,11 @@ if len(puts) != 2 or min(puts) <= 0:
     bad.append("PUT counts per replica: %s" % puts)
 if [v for d, v in values["litestream_sync_count"]][0] <= 0:
     bad.append("litestream_sync_count is 0")
+if types.get("sluice_replica_lag_distribution_seconds") != "histogram":
+    bad.append("no lag histogram")
+ready = [v for d, v in values["sluice_databases"] if d["state"] == "ready"]
+if ready != [1]:
+    bad.append("sluice_databases{state=ready} %s, want [1]" % ready)
 if bad:
     sys.exit("\n".join(bad))
 PY

@@ -66,17 +66,8 @@ finish() {
   assert_same_db "$D/app.db" "$D/restored.db"
   gens=$(ls "$D/replica/generations" | wc -l)
   lines=$(grep -c 'new generation' "$D/sluice.log")
-  # Known open race (deleted_recreated, seen once under ASan): a replica
-  # still uploading the deleted file's shadow asks for a second new
-  # generation right after the engine started one, leaving an empty
-  # generation directory-less in the log.  The restore above stays exact.
-  if [ "$CASE" = deleted_recreated ]; then
-    [ "$lines" -ge "$gens" ] ||
-      fail "$CASE: $gens generations but $lines 'new generation' log lines"
-  else
-    [ "$lines" -eq "$gens" ] ||
-      fail "$CASE: $gens generations but $lines 'new generation' log lines"
-  fi
+  [ "$lines" -eq "$gens" ] ||
+    fail "$CASE: $gens generations but $lines 'new generation' log lines"
   if [ "$gens" -ne "$want" ]; then
     grep 'new generation' "$D/sluice.log" >&2
     fail "$CASE: $gens generations, want $want"

@@ -1,0 +1,116 @@
+#include "daemon/status.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/db.h"
+#include "core/replica.h"
+
+const char *status_state(const struct db *db, int64_t now_ns) {
+  int busy = 0;
+  for (size_t j = 0; j < db->n_replicas; j++) {
+    const struct replica *r = db->replicas[j];
+    if (r->state == R_BACKOFF)
+      return "error";
+    busy |= r->state != R_IDLE || replica_lag_ns(r, now_ns) > 0;
+  }
+  switch (db->state) {
+  case DB_ERROR:
+    return "error";
+  case DB_WAITING:
+    return "waiting";
+  case DB_READY:
+    return busy ? "replicating" : "idle";
+  default:
+    return db_state_name(db->state);
+  }
+}
+
+static void json_str(struct buf *b, const char *v) {
+  buf_append(b, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      buf_appendf(b, "\\%c", *p);
+    else if (*p < 0x20)
+      buf_appendf(b, "\\u%04x", *p);
+    else
+      buf_append(b, p, 1);
+  }
+  buf_append(b, "\"", 1);
+}
+
+static void render_json(struct db *const *dbs, size_t n, int64_t now,
+                        struct buf *out) {
+  buf_appendf(out, "{\"databases\":[");
+  for (size_t i = 0; i < n; i++) {
+    const struct db *db = dbs[i];
+    buf_appendf(out, "%s\n{\"database\":", i ? "," : "");
+    json_str(out, db->name);
+    buf_appendf(out, ",\"state\":");
+    json_str(out, status_state(db, now));
+    buf_appendf(out, ",\"generation\":");
+    json_str(out, db->gen);
+    buf_appendf(out, ",\"error\":");
+    json_str(out, db->last_err);
+    buf_appendf(out, ",\"replicas\":[");
+    for (size_t j = 0; j < db->n_replicas; j++) {
+      const struct replica *r = db->replicas[j];
+      buf_appendf(out, "%s{\"name\":", j ? "," : "");
+      json_str(out, r->name);
+      buf_appendf(out, ",\"state\":");
+      json_str(out, replica_state_name(r->state));
+      buf_appendf(out, ",\"lag_seconds\":%.3f,\"error\":",
+                  (double)replica_lag_ns(r, now) / 1e9);
+      json_str(out, r->last_err);
+      buf_appendf(out, "}");
+    }
+    buf_appendf(out, "]}");
+  }
+  buf_appendf(out, "\n]}\n");
+}
+
+static size_t max_sz(size_t a, size_t b) {
+  return a > b ? a : b;
+}
+
+/* One line per replica (one with "-" for a database without), columns
+ * aligned: database, state, replica, lag, error. */
+static void render_text(struct db *const *dbs, size_t n, int64_t now,
+                        struct buf *out) {
+  size_t wd = strlen("database"), ws = strlen("state"), wr = strlen("replica");
+  for (size_t i = 0; i < n; i++) {
+    wd = max_sz(wd, strlen(dbs[i]->name));
+    ws = max_sz(ws, strlen(status_state(dbs[i], now)));
+    for (size_t j = 0; j < dbs[i]->n_replicas; j++)
+      wr = max_sz(wr, strlen(dbs[i]->replicas[j]->name));
+  }
+  buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, "database", (int)ws,
+              "state", (int)wr, "replica", "lag", "error");
+  for (size_t i = 0; i < n; i++) {
+    const struct db *db = dbs[i];
+    const char *st = status_state(db, now);
+    if (!db->n_replicas)
+      buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, db->name,
+                  (int)ws, st, (int)wr, "-", "-",
+                  db->last_err[0] ? db->last_err : "-");
+    for (size_t j = 0; j < db->n_replicas; j++) {
+      const struct replica *r = db->replicas[j];
+      /* Whole seconds rounded up, as `sluice replicas` prints them. */
+      int64_t ns = replica_lag_ns(r, now);
+      char lag[32];
+      snprintf(lag, sizeof(lag), "%llds",
+               (long long)(ns > 0 ? (ns + NS_PER_SEC - 1) / NS_PER_SEC : 0));
+      const char *e = r->last_err[0] ? r->last_err : db->last_err;
+      buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, db->name,
+                  (int)ws, st, (int)wr, r->name, lag, e[0] ? e : "-");
+    }
+  }
+}
+
+void status_render(struct db *const *dbs, size_t n, int json, struct buf *out) {
+  int64_t now = time_now_ns();
+  if (json)
+    render_json(dbs, n, now, out);
+  else
+    render_text(dbs, n, now, out);
+}
