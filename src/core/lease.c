@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -34,6 +35,9 @@ struct lease {
   struct backend *b;
   const char *db, *name; /* borrowed, for logs */
   char *owner;           /* our owner id */
+  const char *meta;      /* borrowed: where the owner id is kept */
+  int persisted;         /* the owner id is in meta */
+  int started;           /* lease_start ran */
   char host[256];
   int pid;
   int64_t started_ns;
@@ -91,7 +95,23 @@ static void set_state(struct lease *l, enum lease_state s) {
 
 /* --- the owner id --- */
 
-char *lease_owner_id(const char *meta) {
+int lease_owner_persist(const char *meta, const char *id) {
+  struct stat st;
+  if (stat(meta, &st) || !S_ISDIR(st.st_mode))
+    return -ENOENT; /* the engine has not made it yet */
+  char *path = path_join(meta, LEASE_OWNER_FILE);
+  char *line = xasprintf("%s\n", id);
+  int rc = file_write_atomic(path, line, strlen(line), 0600);
+  if (rc)
+    log_warn(meta, NULL,
+             "write %s: %s (the lease owner id will not survive a restart)",
+             path, strerror(-rc));
+  free(line);
+  free(path);
+  return rc;
+}
+
+char *lease_owner_id(const char *meta, int *persisted) {
   char host[256] = "localhost";
   gethostname(host, sizeof(host) - 1);
   host[strcspn(host, ":\n")] = '\0';
@@ -116,15 +136,10 @@ char *lease_owner_id(const char *meta) {
     int64_t now = time_now_ns();
     id = xasprintf("%s:%d:%" PRId64 ".%09" PRId64, host, (int)getpid(),
                    (int64_t)(now / NS_PER_SEC), (int64_t)(now % NS_PER_SEC));
-    char *line = xasprintf("%s\n", id);
-    int rc = mkdir_p(meta, 0700);
-    if (!rc)
-      rc = file_write_atomic(path, line, strlen(line), 0600);
-    if (rc)
-      log_warn(meta, NULL,
-               "write %s: %s (the lease owner id will not survive a restart)",
-               path, strerror(-rc));
-    free(line);
+    if (persisted)
+      *persisted = 0;
+  } else if (persisted) {
+    *persisted = 1;
   }
   free(path);
   return id;
@@ -267,6 +282,10 @@ static void hold(struct lease *l) {
   l->valid_until = l->write_start + l->ttl_ns - l->ttl_ns / 6;
   l->refused_owner[0] = '\0';
   l->last_err[0] = '\0';
+  /* The meta directory exists once the engine opened the database: keep
+   * the id there for a restart (a few bytes, once). */
+  if (!l->persisted)
+    l->persisted = lease_owner_persist(l->meta, l->owner) == 0;
   if (l->renew_failing)
     log_info(l->db, l->name, "lease on %s renewed again", l->b->desc);
   l->renew_failing = 0;
@@ -512,15 +531,22 @@ struct lease *lease_new(struct backend *b, const char *meta, const char *db,
     l->valid_until = INT64_MAX;
     return l;
   }
-  l->owner = lease_owner_id(meta);
-  if (!(b->ops->caps & BACKEND_CAP_COND))
-    log_warn(db, name,
+  l->meta = meta;
+  return l;
+}
+
+void lease_start(struct lease *l) {
+  if (l->started || l->ttl_ns <= 0 || l->state != L_ACQUIRE)
+    return;
+  l->started = 1;
+  l->owner = lease_owner_id(l->meta, &l->persisted);
+  if (!(l->b->ops->caps & BACKEND_CAP_COND))
+    log_warn(l->db, l->name,
              "%s has no conditional writes: the single-writer lease on this "
              "path is best effort (two hosts starting in the same moment can "
              "both take it)",
-             b->desc);
+             l->b->desc);
   acquire(l);
-  return l;
 }
 
 int lease_held(const struct lease *l) {

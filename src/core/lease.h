@@ -46,13 +46,16 @@ typedef void (*lease_change_cb)(void *arg, int held);
 
 struct lease;
 
-/* Starts taking the lease of b's path at once.  meta: the database's meta
+/* A lease of b's path, not taken yet (lease_start).  meta: the database's meta
  * directory (the owner id lives there); db, name: for log lines (all
  * borrowed, must outlive the lease).  force: take it even from a live
  * owner (only this first time). */
 struct lease *lease_new(struct backend *b, const char *meta, const char *db,
                         const char *name, int64_t ttl_ns, int force,
                         lease_change_cb cb, void *arg);
+/* Starts taking it (once; replica.c calls it before its first upload, so
+ * a database that never appears takes no lease). */
+void lease_start(struct lease *l);
 /* Ours and not past its local deadline: uploads may go on. */
 int lease_held(const struct lease *l);
 enum lease_state lease_state(const struct lease *l);
@@ -65,8 +68,11 @@ void lease_release(struct lease *l, void (*cb)(void *arg), void *arg);
 /* Frees it (a request still in flight frees it when it ends). */
 void lease_free(struct lease *l);
 
-/* The owner id kept in meta for this host: read, or created as
- * "HOST:PID:SEC.NSEC" (returns owned). */
-char *lease_owner_id(const char *meta);
+/* The owner id kept in meta for this host, or a new one
+ * "HOST:PID:SEC.NSEC" (returns owned); *persisted (if set) says whether
+ * it is in meta already.  Never creates meta (the engine does). */
+char *lease_owner_id(const char *meta, int *persisted);
+/* Writes id to meta/sluice-lease-owner if meta exists: 0 or -errno. */
+int lease_owner_persist(const char *meta, const char *id);
 
 #endif

@@ -801,6 +801,13 @@ static void kick(struct replica *r) {
   struct db *db = r->db;
   if (in_flight(r) || r->state == R_CLOSED)
     return;
+  if (r->state == R_BACKOFF && !r->flushing)
+    return;
+  if (!db->gen[0]) {
+    caught_up(r);
+    return;
+  }
+  lease_start(r->lease); /* before anything goes to the path */
   if (!lease_held(r->lease)) {
     /* Not ours: nothing goes to this path.  A shutdown still waits for a
      * lease being taken (its final sync), not for one refused. */
@@ -812,12 +819,6 @@ static void kick(struct replica *r) {
                   r->b->desc);
       flush_done(r);
     }
-    return;
-  }
-  if (r->state == R_BACKOFF && !r->flushing)
-    return;
-  if (!db->gen[0]) {
-    caught_up(r);
     return;
   }
   if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen)) {

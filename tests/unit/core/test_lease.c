@@ -107,8 +107,15 @@ TEST(emulated_conditional_writes) {
 
 TEST(owner_id_persisted_per_host) {
   char *meta = path_join(g_dir, "meta1");
-  char *a = lease_owner_id(meta);
-  char *b = lease_owner_id(meta);
+  int persisted = 1;
+  /* No meta directory yet: a new id, not written (the engine makes it). */
+  char *a = lease_owner_id(meta, &persisted);
+  CHECK_INT(persisted, 0);
+  CHECK(lease_owner_persist(meta, a) == -ENOENT);
+  CHECK_INT(mkdir_p(meta, 0700), 0);
+  CHECK_INT(lease_owner_persist(meta, a), 0);
+  char *b = lease_owner_id(meta, &persisted);
+  CHECK_INT(persisted, 1);
   CHECK_STR(a, b);
   char host[256] = "";
   gethostname(host, sizeof(host) - 1);
@@ -117,7 +124,8 @@ TEST(owner_id_persisted_per_host) {
   char *f = path_join(meta, LEASE_OWNER_FILE);
   const char *other = "some-other-host:1:2\n";
   CHECK_INT(file_write_atomic(f, other, strlen(other), 0600), 0);
-  char *c = lease_owner_id(meta);
+  char *c = lease_owner_id(meta, &persisted);
+  CHECK_INT(persisted, 0);
   CHECK(strcmp(c, "some-other-host:1:2") != 0);
   CHECK(str_has_prefix(c, host));
   free(a);
@@ -176,9 +184,12 @@ TEST(lease_one_owner_release_force) {
        *m3 = path_join(g_dir, "m3");
   struct holder h1 = {0}, h2 = {0}, h3 = {0};
   struct lease *l1 = lease_new(b1, m1, "db1", "r", ttl, 0, on_change, &h1);
+  CHECK(!run_until(is_held, &h1, 200)); /* not before lease_start */
+  lease_start(l1);
   CHECK(run_until(is_held, &h1, 5000));
   CHECK(lease_held(l1));
   struct lease *l2 = lease_new(b2, m2, "db2", "r", ttl, 0, on_change, &h2);
+  lease_start(l2);
   /* Renewals keep it ours for several TTLs; l2 only waits. */
   CHECK(!run_until(is_held, &h2, 1500));
   CHECK(h1.held && h1.changes == 1);
@@ -191,6 +202,7 @@ TEST(lease_one_owner_release_force) {
   CHECK(run_until(is_held, &h2, 5000));
   /* A forced takeover: l2 notices at its next renewal (ttl/3). */
   struct lease *l3 = lease_new(b3, m3, "db3", "r", ttl, 1, on_change, &h3);
+  lease_start(l3);
   CHECK(run_until(is_held, &h3, 5000));
   int64_t t0 = time_mono_ns();
   CHECK(run_until(is_lost, &h2, 5000));
