@@ -374,6 +374,7 @@ static void abs_put(struct backend *b, const char *key, const struct payload *p,
 
 struct get_op {
   struct call call;
+  char *tag; /* get_tag: the ETag, BACKEND_TAG_MAX bytes */
   char *blob;
   struct sink sink;
   struct buf data; /* memory sink: the body lands here, then is appended */
@@ -400,7 +401,10 @@ static void on_get_done(struct http_request *req, void *arg) {
              op->call.az->container, op->blob, op->sink.buf->max);
     rc = ERR_TOO_BIG;
   }
-  (void)req;
+  if (!rc && op->tag) {
+    const char *e = http_response_header(req, "etag");
+    snprintf(op->tag, BACKEND_TAG_MAX, "%s", e ? e : "");
+  }
   call_destroy(&op->call);
   buf_destroy(&op->data);
   op->cb(op->arg, rc, rc ? op->msg : NULL);
@@ -436,6 +440,77 @@ static void abs_get(struct backend *b, const char *key, int64_t off,
     op->call.req.resp_fd = s->fd;
     op->call.req.resp_off = s->off;
   }
+  http_submit(&op->call.req);
+}
+
+/* --- conditional writes (the lease) --- */
+
+static void abs_get_tag(struct backend *b, const char *key, struct buf *out,
+                        char *tag, backend_cb cb, void *arg) {
+  struct abs *az = b->priv;
+  struct get_op *op = xcalloc(1, sizeof(*op));
+  op->blob = blob_name(az, key);
+  op->sink.buf = out;
+  op->sink.fd = -1;
+  op->tag = tag;
+  op->cb = cb;
+  op->arg = arg;
+  buf_init(&op->data, out->max);
+  call_init(&op->call, az, "GET", op->blob, NULL, on_get_done, op);
+  op->call.req.resp_body = &op->data;
+  http_submit(&op->call.req);
+}
+
+struct cond_op {
+  struct call call;
+  char *blob;
+  char *tag_out;
+  backend_cb cb;
+  void *arg;
+  char msg[512];
+};
+
+static void on_cond_done(struct http_request *req, void *arg) {
+  struct cond_op *op = arg;
+  char code[64];
+  int rc = call_result(&op->call, "put", op->blob, op->msg, sizeof(op->msg),
+                       code, sizeof(code));
+  /* 412 ConditionNotMet (If-Match), 409 BlobAlreadyExists (If-None-Match:
+   * *), 404 BlobNotFound (If-Match on a blob gone). */
+  if (rc && !req->error &&
+      (req->status == 412 || req->status == 409 ||
+       (req->status == 404 && !strcmp(code, "BlobNotFound"))))
+    rc = ERR_PRECONDITION;
+  if (!rc) {
+    const char *e = http_response_header(req, "etag");
+    snprintf(op->tag_out, BACKEND_TAG_MAX, "%s", e ? e : "");
+  }
+  call_destroy(&op->call);
+  op->cb(op->arg, rc, rc ? op->msg : NULL);
+  free(op->blob);
+  free(op);
+}
+
+/* Put Blob with If-None-Match: * (create only) or If-Match: ETag. */
+static void abs_put_cond(struct backend *b, const char *key,
+                         const uint8_t *data, size_t len, const char *match,
+                         char *tag_out, backend_cb cb, void *arg) {
+  struct abs *az = b->priv;
+  struct cond_op *op = xcalloc(1, sizeof(*op));
+  op->blob = blob_name(az, key);
+  op->tag_out = tag_out;
+  op->cb = cb;
+  op->arg = arg;
+  call_init(&op->call, az, "PUT", op->blob, NULL, on_cond_done, op);
+  http_request_add_header(&op->call.req, "x-ms-blob-type: BlockBlob");
+  http_request_add_header(&op->call.req,
+                          "Content-Type: application/octet-stream");
+  if (match)
+    http_request_add_header(&op->call.req, "If-Match: %s", match);
+  else
+    http_request_add_header(&op->call.req, "If-None-Match: *");
+  struct payload p = {.data = data, .fd = -1, .len = (int64_t)len};
+  set_body(&op->call, &p, 0, (int64_t)len);
   http_submit(&op->call.req);
 }
 
@@ -818,7 +893,7 @@ static void abs_close(struct backend *b) {
 
 const struct backend_ops backend_abs = {
     .name = "abs",
-    .caps = BACKEND_CAP_RANGE | BACKEND_CAP_MULTIPART,
+    .caps = BACKEND_CAP_RANGE | BACKEND_CAP_MULTIPART | BACKEND_CAP_COND,
     .priv_size = sizeof(struct abs),
     .open = abs_open,
     .close = abs_close,
@@ -826,4 +901,6 @@ const struct backend_ops backend_abs = {
     .get = abs_get,
     .list = abs_list,
     .del = abs_del,
+    .get_tag = abs_get_tag,
+    .put_cond = abs_put_cond,
 };

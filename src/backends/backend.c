@@ -181,6 +181,126 @@ void backend_del(struct backend *b, char *const *keys, size_t n, backend_cb cb,
   b->ops->del(b, keys, n, on_counted, c);
 }
 
+/* --- conditional writes (core/lease.c) --- */
+
+void backend_content_tag(const uint8_t *data, size_t len, char *tag) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < len; i++) {
+    h ^= data[i];
+    h *= 0x100000001b3ULL;
+  }
+  snprintf(tag, BACKEND_TAG_MAX, "%016llx-%zu", (unsigned long long)h, len);
+}
+
+/* The emulation for stores without conditional writes. */
+struct emu_op {
+  struct backend *b;
+  char *key;
+  struct buf cur;
+  struct buf *out; /* get_tag */
+  char *tag;       /* get_tag: out */
+  const uint8_t *data;
+  size_t len;
+  char *match; /* put_cond: NULL = only if absent */
+  char *tag_out;
+  backend_cb cb;
+  void *arg;
+};
+
+static void emu_end(struct emu_op *op, int status, const char *err) {
+  backend_cb cb = op->cb;
+  void *arg = op->arg;
+  buf_destroy(&op->cur);
+  free(op->key);
+  free(op->match);
+  free(op);
+  cb(arg, status, err);
+}
+
+static void on_emu_get(void *arg, int status, const char *err) {
+  struct emu_op *op = arg;
+  if (!status)
+    backend_content_tag(op->out->data, op->out->len, op->tag);
+  emu_end(op, status, err);
+}
+
+static void on_emu_put(void *arg, int status, const char *err) {
+  struct emu_op *op = arg;
+  if (!status)
+    backend_content_tag(op->data, op->len, op->tag_out);
+  emu_end(op, status, err);
+}
+
+static void on_emu_read(void *arg, int status, const char *err) {
+  struct emu_op *op = arg;
+  char cur[BACKEND_TAG_MAX];
+  if (status && status != ERR_NOT_FOUND) {
+    emu_end(op, status, err);
+    return;
+  }
+  int ok;
+  if (status == ERR_NOT_FOUND) {
+    ok = op->match == NULL;
+  } else {
+    backend_content_tag(op->cur.data, op->cur.len, cur);
+    ok = op->match && !strcmp(cur, op->match);
+  }
+  if (!ok) {
+    char msg[512];
+    snprintf(msg, sizeof(msg), "conditional put %s/%s: %s", op->b->desc,
+             op->key, err_str(ERR_PRECONDITION));
+    emu_end(op, ERR_PRECONDITION, msg);
+    return;
+  }
+  struct payload p = {.data = op->data, .fd = -1, .len = (int64_t)op->len};
+  backend_put(op->b, op->key, &p, on_emu_put, op);
+}
+
+static struct emu_op *emu_new(struct backend *b, const char *key, backend_cb cb,
+                              void *arg) {
+  struct emu_op *op = xcalloc(1, sizeof(*op));
+  op->b = b;
+  op->key = xstrdup(key);
+  buf_init(&op->cur, 1 << 20);
+  op->cb = cb;
+  op->arg = arg;
+  return op;
+}
+
+void backend_get_tag(struct backend *b, const char *key, struct buf *out,
+                     char *tag, backend_cb cb, void *arg) {
+  if (b->ops->get_tag) {
+    struct counted *c = counted_new(b, BOP_GET, cb, arg);
+    c->sink_buf = out;
+    c->sink_buf_before = out->len;
+    b->ops->get_tag(b, key, out, tag, on_counted, c);
+    return;
+  }
+  struct emu_op *op = emu_new(b, key, cb, arg);
+  op->out = out;
+  op->tag = tag;
+  struct sink s = {.buf = out, .fd = -1};
+  backend_get(b, key, 0, -1, &s, on_emu_get, op);
+}
+
+void backend_put_cond(struct backend *b, const char *key, const uint8_t *data,
+                      size_t len, const char *match, char *tag_out,
+                      backend_cb cb, void *arg) {
+  if (b->ops->put_cond) {
+    struct counted *c = counted_new(b, BOP_PUT, cb, arg);
+    c->bytes = (int64_t)len;
+    b->ops->put_cond(b, key, data, len, match, tag_out, on_counted, c);
+    return;
+  }
+  struct emu_op *op = emu_new(b, key, cb, arg);
+  op->data = data;
+  op->len = len;
+  op->match = match ? xstrdup(match) : NULL;
+  op->tag_out = tag_out;
+  struct sink s = {.buf = &op->cur, .fd = -1};
+  backend_get(b, key, 0, -1, &s, on_emu_read, op);
+}
+
 /* --- synchronous helpers --- */
 
 void sync_wait_init(struct sync_wait *w, char *err, size_t errlen) {

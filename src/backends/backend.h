@@ -28,7 +28,12 @@ enum backend_cap {
   BACKEND_CAP_RANGE = 1 << 0,        /* get with offset/length */
   BACKEND_CAP_MULTIPART = 1 << 1,    /* large puts in parallel parts */
   BACKEND_CAP_BATCH_DELETE = 1 << 2, /* del of many keys is one request */
+  BACKEND_CAP_COND = 1 << 3,         /* get_tag/put_cond are atomic */
 };
+
+/* The version of an object for conditional writes: an S3 or Azure ETag,
+ * a GCS generation, a hash of a file's content.  NUL-terminated. */
+#define BACKEND_TAG_MAX 128
 
 struct obj_info {
   char *key;        /* relative to the replica root */
@@ -114,6 +119,18 @@ struct backend_ops {
    * *removed is set before cb. */
   void (*sweep)(struct backend *b, int64_t min_age_ns, size_t *removed,
                 backend_cb cb, void *arg);
+  /* Conditional writes of small objects (core/lease.c), with
+   * BACKEND_CAP_COND.  get_tag appends the whole object to out and writes
+   * its version to tag (BACKEND_TAG_MAX bytes); ERR_NOT_FOUND if missing.
+   * put_cond stores data only if the object is absent (match NULL: S3 and
+   * Azure If-None-Match: *, GCS ifGenerationMatch=0, O_EXCL) or its
+   * current version is match (If-Match, ifGenerationMatch=N); otherwise
+   * ERR_PRECONDITION.  On success the new version is in tag_out. */
+  void (*get_tag)(struct backend *b, const char *key, struct buf *out,
+                  char *tag, backend_cb cb, void *arg);
+  void (*put_cond)(struct backend *b, const char *key, const uint8_t *data,
+                   size_t len, const char *match, char *tag_out, backend_cb cb,
+                   void *arg);
 };
 
 enum backend_op { BOP_GET, BOP_PUT, BOP_LIST, BOP_DELETE, BOP__COUNT };
@@ -159,6 +176,18 @@ void backend_sweep(struct backend *b, int64_t min_age_ns, size_t *removed,
                    backend_cb cb, void *arg);
 void backend_del(struct backend *b, char *const *keys, size_t n, backend_cb cb,
                  void *arg);
+/* ops->get_tag / ops->put_cond; a store without them (no BACKEND_CAP_COND)
+ * gets a best-effort emulation: the tag is a hash of the content, and
+ * put_cond reads, compares and then puts (not atomic: two writers in the
+ * same moment can both succeed). */
+void backend_get_tag(struct backend *b, const char *key, struct buf *out,
+                     char *tag, backend_cb cb, void *arg);
+void backend_put_cond(struct backend *b, const char *key, const uint8_t *data,
+                      size_t len, const char *match, char *tag_out,
+                      backend_cb cb, void *arg);
+/* The tag of content for stores that have no version of their own (file,
+ * the emulation): a hex 64-bit FNV-1a of the bytes and their length. */
+void backend_content_tag(const uint8_t *data, size_t len, char *tag);
 
 /* Waiting for one asynchronous operation from a CLI command: pass
  * sync_wait_cb and the struct as (cb, arg), then sync_wait_run() runs the

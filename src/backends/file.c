@@ -55,7 +55,7 @@ struct file_priv {
   char *root; /* absolute, no trailing '/' (except for "/" itself) */
 };
 
-enum fop { FOP_PUT, FOP_GET, FOP_LIST, FOP_DEL, FOP_SWEEP };
+enum fop { FOP_PUT, FOP_GET, FOP_LIST, FOP_DEL, FOP_SWEEP, FOP_COND };
 
 struct fjob {
   struct backend *b;
@@ -74,6 +74,11 @@ struct fjob {
   /* del */
   char **keys;
   size_t n_keys;
+  /* get_tag, put_cond */
+  char *match; /* NULL: only if absent */
+  int has_match;
+  char *tag; /* the caller's BACKEND_TAG_MAX buffer, written at done */
+  char tag_tmp[BACKEND_TAG_MAX];
   /* sweep */
   int64_t min_age_ns;
   size_t removed;
@@ -128,6 +133,7 @@ static struct fjob *job_new(struct backend *b, enum fop op, backend_cb cb,
 
 static void job_free(struct fjob *j) {
   free(j->path);
+  free(j->match);
   free(j->prefix);
   obj_list_destroy(&j->list);
   for (size_t i = 0; i < j->n_keys; i++)
@@ -160,6 +166,8 @@ static void on_job_done(void *arg, int status) {
     list_move(j->out, &j->list);
   if (j->op == FOP_SWEEP)
     *j->removed_out = j->removed;
+  if (!j->status && j->tag)
+    memcpy(j->tag, j->tag_tmp, BACKEND_TAG_MAX);
   j->cb(j->arg, j->status, j->status ? j->err : NULL);
   job_free(j);
 }
@@ -306,6 +314,117 @@ out:
   close(fd);
   if (rc)
     job_fail(j, rc, "get", j->path);
+}
+
+/* --- conditional writes ---
+ *
+ * get_tag reads the object and hashes it (a file has no version of its
+ * own).  put_cond serialises writers on <key>.cas with flock, which the
+ * kernel drops when the holder dies (kill -9 leaves no stale mutex), then
+ * compares the current content's tag and writes <key>.tmp: created with
+ * link() when the object must not exist (fails with EEXIST, like
+ * O_EXCL), renamed over it when it must match. */
+
+static void get_tag_work(void *arg) {
+  struct fjob *j = arg;
+  struct buf *out = j->sink.buf;
+  size_t before = out->len;
+  get_work(j);
+  if (!j->status)
+    backend_content_tag(out->data + before, out->len - before, j->tag_tmp);
+}
+
+/* The tag of the file at path, or ERR_NOT_FOUND. */
+static int current_tag(const char *path, char *tag) {
+  struct buf b;
+  buf_init(&b, 1 << 20);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int rc = 0;
+  if (fd < 0) {
+    rc = errno == ENOENT ? ERR_NOT_FOUND : -errno;
+    goto out;
+  }
+  uint8_t chunk[4096];
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      rc = -errno;
+      break;
+    }
+    if (n == 0)
+      break;
+    if ((rc = buf_append(&b, chunk, (size_t)n)))
+      break;
+  }
+  close(fd);
+  if (!rc)
+    backend_content_tag(b.data, b.len, tag);
+out:
+  buf_destroy(&b);
+  return rc;
+}
+
+static int write_tmp(const char *tmp, const struct payload *p) {
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, FILE_MODE);
+  if (fd < 0)
+    return -errno;
+  int rc = write_full(fd, p->data, (size_t)p->len);
+  if (!rc && fsync(fd))
+    rc = -errno;
+  if (close(fd) && !rc)
+    rc = -errno;
+  return rc;
+}
+
+/* Under the .cas lock: checks the condition and installs the new file. */
+static int cond_install(struct fjob *j, const char *tmp) {
+  char cur[BACKEND_TAG_MAX];
+  int rc = current_tag(j->path, cur);
+  if (rc && rc != ERR_NOT_FOUND)
+    return rc;
+  if (j->has_match ? rc == ERR_NOT_FOUND || strcmp(cur, j->match)
+                   : rc != ERR_NOT_FOUND)
+    return ERR_PRECONDITION;
+  if ((rc = write_tmp(tmp, &j->payload)))
+    return rc;
+  if (!j->has_match) {
+    rc = link(tmp, j->path) ? (errno == EEXIST ? ERR_PRECONDITION : -errno) : 0;
+    unlink(tmp);
+  } else if (rename(tmp, j->path)) {
+    rc = -errno;
+  }
+  return rc;
+}
+
+static void put_cond_work(void *arg) {
+  struct fjob *j = arg;
+  char *tmp = xasprintf("%s.tmp", j->path);
+  char *cas = xasprintf("%s.cas", j->path);
+  char *dir = path_dir(j->path);
+  int rc = mkdir_p(dir, DIR_MODE);
+  int fd = rc ? -1 : open(cas, O_RDWR | O_CREAT | O_CLOEXEC, FILE_MODE);
+  if (!rc && fd < 0)
+    rc = -errno;
+  while (!rc && flock(fd, LOCK_EX))
+    if (errno != EINTR)
+      rc = -errno;
+  if (!rc)
+    rc = cond_install(j, tmp);
+  if (!rc)
+    rc = fsync_dir(dir);
+  if (fd >= 0)
+    close(fd); /* drops the lock */
+  if (rc) {
+    unlink(tmp);
+    job_fail(j, rc, "conditional put", j->path);
+  } else {
+    backend_content_tag(j->payload.data, (size_t)j->payload.len, j->tag_tmp);
+  }
+  free(dir);
+  free(cas);
+  free(tmp);
 }
 
 /* --- list --- */
@@ -578,6 +697,37 @@ static void file_del(struct backend *b, char *const *keys, size_t n,
   loop_work_submit(del_work, on_job_done, j);
 }
 
+static void file_get_tag(struct backend *b, const char *key, struct buf *out,
+                         char *tag, backend_cb cb, void *arg) {
+  if (bad_key(b, "get", key, cb, arg))
+    return;
+  struct file_priv *fp = b->priv;
+  struct fjob *j = job_new(b, FOP_GET, cb, arg);
+  j->path = path_join(fp->root, key);
+  j->len = -1;
+  j->sink.buf = out;
+  j->sink.fd = -1;
+  j->tag = tag;
+  loop_work_submit(get_tag_work, on_job_done, j);
+}
+
+static void file_put_cond(struct backend *b, const char *key,
+                          const uint8_t *data, size_t len, const char *match,
+                          char *tag_out, backend_cb cb, void *arg) {
+  if (bad_key(b, "put", key, cb, arg))
+    return;
+  struct file_priv *fp = b->priv;
+  struct fjob *j = job_new(b, FOP_COND, cb, arg);
+  j->path = path_join(fp->root, key);
+  j->payload.data = data;
+  j->payload.fd = -1;
+  j->payload.len = (int64_t)len;
+  j->has_match = match != NULL;
+  j->match = match ? xstrdup(match) : NULL;
+  j->tag = tag_out;
+  loop_work_submit(put_cond_work, on_job_done, j);
+}
+
 static int file_open(struct backend *b, const struct replica_config *cfg,
                      char *err, size_t errlen) {
   if (!cfg->path || !*cfg->path) {
@@ -599,7 +749,7 @@ static void file_close(struct backend *b) {
 
 const struct backend_ops backend_file = {
     .name = "file",
-    .caps = BACKEND_CAP_RANGE,
+    .caps = BACKEND_CAP_RANGE | BACKEND_CAP_COND,
     .priv_size = sizeof(struct file_priv),
     .open = file_open,
     .close = file_close,
@@ -608,4 +758,6 @@ const struct backend_ops backend_file = {
     .list = file_list,
     .del = file_del,
     .sweep = file_sweep,
+    .get_tag = file_get_tag,
+    .put_cond = file_put_cond,
 };

@@ -367,6 +367,7 @@ static void gcs_put(struct backend *b, const char *key, const struct payload *p,
 
 struct get_op {
   struct gcall call;
+  char *tag; /* get_tag: the generation, BACKEND_TAG_MAX bytes */
   char *name;
   struct sink sink;
   struct buf data; /* memory sink: the body lands here, then is appended */
@@ -393,11 +394,103 @@ static void on_get_done(struct http_request *req, void *arg) {
              c->g->bucket, op->name, op->sink.buf->max);
     rc = ERR_TOO_BIG;
   }
+  if (!rc && op->tag) {
+    const char *gen = http_response_header(req, "x-goog-generation");
+    snprintf(op->tag, BACKEND_TAG_MAX, "%s", gen ? gen : "");
+    if (!gen || !*gen) {
+      snprintf(op->msg, sizeof(op->msg),
+               "gcs get %s/%s: no x-goog-generation in the answer",
+               c->g->bucket, op->name);
+      rc = ERR_PROTOCOL;
+    }
+  }
   gcall_destroy(c);
   buf_destroy(&op->data);
   op->cb(op->arg, rc, rc ? op->msg : NULL);
   free(op->name);
   free(op);
+}
+
+/* --- conditional writes (the lease) --- */
+
+static void gcs_get_tag(struct backend *b, const char *key, struct buf *out,
+                        char *tag, backend_cb cb, void *arg) {
+  struct gcs *g = b->priv;
+  struct get_op *op = xcalloc(1, sizeof(*op));
+  op->name = object_name(g, key);
+  op->sink.buf = out;
+  op->sink.fd = -1;
+  op->tag = tag;
+  op->cb = cb;
+  op->arg = arg;
+  buf_init(&op->data, out->max);
+  gcall_init(&op->call, g, "GET", object_url(g, op->name, "alt=media"),
+             on_get_done, op);
+  op->call.req.resp_body = &op->data;
+  gcall_submit(&op->call);
+}
+
+struct cond_op {
+  struct gcall call;
+  char *name;
+  char *tag_out;
+  backend_cb cb;
+  void *arg;
+  char msg[512];
+};
+
+static void on_cond_done(struct http_request *req, void *arg) {
+  struct cond_op *op = arg;
+  struct gcall *c = &op->call;
+  if (gcall_retry_auth(c))
+    return;
+  int rc = gcall_result(c, "put", op->name, op->msg, sizeof(op->msg));
+  /* 412 conditionNotMet: the generation is not the one asked for (0: the
+   * object exists). */
+  if (rc && !req->error && req->status == 412)
+    rc = ERR_PRECONDITION;
+  if (!rc) {
+    /* The object resource: {"generation": "1700000000000000", ...}. */
+    json_t *j = json_loadb((const char *)c->body.data, c->body.len, 0, NULL);
+    const char *gen = json_string_value(json_object_get(j, "generation"));
+    snprintf(op->tag_out, BACKEND_TAG_MAX, "%s", gen ? gen : "");
+    if (!gen || !*gen) {
+      snprintf(op->msg, sizeof(op->msg),
+               "gcs put %s/%s: no generation in the answer", c->g->bucket,
+               op->name);
+      rc = ERR_PROTOCOL;
+    }
+    json_decref(j);
+  }
+  gcall_destroy(c);
+  op->cb(op->arg, rc, rc ? op->msg : NULL);
+  free(op->name);
+  free(op);
+}
+
+/* A simple upload with ifGenerationMatch=0 (create only) or =N. */
+static void gcs_put_cond(struct backend *b, const char *key,
+                         const uint8_t *data, size_t len, const char *match,
+                         char *tag_out, backend_cb cb, void *arg) {
+  struct gcs *g = b->priv;
+  struct cond_op *op = xcalloc(1, sizeof(*op));
+  op->name = object_name(g, key);
+  op->tag_out = tag_out;
+  op->cb = cb;
+  op->arg = arg;
+  char *enc = http_urlencode(op->name, 0);
+  char *m = http_urlencode(match ? match : "0", 0);
+  char *url = xasprintf("%s/upload/storage/v1/b/%s/"
+                        "o?uploadType=media&name=%s&ifGenerationMatch=%s",
+                        g->base, g->bucket, enc, m);
+  free(m);
+  free(enc);
+  gcall_init(&op->call, g, "POST", url, on_cond_done, op);
+  http_request_add_header(&op->call.req,
+                          "Content-Type: application/octet-stream");
+  struct payload p = {.data = data, .fd = -1, .len = (int64_t)len};
+  set_body(&op->call, &p, 0, (int64_t)len);
+  gcall_submit(&op->call);
 }
 
 static void gcs_get(struct backend *b, const char *key, int64_t off,
@@ -693,7 +786,7 @@ static void gcs_close(struct backend *b) {
 
 const struct backend_ops backend_gcs = {
     .name = "gcs",
-    .caps = BACKEND_CAP_RANGE | BACKEND_CAP_MULTIPART,
+    .caps = BACKEND_CAP_RANGE | BACKEND_CAP_MULTIPART | BACKEND_CAP_COND,
     .priv_size = sizeof(struct gcs),
     .open = gcs_open,
     .close = gcs_close,
@@ -701,4 +794,6 @@ const struct backend_ops backend_gcs = {
     .get = gcs_get,
     .list = gcs_list,
     .del = gcs_del,
+    .get_tag = gcs_get_tag,
+    .put_cond = gcs_put_cond,
 };

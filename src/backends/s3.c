@@ -607,14 +607,30 @@ struct put_op {
   struct s3 *s;
   struct call *c;
   struct hash_job hj;
+  int cond;      /* put_cond: a failed condition is ERR_PRECONDITION */
+  char *tag_out; /* put_cond: the new ETag, BACKEND_TAG_MAX bytes */
   backend_cb cb;
   void *arg;
 };
+
+/* The response's ETag (as sent, quotes included) into tag. */
+static void copy_etag(struct call *c, char *tag) {
+  const char *e = http_response_header(&c->req, "etag");
+  snprintf(tag, BACKEND_TAG_MAX, "%s", e ? e : "");
+}
 
 static void on_put_done(struct call *c) {
   struct put_op *op = c->owner;
   backend_cb cb = op->cb;
   void *arg = op->arg;
+  /* 412 PreconditionFailed; 409 ConditionalRequestConflict (a concurrent
+   * conditional write); 404 for If-Match on an object gone. */
+  if (op->cond && c->status &&
+      (c->req.status == 412 || c->req.status == 409 ||
+       c->status == ERR_NOT_FOUND))
+    c->status = ERR_PRECONDITION;
+  if (op->cond && !c->status)
+    copy_etag(c, op->tag_out);
   int status = c->status;
   char *err = status ? xstrdup(c->errmsg) : NULL;
   call_free(c);
@@ -941,6 +957,7 @@ static void mpu_start(struct s3 *s, const char *key, const struct payload *p,
 /* --- GetObject --- */
 
 struct get_op {
+  char *tag; /* get_tag: the ETag, BACKEND_TAG_MAX bytes */
   backend_cb cb;
   void *arg;
 };
@@ -949,6 +966,8 @@ static void on_get_done(struct call *c) {
   struct get_op *op = c->owner;
   backend_cb cb = op->cb;
   void *arg = op->arg;
+  if (op->tag && !c->status)
+    copy_etag(c, op->tag);
   int status = c->status;
   char *err = status ? xstrdup(c->errmsg) : NULL;
   call_free(c);
@@ -984,6 +1003,53 @@ static void s3_get(struct backend *b, const char *key, int64_t off, int64_t len,
     c->resp_off = sk->off;
   }
   call_start(c);
+}
+
+/* --- conditional writes (the lease) --- */
+
+static void s3_get_tag(struct backend *b, const char *key, struct buf *out,
+                       char *tag, backend_cb cb, void *arg) {
+  struct s3 *s = b->priv;
+  struct get_op *op = xcalloc(1, sizeof(*op));
+  op->tag = tag;
+  op->cb = cb;
+  op->arg = arg;
+  char *k = full_key(s, key);
+  struct call *c = call_new(s, "GetObject", "GET", k, on_get_done, op);
+  free(k);
+  add_sse_headers(c, 0);
+  c->resp_to = out;
+  call_start(c);
+}
+
+/* PutObject with If-None-Match: * (create only) or If-Match: ETag. */
+static void s3_put_cond(struct backend *b, const char *key, const uint8_t *data,
+                        size_t len, const char *match, char *tag_out,
+                        backend_cb cb, void *arg) {
+  struct s3 *s = b->priv;
+  struct put_op *op = xcalloc(1, sizeof(*op));
+  op->s = s;
+  op->cond = 1;
+  op->tag_out = tag_out;
+  op->cb = cb;
+  op->arg = arg;
+  char *k = full_key(s, key);
+  struct call *c = call_new(s, "PutObject", "PUT", k, on_put_done, op);
+  free(k);
+  op->c = c;
+  c->body = data;
+  c->body_len = (int64_t)len;
+  if (match)
+    call_header(c, "If-Match: %s", match);
+  else
+    call_header(c, "If-None-Match: *");
+  add_sse_headers(c, 1);
+  op->hj.data = data;
+  op->hj.fd = -1;
+  op->hj.len = (int64_t)len;
+  op->hj.done = on_put_hashed;
+  op->hj.owner = op;
+  hash_payload(&op->hj);
 }
 
 /* --- ListObjectsV2 --- */
@@ -1524,8 +1590,8 @@ const char *s3_region(struct backend *b) {
 
 const struct backend_ops backend_s3 = {
     .name = "s3",
-    .caps =
-        BACKEND_CAP_RANGE | BACKEND_CAP_MULTIPART | BACKEND_CAP_BATCH_DELETE,
+    .caps = BACKEND_CAP_RANGE | BACKEND_CAP_MULTIPART |
+            BACKEND_CAP_BATCH_DELETE | BACKEND_CAP_COND,
     .priv_size = sizeof(struct s3),
     .open = s3_open,
     .close = s3_close,
@@ -1533,4 +1599,6 @@ const struct backend_ops backend_s3 = {
     .get = s3_get,
     .list = s3_list,
     .del = s3_del,
+    .get_tag = s3_get_tag,
+    .put_cond = s3_put_cond,
 };

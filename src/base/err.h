@@ -36,7 +36,8 @@
   X(AGE_HMAC, "age header MAC mismatch (corrupt header)")                      \
   X(AGE_PAYLOAD, "corrupt or truncated age payload")                           \
   X(AGE_NO_IDENTITY, "object is age-encrypted and no age identity is "         \
-                     "configured for this replica")
+                     "configured for this replica")                            \
+  X(PRECONDITION, "condition not met: the object changed or exists")
 
 enum {
   ERR_BASE_ = -10000,

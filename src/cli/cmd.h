@@ -17,6 +17,13 @@ int cmd_replicas(int argc, char **argv);    /* cmd_replicas.c */
 int cmd_config(int argc, char **argv);      /* cmd_config.c */
 int cmd_status(int argc, char **argv);      /* cmd_status.c */
 
+struct restore_opts;
+/* restore -o OUTDIR DIR (cmd_restore_dir.c): every database of dir entry e
+ * the store holds, `parallel` at once.  Returns the exit code. */
+int cmd_restore_dir(struct config *cfg, const struct db_config *e,
+                    const char *outdir, const struct restore_opts *o,
+                    const char *replica, int parallel, int64_t timeout);
+
 /* Shared by commands (cmd_common.c). */
 
 /* Loads the config named by -config (or the default path, spec 5.4 and

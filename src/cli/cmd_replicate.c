@@ -29,6 +29,12 @@ static const char usage_text[] =
     "\t-exec CMD\n"
     "\t    Executes a subcommand. sluice exits when the child process exits,\n"
     "\t    after a final sync, with the child's exit code.\n\n"
+    "\t-force-takeover\n"
+    "\t    Takes each replica path's single-writer lease (lock.json) now,\n"
+    "\t    even from another live sluice, which stops uploading to that\n"
+    "\t    path at its next renewal. Without it a path leased by another\n"
+    "\t    host is refused until that lease lapses (config: "
+    "force-takeover).\n\n"
     "\t-no-expand-env\n"
     "\t    Disables environment variable expansion in configuration file.\n\n"
     "\t-verbose\n"
@@ -61,12 +67,13 @@ static int config_from_args(int argc, char **argv, struct config *c) {
 
 int cmd_replicate(int argc, char **argv) {
   char *config_path = NULL, *exec_cmd = NULL;
-  int no_expand = 0, verbose = 0;
+  int no_expand = 0, verbose = 0, force = 0;
   struct flag flags[] = {
       {"config", FLAG_STRING, &config_path, 0},
       {"no-expand-env", FLAG_BOOL, &no_expand, 0},
       {"exec", FLAG_STRING, &exec_cmd, 0},
       {"verbose", FLAG_BOOL, &verbose, 0},
+      {"force-takeover", FLAG_BOOL, &force, 0},
   };
   int nf = (int)ARRAY_SIZE(flags);
   int first = flags_parse(flags, nf, argc, argv, usage_text);
@@ -92,6 +99,7 @@ int cmd_replicate(int argc, char **argv) {
       goto out;
     log_setup(&o.cfg.logging);
   } else {
+    config_dir_warnings(1);
     if (cmd_load_config(config_path, no_expand, &o.cfg))
       goto out;
     int explicit_;
@@ -103,6 +111,12 @@ int cmd_replicate(int argc, char **argv) {
     o.cfg.logging.level = LOG_DEBUG;
     log_setup(&o.cfg.logging);
   }
+  for (size_t i = 0; force && i < o.cfg.n_dbs; i++)
+    for (size_t j = 0; j < o.cfg.dbs[i].n_replicas; j++)
+      o.cfg.dbs[i].replicas[j].force_takeover = 1;
+  for (size_t i = 0; force && i < o.cfg.n_dirs; i++)
+    for (size_t j = 0; j < o.cfg.dirs[i].n_replicas; j++)
+      o.cfg.dirs[i].replicas[j].force_takeover = 1;
   if (exec_cmd) {
     free(o.cfg.exec);
     o.cfg.exec = xstrdup(exec_cmd);

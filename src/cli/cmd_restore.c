@@ -14,6 +14,7 @@
 #include "base/err.h"
 #include "cli/flags.h"
 #include "base/log.h"
+#include "config/url.h"
 #include "core/restore.h"
 #include "base/util.h"
 #include "loop/loop.h"
@@ -27,6 +28,13 @@ static const char restore_usage[] =
     "\tsluice restore [arguments] DB_PATH\n"
     "\n"
     "\tsluice restore [arguments] REPLICA_URL\n"
+    "\n"
+    "\tsluice restore [arguments] -o OUTDIR DIR\n"
+    "\n"
+    "\tDIR is the dir of a `dir:` entry: every database of it that the\n"
+    "\tstore holds (found by listing the store) is restored in parallel\n"
+    "\tto OUTDIR/<its path under DIR>, one line each and a summary\n"
+    "\t(restored, skipped, failed); exit 1 if any failed.\n"
     "\n"
     "Arguments:\n"
     "\n"
@@ -65,7 +73,8 @@ static const char restore_usage[] =
     "\t    Returns exit code of 0 if no backups found.\n"
     "\n"
     "\t-parallelism NUM\n"
-    "\t    Determines the number of WAL files downloaded in parallel.\n"
+    "\t    Determines the number of WAL files downloaded in parallel\n"
+    "\t    (with a DIR: the number of databases restored at once).\n"
     "\t    Defaults to 8.\n"
     "\n"
     "\t-timeout DURATION\n"
@@ -91,6 +100,9 @@ static const char restore_usage[] =
     "\n"
     "\t# Restore database from latest generation on S3.\n"
     "\t$ sluice restore -replica s3 /path/to/db\n"
+    "\n"
+    "\t# Restore every database of a dir entry (a lost host).\n"
+    "\t$ sluice restore -o /srv/tenants /srv/tenants\n"
     "\n"
     "\t# Restore database from a specific generation on S3.\n"
     "\t$ sluice restore -replica s3 -generation xxxxxxxx /path/to/db\n"
@@ -134,6 +146,50 @@ static int parse_index(const char *s, uint32_t *out) {
   return 0;
 }
 
+/* 0 with *rc when arg is the dir of a dir entry (restored as a whole),
+ * else -1. */
+static int try_restore_dir(struct restore_args *a, const char *arg,
+                           const struct restore_opts *o, int *rc) {
+  int explicit_ = 0;
+  char *path = config_default_path(a->config, &explicit_);
+  struct config cfg;
+  char err[1024];
+  memset(&cfg, 0, sizeof(cfg));
+  int lrc = config_load(path, !a->no_expand_env, &cfg, err, sizeof(err));
+  free(path);
+  if (lrc)
+    return -1; /* reported by the ordinary path */
+  char *abs = path_abs(arg);
+  size_t n = strlen(abs);
+  while (n > 1 && abs[n - 1] == '/')
+    abs[--n] = '\0';
+  const struct db_config *e = NULL;
+  for (size_t i = 0; i < cfg.n_dirs && !e; i++)
+    if (!strcmp(cfg.dirs[i].dir, abs))
+      e = &cfg.dirs[i];
+  free(abs);
+  if (!e) {
+    config_destroy(&cfg);
+    return -1;
+  }
+  log_setup(&cfg.logging);
+  if (!a->output)
+    *rc = cmd_fail("restoring dir %s needs -o OUTDIR", e->dir);
+  else if (a->generation || a->index)
+    *rc = cmd_fail("-generation and -index name one database: not valid "
+                   "with a dir");
+  else {
+    char *out = path_abs(a->output);
+    struct restore_opts ro = *o;
+    ro.parallelism = MAX(1, ro.parallelism / 2);
+    *rc = cmd_restore_dir(&cfg, e, out, &ro, a->replica, (int)o->parallelism,
+                          a->timeout);
+    free(out);
+  }
+  config_destroy(&cfg);
+  return 0;
+}
+
 static int run(struct restore_args *a, const char *arg) {
   struct restore_opts o = {0};
   if (a->index) {
@@ -165,6 +221,14 @@ static int run(struct restore_args *a, const char *arg) {
 
   if (loop_init())
     return cmd_fail("cannot start the event loop");
+  if (!url_is_url(arg)) { /* a dir entry's dir: every database in it */
+    int drc = -1;
+    if (try_restore_dir(a, arg, &o, &drc) == 0) {
+      if (loop_close())
+        log_warn(NULL, NULL, "event loop closed with handles still open");
+      return drc;
+    }
+  }
   struct cmd_target t;
   char err[1024];
   int rc = 1;

@@ -181,6 +181,8 @@ static int is_replica_key(const char *key) {
                                      "snapshot-interval",
                                      "sync-interval",
                                      "validation-interval",
+                                     "lease-ttl",
+                                     "force-takeover",
                                      "url",
                                      "bucket",
                                      "endpoint",
@@ -555,6 +557,7 @@ static void replica_defaults(struct replica_config *r) {
   r->retention_check_interval = DEFAULT_RETENTION_CHECK;
   r->sync_interval = DEFAULT_SYNC_INTERVAL;
   r->snapshot_wal_factor = DEFAULT_SNAPSHOT_WAL_FACTOR;
+  r->lease_ttl = DEFAULT_LEASE_TTL;
   r->force_path_style = TRI_UNSET;
 }
 
@@ -611,6 +614,11 @@ static int check_intervals(struct pctx *c, struct replica_config *r,
     return errf(c, section_line(s, "retention-check-interval"),
                 "retention-check-interval",
                 "must be greater than zero while retention is on, got %s", d);
+  }
+  if (r->lease_ttl != 0 && r->lease_ttl < NS_PER_SEC) {
+    duration_format(r->lease_ttl, d);
+    return errf(c, section_line(s, "lease-ttl"), "lease-ttl",
+                "must be 0 (no lease) or at least 1s, got %s", d);
   }
   return 0;
 }
@@ -675,6 +683,8 @@ static const struct field replica_fields[] = {
     {"snapshot-interval", K_DUR, RF(snapshot_interval), 0, NULL},
     {"snapshot-wal-factor", K_COUNT, RF(snapshot_wal_factor), 0, NULL},
     {"validation-interval", K_DUR, RF(validation_interval), 0, NULL},
+    {"lease-ttl", K_DUR, RF(lease_ttl), 0, NULL},
+    {"force-takeover", K_BOOL, RF(force_takeover), 0, NULL},
     {"age", K_SUB, 0, 0, parse_age},
     {"bucket", K_STR, RF(bucket), 0, NULL},
     {"region", K_STR, RF(region), 0, NULL},
@@ -780,9 +790,11 @@ static int db_finish(struct pctx *c, struct db_config *d,
     if (d->meta_path)
       return errf(c, section_line(s, "meta-path"), "meta-path",
                   "cannot be used with dir");
-    if (d->watch)
-      warnf(c, section_line(s, "watch"), "watch",
-            "not implemented yet, scanned at start and on SIGHUP");
+    char why[128];
+    if (config_pattern_check(d->pattern, why, sizeof(why)))
+      warnf(c, section_line(s, "pattern"), "pattern",
+            "invalid pattern %s (%s): this entry replicates nothing",
+            d->pattern, why);
     char *p = path_abs(d->dir);
     free(d->dir);
     d->dir = p;

@@ -25,6 +25,7 @@
 #define DEFAULT_MAX_CHECKPOINT_PAGES 10000
 #define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000) /* 1s */
 #define DEFAULT_SNAPSHOT_WAL_FACTOR 2
+#define DEFAULT_LEASE_TTL (30LL * 1000 * 1000 * 1000)            /* 30s */
 #define DEFAULT_RETENTION (24LL * 3600 * 1000 * 1000 * 1000)     /* 24h */
 #define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
 #define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
@@ -47,6 +48,10 @@ struct replica_config {
    * passes this many times the database size; 0 = disabled. */
   int64_t snapshot_wal_factor;
   int64_t validation_interval; /* 0 = disabled */
+  /* The single-writer lease of the path (core/lease.h): its TTL (0 = no
+   * lease), and whether to take it from a live owner at start. */
+  int64_t lease_ttl;
+  int force_takeover;
 
   char **age_identities;
   size_t n_age_identities;
@@ -165,6 +170,51 @@ int config_expand_dirs(struct config *c, char *err, size_t errlen);
  * matches its pattern, whether or not the file exists (restore onto a lost
  * host): appended to c->dbs and returned, else NULL. */
 struct db_config *config_dir_db(struct config *c, const char *path);
+/* Live discovery (the daemon's watched dirs). */
+/* Whether `path` (absolute) lies under entry e and matches it by name. */
+int config_dir_match(const struct db_config *e, const char *path);
+/* Whether a file name matches e's pattern and is no -wal/-shm/-journal. */
+int config_dir_name_matches(const struct db_config *e, const char *name);
+/* Whether a subdirectory is skipped (a .<db>-litestream meta dir). */
+int config_dir_skip_subdir(const char *name);
+/* The database of entry e for the file at rel (relative to e->dir). */
+void config_dir_make_db(const struct db_config *e, const char *rel,
+                        struct db_config *out);
+/* 0, or -1 with the reason when a pattern is invalid (Go's filepath.Match
+ * rules: unterminated [, trailing backslash; no '/'). */
+int config_pattern_check(const char *pattern, char *why, size_t n);
+/* What is at path now (stat and the first 16 bytes). */
+enum {
+  CONFIG_PROBE_GONE,
+  CONFIG_PROBE_DB,       /* a regular file beginning with the header */
+  CONFIG_PROBE_SHORT,    /* a regular file shorter than the header */
+  CONFIG_PROBE_SETTLING, /* SQLite, not in WAL mode, changed just now */
+  CONFIG_PROBE_NOTDB,    /* a regular file that is not SQLite */
+  CONFIG_PROBE_DIR,
+  CONFIG_PROBE_OTHER,      /* socket, fifo... */
+  CONFIG_PROBE_UNREADABLE, /* permission denied, I/O error */
+};
+int config_dir_probe(const char *path);
+/* How long a SQLite file not in WAL mode must be quiet before it is taken
+ * (an application creating a database switches it to WAL right away:
+ * opening it in between races the creation). */
+#define CONFIG_PROBE_SETTLE_MS 2000
+/* A process replicating databases must never open and close a file whose
+ * database it has open: closing any fd of a file drops every POSIX lock the
+ * process holds on it (SQLite's, the pin).  When set, every header read of
+ * the scans asks begin(path) first: 1 means "a database of this process"
+ * (not opened, taken as SQLite); 0 means go ahead, and end() follows the
+ * read (a lock may be held in between). */
+struct config_probe_guard {
+  int (*begin)(void *arg, const char *path);
+  void (*end)(void *arg);
+  void *arg;
+};
+void config_set_probe_guard(const struct config_probe_guard *g);
+/* Whether config_expand_dirs warns about matching files that are not
+ * SQLite or cannot be read (the daemon: yes; the commands: no).  Watched
+ * entries are left to the daemon's discovery, which warns once. */
+void config_dir_warnings(int on);
 /* A replica location joined with a relative database path: file paths with
  * '/', key prefixes without a leading '/' (`tenants` + `a/b.db` ->
  * `tenants/a/b.db`, `` + `a.db` -> `a.db`).  Owned string. */

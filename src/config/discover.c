@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -47,22 +48,130 @@ static int is_meta_dir(const char *name) {
   return name[0] == '.' && str_has_suffix(name, "-litestream");
 }
 
-static int has_sqlite_header(const char *path) {
+/* 1: begins with the SQLite header; 0: has no header (yet, if shorter
+ * than it); -errno if it cannot be read. */
+static const struct config_probe_guard *g_guard;
+static int g_scan_warnings;
+
+void config_dir_warnings(int on) {
+  g_scan_warnings = on;
+}
+
+void config_set_probe_guard(const struct config_probe_guard *g) {
+  g_guard = g;
+}
+
+static int read_header_unguarded(const char *path, int64_t *size);
+
+static int read_header(const char *path, int64_t *size) {
+  if (!g_guard)
+    return read_header_unguarded(path, size);
+  if (g_guard->begin(g_guard->arg, path)) {
+    *size = 16;
+    return 2;
+  }
+  int rc = read_header_unguarded(path, size);
+  g_guard->end(g_guard->arg);
+  return rc;
+}
+
+static int read_header_unguarded(const char *path, int64_t *size) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0)
-    return 0;
-  char hdr[16];
+    return -errno;
+  char hdr[20];
   ssize_t n;
   do
     n = read(fd, hdr, sizeof(hdr));
   while (n < 0 && errno == EINTR);
+  int err = n < 0 ? -errno : 0;
+  struct stat st;
+  *size = fstat(fd, &st) ? 0 : (int64_t)st.st_size;
   close(fd);
-  return n == (ssize_t)sizeof(hdr) && !memcmp(hdr, SQLITE_HEADER, 16);
+  if (err)
+    return err;
+  if (n < 16 || memcmp(hdr, SQLITE_HEADER, 16))
+    return 0;
+  /* File format bytes 18 and 19: 2 once in WAL mode. */
+  return n == (ssize_t)sizeof(hdr) && hdr[18] == 2 && hdr[19] == 2 ? 2 : 1;
+}
+
+static int has_sqlite_header(const char *path) {
+  int64_t size;
+  return read_header(path, &size) > 0;
+}
+
+int config_dir_probe(const char *path) {
+  struct stat st;
+  if (stat(path, &st))
+    return errno == ENOENT || errno == ENOTDIR ? CONFIG_PROBE_GONE
+                                               : CONFIG_PROBE_UNREADABLE;
+  if (S_ISDIR(st.st_mode))
+    return CONFIG_PROBE_DIR;
+  if (!S_ISREG(st.st_mode))
+    return CONFIG_PROBE_OTHER;
+  int64_t size = 0;
+  int rc = read_header(path, &size);
+  if (rc == 2)
+    return CONFIG_PROBE_DB;
+  if (rc == 1) {
+    /* Not in WAL mode yet: being created (the application's
+     * journal_mode=WAL comes next), unless it has been quiet a while. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t age_ms = ((int64_t)now.tv_sec - st.st_mtim.tv_sec) * 1000 +
+                     (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
+    return age_ms < CONFIG_PROBE_SETTLE_MS ? CONFIG_PROBE_SETTLING
+                                           : CONFIG_PROBE_DB;
+  }
+  if (rc < 0)
+    return rc == -ENOENT ? CONFIG_PROBE_GONE : CONFIG_PROBE_UNREADABLE;
+  /* Created empty and filled a moment later: not a database yet. */
+  return size < 16 ? CONFIG_PROBE_SHORT : CONFIG_PROBE_NOTDB;
+}
+
+int config_pattern_check(const char *pattern, char *why, size_t n) {
+  if (!pattern || !*pattern) {
+    snprintf(why, n, "empty pattern");
+    return -1;
+  }
+  if (strchr(pattern, '/')) {
+    snprintf(why, n, "a pattern matches file names: it cannot contain '/'");
+    return -1;
+  }
+  /* Go's filepath.Match: an unterminated [ or a trailing \ is an error. */
+  for (const char *p = pattern; *p; p++) {
+    if (*p == '\\') {
+      if (!p[1]) {
+        snprintf(why, n, "trailing backslash");
+        return -1;
+      }
+      p++;
+    } else if (*p == '[') {
+      const char *q = p + 1;
+      if (*q == '!' || *q == '^')
+        q++;
+      if (*q == ']')
+        q++;
+      while (*q && *q != ']')
+        q++;
+      if (!*q) {
+        snprintf(why, n, "unterminated [ (character class)");
+        return -1;
+      }
+      if (q == p + 1) {
+        snprintf(why, n, "empty character class []");
+        return -1;
+      }
+      p = q;
+    }
+  }
+  return 0;
 }
 
 /* The database of entry e for the file at rel (relative to e->dir). */
-static void make_db(const struct db_config *e, const char *rel,
-                    struct db_config *d) {
+void config_dir_make_db(const struct db_config *e, const char *rel,
+                        struct db_config *d) {
   *d = *e;
   d->path = path_join(e->dir, rel);
   d->meta_path = meta_dir_path(d->path, NULL);
@@ -87,7 +196,7 @@ static void make_db(const struct db_config *e, const char *rel,
 static void add_db(struct config *c, const struct db_config *e,
                    const char *rel) {
   c->dbs = xrealloc(c->dbs, (c->n_dbs + 1) * sizeof(*c->dbs));
-  make_db(e, rel, &c->dbs[c->n_dbs++]);
+  config_dir_make_db(e, rel, &c->dbs[c->n_dbs++]);
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -127,9 +236,23 @@ static void scan(const struct db_config *e, const char *rel_dir, int depth,
         scan(e, rel, depth + 1, f);
       free(rel);
     } else if (S_ISREG(st.st_mode) && !is_side_file(name) &&
-               fnmatch(e->pattern, name, 0) == 0 && has_sqlite_header(full)) {
-      f->rel = xrealloc(f->rel, (f->n + 1) * sizeof(*f->rel));
-      f->rel[f->n++] = rel;
+               fnmatch(e->pattern, name, 0) == 0) {
+      int64_t size = 0;
+      int h = read_header(full, &size);
+      if (h > 0) {
+        f->rel = xrealloc(f->rel, (f->n + 1) * sizeof(*f->rel));
+        f->rel[f->n++] = rel;
+        rel = NULL;
+      } else if (h < 0 && g_scan_warnings && !e->watch) {
+        log_warn(NULL, NULL, "dir %s: cannot read %s: %s", e->dir, full,
+                 strerror(-h));
+      } else if (h == 0 && size >= 16 && g_scan_warnings && !e->watch) {
+        log_warn(NULL, NULL,
+                 "dir %s: %s matches pattern %s but is not a SQLite "
+                 "database: ignored",
+                 e->dir, full, e->pattern);
+      }
+      free(rel);
     } else {
       free(rel);
     }
@@ -152,10 +275,13 @@ int config_expand_dirs(struct config *c, char *err, size_t errlen) {
   for (size_t i = 0; i < c->n_dirs; i++) {
     const struct db_config *e = &c->dirs[i];
     struct stat st;
+    char why[128];
+    if (config_pattern_check(e->pattern, why, sizeof(why)))
+      continue; /* reported by config_load */
     if (stat(e->dir, &st) || !S_ISDIR(st.st_mode)) {
       log_warn(NULL, NULL,
                "dir %s does not exist yet (pattern %s): no database from it "
-               "until it does and sluice is reloaded (SIGHUP)",
+               "until it does",
                e->dir, e->pattern);
       continue;
     }
@@ -191,27 +317,53 @@ int config_expand_dirs(struct config *c, char *err, size_t errlen) {
   return rc;
 }
 
+/* rel of path under e's dir if e matches it (by name), else NULL. */
+static const char *dir_rel(const struct db_config *e, const char *path) {
+  char why[8];
+  if (config_pattern_check(e->pattern, why, sizeof(why)))
+    return NULL;
+  size_t n = strlen(e->dir);
+  while (n > 1 && e->dir[n - 1] == '/')
+    n--;
+  if (strncmp(path, e->dir, n) || path[n] != '/' || !path[n + 1])
+    return NULL;
+  const char *rel = path + n + 1;
+  if (!e->recursive && strchr(rel, '/'))
+    return NULL;
+  for (const char *p = rel; *p;) {
+    const char *s = strchr(p, '/');
+    if (!s)
+      break;
+    char *comp = xstrndup(p, (size_t)(s - p));
+    int bad = is_meta_dir(comp) || !comp[0];
+    free(comp);
+    if (bad)
+      return NULL;
+    p = s + 1;
+  }
+  const char *name = path_base(path);
+  if (is_side_file(name) || fnmatch(e->pattern, name, 0))
+    return NULL;
+  return rel;
+}
+
+int config_dir_match(const struct db_config *e, const char *path) {
+  return dir_rel(e, path) != NULL;
+}
+
+int config_dir_name_matches(const struct db_config *e, const char *name) {
+  return !is_side_file(name) && !fnmatch(e->pattern, name, 0);
+}
+
+int config_dir_skip_subdir(const char *name) {
+  return is_meta_dir(name);
+}
+
 struct db_config *config_dir_db(struct config *c, const char *path) {
   for (size_t i = 0; i < c->n_dirs; i++) {
     const struct db_config *e = &c->dirs[i];
-    size_t n = strlen(e->dir);
-    if (strncmp(path, e->dir, n) || path[n] != '/' || !path[n + 1])
-      continue;
-    const char *rel = path + n + 1;
-    if (!e->recursive && strchr(rel, '/'))
-      continue;
-    int bad = 0;
-    for (const char *p = rel; *p && !bad;) {
-      const char *s = strchr(p, '/');
-      if (!s)
-        break;
-      char *comp = xstrndup(p, (size_t)(s - p));
-      bad = is_meta_dir(comp);
-      free(comp);
-      p = s + 1;
-    }
-    const char *name = path_base(path);
-    if (bad || is_side_file(name) || fnmatch(e->pattern, name, 0))
+    const char *rel = dir_rel(e, path);
+    if (!rel)
       continue;
     struct stat st;
     if (!stat(path, &st) && (!S_ISREG(st.st_mode) || !has_sqlite_header(path)))

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
@@ -90,9 +91,12 @@ struct db_job {
   /* in: owned by the job from submit to done */
   struct engine *eng; /* lent: &db->eng */
   unsigned todo;      /* DBJ_* */
+  int final;          /* the final sync (db_close) */
   uint32_t prune_below;
   char newgen_for[GEN_LEN + 1]; /* DBJ_NEWGEN: only if still current */
-  char *status_text;            /* owned; written to the status file */
+  uint32_t release_below;       /* a full disk: every replica has these */
+  char release_gen[GEN_LEN + 1];
+  char *status_text; /* owned; written to the status file */
   /* out: written by the job, read by the loop at done */
   int rc;
   int new_gen;              /* a new generation was started */
@@ -108,6 +112,9 @@ struct db_job {
   char gen[GEN_LEN + 1];
   uint32_t index;
   int64_t shadow_size;
+  int64_t shadow_phys;
+  uint8_t wal_hdr[WAL_HEADER_SIZE];
+  int disk_full;
   int64_t wal_size;
   int64_t db_size;
   uint32_t page_size;
@@ -122,6 +129,15 @@ static int work_close(struct db_job *j) {
 
 static int work_open(struct db_job *j) {
   struct engine *e = j->eng;
+  /* The final sync of a database deleted (or renamed) under us: what was
+   * committed before is still readable through our descriptors. */
+  if (j->final && e->opened) {
+    struct stat st;
+    if (stat(e->db_path, &st)) {
+      int ng = 0;
+      engine_sync(e, &ng);
+    }
+  }
   if (e->opened && engine_replaced(e))
     log_info(e->name, NULL, "%s: reopening", e->reason);
   if (e->opened)
@@ -212,7 +228,7 @@ static void job_work(void *arg) {
   struct db_job *j = arg;
   struct engine *e = j->eng;
   unsigned todo = j->todo;
-  int64_t before_size = e->shadow_size;
+  int64_t before_size = engine_copied_end(e);
   uint32_t before_index = e->index;
   char before_gen[GEN_LEN + 1];
   memcpy(before_gen, e->gen, sizeof(before_gen));
@@ -229,19 +245,24 @@ static void job_work(void *arg) {
       if (todo & DBJ_PRUNE && j->prune_below > 0)
         shadow_prune(e->meta, e->gen,
                      MIN(j->prune_below, resync_prune_floor(e)));
+      if (e->disk_full && j->release_below && !strcmp(e->gen, j->release_gen))
+        engine_release_uploaded(e, j->release_below);
     }
   }
   if (todo & DBJ_STATUS && j->status_text)
     work_status(j);
   if (todo & DBJ_CHECKPOINT)
     loop_release_memory(); /* the database went quiet (on_idle) */
-  j->grew = e->shadow_size != before_size || e->index != before_index ||
+  j->grew = engine_copied_end(e) != before_size || e->index != before_index ||
             strcmp(e->gen, before_gen) != 0;
   j->rc = rc;
   j->opened = e->opened;
   memcpy(j->gen, e->gen, sizeof(j->gen));
   j->index = e->index;
-  j->shadow_size = e->shadow_size;
+  j->shadow_size = engine_copied_end(e);
+  j->shadow_phys = engine_shadow_phys(e);
+  memcpy(j->wal_hdr, e->hdr_raw, sizeof(j->wal_hdr));
+  j->disk_full = e->disk_full;
   j->wal_size = e->wal_size;
   j->db_size = e->db_size;
   j->page_size = e->page_size;
@@ -254,6 +275,9 @@ static void publish(struct db *db, const struct db_job *j) {
   memcpy(db->gen, j->gen, sizeof(db->gen));
   db->index = j->index;
   db->shadow_size = j->shadow_size;
+  db->shadow_phys = j->shadow_phys;
+  memcpy(db->wal_hdr, j->wal_hdr, sizeof(db->wal_hdr));
+  db->disk_full = j->disk_full;
   db->wal_size = j->wal_size;
   db->db_size = j->db_size;
   db->page_size = j->page_size;
@@ -519,6 +543,19 @@ void db_status_changed(struct db *db) {
     loop_timer_start(db->status_timer, 200);
 }
 
+/* The index below which every replica holds the current generation's
+ * shadow files, 0 if unknown. */
+static uint32_t replicas_hold_below(const struct db *db) {
+  uint32_t min = UINT32_MAX;
+  for (size_t i = 0; i < db->n_replicas; i++) {
+    const struct replica *r = db->replicas[i];
+    if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen))
+      return 0;
+    min = MIN(min, r->pos.index);
+  }
+  return min == UINT32_MAX ? 0 : min;
+}
+
 static void submit(struct db *db) {
   if (db->job || !db->pending || db->state == DB_CLOSED)
     return;
@@ -527,7 +564,10 @@ static void submit(struct db *db) {
   struct db_job *j = xcalloc(1, sizeof(*j));
   j->eng = &db->eng;
   j->todo = db->pending;
+  j->final = db->close_phase == DB_CLOSE_SYNC;
   j->prune_below = db->prune_below;
+  j->release_below = db->disk_full ? replicas_hold_below(db) : 0;
+  memcpy(j->release_gen, db->gen, sizeof(j->release_gen));
   memcpy(j->newgen_for, db->newgen_for, sizeof(j->newgen_for));
   if (j->todo & DBJ_STATUS) {
     j->status_text = db->status_text; /* the job owns it now */

@@ -85,7 +85,11 @@ struct db {
   /* Published by the loop after every job; safe to read on the loop. */
   char gen[GEN_LEN + 1];
   uint32_t index;
-  int64_t shadow_size;
+  int64_t shadow_size; /* what is copied (engine_copied_end) */
+  int64_t shadow_phys; /* ... of which in the shadow file; the rest is
+                          read from the WAL (a full disk) */
+  uint8_t wal_hdr[WAL_HEADER_SIZE]; /* the current WAL lifetime's header */
+  int disk_full;                    /* engine.h: disk_full */
   int64_t wal_size;
   int64_t db_size;
   uint32_t page_size;

@@ -521,6 +521,7 @@ int engine_open(struct engine *e) {
   struct stat sb;
   e->err[0] = '\0';
   e->reason[0] = '\0';
+  e->disk_full = e->no_file = 0;
   if (stat(e->db_path, &sb))
     return ERR_NOT_FOUND;
   int rc;
@@ -642,6 +643,13 @@ static int sync_copy(struct engine *e, int *new_gen) {
     rc = shadow_copy_frames(e);
     goto out;
   }
+  if (e->disk_full && (e->no_file || e->wal_end > e->shadow_size)) {
+    /* Cannot happen while our pin stays put (engine.h): say so. */
+    rc = engine_new_generation(e, "wal restarted before the frames kept in it "
+                                  "during a full disk were copied");
+    *new_gen = !rc;
+    goto out;
+  }
   if (e->pin_state != PIN_HELD || !is_successor(&e->hdr, &h)) {
     int gap = e->pin_state != PIN_HELD;
     rc = engine_new_generation(e, gap ? "wal restarted while not pinned"
@@ -667,8 +675,30 @@ static int sync_copy(struct engine *e, int *new_gen) {
   e->index++;
   memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
   e->hdr = h;
-  if ((rc = shadow_start_index(e))) {
-    /* (A full disk.)  Stay on the previous index, so the next sync sees
+  if ((rc = shadow_start_index(e)) && (rc == -ENOSPC || rc == -EDQUOT)) {
+    /* A full disk: the new lifetime's frames stay in the WAL (our pin
+     * keeps them there) until its shadow file can be written. */
+    char *path = shadow_wal_path(e->meta, e->gen, e->index);
+    unlink(path);
+    free(path);
+    if (e->shadow_fd >= 0)
+      close(e->shadow_fd);
+    e->shadow_fd = -1;
+    e->shadow_size = WAL_HEADER_SIZE;
+    e->s0 = e->hdr.cksum1;
+    e->s1 = e->hdr.cksum2;
+    memset(e->last_frame_hdr, 0, sizeof(e->last_frame_hdr));
+    e->no_file = 1;
+    shadow_disk_full(e);
+    e->wal_end = WAL_HEADER_SIZE;
+    e->w_s0 = e->s0;
+    e->w_s1 = e->s1;
+    e->stats.restarts++;
+    rc = shadow_copy_frames(e);
+    goto out;
+  }
+  if (rc) {
+    /* Stay on the previous index, so the next sync sees
      * the restart again instead of taking the new WAL for the old one
      * overwritten (which started a new generation). */
     char *path = shadow_wal_path(e->meta, e->gen, e->index);
@@ -723,8 +753,33 @@ int engine_sync(struct engine *e, int *new_gen) {
   return rc;
 }
 
+int64_t engine_copied_end(const struct engine *e) {
+  return e->disk_full ? MAX(e->wal_end, e->shadow_size) : e->shadow_size;
+}
+
+int64_t engine_shadow_phys(const struct engine *e) {
+  return e->no_file ? 0 : e->shadow_size;
+}
+
+void engine_release_uploaded(struct engine *e, uint32_t below) {
+  below = MIN(below, e->index);
+  if (!e->disk_full || below == 0)
+    return;
+  if (resync_prune_floor(e) < below) {
+    resync_save(e); /* (small, but may not fit either) */
+    if (resync_prune_floor(e) < below)
+      resync_drop_saved(e);
+  }
+  int freed = shadow_release(e->meta, e->gen, below);
+  if (freed > 0)
+    log_info(e->name, NULL,
+             "disk full: freed %d bytes of shadow wal every replica has",
+             freed);
+}
+
 int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle) {
-  if (!e->opened || e->shadow_size <= WAL_HEADER_SIZE)
+  /* A full disk: the frames only in the WAL must stay there (engine.h). */
+  if (!e->opened || e->shadow_size <= WAL_HEADER_SIZE || e->disk_full)
     return 0;
   int64_t frames =
       (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
@@ -812,14 +867,17 @@ static void shrink_wal(struct engine *e, int f) {
 /* Moves the pin to the free connection without a gap: the new pin begins,
  * everything present is copied, then the old pin ends. */
 static int pin_advance(struct engine *e) {
+  if (e->disk_full)
+    return ERR_BUSY; /* the pin keeps the frames not in the shadow */
   int f = 1 - e->pin;
   int rc = pin_begin(e, f);
   if (rc)
     return rc;
   int ng = 0;
   rc = sync_copy(e, &ng);
-  if (rc || ng) {
-    /* Keep the old pin; drop the new one. */
+  if (rc || ng || e->disk_full) {
+    /* Keep the old pin; drop the new one (a disk found full: the new pin
+     * would let the frames the shadow lacks be checkpointed). */
     pin_end(e, f);
     return rc ? rc : ERR_BUSY;
   }
@@ -995,6 +1053,8 @@ static void ck_swap(struct engine *e, struct ckpt *c) {
    * WAL it copied only means a new generation, never a gap.) */
   int ng = 0;
   c->rc = sync_copy(e, &ng);
+  if (!c->rc && e->disk_full)
+    c->rc = ERR_BUSY; /* keep the pin: engine.h, disk_full */
   if (c->rc || ng) {
     sql_cleanup(e, e->conn[f], "ROLLBACK");
     ckpt_set(e, c, CK_DONE);
@@ -1051,6 +1111,8 @@ static void ck_repin(struct engine *e, struct ckpt *c) {
 
 int engine_checkpoint(struct engine *e, int idle) {
   assert(e->opened && e->pin >= 0); /* only with the pin held */
+  if (e->disk_full)
+    return ERR_BUSY;
   struct ckpt c = {.state = CK_START, .idle = idle, .t0 = time_mono_ns()};
   c.frames_before =
       (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
@@ -1115,6 +1177,8 @@ int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
 
 static int validation_copy(struct engine *e, const char *out_path,
                            struct pos *at) {
+  if (e->disk_full)
+    return ERR_BUSY; /* it would move the pin (engine.h: disk_full) */
   int f = 1 - e->pin;
   t_busy.deadline_ns = time_mono_ns() + WRITE_LOCK_WAIT_MS * NS_PER_MS;
   int src = sqlite3_exec(e->conn[f], "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -1122,7 +1186,7 @@ static int validation_copy(struct engine *e, const char *out_path,
     return (src & 0xff) == SQLITE_BUSY ? ERR_BUSY : ERR_SQLITE;
   int ng = 0;
   int rc = sync_copy(e, &ng);
-  if (rc || ng) {
+  if (rc || ng || e->disk_full) {
     sql_cleanup(e, e->conn[f], "ROLLBACK");
     return rc ? rc : ERR_BUSY;
   }
@@ -1245,7 +1309,7 @@ int engine_close(struct engine *e) {
     int ng = 0;
     rc = engine_sync(e, &ng);
     int full = 0;
-    if (!rc && !ng && e->pin >= 0) {
+    if (!rc && !ng && e->pin >= 0 && !e->disk_full) {
       /* Checkpoint everything (without the write lock: stopping must not
        * fail an application's commit), so that the WAL may restart, be
        * truncated or deleted while we are gone without losing anything. */
@@ -1255,6 +1319,11 @@ int engine_close(struct engine *e) {
       e->checkpointing = 0;
       ckpt_lock(e, 1);
       full = full && ckpt_is_full(e);
+    } else if (e->disk_full) {
+      log_warn(e->name, NULL,
+               "stopping with a full disk: %lld bytes of committed frames are "
+               "only in the WAL (and the replicas that uploaded them)",
+               (long long)(engine_copied_end(e) - engine_shadow_phys(e)));
     }
     int r2 = shadow_fsync(e);
     if (!rc)

@@ -117,6 +117,20 @@ struct engine {
   uint32_t ckpt_full_index;  /* index+1 fully checkpointed, 0 if none */
   int64_t ckpt_full_size;    /* ... at this shadow size */
 
+  /* A full disk (shadow_copy_frames): the shadow cannot grow, so the
+   * committed frames past shadow_size are only scanned and left in the WAL,
+   * up to wal_end, and the replicas upload them from there.  Our pin stays
+   * where it is meanwhile (no checkpoint, no pin move: engine.c), so those
+   * frames stay in the pinned WAL until the shadow has them.  no_file: the
+   * WAL restarted, but the current index's shadow file could not even be
+   * created (shadow_size is then WAL_HEADER_SIZE, virtually). */
+  int disk_full;
+  int no_file;
+  int64_t wal_end;       /* committed end in the WAL, while disk_full */
+  uint32_t w_s0, w_s1;   /* checksum chain at wal_end */
+  int64_t full_retry_ns; /* next attempt to write the shadow again */
+  char full_err[512];    /* the write that failed */
+
   struct resync rs; /* the page map (core/resync.h) */
 
   struct engine_stats stats;
@@ -143,6 +157,17 @@ int engine_open(struct engine *e);
  * Starts a new generation when continuity is lost (reason in e->reason,
  * *new_gen set). */
 int engine_sync(struct engine *e, int *new_gen);
+
+/* The end of what is copied: the shadow's end, or with a full disk the
+ * end of the frames scanned in the WAL (uploaded from there). */
+int64_t engine_copied_end(const struct engine *e);
+/* Bytes of the current index in the shadow file itself. */
+int64_t engine_shadow_phys(const struct engine *e);
+
+/* A full disk: frees the shadow files below index `below` (every replica
+ * holds them), even if the saved page map still needs them (it is saved
+ * anew, or dropped: core/resync.h). */
+void engine_release_uploaded(struct engine *e, uint32_t below);
 
 /* Whether the WAL is big enough (or old enough) to checkpoint now. */
 int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle);

@@ -19,6 +19,7 @@
 #include "core/db.h"
 #include "base/err.h"
 #include "core/housekeeping.h"
+#include "core/lease.h"
 #include "core/validate.h"
 #include "base/log.h"
 #include "core/codec.h"
@@ -35,6 +36,7 @@
 #define MAX_BACKOFF_MS 30000
 
 static void kick(struct replica *r);
+static void pos_reset(struct replica *r);
 
 const char *replica_state_name(enum replica_state s) {
   static const char *names[] = {"idle",   "resume",  "snapshot",
@@ -64,6 +66,22 @@ static void on_timer(void *arg) {
   kick(r);
 }
 
+/* The lease (core/lease.c) was taken or lost.  Taken: list the store
+ * again (another owner may have written meanwhile) and go on.  Lost:
+ * kick() uploads nothing more and housekeeping stops. */
+static void on_lease(void *arg, int held) {
+  struct replica *r = arg;
+  if (!held) {
+    hk_stop(r->hk);
+    r->hk_started = 0;
+    return;
+  }
+  if (!in_flight(r))
+    pos_reset(r);
+  if (r->state == R_IDLE)
+    kick(r);
+}
+
 struct replica *replica_new(struct db *db, struct replica_config *cfg,
                             struct backend *b) {
   struct replica *r = xcalloc(1, sizeof(*r));
@@ -76,11 +94,14 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
   buf_init(&r->seg, 0);
   r->hk = hk_new(r);
   r->val = validator_new(r);
+  r->lease = lease_new(b, db->meta, db->name, r->name, cfg->lease_ttl,
+                       cfg->force_takeover, on_lease, r);
   return r;
 }
 
 void replica_free(struct replica *r) {
   assert(!r->job); /* a running build hands itself back to r */
+  lease_free(r->lease);
   hk_free(r->hk);
   validator_free(r->val);
   loop_timer_free(r->timer);
@@ -111,7 +132,7 @@ static void flush_done(struct replica *r) {
     return;
   void (*cb)(void *) = r->flush_cb;
   r->flush_cb = NULL;
-  cb(r->flush_arg);
+  lease_release(r->lease, cb, r->flush_arg);
 }
 
 static void caught_up(struct replica *r) {
@@ -162,15 +183,42 @@ static void succeeded(struct replica *r) {
 
 static void upload_next(struct replica *r);
 
+/* The bytes of one index: in the shadow file below phys, in the WAL from
+ * there on (a full disk: engine.h); phys < 0: all in the shadow file. */
+struct span {
+  int sfd, wfd;
+  int64_t phys;
+};
+
+static ssize_t span_read(const struct span *s, uint8_t *buf, size_t n,
+                         int64_t off) {
+  size_t done = 0;
+  while (done < n) {
+    int64_t at = off + (int64_t)done;
+    int in_wal = s->phys >= 0 && at >= s->phys;
+    size_t want = n - done;
+    if (!in_wal && s->phys >= 0 && at + (int64_t)want > s->phys)
+      want = (size_t)(s->phys - at);
+    ssize_t r =
+        pread_full(in_wal ? s->wfd : s->sfd, buf + done, want, (off_t)at);
+    if (r < 0)
+      return r;
+    done += (size_t)r;
+    if ((size_t)r < want)
+      break;
+  }
+  return (ssize_t)done;
+}
+
 /* Finds the end of the last commit frame in [off, limit) by reading frame
  * headers; if none, the first commit after limit.  Returns the end. */
-static int64_t commit_boundary(int fd, int64_t off, int64_t limit, int64_t end,
-                               uint32_t page_size) {
+static int64_t commit_boundary(const struct span *sp, int64_t off,
+                               int64_t limit, int64_t end, uint32_t page_size) {
   int64_t fs = WAL_FRAME_HEADER_SIZE + (int64_t)page_size;
   int64_t p = off == 0 ? WAL_HEADER_SIZE : off, best = -1;
   uint8_t h[WAL_FRAME_HEADER_SIZE];
   for (; p + fs <= end; p += fs) {
-    if (pread_full(fd, h, sizeof(h), (off_t)p) != (ssize_t)sizeof(h))
+    if (span_read(sp, h, sizeof(h), p) != (ssize_t)sizeof(h))
       break;
     if (get_be32(h + 4)) {
       if (p + fs > limit && best > off)
@@ -190,8 +238,11 @@ struct seg_job {
   /* in */
   const struct backend *b; /* its age keys (read-only) encrypt the segment */
   char *path;              /* owned: the shadow WAL file */
+  char *wal_path;          /* owned: the database's WAL */
   int64_t off;
-  int64_t cap; /* end of the round in this file, or -1: the file's end */
+  int64_t cap;  /* end of the round in this file, or -1: the file's end */
+  int64_t phys; /* from here on in the WAL (full disk), or -1 */
+  uint8_t wal_hdr[WAL_HEADER_SIZE]; /* ... whose lifetime this must be */
   uint32_t page_size;
   /* out */
   struct buf seg; /* compressed [off, end) */
@@ -199,42 +250,79 @@ struct seg_job {
   int rc;
 };
 
+/* Bytes read from the WAL (a full disk) belong to the lifetime of the
+ * shadow file: the frames' salts are the header's, and the header read
+ * after them is still that lifetime's (a restart writes the header before
+ * any frame), so no frame was overwritten while we read it. */
+static int wal_part_ok(const struct seg_job *j, int wfd, const uint8_t *data,
+                       int64_t from, int64_t end) {
+  int64_t fs = WAL_FRAME_HEADER_SIZE + (int64_t)j->page_size;
+  int64_t p = MAX(from, (int64_t)WAL_HEADER_SIZE);
+  if (from < WAL_HEADER_SIZE &&
+      memcmp(data, j->wal_hdr + from, (size_t)(WAL_HEADER_SIZE - from)))
+    return 0;
+  for (; p + fs <= end; p += fs) {
+    const uint8_t *f = data + (p - j->off);
+    if (memcmp(f + 8, j->wal_hdr + 16, 8))
+      return 0;
+  }
+  uint8_t h[WAL_HEADER_SIZE];
+  return pread_full(wfd, h, sizeof(h), 0) == WAL_HEADER_SIZE &&
+         !memcmp(h, j->wal_hdr, sizeof(h));
+}
+
 static void build_work(void *arg) {
   struct seg_job *j = arg;
-  int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  struct span sp = {-1, -1, j->phys};
   j->end = j->off;
-  if (fd < 0) {
-    j->rc = -errno;
-    return;
+  if (sp.phys < 0 || j->off < sp.phys) {
+    sp.sfd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (sp.sfd < 0) {
+      j->rc = -errno;
+      return;
+    }
   }
   int64_t end = j->cap;
   struct stat sb;
   if (end < 0) {
-    if (fstat(fd, &sb)) {
+    if (fstat(sp.sfd, &sb)) {
       j->rc = -errno;
-      close(fd);
-      return;
+      goto out;
     }
     end = sb.st_size;
   }
-  if (end - j->off > MAX_SEGMENT)
-    end = commit_boundary(fd, j->off, j->off + MAX_SEGMENT, end, j->page_size);
-  if (end <= j->off) {
-    close(fd);
-    return;
+  if (sp.phys >= 0 && end > sp.phys) {
+    sp.wfd = open(j->wal_path, O_RDONLY | O_CLOEXEC);
+    if (sp.wfd < 0) {
+      j->rc = ERR_BUSY; /* gone meanwhile: the next round sees why */
+      goto out;
+    }
+  } else {
+    sp.phys = -1;
   }
+  if (end - j->off > MAX_SEGMENT)
+    end = commit_boundary(&sp, j->off, j->off + MAX_SEGMENT, end, j->page_size);
+  if (end <= j->off)
+    goto out;
   size_t n = (size_t)(end - j->off);
   uint8_t *data = xmalloc(n);
-  ssize_t got = pread_full(fd, data, n, (off_t)j->off);
-  close(fd);
+  ssize_t got = span_read(&sp, data, n, j->off);
   if (got != (ssize_t)n) {
     j->rc = got < 0 ? (int)got : -EIO;
+  } else if (sp.phys >= 0 &&
+             !wal_part_ok(j, sp.wfd, data, MAX(j->off, sp.phys), end)) {
+    j->rc = ERR_BUSY; /* the WAL moved on: the shadow has it by now */
   } else {
     j->rc = codec_encode(j->b, data, n, &j->seg);
     if (!j->rc)
       j->end = end;
   }
   free(data);
+out:
+  if (sp.sfd >= 0)
+    close(sp.sfd);
+  if (sp.wfd >= 0)
+    close(sp.wfd);
 }
 
 /*
@@ -347,6 +435,7 @@ static void build_done(void *arg, int status) {
   r->seg_end = j->end;
   uint32_t j_index = r->seg_index;
   free(j->path);
+  free(j->wal_path);
   free(j);
   if (r->state == R_CLOSED)
     return;
@@ -366,6 +455,13 @@ static void build_done(void *arg, int status) {
     } else {
       kick(r); /* the engine has started another generation already */
     }
+    return;
+  }
+  if (rc == ERR_BUSY) {
+    /* Read from the WAL while it moved on (a full disk ending): again in a
+     * moment, from what the shadow holds by then. */
+    set_state(r, R_IDLE);
+    loop_timer_start(r->timer, 50);
     return;
   }
   if (rc) {
@@ -420,6 +516,11 @@ static void upload_next(struct replica *r) {
   j->path = shadow_wal_path(db->meta, r->pos.gen, r->seg_index);
   j->off = r->seg_off;
   j->cap = r->pos.index == db->index ? db->shadow_size : -1;
+  j->phys = r->pos.index == db->index && db->shadow_phys < db->shadow_size
+                ? db->shadow_phys
+                : -1;
+  j->wal_path = xasprintf("%s-wal", db->name);
+  memcpy(j->wal_hdr, db->wal_hdr, sizeof(j->wal_hdr));
   /* Only below the validation position: once there, capping again would
    * build an empty segment, which skipped the rest of the index when the
    * WAL had restarted meanwhile (lost frames) and spun forever when
@@ -698,6 +799,10 @@ static void kick(struct replica *r) {
   struct db *db = r->db;
   if (in_flight(r) || r->state == R_CLOSED)
     return;
+  if (!lease_held(r->lease)) { /* not ours: nothing goes to this path */
+    flush_done(r);
+    return;
+  }
   if (r->state == R_BACKOFF && !r->flushing)
     return;
   if (!db->gen[0]) {
@@ -711,7 +816,8 @@ static void kick(struct replica *r) {
     start_resume(r);
     return;
   }
-  if (r->want_snapshot && !r->flushing) {
+  /* (Not with a full disk: it is written to the meta directory first.) */
+  if (r->want_snapshot && !r->flushing && !db->disk_full) {
     r->want_snapshot = 0;
     take_snapshot(r);
     return;

@@ -73,7 +73,8 @@ struct replica {
   struct db_snapshot *snap;
   struct housekeeping *hk;
   struct validator *val;
-  struct pos val_cap; /* validation: the next round ends exactly here */
+  struct lease *lease; /* the path's single-writer lease (core/lease.h) */
+  struct pos val_cap;  /* validation: the next round ends exactly here */
   int val_cap_pending;
   int hk_started;
   int want_snapshot; /* take a snapshot when idle (interval, retention) */

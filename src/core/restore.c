@@ -910,6 +910,7 @@ static void on_prepared(void *arg, int status) {
            rs->gen, rs->snap.index, rs->tmp);
   rs->snapf.owner = rs;
   rs->snapf.writeback = 1;
+  rs->snapf.blocks = 1;
   rs->snapf.post = verify_snapshot;
   rs->snapf.done = on_snapshot_done;
   rs->pending++;

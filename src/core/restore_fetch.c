@@ -62,6 +62,12 @@ static void fetch_finish(struct fetch *f) {
     buf_destroy(&f->chunks[i].buf);
   codec_dec_free(f->dec);
   f->dec = NULL;
+  for (int i = 0; i < MAX_BLOCKS; i++) {
+    free(f->blk[i].out);
+    free(f->blk[i].gather);
+    f->blk[i].out = f->blk[i].gather = NULL;
+    f->blk[i].out_cap = f->blk[i].gather_cap = 0;
+  }
   f->done(f);
 }
 
@@ -116,19 +122,373 @@ static void on_chunk(void *arg, int status, const char *err) {
   fetch_pump(f);
 }
 
-static void fetch_pump(struct fetch *f) {
-  if (f->finished)
+/* ------------------------------------------------------------------ */
+/* Block mode: independent LZ4 blocks decoded in parallel.             */
+
+enum { P_MAGIC, P_BLOCK };
+
+/* Offset just past chunk `no` in the object. */
+static int64_t chunk_end(const struct fetch *f, int64_t no) {
+  if (!f->chunk_size)
+    return (int64_t)f->chunks[0].buf.len;
+  return MIN((no + 1) * f->chunk_size, f->size);
+}
+
+/* Object length once known (whole GET: when it arrived). */
+static int64_t obj_len(const struct fetch *f) {
+  if (f->chunk_size)
+    return f->size;
+  return f->chunks[0].fetched ? (int64_t)f->chunks[0].buf.len : -1;
+}
+
+/* Bytes of the object available from its start (fetched chunks with no
+ * gap), at least up to the parser. */
+static int64_t avail_end(const struct fetch *f) {
+  int64_t end = f->next_dec ? chunk_end(f, f->next_dec - 1) : 0;
+  for (int64_t no = f->next_dec; no < f->next_get; no++) {
+    const struct chunk *c = &f->chunks[no % f->window];
+    if (c->no != no || !c->fetched)
+      break;
+    end = chunk_end(f, no);
+  }
+  return end;
+}
+
+static struct chunk *chunk_at(struct fetch *f, int64_t pos, size_t *off) {
+  int64_t no = f->chunk_size ? pos / f->chunk_size : 0;
+  *off = (size_t)(pos - (f->chunk_size ? no * f->chunk_size : 0));
+  return &f->chunks[no % f->window];
+}
+
+/* Copies n bytes at pos (all available) to dst. */
+static void peek(struct fetch *f, int64_t pos, size_t n, uint8_t *dst) {
+  while (n) {
+    size_t off;
+    struct chunk *c = chunk_at(f, pos, &off);
+    size_t k = MIN(n, c->buf.len - off);
+    memcpy(dst, c->buf.data + off, k);
+    dst += k;
+    n -= k;
+    pos += (int64_t)k;
+  }
+}
+
+static uint32_t peek32(struct fetch *f, int64_t pos) {
+  uint8_t b[4];
+  peek(f, pos, 4, b);
+  return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+         (uint32_t)b[3] << 24;
+}
+
+static void blk_fail(struct blk *b, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void blk_fail(struct blk *b, int code, const char *fmt, ...) {
+  if (b->status)
     return;
-  if (f->status) {
-    if (!f->pending)
-      fetch_finish(f);
+  b->status = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b->err, sizeof(b->err), fmt, ap);
+  va_end(ap);
+}
+
+/* Pool: gathers a block split across two chunks, checks its checksum and
+ * decodes it into the slot's buffer. */
+static void blk_decode_work(void *arg) {
+  struct blk *b = arg;
+  const uint8_t *src = b->p[0];
+  size_t n = b->n[0];
+  if (b->p[1]) {
+    if (b->gather_cap < n + b->n[1]) {
+      free(b->gather);
+      b->gather_cap = b->block_max;
+      b->gather = xmalloc(b->gather_cap);
+    }
+    memcpy(b->gather, b->p[0], b->n[0]);
+    memcpy(b->gather + b->n[0], b->p[1], b->n[1]);
+    src = b->gather;
+    n += b->n[1];
+  }
+  if (b->has_bsum) {
+    struct xxh32 h;
+    xxh32_init(&h);
+    xxh32_update(&h, src, n);
+    if (xxh32_digest(&h) != b->bsum) {
+      blk_fail(b, ERR_LZ4, "%s: %s (block checksum)", b->f->key,
+               err_str(ERR_LZ4));
+      return;
+    }
+  }
+  if (b->out_cap < b->block_max) {
+    free(b->out);
+    b->out_cap = b->block_max;
+    b->out = xmalloc(b->out_cap);
+  }
+  if (lz4_block_decode(src, n, b->stored, b->out, b->block_max, &b->out_len))
+    blk_fail(b, ERR_LZ4, "%s: %s", b->f->key, err_str(ERR_LZ4));
+}
+
+/* Pool, one at a time in block order: writes a block at the running
+ * offset, or checks a frame's end. */
+static void blk_write_work(void *arg) {
+  struct blk *b = arg;
+  struct fetch *f = b->f;
+  char tmp[128];
+  if (b->end) {
+    if (b->has_csum && xxh32_digest(&f->hash) != b->csum)
+      blk_fail(b, ERR_LZ4, "%s: %s (content checksum)", f->key,
+               err_str(ERR_LZ4));
+    else if (b->has_size && (uint64_t)f->frame_total != b->csize)
+      blk_fail(b, ERR_LZ4, "%s: %s (content size)", f->key, err_str(ERR_LZ4));
+    xxh32_init(&f->hash);
+    f->frame_total = 0;
     return;
   }
-  if (f->next_dec == f->nchunks) {
-    if (!f->pending)
-      fetch_finish(f);
+  off_t off = (off_t)(f->out_off + f->btotal);
+  int rc = pwrite_full(f->out_fd, b->out, b->out_len, off);
+  if (rc) {
+    blk_fail(b, rc, "%s: cannot write decoded data: %s", f->key,
+             errtext(rc, tmp, sizeof(tmp)));
     return;
   }
+  if (f->writeback)
+    sync_file_range(f->out_fd, off, (off_t)b->out_len, SYNC_FILE_RANGE_WRITE);
+  if (b->hash_it)
+    xxh32_update(&f->hash, b->out, b->out_len);
+  f->btotal += (int64_t)b->out_len;
+  f->frame_total += (int64_t)b->out_len;
+}
+
+static void blk_unref(struct fetch *f, struct blk *b) {
+  for (int i = 0; i < 2; i++)
+    if (b->chunk[i] >= 0)
+      f->chunk_refs[b->chunk[i] % f->window]--;
+  b->chunk[0] = b->chunk[1] = -1;
+  b->p[0] = b->p[1] = NULL;
+}
+
+static void on_blk_decoded(void *arg, int status) {
+  struct blk *b = arg;
+  struct fetch *f = b->f;
+  f->pending--;
+  if (status)
+    fetch_fail(f, status, "%s: pool job failed", f->key);
+  else if (b->status)
+    fetch_fail(f, b->status, "%s", b->err);
+  blk_unref(f, b);
+  b->state = BLK_DECODED;
+  fetch_pump(f);
+}
+
+static void on_blk_written(void *arg, int status) {
+  struct blk *b = arg;
+  struct fetch *f = b->f;
+  f->pending--;
+  f->writing = 0;
+  if (status)
+    fetch_fail(f, status, "%s: pool job failed", f->key);
+  else if (b->status)
+    fetch_fail(f, b->status, "%s", b->err);
+  b->state = BLK_FREE;
+  f->next_write++;
+  fetch_pump(f);
+}
+
+static void blk_final_work(void *arg) {
+  struct fetch *f = arg;
+  f->out_len = f->btotal;
+  if (f->post)
+    f->post(f);
+}
+
+static void on_blk_final(void *arg, int status) {
+  struct fetch *f = arg;
+  f->pending--;
+  job_merge(f, status);
+  fetch_pump(f);
+}
+
+/* Adds the block of n bytes at pos (all fetched) and starts decoding it. */
+static void blk_add(struct fetch *f, int64_t pos, size_t n, int stored,
+                    int has_bsum, uint32_t bsum) {
+  struct blk *b = &f->blk[f->next_blk++ % MAX_BLOCKS];
+  b->f = f;
+  b->end = 0;
+  b->status = 0;
+  b->stored = stored;
+  b->has_bsum = has_bsum;
+  b->bsum = bsum;
+  b->hash_it = f->fi.content_sum;
+  b->block_max = f->fi.block_max;
+  b->chunk[0] = b->chunk[1] = -1;
+  b->p[0] = b->p[1] = NULL;
+  b->n[0] = b->n[1] = 0;
+  for (int i = 0; i < 2 && n; i++) {
+    size_t off;
+    struct chunk *c = chunk_at(f, pos, &off);
+    size_t k = MIN(n, c->buf.len - off);
+    b->p[i] = c->buf.data + off;
+    b->n[i] = k;
+    b->chunk[i] = c->no;
+    f->chunk_refs[c->no % f->window]++;
+    pos += (int64_t)k;
+    n -= k;
+  }
+  b->state = BLK_DECODING;
+  f->pending++;
+  loop_work_submit(blk_decode_work, on_blk_decoded, b);
+}
+
+static void blk_add_end(struct fetch *f, int has_csum, uint32_t csum) {
+  struct blk *b = &f->blk[f->next_blk++ % MAX_BLOCKS];
+  b->f = f;
+  b->end = 1;
+  b->status = 0;
+  b->has_csum = has_csum;
+  b->csum = csum;
+  b->has_size = f->fi.has_size;
+  b->csize = f->fi.content_size;
+  b->chunk[0] = b->chunk[1] = -1;
+  b->p[0] = b->p[1] = NULL;
+  b->state = BLK_DECODED;
+}
+
+/* Loop: reads headers as far as the fetched bytes and free slots allow.
+ * Returns 1 to switch to the one-context decoder (first frame not made of
+ * independent blocks, or not a plain LZ4 frame at all). */
+static int blk_parse(struct fetch *f) {
+  int64_t avail = avail_end(f), olen = obj_len(f);
+  int complete = olen >= 0 && avail == olen;
+  while (!f->status && !f->parse_done) {
+    int64_t left = MAX(avail - f->ppos, (int64_t)0);
+    if (olen >= 0 && f->ppos > olen) {
+      fetch_fail(f, ERR_LZ4, "%s: %s (truncated)", f->key, err_str(ERR_LZ4));
+      break;
+    }
+    if (f->pstate == P_MAGIC) {
+      if (olen >= 0 && f->ppos == olen) {
+        if (!f->frames)
+          return 1;
+        f->parse_done = 1;
+        break;
+      }
+      uint8_t h[LZ4_FRAME_HEADER_MAX];
+      size_t k = (size_t)MIN(left, (int64_t)sizeof(h));
+      if (k < 4 && !complete)
+        break;
+      peek(f, f->ppos, k, h);
+      uint32_t magic = k >= 4 ? (uint32_t)h[0] | (uint32_t)h[1] << 8 |
+                                    (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24
+                              : 0;
+      if (f->frames && (magic & 0xFFFFFFF0u) == LZ4_SKIP_MAGIC) {
+        if (k < 8 && !complete)
+          break;
+        if (k < 8) {
+          fetch_fail(f, ERR_LZ4, "%s: %s", f->key, err_str(ERR_LZ4));
+          break;
+        }
+        f->ppos += 8 + (int64_t)peek32(f, f->ppos + 4);
+        continue;
+      }
+      int r = lz4_frame_header(h, k, &f->fi);
+      if (r == 0 && !complete)
+        break;
+      /* A block (with its size word and checksum) must fit in two
+       * chunks. */
+      if (r <= 0 || !f->fi.indep || f->fi.has_dict ||
+          (f->chunk_size && f->chunk_size < (int64_t)f->fi.block_max + 8)) {
+        if (!f->frames)
+          return 1;
+        fetch_fail(f, ERR_LZ4, "%s: %s", f->key, err_str(ERR_LZ4));
+        break;
+      }
+      f->frames++;
+      f->ppos += r;
+      f->pstate = P_BLOCK;
+      continue;
+    }
+    if (f->next_blk - f->next_write >= MAX_BLOCKS)
+      break;
+    if (left < 4) {
+      if (complete)
+        fetch_fail(f, ERR_LZ4, "%s: %s (truncated)", f->key, err_str(ERR_LZ4));
+      break;
+    }
+    uint32_t v = peek32(f, f->ppos);
+    if (v == 0) {
+      int cs = f->fi.content_sum;
+      if (left < 4 + (cs ? 4 : 0)) {
+        if (complete)
+          fetch_fail(f, ERR_LZ4, "%s: %s (truncated)", f->key,
+                     err_str(ERR_LZ4));
+        break;
+      }
+      blk_add_end(f, cs, cs ? peek32(f, f->ppos + 4) : 0);
+      f->ppos += 4 + (cs ? 4 : 0);
+      f->pstate = P_MAGIC;
+      continue;
+    }
+    size_t n = v & 0x7FFFFFFFu;
+    int64_t total = 4 + (int64_t)n + (f->fi.block_sum ? 4 : 0);
+    if (n > f->fi.block_max) {
+      fetch_fail(f, ERR_LZ4, "%s: %s", f->key, err_str(ERR_LZ4));
+      break;
+    }
+    if (left < total) {
+      if (complete)
+        fetch_fail(f, ERR_LZ4, "%s: %s (truncated)", f->key, err_str(ERR_LZ4));
+      break;
+    }
+    uint32_t bsum = f->fi.block_sum ? peek32(f, f->ppos + 4 + (int64_t)n) : 0;
+    blk_add(f, f->ppos + 4, n, (int)(v >> 31), f->fi.block_sum, bsum);
+    f->ppos += total;
+  }
+  return 0;
+}
+
+/* Loop: releases chunks the parser is past and no block refers to, in
+ * order, so their slots take the next GETs. */
+static void blk_release(struct fetch *f) {
+  while (f->next_dec < f->nchunks) {
+    struct chunk *c = &f->chunks[f->next_dec % f->window];
+    if (c->no != f->next_dec || !c->fetched ||
+        f->chunk_refs[f->next_dec % f->window] ||
+        f->ppos < chunk_end(f, f->next_dec))
+      break;
+    c->fetched = 0;
+    buf_reset(&c->buf);
+    f->next_dec++;
+  }
+}
+
+/* Loop: the block-mode half of fetch_pump (after the GETs were sent).
+ * Returns 1 when it switched to the one-context decoder. */
+static int blk_pump(struct fetch *f) {
+  if (!f->status && blk_parse(f)) {
+    f->bmode = 0;
+    return 1;
+  }
+  blk_release(f);
+  if (f->status)
+    return 0;
+  struct blk *b = &f->blk[f->next_write % MAX_BLOCKS];
+  if (!f->writing && f->next_write < f->next_blk && b->state == BLK_DECODED) {
+    f->writing = 1;
+    b->state = BLK_WRITING;
+    f->pending++;
+    loop_work_submit(blk_write_work, on_blk_written, b);
+  }
+  if (f->parse_done && f->next_write == f->next_blk && !f->pending &&
+      !f->final_sent) {
+    f->final_sent = 1;
+    f->pending++;
+    loop_work_submit(blk_final_work, on_blk_final, f);
+  }
+  return 0;
+}
+
+static void send_gets(struct fetch *f) {
   while (f->next_get < f->nchunks && f->next_get < f->next_dec + f->window) {
     struct chunk *c = &f->chunks[f->next_get % f->window];
     c->no = f->next_get++;
@@ -141,6 +501,39 @@ static void fetch_pump(struct fetch *f) {
     f->pending++;
     backend_get(f->b, f->key, off, len, &c->sink, on_chunk, c);
   }
+}
+
+static void fetch_pump(struct fetch *f) {
+  if (f->finished)
+    return;
+  if (f->status) {
+    if (!f->pending)
+      fetch_finish(f);
+    return;
+  }
+  if (f->bmode) {
+    if (f->final_sent) {
+      if (!f->pending)
+        fetch_finish(f);
+      return;
+    }
+    send_gets(f);
+    if (!blk_pump(f)) {
+      if (f->status && !f->pending)
+        fetch_finish(f);
+      else if (!f->status)
+        send_gets(f);
+      return;
+    }
+    /* Not a frame of independent blocks: nothing was decoded or
+     * released yet, so the one-context decoder takes over from here. */
+  }
+  if (f->next_dec == f->nchunks) {
+    if (!f->pending)
+      fetch_finish(f);
+    return;
+  }
+  send_gets(f);
   struct chunk *c = &f->chunks[f->next_dec % f->window];
   if (!f->decoding && c->fetched && c->no == f->next_dec) {
     f->decoding = 1;
@@ -252,6 +645,7 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
   f->out_off = out_off;
   f->tmp_fd = -1;
   f->dec = codec_dec_new(b, out_fd, out_off);
+  xxh32_init(&f->hash);
   for (int i = 0; i < MAX_WINDOW; i++) {
     f->chunks[i].f = f;
     buf_init(&f->chunks[i].buf, 0);
@@ -264,12 +658,14 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
     buf_reserve(&f->chunks[0].buf, (size_t)size);
     f->nchunks = 1;
     f->window = 1;
+    f->bmode = f->blocks;
   } else if (size > 0 && (b->ops->caps & BACKEND_CAP_RANGE)) {
     f->chunk_size = chunk;
     f->window = window;
     f->nchunks = (size + chunk - 1) / chunk;
     for (int i = 0; i < window; i++)
       f->chunks[i].buf.max = (size_t)chunk;
+    f->bmode = f->blocks;
   } else {
     f->tmp_path = xstrdup(tmp_path);
     f->pending++;

@@ -17,8 +17,11 @@
 
 #include "backends/backend.h"
 #include "base/util.h"
+#include "format/lz4enc.h"
+#include "format/lz4frame.h"
 
 #define MAX_WINDOW 4
+#define MAX_BLOCKS 6 /* LZ4 blocks decoded or waiting to be written */
 #define OUT_MODE 0600
 #define DIR_MODE 0700
 
@@ -31,6 +34,29 @@ struct chunk {
   struct sink sink;
   int64_t no; /* chunk number */
   int fetched;
+};
+
+/* One LZ4 block of an object decoded in block mode (below), or the end
+ * mark of a frame (end): its compressed bytes are one or two pieces of
+ * chunk buffers, decoded on the pool into out, then written in order. */
+enum blk_state { BLK_FREE, BLK_DECODING, BLK_DECODED, BLK_WRITING };
+
+struct blk {
+  struct fetch *f;
+  enum blk_state state;
+  int end;
+  const uint8_t *p[2];
+  size_t n[2];
+  int64_t chunk[2]; /* chunk numbers referenced, -1 for none */
+  int stored, has_bsum, hash_it;
+  uint32_t bsum, block_max;
+  int has_csum, has_size; /* end mark: what to check */
+  uint32_t csum;
+  uint64_t csize;
+  uint8_t *out, *gather; /* kept for the next block in this slot */
+  size_t out_cap, gather_cap, out_len;
+  int status;
+  char err[256];
 };
 
 /* Runs on a pool thread after the object was decoded; returns 0 or an
@@ -69,6 +95,26 @@ struct fetch {
   char jerr[1024];
   int64_t out_len; /* decoded bytes, on success */
   int finished;
+
+  /* Block mode (f->blocks set by the caller before fetch_start): a frame
+   * of independent blocks is parsed on the loop as chunks arrive (a few
+   * header bytes per block), its blocks are decoded on the pool in
+   * parallel and written in order (pwrite at the running offset, the
+   * content checksum updated), so decoding overlaps the downloads and
+   * uses every core.  Anything else (age, linked blocks) falls back to
+   * the one-context decoder before anything was decoded. */
+  int blocks;
+  int bmode;
+  struct blk blk[MAX_BLOCKS];
+  int64_t next_blk, next_write; /* block sequence numbers */
+  int writing;
+  int chunk_refs[MAX_WINDOW];
+  int pstate;
+  int64_t ppos; /* parser position in the object */
+  struct lz4_frame_info fi;
+  int frames, parse_done, final_sent;
+  int64_t btotal, frame_total; /* written by the write job in flight */
+  struct xxh32 hash;
 };
 
 /* Starts fetching key (stored size `size`, -1 if unknown) into out_fd at

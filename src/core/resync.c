@@ -92,6 +92,13 @@ void resync_forget(struct engine *e) {
   r->unsaved = 0;
 }
 
+void resync_drop_saved(struct engine *e) {
+  char *path = path_join(e->meta, RESYNC_MAP_FILE);
+  unlink(path);
+  free(path);
+  e->rs.saved = 0;
+}
+
 uint32_t resync_prune_floor(const struct engine *e) {
   return e->rs.saved ? e->rs.saved_index : UINT32_MAX;
 }

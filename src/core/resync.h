@@ -78,6 +78,9 @@ void resync_load(struct engine *e);
 void resync_maintain(struct engine *e);
 /* Saves the map now (after an fsync of the shadow WAL). */
 void resync_save(struct engine *e);
+/* Removes the saved map (a full disk needs its shadow files freed): the
+ * next start rebuilds it.  The map in memory stays. */
+void resync_drop_saved(struct engine *e);
 /* Shadow files from this index on must be kept (UINT32_MAX: no limit). */
 uint32_t resync_prune_floor(const struct engine *e);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "core/engine.h"
 
@@ -35,7 +36,7 @@ static uint8_t *copy_buf(size_t n) {
  * checking salts and the checksum chain.  Frames of a transaction still
  * being written are copied speculatively and cut off again, so the WAL is
  * read once. */
-int shadow_copy_frames(struct engine *e) {
+static int copy_frames(struct engine *e) {
   if (e->shadow_fd < 0) {
     /* A failed restart could not reopen the current file (engine_sync). */
     int orc = shadow_open_current(e, 0);
@@ -48,6 +49,10 @@ int shadow_copy_frames(struct engine *e) {
   struct wal_scan scan;
   wal_scan_resume(&scan, &e->hdr, e->shadow_size, e->s0, e->s1);
   int64_t written_end = e->shadow_size;
+  /* The last commit frame's header, kept only once it is in the shadow:
+   * sync_copy checks the WAL still holds it at shadow_size. */
+  uint8_t last_hdr[WAL_FRAME_HEADER_SIZE];
+  memcpy(last_hdr, e->last_frame_hdr, sizeof(last_hdr));
   int rc = 0;
   for (;;) {
     ssize_t r =
@@ -64,7 +69,7 @@ int shadow_copy_frames(struct engine *e) {
         break;
       resync_note_frame(e, buf + i * (size_t)fs);
       if (scan.commit_end == scan.end)
-        memcpy(e->last_frame_hdr, buf + i * (size_t)fs, WAL_FRAME_HEADER_SIZE);
+        memcpy(last_hdr, buf + i * (size_t)fs, WAL_FRAME_HEADER_SIZE);
     }
     if (i > 0) {
       rc = pwrite_full(e->shadow_fd, buf, (size_t)i * (size_t)fs, (off_t)start);
@@ -111,9 +116,100 @@ int shadow_copy_frames(struct engine *e) {
     e->shadow_size = scan.commit_end;
     e->s0 = scan.commit_s0;
     e->s1 = scan.commit_s1;
+    memcpy(e->last_frame_hdr, last_hdr, sizeof(last_hdr));
     e->shadow_dirty = 1;
   }
   return 0;
+}
+
+/* --- a full disk (engine.h: disk_full) --- */
+
+/* How often a full disk is tried again. */
+#define DISK_RETRY_NS (1 * NS_PER_SEC)
+
+static int is_full(int rc) {
+  return rc == -ENOSPC || rc == -EDQUOT;
+}
+
+/* Scans the committed frames past wal_end, writing nothing: they stay in
+ * the pinned WAL and the replicas upload them from there. */
+static int scan_frames(struct engine *e) {
+  int64_t fs = wal_frame_size(e->hdr.page_size);
+  size_t nframes = (size_t)MAX(1, COPY_CHUNK / fs);
+  uint8_t *buf = copy_buf((size_t)fs * nframes);
+  struct wal_scan scan;
+  wal_scan_resume(&scan, &e->hdr, e->wal_end, e->w_s0, e->w_s1);
+  for (;;) {
+    ssize_t r =
+        pread_full(e->wal_fd, buf, (size_t)fs * nframes, (off_t)scan.end);
+    if (r < 0) {
+      engine_set_err(e, "read %s: %s", e->wal_path, strerror((int)-r));
+      return (int)r;
+    }
+    size_t n = (size_t)r / (size_t)fs, i;
+    for (i = 0; i < n; i++)
+      if (!wal_scan_frame(&scan, buf + i * (size_t)fs))
+        break;
+    if (i < n || n < nframes)
+      break;
+  }
+  if (scan.commit_end > e->wal_end) {
+    e->wal_end = scan.commit_end;
+    e->w_s0 = scan.commit_s0;
+    e->w_s1 = scan.commit_s1;
+  }
+  return 0;
+}
+
+/* The shadow write failed for want of space: from now on scan only. */
+void shadow_disk_full(struct engine *e) {
+  if (!e->disk_full) {
+    e->disk_full = 1;
+    e->wal_end = e->shadow_size;
+    e->w_s0 = e->s0;
+    e->w_s1 = e->s1;
+    snprintf(e->full_err, sizeof(e->full_err), "%s", e->err);
+    log_error(e->name, NULL,
+              "disk full: %s; the shadow wal cannot grow: uploading from the "
+              "wal, no checkpoint until there is space again",
+              e->full_err);
+  }
+  e->full_retry_ns = time_mono_ns() + DISK_RETRY_NS;
+  e->err[0] = '\0';
+}
+
+int shadow_copy_frames(struct engine *e) {
+  if (e->disk_full && time_mono_ns() < e->full_retry_ns)
+    return scan_frames(e);
+  int rc = 0;
+  if (e->no_file) {
+    /* The WAL restarted while the disk was full: start the file now. */
+    rc = shadow_start_index(e);
+    if (!rc)
+      e->no_file = 0;
+    else {
+      char *path = shadow_wal_path(e->meta, e->gen, e->index);
+      unlink(path);
+      free(path);
+      close(e->shadow_fd);
+      e->shadow_fd = -1;
+      e->shadow_size = WAL_HEADER_SIZE;
+    }
+  }
+  if (!rc)
+    rc = copy_frames(e);
+  if (is_full(rc)) {
+    shadow_disk_full(e);
+    return scan_frames(e);
+  }
+  if (!rc && e->disk_full && e->shadow_size >= e->wal_end) {
+    e->disk_full = 0;
+    log_info(e->name, NULL,
+             "disk space available again: the shadow wal has caught up "
+             "(generation=%s index=%08x size=%lld)",
+             e->gen, e->index, (long long)e->shadow_size);
+  }
+  return rc;
 }
 
 int shadow_open_current(struct engine *e, int create) {
@@ -154,6 +250,9 @@ int shadow_start_index(struct engine *e) {
   e->s1 = e->hdr.cksum2;
   memset(e->last_frame_hdr, 0, sizeof(e->last_frame_hdr));
   e->shadow_dirty = 1;
+  e->wal_end = e->shadow_size; /* (a full disk: the scan starts over) */
+  e->w_s0 = e->s0;
+  e->w_s1 = e->s1;
   return 0;
 }
 
@@ -315,6 +414,38 @@ int shadow_prune(const char *meta, const char *gen, uint32_t below) {
   closedir(d);
   free(dir);
   return 0;
+}
+
+int shadow_release(const char *meta, const char *gen, uint32_t below) {
+  char *dir = shadow_wal_dir(meta, gen);
+  DIR *d = opendir(dir);
+  if (!d) {
+    free(dir);
+    return 0;
+  }
+  struct dirent *de;
+  int64_t freed = 0;
+  while ((de = readdir(d))) {
+    uint32_t i;
+    if (parse_shadow_wal_name(de->d_name, &i) || i >= below)
+      continue;
+    char *p = path_join(dir, de->d_name);
+    int fd = open(p, O_RDWR | O_CLOEXEC);
+    struct stat sb;
+    if (fd >= 0 && !fstat(fd, &sb) && sb.st_blocks > 0) {
+      int64_t before = (int64_t)sb.st_blocks;
+      if (!fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                     sb.st_size) &&
+          !fstat(fd, &sb) && sb.st_blocks < before)
+        freed += (before - (int64_t)sb.st_blocks) * 512;
+    }
+    if (fd >= 0)
+      close(fd);
+    free(p);
+  }
+  closedir(d);
+  free(dir);
+  return freed > INT32_MAX ? INT32_MAX : (int)freed;
 }
 
 int shadow_load(const char *path, struct shadow_state *out) {

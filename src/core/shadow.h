@@ -41,6 +41,10 @@ int shadow_max_index(const char *meta, const char *gen, uint32_t *index);
 int shadow_clean(const char *meta, const char *keep);
 /* Deletes shadow files of `gen` with index < below. */
 int shadow_prune(const char *meta, const char *gen, uint32_t below);
+/* A full disk: frees the blocks of the shadow files of `gen` with index <
+ * below (every replica has them), keeping their size, which is all that a
+ * replica resuming at their end checks.  Returns the bytes freed. */
+int shadow_release(const char *meta, const char *gen, uint32_t below);
 
 /* State of a shadow file after validating it end to end. */
 struct shadow_state {
@@ -85,8 +89,12 @@ int shadow_take_stop(const char *meta, struct shadow_stop *out);
  * to a commit boundary.  Errors go to e->err. */
 struct engine;
 /* Appends committed frames from the real WAL, starting at shadow_size,
- * checking salts and the checksum chain. */
+ * checking salts and the checksum chain.  With a full disk, only scans
+ * them (engine.h: disk_full) and tries writing again once a second. */
 int shadow_copy_frames(struct engine *e);
+/* A shadow write failed with ENOSPC or EDQUOT: enter (or stay in) the
+ * full-disk state of engine.h (logs once when entering). */
+void shadow_disk_full(struct engine *e);
 /* Opens shadow file e->index of e->gen (creating it when create). */
 int shadow_open_current(struct engine *e, int create);
 /* Starts shadow file e->index with the header in e->hdr_raw. */

@@ -7,6 +7,7 @@
 #include "daemon/daemon.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,13 @@
 #include "backends/backend.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/smap.h"
 #include "base/util.h"
 #include "config/url.h"
 #include "core/db.h"
 #include "core/engine.h"
 #include "core/replica.h"
+#include "daemon/discover.h"
 #include "daemon/metrics.h"
 #include "daemon/status.h"
 #include "daemon/sdnotify.h"
@@ -54,6 +57,24 @@ struct daemon {
   uint64_t watchdog_ms;
   struct httpd *httpd;
   volatile int done;
+  struct smap by_path;        /* db name -> running db (g_d.dbs) */
+  struct discover *disc;      /* live discovery of dir entries */
+  struct smap conflicts;      /* paths matched by two entries, logged */
+  struct db_config **retired; /* discovered configs replaced by a reload */
+  size_t n_retired;
+  int reloading, reload_again;
+  /* Databases deleted or renamed, still closing, per dir entry (its dir):
+   * a database found under that dir meanwhile waits (a renamed file is the
+   * same inode: two instances must never hold it at once). */
+  struct smap vanishing;     /* entry dir -> (intptr) count */
+  struct smap vanishing_dbs; /* "%p" of the db -> its entry dir (owned) */
+  struct deferred *deferred;
+};
+
+struct deferred {
+  const struct db_config *e;
+  char *rel;
+  struct deferred *next;
 };
 
 static struct daemon g_d;
@@ -64,6 +85,76 @@ struct pending_start {
   struct pending_start *next;
 };
 static struct pending_start *g_pending;
+
+/* A discovered database's config is its own heap object (not in any
+ * config's dbs array): freed with the database. */
+static int cfg_owned(const struct db_config *c) {
+  if (c >= g_d.cfg.dbs && c < g_d.cfg.dbs + g_d.cfg.n_dbs)
+    return 0;
+  for (size_t i = 0; i < g_d.n_old_cfgs; i++) {
+    const struct config *o = g_d.old_cfgs[i];
+    if (c >= o->dbs && c < o->dbs + o->n_dbs)
+      return 0;
+  }
+  return 1;
+}
+
+/* Paths of every database instance of this process (running, closing,
+ * waiting to start), for the scans' header reads (config_probe_guard):
+ * counted, since a restarted database has two instances for a while. */
+static pthread_mutex_t g_inuse_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct smap g_inuse;
+
+static int guard_begin(void *arg, const char *path) {
+  (void)arg;
+  /* A database's -wal, -shm and -journal are its too. */
+  static const char *const side[] = {"-wal", "-shm", "-journal"};
+  char *base = NULL;
+  for (size_t i = 0; i < ARRAY_SIZE(side) && !base; i++)
+    if (str_has_suffix(path, side[i]))
+      base = xstrndup(path, strlen(path) - strlen(side[i]));
+  pthread_mutex_lock(&g_inuse_mu);
+  int in_use = smap_get(&g_inuse, path) || (base && smap_get(&g_inuse, base));
+  free(base);
+  if (in_use) {
+    pthread_mutex_unlock(&g_inuse_mu);
+    return 1;
+  }
+  return 0; /* held until guard_end: no instance opens it meanwhile */
+}
+
+static void guard_end(void *arg) {
+  (void)arg;
+  pthread_mutex_unlock(&g_inuse_mu);
+}
+
+static const struct config_probe_guard g_guard = {guard_begin, guard_end, NULL};
+
+static struct db *new_db(struct db_config *c) {
+  pthread_mutex_lock(&g_inuse_mu);
+  intptr_t n = (intptr_t)smap_get(&g_inuse, c->path);
+  smap_put(&g_inuse, c->path, (void *)(n + 1));
+  pthread_mutex_unlock(&g_inuse_mu);
+  return db_new(c);
+}
+
+static void free_db_and_cfg(struct db *db) {
+  struct db_config *c = db->cfg;
+  char *path = xstrdup(db->name);
+  db_free(db);
+  pthread_mutex_lock(&g_inuse_mu);
+  intptr_t n = (intptr_t)smap_get(&g_inuse, path);
+  if (n > 1)
+    smap_put(&g_inuse, path, (void *)(n - 1));
+  else
+    smap_del(&g_inuse, path);
+  pthread_mutex_unlock(&g_inuse_mu);
+  free(path);
+  if (cfg_owned(c)) {
+    config_db_destroy(c);
+    free(c);
+  }
+}
 
 /* Shell-like word splitting without expansion (go-shellwords): quotes and
  * backslash escapes.  Returns a NULL-terminated owned argv or NULL. */
@@ -198,6 +289,8 @@ static void shutdown_all(void) {
   if (g_d.shutting_down)
     return;
   g_d.shutting_down = 1;
+  discover_stop(g_d.disc);
+  g_d.disc = NULL;
   sd_notify_msg("STOPPING=1");
   httpd_stop(g_d.httpd);
   g_d.httpd = NULL;
@@ -256,11 +349,15 @@ static int db_path_busy(const char *path) {
 static void start_db(struct db *db) {
   g_d.dbs = xrealloc(g_d.dbs, (g_d.n_dbs + 1) * sizeof(struct db *));
   g_d.dbs[g_d.n_dbs++] = db;
+  smap_put(&g_d.by_path, db->name, db);
   db_start(db);
 }
 
+static void vanish_done(struct db *db);
+
 static void on_reload_closed(void *arg) {
   struct db *db = arg;
+  vanish_done(db);
   for (size_t i = 0; i < g_d.n_closing; i++) {
     if (g_d.closing[i] == db) {
       g_d.closing[i] = g_d.closing[--g_d.n_closing];
@@ -269,7 +366,7 @@ static void on_reload_closed(void *arg) {
   }
   char *path = xstrdup(db->name);
   log_info(path, NULL, "database removed from replication");
-  db_free(db);
+  free_db_and_cfg(db);
   /* A changed database starts again once its old instance is gone; while
    * shutting down, only for a final sync. */
   struct pending_start **pp = &g_pending;
@@ -290,6 +387,234 @@ static void on_reload_closed(void *arg) {
     on_db_closed(NULL);
 }
 
+/* --- live discovery (daemon/discover.c) --- */
+
+int daemon_is_running(const char *path) {
+  return smap_get(&g_d.by_path, path) != NULL;
+}
+
+static struct pending_start *find_pending(const char *path) {
+  for (struct pending_start *p = g_pending; p; p = p->next)
+    if (!strcmp(p->db->name, path))
+      return p;
+  return NULL;
+}
+
+static void vanish_done(struct db *db) {
+  char key[32];
+  snprintf(key, sizeof(key), "%p", (void *)db);
+  char *dir = smap_del(&g_d.vanishing_dbs, key);
+  if (!dir)
+    return;
+  intptr_t n = (intptr_t)smap_get(&g_d.vanishing, dir);
+  if (n > 1) {
+    smap_put(&g_d.vanishing, dir, (void *)(n - 1));
+    free(dir);
+    return;
+  }
+  smap_del(&g_d.vanishing, dir);
+  /* Start what was found under that dir meanwhile. */
+  struct deferred *list = g_d.deferred, *keep = NULL;
+  g_d.deferred = NULL;
+  while (list) {
+    struct deferred *d = list;
+    list = d->next;
+    if (strcmp(d->e->dir, dir)) {
+      d->next = keep;
+      keep = d;
+      continue;
+    }
+    if (!g_d.shutting_down)
+      daemon_discovered(d->e, d->rel);
+    free(d->rel);
+    free(d);
+  }
+  while (keep) {
+    struct deferred *d = keep;
+    keep = d->next;
+    d->next = g_d.deferred;
+    g_d.deferred = d;
+  }
+  free(dir);
+}
+
+static void free_deferred(void) {
+  while (g_d.deferred) {
+    struct deferred *d = g_d.deferred;
+    g_d.deferred = d->next;
+    free(d->rel);
+    free(d);
+  }
+}
+
+void daemon_discovered(const struct db_config *e, const char *rel) {
+  if (g_d.shutting_down)
+    return;
+  char *path = path_join(e->dir, rel);
+  if (smap_get(&g_d.by_path, path) || find_pending(path))
+    goto out;
+  if (smap_get(&g_d.vanishing, e->dir)) {
+    for (struct deferred *d = g_d.deferred; d; d = d->next)
+      if (d->e == e && !strcmp(d->rel, rel))
+        goto out;
+    struct deferred *d = xcalloc(1, sizeof(*d));
+    d->e = e;
+    d->rel = xstrdup(rel);
+    d->next = g_d.deferred;
+    g_d.deferred = d;
+    goto out;
+  }
+  /* Two entries matching one file: a config error, logged once. */
+  for (size_t i = 0; i < g_d.cfg.n_dirs; i++) {
+    const struct db_config *f = &g_d.cfg.dirs[i];
+    if (f == e || !config_dir_match(f, path))
+      continue;
+    if (!smap_get(&g_d.conflicts, path)) {
+      smap_put(&g_d.conflicts, path, (void *)1);
+      log_error(path, NULL,
+                "%s: dbs: database %s is matched by two entries (lines %d and "
+                "%d): not replicated until one of them is changed",
+                g_d.cfg.path ? g_d.cfg.path : "config", path,
+                MIN(e->line, f->line), MAX(e->line, f->line));
+    }
+    goto out;
+  }
+  struct db_config *c = xcalloc(1, sizeof(*c));
+  config_dir_make_db(e, rel, c);
+  struct db *db = new_db(c);
+  char err[1024];
+  if (db_add_replicas(db, err, sizeof(err))) {
+    log_error(path, NULL, "cannot start: %s", err);
+    free_db_and_cfg(db);
+    goto out;
+  }
+  log_info(path, NULL, "database found in dir %s: replicating", e->dir);
+  if (db_path_busy(db->name)) { /* its previous instance is closing */
+    struct pending_start *p = xcalloc(1, sizeof(*p));
+    p->db = db;
+    p->next = g_pending;
+    g_pending = p;
+  } else {
+    start_db(db);
+  }
+out:
+  free(path);
+}
+
+static void stop_db(struct db *db, const char *why) {
+  smap_del(&g_d.by_path, db->name);
+  for (size_t i = 0; i < g_d.n_dbs; i++) {
+    if (g_d.dbs[i] == db) {
+      memmove(&g_d.dbs[i], &g_d.dbs[i + 1],
+              (g_d.n_dbs - i - 1) * sizeof(*g_d.dbs));
+      g_d.n_dbs--;
+      break;
+    }
+  }
+  log_info(db->name, NULL, "%s: stopping replication (final sync)", why);
+  g_d.closing =
+      xrealloc(g_d.closing, (g_d.n_closing + 1) * sizeof(struct db *));
+  g_d.closing[g_d.n_closing++] = db;
+  db_close(db, on_reload_closed, db);
+}
+
+void daemon_vanished(const char *path) {
+  smap_del(&g_d.conflicts, path);
+  if (g_d.shutting_down)
+    return;
+  struct pending_start **pp = &g_pending;
+  while (*pp) { /* not started yet: never will */
+    struct pending_start *p = *pp;
+    if (!strcmp(p->db->name, path)) {
+      *pp = p->next;
+      free_db_and_cfg(p->db);
+      free(p);
+      continue;
+    }
+    pp = &p->next;
+  }
+  for (struct deferred **dp = &g_d.deferred; *dp;) {
+    struct deferred *d = *dp;
+    char *p = path_join(d->e->dir, d->rel);
+    int same = !strcmp(p, path);
+    free(p);
+    if (same) {
+      *dp = d->next;
+      free(d->rel);
+      free(d);
+    } else {
+      dp = &d->next;
+    }
+  }
+  struct db *db = smap_get(&g_d.by_path, path);
+  if (!db)
+    return;
+  if (db->cfg->dir) {
+    char key[32];
+    snprintf(key, sizeof(key), "%p", (void *)db);
+    smap_put(&g_d.vanishing_dbs, key, xstrdup(db->cfg->dir));
+    intptr_t n = (intptr_t)smap_get(&g_d.vanishing, db->cfg->dir);
+    smap_put(&g_d.vanishing, db->cfg->dir, (void *)(n + 1));
+  }
+  stop_db(db, "database deleted or renamed");
+}
+
+void daemon_vanished_under(const char *abs) {
+  if (g_d.shutting_down)
+    return;
+  size_t n = strlen(abs);
+  for (size_t i = 0; i < g_d.n_dbs;) {
+    struct db *db = g_d.dbs[i];
+    if (!strncmp(db->name, abs, n) && db->name[n] == '/' && db->cfg->dir) {
+      daemon_vanished(db->name); /* removes it from g_d.dbs */
+      continue;
+    }
+    i++;
+  }
+}
+
+/* Loading the file and scanning the dir entries (proportional to the
+ * files there) run on the pool; applying the result on the loop. */
+struct reload_job {
+  struct config *nc;
+  int rc;
+  char err[1024];
+};
+
+static void reload_work(void *arg) {
+  struct reload_job *j = arg;
+  j->rc = config_load(g_d.config_path, g_d.expand_env, j->nc, j->err,
+                      sizeof(j->err));
+  if (!j->rc)
+    j->rc = config_expand_dirs(j->nc, j->err, sizeof(j->err));
+}
+
+static void reload_apply(struct config *nc);
+
+static void on_hup(void *arg, int signum);
+
+static void reload_done(void *arg, int status) {
+  (void)status;
+  struct reload_job *j = arg;
+  g_d.reloading = 0;
+  if (g_d.shutting_down) {
+    config_destroy(j->nc);
+    free(j->nc);
+  } else if (j->rc) {
+    log_error(NULL, NULL,
+              "reload rejected, keeping the current configuration: %s", j->err);
+    config_destroy(j->nc);
+    free(j->nc);
+  } else {
+    reload_apply(j->nc);
+  }
+  free(j);
+  if (g_d.reload_again && !g_d.shutting_down) {
+    g_d.reload_again = 0;
+    on_hup(NULL, SIGHUP);
+  }
+}
+
 static void on_hup(void *arg, int signum) {
   (void)arg;
   (void)signum;
@@ -299,16 +624,21 @@ static void on_hup(void *arg, int signum) {
     log_warn(NULL, NULL, "SIGHUP ignored: no configuration file to reload");
     return;
   }
-  struct config *nc = xcalloc(1, sizeof(*nc));
-  char err[1024];
-  if (config_load(g_d.config_path, g_d.expand_env, nc, err, sizeof(err)) ||
-      config_expand_dirs(nc, err, sizeof(err))) {
-    log_error(NULL, NULL,
-              "reload rejected, keeping the current configuration: %s", err);
-    config_destroy(nc);
-    free(nc);
+  if (g_d.reloading) {
+    g_d.reload_again = 1;
     return;
   }
+  g_d.reloading = 1;
+  struct reload_job *j = xcalloc(1, sizeof(*j));
+  j->nc = xcalloc(1, sizeof(*j->nc));
+  loop_work_submit(reload_work, reload_done, j);
+}
+
+static void reload_apply(struct config *nc) {
+  char err[1024];
+  discover_stop(g_d.disc);
+  g_d.disc = NULL;
+  free_deferred();
   if (g_d.verbose)
     nc->logging.level = LOG_DEBUG;
   log_setup(&nc->logging);
@@ -327,9 +657,23 @@ static void on_hup(void *arg, int signum) {
     }
     if (same) {
       kept[nd - nc->dbs] = 1;
+      if (cfg_owned(db->cfg)) { /* backends may still point into it */
+        g_d.retired =
+            xrealloc(g_d.retired, (g_d.n_retired + 1) * sizeof(*g_d.retired));
+        g_d.retired[g_d.n_retired++] = db->cfg;
+      }
       db->cfg = nd;
       for (size_t j = 0; j < db->n_replicas; j++)
         db->replicas[j]->cfg = &nd->replicas[j];
+      keep[n_keep++] = db;
+      continue;
+    }
+    /* Found by live discovery after the reload's scan: the new discovery
+     * finds it again (or that it is gone). */
+    int watched = 0;
+    for (size_t k = 0; !nd && k < nc->n_dirs && !watched; k++)
+      watched = nc->dirs[k].watch && config_dir_match(&nc->dirs[k], db->name);
+    if (watched) {
       keep[n_keep++] = db;
       continue;
     }
@@ -348,13 +692,16 @@ static void on_hup(void *arg, int signum) {
   free(g_d.dbs);
   g_d.dbs = keep;
   g_d.n_dbs = n_keep;
+  smap_destroy(&g_d.by_path);
+  for (size_t i = 0; i < n_keep; i++)
+    smap_put(&g_d.by_path, keep[i]->name, keep[i]);
   for (size_t i = 0; i < nc->n_dbs; i++) {
     if (kept[i])
       continue;
-    struct db *db = db_new(&nc->dbs[i]);
+    struct db *db = new_db(&nc->dbs[i]);
     if (db_add_replicas(db, err, sizeof(err))) {
       log_error(db->name, NULL, "cannot start: %s", err);
-      db_free(db);
+      free_db_and_cfg(db);
       continue;
     }
     if (db_path_busy(db->name)) {
@@ -385,6 +732,7 @@ static void on_hup(void *arg, int signum) {
   size_t n_total = nc->n_dbs;
   g_d.cfg = *nc;
   free(nc);
+  g_d.disc = discover_start(&g_d.cfg);
   /* Counted from the new configuration: a database being restarted is
    * not in g_d.dbs until its old replication has closed. */
   log_info(NULL, NULL,
@@ -423,13 +771,14 @@ int daemon_run(struct daemon_opts *o) {
   g_d.verbose = o->verbose;
 
   engine_global_init();
+  config_set_probe_guard(&g_guard);
   if (loop_init() || http_init()) {
     fprintf(stderr, "cannot initialise the event loop\n");
     goto out;
   }
   long nofile = loop_raise_nofile();
   log_info(NULL, NULL, "sluice v%s", SLUICE_VERSION);
-  if (g_d.cfg.n_dbs == 0)
+  if (g_d.cfg.n_dbs == 0 && g_d.cfg.n_dirs == 0)
     log_error(NULL, NULL, "no databases specified in configuration");
   if (nofile > 0 && (long)g_d.cfg.n_dbs * 8 + 64 > nofile)
     log_warn(NULL, NULL,
@@ -439,8 +788,9 @@ int daemon_run(struct daemon_opts *o) {
 
   g_d.dbs = xcalloc(g_d.cfg.n_dbs + 1, sizeof(struct db *));
   for (size_t i = 0; i < g_d.cfg.n_dbs; i++) {
-    struct db *db = db_new(&g_d.cfg.dbs[i]);
+    struct db *db = new_db(&g_d.cfg.dbs[i]);
     g_d.dbs[g_d.n_dbs++] = db;
+    smap_put(&g_d.by_path, db->name, db);
     char err[1024];
     if (db_add_replicas(db, err, sizeof(err))) {
       fprintf(stderr, "%s\n", err);
@@ -449,6 +799,7 @@ int daemon_run(struct daemon_opts *o) {
   }
   for (size_t i = 0; i < g_d.n_dbs; i++)
     db_start(g_d.dbs[i]);
+  g_d.disc = discover_start(&g_d.cfg);
 
   if (g_d.cfg.addr && g_d.cfg.addr[0]) {
     char err[256];
@@ -493,13 +844,26 @@ out_loop:
   /* Pool jobs point into the databases: let them finish first. */
   while (loop_work_pending() > 0 && loop_run_once())
     ;
+  discover_stop(g_d.disc); /* an -exec failure at start */
+  g_d.disc = NULL;
   for (size_t i = 0; i < g_d.n_dbs; i++)
-    db_free(g_d.dbs[i]);
+    free_db_and_cfg(g_d.dbs[i]);
   free(g_d.dbs);
+  smap_destroy(&g_d.by_path);
+  smap_destroy(&g_d.conflicts);
+  free_deferred();
+  smap_destroy(&g_d.vanishing);
+  {
+    const char *k;
+    void *v;
+    for (size_t i = 0; (i = smap_next(&g_d.vanishing_dbs, i, &k, &v));)
+      free(v);
+    smap_destroy(&g_d.vanishing_dbs);
+  }
   while (g_pending) { /* never started: the shutdown timed out first */
     struct pending_start *p = g_pending;
     g_pending = p->next;
-    db_free(p->db);
+    free_db_and_cfg(p->db);
     free(p);
   }
   http_shutdown();
@@ -512,7 +876,14 @@ out:
     free(g_d.old_cfgs[i]);
   }
   free(g_d.old_cfgs);
+  for (size_t i = 0; i < g_d.n_retired; i++) {
+    config_db_destroy(g_d.retired[i]);
+    free(g_d.retired[i]);
+  }
+  free(g_d.retired);
   free(g_d.closing);
   free(g_d.config_path);
+  config_set_probe_guard(NULL);
+  smap_destroy(&g_inuse);
   return rc;
 }

@@ -72,6 +72,7 @@ DBV(v_resync_bytes, db->stats.resync_bytes)
 DBV(v_checkpoints, db->stats.checkpoints)
 DBV(v_checkpoint_errors, db->stats.checkpoint_errors)
 DBV(v_checkpoint_seconds, db->stats.checkpoint_ns / 1e9)
+DBV(v_disk_full, db->disk_full)
 #undef DBV
 #define REPV(fn, expr)                                                         \
   static double fn(const struct replica *r, int64_t now) {                     \
@@ -122,6 +123,10 @@ static void per_database(struct db *const *dbs, size_t n, int64_t now,
       {"litestream_checkpoint_seconds", "counter",
        "Time spent checkpointing WAL, in seconds", ",mode=\"PASSIVE\"",
        v_checkpoint_seconds},
+      {"sluice_disk_full", "gauge",
+       "1 while the shadow WAL cannot grow (its filesystem is full): frames "
+       "are kept in the WAL and uploaded from there, no checkpoint",
+       NULL, v_disk_full},
   };
   for (size_t k = 0; k < ARRAY_SIZE(dbm); k++) {
     head(out, dbm[k].name, dbm[k].type, dbm[k].help);

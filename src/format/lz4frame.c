@@ -1,6 +1,7 @@
 #include "format/lz4frame.h"
 
 #include <errno.h>
+#include <lz4.h>
 #include <lz4frame.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,4 +241,62 @@ void lz4_dec_free(struct lz4_dec *d) {
   LZ4F_freeDecompressionContext(d->ctx);
   free(d->tmp);
   free(d);
+}
+
+/* --- block-level access --- */
+
+static uint32_t rd_le32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+int lz4_frame_header(const uint8_t *p, size_t n, struct lz4_frame_info *fi) {
+  if (n < 7)
+    return 0;
+  if (rd_le32(p) != LZ4_FRAME_MAGIC)
+    return ERR_LZ4;
+  uint8_t flg = p[4], bd = p[5];
+  if ((flg >> 6) != 1 || (flg & 0x02) || (bd & 0x8F))
+    return ERR_LZ4;
+  memset(fi, 0, sizeof(*fi));
+  fi->indep = !!(flg & 0x20);
+  fi->block_sum = !!(flg & 0x10);
+  fi->has_size = !!(flg & 0x08);
+  fi->content_sum = !!(flg & 0x04);
+  fi->has_dict = !!(flg & 0x01);
+  int bs = (bd >> 4) & 7;
+  if (bs < 4)
+    return ERR_LZ4;
+  fi->block_max = 1u << (8 + 2 * bs); /* 4: 64 KiB ... 7: 4 MiB */
+  size_t len = 7 + (fi->has_size ? 8 : 0) + (fi->has_dict ? 4 : 0);
+  if (n < len)
+    return 0;
+  if (fi->has_size) {
+    fi->content_size = (uint64_t)rd_le32(p + 6) | (uint64_t)rd_le32(p + 10)
+                                                      << 32;
+  }
+  struct xxh32 h;
+  xxh32_init(&h);
+  xxh32_update(&h, p + 4, len - 5);
+  if (((xxh32_digest(&h) >> 8) & 0xFF) != p[len - 1])
+    return ERR_LZ4;
+  return (int)len;
+}
+
+int lz4_block_decode(const uint8_t *src, size_t n, int stored, uint8_t *dst,
+                     size_t cap, size_t *out_len) {
+  if (stored) {
+    if (n > cap)
+      return ERR_LZ4;
+    memcpy(dst, src, n);
+    *out_len = n;
+    return 0;
+  }
+  if (n > (size_t)INT32_MAX || cap > (size_t)INT32_MAX)
+    return ERR_LZ4;
+  int r = LZ4_decompress_safe((const char *)src, (char *)dst, (int)n, (int)cap);
+  if (r < 0)
+    return ERR_LZ4;
+  *out_len = (size_t)r;
+  return 0;
 }

@@ -48,4 +48,28 @@ int lz4_dec_feed(struct lz4_dec *d, const uint8_t *src, size_t n);
 int lz4_dec_end(struct lz4_dec *d, int64_t *out_len);
 void lz4_dec_free(struct lz4_dec *d);
 
+/* Block-level access to frames, for decoding independent blocks in
+ * parallel (core/restore_fetch.c).  A frame is its header, blocks (a
+ * little-endian size word, bit 31 set for a stored block, 0 for the end
+ * mark; then the data and, with block checksums, an XXH32 of it), and
+ * after the end mark the content's XXH32 when the header asks for one. */
+#define LZ4_FRAME_MAGIC 0x184D2204u
+#define LZ4_SKIP_MAGIC 0x184D2A50u /* low 4 bits free */
+#define LZ4_FRAME_HEADER_MAX 19
+
+struct lz4_frame_info {
+  int indep, block_sum, content_sum, has_size, has_dict;
+  uint32_t block_max;
+  uint64_t content_size;
+};
+
+/* Parses the frame header in the n bytes at p (starting at the magic):
+ * returns its length, 0 when n is too short to tell (the full header
+ * is at most LZ4_FRAME_HEADER_MAX bytes), or ERR_LZ4. */
+int lz4_frame_header(const uint8_t *p, size_t n, struct lz4_frame_info *fi);
+/* Decodes one block of n bytes (stored: copied) into dst (cap bytes);
+ * *out_len gets its size.  0 or ERR_LZ4. */
+int lz4_block_decode(const uint8_t *src, size_t n, int stored, uint8_t *dst,
+                     size_t cap, size_t *out_len);
+
 #endif

@@ -64,6 +64,21 @@ void watch_remove(struct watch_sub *sub);
 void watch_pause(struct watch_sub *sub);
 void watch_resume(struct watch_sub *sub);
 
+/* Directory-level subscribers (live discovery): the name of every entry
+ * created, deleted or renamed (LOOP_DIR_RENAME) or modified
+ * (LOOP_DIR_CHANGE) in `dir`; name NULL if unknown (then rescan).  Returns
+ * 0, or a negative error (-ENOSPC: the inotify watch limit is reached;
+ * -EACCES...): the caller then polls. */
+enum { LOOP_DIR_RENAME = 1, LOOP_DIR_CHANGE = 2 };
+struct loop_dirwatch;
+typedef void (*loop_dirwatch_cb)(void *arg, const char *name, int events);
+int loop_dirwatch_new(const char *dir, loop_dirwatch_cb cb, void *arg,
+                      struct loop_dirwatch **out);
+/* Stops and frees (asynchronously; safe inside its callback). */
+void loop_dirwatch_free(struct loop_dirwatch *w);
+/* fs.inotify.max_user_watches, or -1 if unknown (for warnings). */
+long loop_inotify_max_watches(void);
+
 /* Signals: SIGINT, SIGTERM, SIGHUP, SIGCHLD... delivered on the loop. */
 struct loop_signal;
 typedef void (*loop_signal_cb)(void *arg, int signum);

@@ -73,8 +73,6 @@ sluice_start -config "$T/sluice.yml"
 for r in rep/top.db rep/acme/app.db rep/beta/deep/b.db rep-flat/x.sqlite; do
   wait_until 20 test -d "$T/$r/generations" || fail "$r not replicated"
 done
-grep -q "watch: not implemented yet, scanned at start and on SIGHUP" \
-  "$T/sluice.log" || fail "no warning for watch"
 [ "$(grep -c "dir $T/later does not exist yet" "$T/sluice.log")" -eq 1 ] ||
   fail "missing dir not reported once"
 

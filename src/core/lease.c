@@ -1,0 +1,542 @@
+/*
+ * The single-writer lease of a replica path (lease.h has the format and
+ * the states).  Every write is conditional on the version last seen:
+ * create-if-absent for a path never leased, replace-if-unchanged for the
+ * rest, so of two hosts racing for one path exactly one wins, and an owner
+ * whose lease was taken learns it at its next renewal (the write fails
+ * with ERR_PRECONDITION) and stops uploading.
+ *
+ * Expiry is judged by the reader's wall clock against `expires_ns`: hosts
+ * need clocks within a fraction of the TTL of each other (NTP).  The
+ * owner itself stops at valid_until, measured on its monotonic clock from
+ * the start of its last successful write, a sixth of the TTL before the
+ * expiry others see.
+ */
+#include "core/lease.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "loop/loop.h"
+
+#define LEASE_BODY_MAX 4096
+#define RETRY_MS 1000
+
+struct lease {
+  struct backend *b;
+  const char *db, *name; /* borrowed, for logs */
+  char *owner;           /* our owner id */
+  char host[256];
+  int pid;
+  int64_t started_ns;
+  int64_t ttl_ns;
+  int force;
+  enum lease_state state;
+  int busy;  /* a request in flight */
+  int freed; /* lease_free while busy: the callback frees it */
+  int64_t seq;
+  char tag[BACKEND_TAG_MAX];  /* our version, while held */
+  char seen[BACKEND_TAG_MAX]; /* the version last read */
+  char wtag[BACKEND_TAG_MAX]; /* the version of the write in flight */
+  struct buf rd;              /* lock.json as read */
+  char *wr;                   /* the body being written */
+  int64_t write_start;        /* monotonic start of the write in flight */
+  int64_t valid_until;        /* monotonic: uploads allowed until */
+  int renew_failing;          /* a renewal failed (not a precondition) */
+  char refused_owner[256];    /* whose lease we last said we wait for */
+  int took_from_other;        /* the write in flight takes over a live one */
+  struct loop_timer *timer;
+  lease_change_cb cb;
+  void *cb_arg;
+  void (*release_cb)(void *arg);
+  void *release_arg;
+};
+
+/* What lock.json says. */
+struct lease_info {
+  char owner[256];
+  char host[256];
+  long pid;
+  int64_t expires_ns;
+  int released;
+};
+
+static void acquire(struct lease *l);
+static void renew(struct lease *l);
+
+const char *lease_state_name(enum lease_state s) {
+  static const char *names[] = {"acquire", "waiting", "held", "releasing",
+                                "closed"};
+  return names[s];
+}
+
+static void set_state(struct lease *l, enum lease_state s) {
+  if (l->state == s)
+    return;
+  log_debug(l->db, l->name, "lease %s -> %s", lease_state_name(l->state),
+            lease_state_name(s));
+  int was = l->state == L_HELD;
+  l->state = s;
+  if (was != (s == L_HELD) && l->cb && s != L_RELEASING && s != L_CLOSED)
+    l->cb(l->cb_arg, s == L_HELD);
+}
+
+/* --- the owner id --- */
+
+char *lease_owner_id(const char *meta) {
+  char host[256] = "localhost";
+  gethostname(host, sizeof(host) - 1);
+  host[strcspn(host, ":\n")] = '\0';
+  char *path = path_join(meta, LEASE_OWNER_FILE);
+  struct buf b;
+  buf_init(&b, 1024);
+  char *id = NULL;
+  if (!file_read_all(path, 1024, &b) && b.len) {
+    buf_append(&b, "", 1);
+    char *s = (char *)b.data;
+    s[strcspn(s, "\r\n")] = '\0';
+    size_t hl = strlen(host);
+    /* Another host's id (a meta directory copied along with the database)
+     * is not ours. */
+    if (!strncmp(s, host, hl) && s[hl] == ':')
+      id = xstrdup(s);
+  }
+  buf_destroy(&b);
+  if (!id) {
+    id = xasprintf("%s:%d:%" PRId64, host, (int)getpid(),
+                   (int64_t)(time_now_ns() / NS_PER_SEC));
+    char *line = xasprintf("%s\n", id);
+    int rc = mkdir_p(meta, 0700);
+    if (!rc)
+      rc = file_write_atomic(path, line, strlen(line), 0600);
+    if (rc)
+      log_warn(meta, NULL,
+               "write %s: %s (the lease owner id will not survive a restart)",
+               path, strerror(-rc));
+    free(line);
+  }
+  free(path);
+  return id;
+}
+
+/* --- lock.json --- */
+
+/* The string or number after "key": in a flat JSON object we wrote. */
+static int json_field(const char *body, const char *key, char *out,
+                      size_t outlen) {
+  char pat[64];
+  snprintf(pat, sizeof(pat), "\"%s\"", key);
+  const char *p = strstr(body, pat);
+  if (!p)
+    return -1;
+  p += strlen(pat);
+  while (*p == ' ' || *p == ':' || *p == '\t' || *p == '\n')
+    p++;
+  size_t n = 0;
+  if (*p == '"') {
+    p++;
+    while (p[n] && p[n] != '"')
+      n++;
+  } else {
+    while (p[n] && p[n] != ',' && p[n] != '}' && p[n] != ' ' && p[n] != '\n')
+      n++;
+  }
+  if (n >= outlen)
+    n = outlen - 1;
+  memcpy(out, p, n);
+  out[n] = '\0';
+  return 0;
+}
+
+static int parse_info(struct buf *b, struct lease_info *in) {
+  memset(in, 0, sizeof(*in));
+  if (buf_append(b, "", 1))
+    return -1;
+  b->len--;
+  const char *s = (const char *)b->data;
+  char v[64];
+  if (json_field(s, "owner", in->owner, sizeof(in->owner)) || !in->owner[0] ||
+      json_field(s, "expires_ns", v, sizeof(v)))
+    return -1;
+  in->expires_ns = strtoll(v, NULL, 10);
+  json_field(s, "host", in->host, sizeof(in->host));
+  if (!json_field(s, "pid", v, sizeof(v)))
+    in->pid = strtol(v, NULL, 10);
+  in->released = !json_field(s, "released", v, sizeof(v)) && !strcmp(v, "true");
+  return 0;
+}
+
+static char *make_body(struct lease *l, int released) {
+  int64_t now = time_now_ns();
+  int64_t exp = released ? now : now + l->ttl_ns;
+  char started[32], renewed[32], expires[32], ttl[40];
+  time_format_rfc3339(l->started_ns, started);
+  time_format_rfc3339(now, renewed);
+  time_format_rfc3339(exp, expires);
+  duration_format(l->ttl_ns, ttl);
+  return xasprintf("{\"version\":1,\"owner\":\"%s\",\"host\":\"%s\","
+                   "\"pid\":%d,\"started\":\"%s\",\"renewed\":\"%s\","
+                   "\"expires\":\"%s\",\"expires_ns\":%" PRId64
+                   ",\"ttl\":\"%s\",\"seq\":%" PRId64 ",\"released\":%s}\n",
+                   l->owner, l->host, l->pid, started, renewed, expires, exp,
+                   ttl, ++l->seq, released ? "true" : "false");
+}
+
+static void describe(const struct lease_info *in, char *out, size_t n) {
+  char exp[32];
+  time_format_rfc3339(in->expires_ns, exp);
+  snprintf(out, n, "host %s (pid %ld, owner %s) %s %s",
+           in->host[0] ? in->host : "?", in->pid, in->owner,
+           in->released ? "released at" : "until", exp);
+}
+
+/* --- requests --- */
+
+/* Ends a request; 1 if the lease was freed meanwhile (stop at once). */
+static int request_end(struct lease *l) {
+  assert(l->busy);
+  l->busy = 0;
+  if (l->freed) {
+    lease_free(l);
+    return 1;
+  }
+  return 0;
+}
+
+static void finish_release(struct lease *l) {
+  set_state(l, L_CLOSED);
+  void (*cb)(void *) = l->release_cb;
+  l->release_cb = NULL;
+  if (cb)
+    cb(l->release_arg);
+}
+
+static void on_released(void *arg, int status, const char *err) {
+  struct lease *l = arg;
+  free(l->wr);
+  l->wr = NULL;
+  if (request_end(l))
+    return;
+  if (status == ERR_PRECONDITION)
+    log_warn(l->db, l->name,
+             "lease on %s: not released, another owner holds it now",
+             l->b->desc);
+  else if (status)
+    log_warn(l->db, l->name,
+             "lease on %s: release failed (%s); it expires by itself",
+             l->b->desc, err ? err : err_str(status));
+  else
+    log_info(l->db, l->name, "lease on %s released", l->b->desc);
+  finish_release(l);
+}
+
+static void start_release(struct lease *l) {
+  set_state(l, L_RELEASING);
+  loop_timer_stop(l->timer);
+  l->wr = make_body(l, 1);
+  l->busy = 1;
+  backend_put_cond(l->b, LEASE_KEY, (const uint8_t *)l->wr, strlen(l->wr),
+                   l->tag, l->wtag, on_released, l);
+}
+
+/* A request ended while a release waited for it. */
+static int release_pending(struct lease *l) {
+  if (!l->release_cb)
+    return 0;
+  if (l->state == L_HELD)
+    start_release(l);
+  else
+    finish_release(l);
+  return 1;
+}
+
+static void hold(struct lease *l) {
+  memcpy(l->tag, l->wtag, BACKEND_TAG_MAX);
+  l->valid_until = l->write_start + l->ttl_ns - l->ttl_ns / 6;
+  l->refused_owner[0] = '\0';
+  if (l->renew_failing)
+    log_info(l->db, l->name, "lease on %s renewed again", l->b->desc);
+  l->renew_failing = 0;
+  set_state(l, L_HELD);
+  loop_timer_start(l->timer, (uint64_t)(l->ttl_ns / 3 / NS_PER_MS) + 1);
+}
+
+static void retry_later(struct lease *l, enum lease_state s, int64_t ms) {
+  set_state(l, s);
+  loop_timer_start(l->timer, (uint64_t)MAX(ms, 50));
+}
+
+static void on_taken(void *arg, int status, const char *err) {
+  struct lease *l = arg;
+  free(l->wr);
+  l->wr = NULL;
+  if (request_end(l))
+    return;
+  if (!status) {
+    char ttl[40];
+    duration_format(l->ttl_ns, ttl);
+    log_info(l->db, l->name, "lease on %s held (owner %s, ttl %s)", l->b->desc,
+             l->owner, ttl);
+    hold(l);
+  }
+  if (release_pending(l))
+    return;
+  if (!status)
+    return;
+  if (status == ERR_PRECONDITION) {
+    /* Someone else wrote it between our read and our write: read again. */
+    acquire(l);
+    return;
+  }
+  log_warn(l->db, l->name, "lease on %s: %s (retrying)", l->b->desc,
+           err ? err : err_str(status));
+  retry_later(l, L_ACQUIRE, RETRY_MS);
+}
+
+static void take(struct lease *l, const char *match) {
+  l->wr = make_body(l, 0);
+  l->write_start = time_mono_ns();
+  l->busy = 1;
+  backend_put_cond(l->b, LEASE_KEY, (const uint8_t *)l->wr, strlen(l->wr),
+                   match, l->wtag, on_taken, l);
+}
+
+/* Another owner holds a live lease: say so once per owner, wait. */
+static void refuse(struct lease *l, const struct lease_info *in) {
+  char who[640];
+  describe(in, who, sizeof(who));
+  if (strcmp(l->refused_owner, in->owner)) {
+    snprintf(l->refused_owner, sizeof(l->refused_owner), "%s", in->owner);
+    log_error(l->db, l->name,
+              "replica path %s is leased by %s: not replicating to it (other "
+              "replicas go on); taking over when the lease lapses, or now "
+              "with -force-takeover",
+              l->b->desc, who);
+  }
+  /* Look again at its expiry, or sooner: a clean stop releases it. */
+  int64_t wait = (in->expires_ns - time_now_ns()) / NS_PER_MS + 100;
+  retry_later(l, L_WAITING, MIN(wait, l->ttl_ns / 3 / NS_PER_MS));
+}
+
+static void on_read(void *arg, int status, const char *err) {
+  struct lease *l = arg;
+  if (request_end(l))
+    return;
+  if (release_pending(l))
+    return;
+  if (status == ERR_NOT_FOUND) {
+    l->took_from_other = 0;
+    take(l, NULL);
+    return;
+  }
+  if (status) {
+    log_warn(l->db, l->name, "lease on %s: %s (retrying)", l->b->desc,
+             err ? err : err_str(status));
+    retry_later(l, L_ACQUIRE, RETRY_MS);
+    return;
+  }
+  struct lease_info in;
+  char who[640];
+  if (parse_info(&l->rd, &in)) {
+    log_warn(l->db, l->name,
+             "lease on %s: %s/%s is not a sluice lease; "
+             "replacing it",
+             l->b->desc, l->b->desc, LEASE_KEY);
+    l->took_from_other = 1;
+    take(l, l->seen);
+    return;
+  }
+  describe(&in, who, sizeof(who));
+  int force = l->force;
+  l->force = 0; /* only the first time: two forced hosts must not duel */
+  l->took_from_other = 0;
+  if (!strcmp(in.owner, l->owner)) {
+    if (!in.released && in.expires_ns > time_now_ns())
+      log_info(l->db, l->name, "lease on %s: resuming our own (owner %s)",
+               l->b->desc, l->owner);
+  } else if (in.released || in.expires_ns <= time_now_ns()) {
+    l->took_from_other = 1;
+    log_info(l->db, l->name, "lease on %s: taking it over from %s (%s)",
+             l->b->desc, who, in.released ? "released" : "expired");
+  } else if (force) {
+    l->took_from_other = 1;
+    log_warn(l->db, l->name,
+             "lease on %s: forced takeover from %s; that owner stops "
+             "uploading at its next renewal",
+             l->b->desc, who);
+  } else {
+    refuse(l, &in);
+    return;
+  }
+  take(l, l->seen);
+}
+
+static void acquire(struct lease *l) {
+  set_state(l, L_ACQUIRE);
+  buf_reset(&l->rd);
+  l->seen[0] = '\0';
+  l->busy = 1;
+  backend_get_tag(l->b, LEASE_KEY, &l->rd, l->seen, on_read, l);
+}
+
+/* Our renewal failed its condition: who has it now?  Say so and wait. */
+static void on_fenced_read(void *arg, int status, const char *err) {
+  struct lease *l = arg;
+  (void)err;
+  if (request_end(l))
+    return;
+  struct lease_info in;
+  char who[640] = "another owner";
+  int ok = !status && !parse_info(&l->rd, &in);
+  if (ok)
+    describe(&in, who, sizeof(who));
+  log_error(l->db, l->name,
+            "lease on %s was taken over by %s: stopped uploading to this path",
+            l->b->desc, who);
+  if (ok)
+    snprintf(l->refused_owner, sizeof(l->refused_owner), "%s", in.owner);
+  if (release_pending(l))
+    return;
+  int64_t wait =
+      ok ? (in.expires_ns - time_now_ns()) / NS_PER_MS + 100 : RETRY_MS;
+  retry_later(l, L_WAITING, MIN(wait, l->ttl_ns / 3 / NS_PER_MS));
+}
+
+static void on_renewed(void *arg, int status, const char *err) {
+  struct lease *l = arg;
+  free(l->wr);
+  l->wr = NULL;
+  if (request_end(l))
+    return;
+  if (!status) {
+    hold(l);
+    release_pending(l);
+    return;
+  }
+  if (status == ERR_PRECONDITION) {
+    set_state(l, L_WAITING); /* uploads stop now */
+    loop_timer_stop(l->timer);
+    buf_reset(&l->rd);
+    l->busy = 1;
+    backend_get_tag(l->b, LEASE_KEY, &l->rd, l->seen, on_fenced_read, l);
+    return;
+  }
+  if (release_pending(l))
+    return;
+  if (!l->renew_failing)
+    log_warn(l->db, l->name, "lease on %s: renewal failed: %s (retrying)",
+             l->b->desc, err ? err : err_str(status));
+  l->renew_failing = 1;
+  if (time_mono_ns() >= l->valid_until) {
+    log_error(l->db, l->name,
+              "lease on %s not renewed before it expired: stopped uploading "
+              "to this path until it is taken again",
+              l->b->desc);
+    retry_later(l, L_ACQUIRE, RETRY_MS);
+    return;
+  }
+  loop_timer_start(l->timer, RETRY_MS);
+}
+
+static void renew(struct lease *l) {
+  l->wr = make_body(l, 0);
+  l->write_start = time_mono_ns();
+  l->busy = 1;
+  backend_put_cond(l->b, LEASE_KEY, (const uint8_t *)l->wr, strlen(l->wr),
+                   l->tag, l->wtag, on_renewed, l);
+}
+
+static void on_timer(void *arg) {
+  struct lease *l = arg;
+  if (l->busy || l->release_cb)
+    return;
+  if (l->state == L_HELD)
+    renew(l);
+  else if (l->state == L_ACQUIRE || l->state == L_WAITING)
+    acquire(l);
+}
+
+/* --- API --- */
+
+struct lease *lease_new(struct backend *b, const char *meta, const char *db,
+                        const char *name, int64_t ttl_ns, int force,
+                        lease_change_cb cb, void *arg) {
+  struct lease *l = xcalloc(1, sizeof(*l));
+  l->b = b;
+  l->db = db;
+  l->name = name;
+  l->ttl_ns = ttl_ns;
+  l->force = force;
+  l->cb = cb;
+  l->cb_arg = arg;
+  l->pid = (int)getpid();
+  l->started_ns = time_now_ns();
+  gethostname(l->host, sizeof(l->host) - 1);
+  buf_init(&l->rd, LEASE_BODY_MAX);
+  l->timer = loop_timer_new(on_timer, l);
+  if (ttl_ns <= 0) {
+    l->state = L_HELD;
+    l->valid_until = INT64_MAX;
+    return l;
+  }
+  l->owner = lease_owner_id(meta);
+  if (!(b->ops->caps & BACKEND_CAP_COND))
+    log_warn(db, name,
+             "%s has no conditional writes: the single-writer lease on this "
+             "path is best effort (two hosts starting in the same moment can "
+             "both take it)",
+             b->desc);
+  acquire(l);
+  return l;
+}
+
+int lease_held(const struct lease *l) {
+  return l->state == L_HELD && time_mono_ns() < l->valid_until;
+}
+
+enum lease_state lease_state(const struct lease *l) {
+  return l->state;
+}
+
+void lease_release(struct lease *l, void (*cb)(void *arg), void *arg) {
+  assert(!l->release_cb);
+  if (l->ttl_ns <= 0 || l->state == L_CLOSED) {
+    l->state = L_CLOSED;
+    cb(arg);
+    return;
+  }
+  l->release_cb = cb;
+  l->release_arg = arg;
+  loop_timer_stop(l->timer);
+  if (l->busy)
+    return; /* the request's end continues the release */
+  if (l->state == L_HELD)
+    start_release(l);
+  else
+    finish_release(l);
+}
+
+void lease_free(struct lease *l) {
+  if (!l)
+    return;
+  if (l->busy) {
+    l->freed = 1;
+    l->cb = NULL;
+    l->release_cb = NULL;
+    loop_timer_stop(l->timer);
+    return;
+  }
+  loop_timer_free(l->timer);
+  buf_destroy(&l->rd);
+  free(l->wr);
+  free(l->owner);
+  free(l);
+}

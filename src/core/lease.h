@@ -1,0 +1,68 @@
+/*
+ * The single-writer lease of a replica path: before it uploads anything,
+ * a replica takes `lock.json` at the replica root (beside generations/,
+ * which is all Litestream 0.3 and sluice ever list, so restores ignore
+ * it), renews it every TTL/3 with the store's conditional writes
+ * (backend_put_cond) and stops uploading when it loses it.
+ *
+ * lock.json (one JSON object, written only by lease.c):
+ *   version     1
+ *   owner       the owner id "HOST:PID:START" of the first run that used
+ *               this meta directory on this host (persisted in
+ *               <meta>/sluice-lease-owner, so a restart within the TTL
+ *               resumes its own lease instead of waiting for it)
+ *   host, pid   this process; started: its start time (RFC 3339)
+ *   renewed     when this version was written (RFC 3339)
+ *   expires     renewed + ttl (RFC 3339), expires_ns: the same in ns
+ *   ttl         the TTL (Go duration)
+ *   seq         writes by this owner (so every version's bytes differ)
+ *   released    true after a clean stop: free to take at once
+ *
+ * States:
+ *   ACQUIRE   reading lock.json / writing ours (a request in flight)
+ *   WAITING   another owner holds a live lease: retry when it expires
+ *   HELD      ours; renewed every ttl/3; uploads allowed until
+ *             valid_until (the start of the last good write + ttl*5/6)
+ *   RELEASING writing the released version (clean stop)
+ *   CLOSED    released or given up; never changes again
+ * A lease with ttl 0 (`lease-ttl: 0`) is always held and writes nothing.
+ */
+#ifndef SLUICE_LEASE_H
+#define SLUICE_LEASE_H
+
+#include <stdint.h>
+
+#include "backends/backend.h"
+
+#define LEASE_KEY "lock.json"
+#define LEASE_OWNER_FILE "sluice-lease-owner"
+
+enum lease_state { L_ACQUIRE, L_WAITING, L_HELD, L_RELEASING, L_CLOSED };
+
+/* Called when the lease is taken (held = 1) or lost (held = 0). */
+typedef void (*lease_change_cb)(void *arg, int held);
+
+struct lease;
+
+/* Starts taking the lease of b's path at once.  meta: the database's meta
+ * directory (the owner id lives there); db, name: for log lines (all
+ * borrowed, must outlive the lease).  force: take it even from a live
+ * owner (only this first time). */
+struct lease *lease_new(struct backend *b, const char *meta, const char *db,
+                        const char *name, int64_t ttl_ns, int force,
+                        lease_change_cb cb, void *arg);
+/* Ours and not past its local deadline: uploads may go on. */
+int lease_held(const struct lease *l);
+enum lease_state lease_state(const struct lease *l);
+const char *lease_state_name(enum lease_state s);
+/* Clean stop: writes the released version if held, then cb (also when
+ * not held, at once).  No change callbacks after this. */
+void lease_release(struct lease *l, void (*cb)(void *arg), void *arg);
+/* Frees it (a request still in flight frees it when it ends). */
+void lease_free(struct lease *l);
+
+/* The owner id kept in meta for this host: read, or created as
+ * "HOST:PID:START" (returns owned). */
+char *lease_owner_id(const char *meta);
+
+#endif
