@@ -352,7 +352,6 @@ struct db_job {
   /* in: owned by the job from submit to done */
   struct engine *eng; /* lent: &db->eng */
   unsigned todo;      /* DBJ_* */
-  int final;          /* the final sync (db_close) */
   uint32_t prune_below;
   char newgen_for[GEN_LEN + 1]; /* DBJ_NEWGEN: only if still current */
   uint32_t release_below;       /* a full disk: every replica has these */
@@ -401,11 +400,12 @@ static int work_close(struct db_job *j) {
 
 static int work_open(struct db_job *j) {
   struct engine *e = j->eng;
-  /* The final sync of a database deleted (or renamed) under us: what was
-   * committed before is still readable through our descriptors. */
-  if (j->final && e->opened) {
+  /* A database deleted (or renamed away) under us: what was committed
+   * before is still readable through our descriptors, so copy it first
+   * (for the final sync when discovery stops it, or before reopening). */
+  if (e->opened) {
     struct stat st;
-    if (stat(e->db_path, &st)) {
+    if (stat(e->db_path, &st) && errno == ENOENT) {
       int ng = 0;
       engine_sync(e, &ng);
     }
@@ -916,7 +916,6 @@ static void submit(struct db *db) {
   struct db_job *j = xcalloc(1, sizeof(*j));
   j->eng = &db->eng;
   j->todo = todo;
-  j->final = db->close_phase == DB_CLOSE_SYNC;
   j->prune_below = db->prune_below;
   j->release_below = db->disk_full ? replicas_hold_below(db) : 0;
   memcpy(j->release_gen, db->gen, sizeof(j->release_gen));
