@@ -74,6 +74,8 @@ static void on_lease(void *arg, int held) {
   if (!held) {
     hk_stop(r->hk);
     r->hk_started = 0;
+    if (r->state == R_IDLE)
+      kick(r); /* a shutdown waiting for the lease ends if it was refused */
     return;
   }
   if (!in_flight(r))
@@ -825,14 +827,24 @@ static void kick(struct replica *r) {
   struct db *db = r->db;
   if (in_flight(r) || r->state == R_CLOSED)
     return;
-  if (!lease_held(r->lease)) { /* not ours: nothing goes to this path */
-    flush_done(r);
-    return;
-  }
   if (r->state == R_BACKOFF && !r->flushing)
     return;
   if (!db->gen[0]) {
     caught_up(r);
+    return;
+  }
+  lease_start(r->lease); /* before anything goes to the path */
+  if (!lease_held(r->lease)) {
+    /* Not ours: nothing goes to this path.  A shutdown still waits for a
+     * lease being taken (its final sync), not for one refused. */
+    if (lease_state(r->lease) != L_ACQUIRE || lease_failing(r->lease)) {
+      if (r->flushing && behind(r))
+        log_error(r->db->name, r->name,
+                  "shutdown: changes not uploaded: the lease on %s is not "
+                  "ours",
+                  r->b->desc);
+      flush_done(r);
+    }
     return;
   }
   if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen)) {
