@@ -27,21 +27,12 @@
 #include "loop/http.h"
 #include "loop/loop.h"
 #include "t.h"
+#include "t_live.h"
 
 static int gcs_port;
 static char emu_host[64]; /* http://127.0.0.1:PORT */
 static char bucket[64];
-static char errbuf[1024];
 static char tmpdir[] = "/tmp/sluice-gcs-XXXXXX";
-
-static int reachable(int p) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(p)};
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-  close(fd);
-  return ok;
-}
 
 static void clear_google_env(void) {
   unsetenv("STORAGE_EMULATOR_HOST");
@@ -59,48 +50,6 @@ static struct replica_config base_cfg(const char *path) {
   c.bucket = bucket;
   c.path = (char *)path;
   return c;
-}
-
-static struct backend *open_cfg(const struct replica_config *c) {
-  char err[512];
-  struct backend *b = backend_open(c, err, sizeof(err));
-  if (!b)
-    fprintf(stderr, "backend_open: %s\n", err);
-  return b;
-}
-
-static uint8_t *pattern(size_t n, unsigned seed) {
-  uint8_t *p = xmalloc(n);
-  uint32_t x = seed * 2654435761u + 1;
-  for (size_t i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    p[i] = (uint8_t)x;
-  }
-  return p;
-}
-
-static int put_mem(struct backend *b, const char *key, const void *data,
-                   size_t n) {
-  struct payload p = {.data = data, .fd = -1, .len = (int64_t)n};
-  return backend_put_sync(b, key, &p, errbuf, sizeof(errbuf));
-}
-
-static int get_mem(struct backend *b, const char *key, int64_t off, int64_t len,
-                   struct buf *out) {
-  buf_init(out, 0);
-  struct sink s = {.buf = out, .fd = -1};
-  return backend_get_sync(b, key, off, len, &s, errbuf, sizeof(errbuf));
-}
-
-static int tmpfile_with(const void *data, size_t n) {
-  char path[] = "/tmp/sluice-gcs-file-XXXXXX";
-  int fd = mkstemp(path);
-  unlink(path);
-  if (n)
-    write_full(fd, data, n);
-  return fd;
 }
 
 /* --- against the emulator --- */

@@ -1,0 +1,73 @@
+# shellcheck shell=bash
+# The retention case shared by tests/e2e/retention.sh (file, S3) and
+# sftp_retention.sh: snapshot-interval creates snapshots on time; retention
+# deletes exactly what it should: snapshots older than the retention period
+# and the WAL segments below the oldest snapshot kept, never the last
+# snapshot, never what a restore still needs; what is left restores to the
+# source.  Sourced after common.sh.
+
+run_retention_case() { # name url [extra replica yaml lines]
+  local name=$1 url=$2 extra=${3:-} dir=$T/$1
+  mkdir -p "$dir"
+  cat >"$dir/sluice.yml" <<YML
+dbs:
+  - path: $dir/app.db
+    replicas:
+      - url: $url
+$extra
+        sync-interval: 100ms
+        snapshot-interval: 1s
+        retention: 2s
+        retention-check-interval: 500ms
+YML
+  "$SQLWRITER" -db "$dir/app.db" -n 10 >/dev/null
+  : >"$T/sluice.log"
+  sluice_start -config "$dir/sluice.yml"
+  "$SQLWRITER" -db "$dir/app.db" -duration 10 -rate 300 -size 6000 >/dev/null ||
+    fail "$name: writer failed"
+  # While running: what the replica holds.  The oldest snapshot is at most
+  # retention (2s) + snapshot-interval (the newest one at or before the
+  # cutoff stays) + retention-check-interval + slack old.  On a loaded
+  # machine a check can run late, so this is polled until retention gets
+  # there (it must), with the time taken before each listing.
+  local now oldest_age=
+  snaps_fresh() {
+    now=$(date +%s)
+    "$SLUICE" snapshots -config "$dir/sluice.yml" "$dir/app.db" >"$dir/snaps" ||
+      return 1
+    oldest_age=$(tail -n +2 "$dir/snaps" | awk -v now="$now" '
+      { cmd = "date -d " $5 " +%s"; cmd | getline t; close(cmd);
+        if (now - t > max) max = now - t } END { print max + 0 }')
+    [ "$oldest_age" -le 5 ]
+  }
+  wait_until 30 snaps_fresh ||
+    fail "$name: a snapshot $oldest_age s old survived a 2s retention"
+  "$SLUICE" wal -config "$dir/sluice.yml" "$dir/app.db" >"$dir/wal"
+  sluice_stop
+
+  local written
+  written=$(grep -c "snapshot written" "$T/sluice.log")
+  [ "$written" -ge 5 ] ||
+    fail "$name: $written snapshots in 10s with snapshot-interval 1s"
+  grep -q "retention: .* deleted" "$T/sluice.log" ||
+    fail "$name: retention deleted nothing"
+
+  local nsnap min_snap min_wal
+  nsnap=$(tail -n +2 "$dir/snaps" | wc -l)
+  [ "$nsnap" -ge 1 ] || fail "$name: no snapshot left"
+  [ "$nsnap" -le 5 ] || fail "$name: $nsnap snapshots kept, retention is 2s"
+  # No WAL segment below the oldest snapshot kept.
+  min_snap=$(tail -n +2 "$dir/snaps" | awk 'NR == 1 || $3 < m { m = $3 } END { print m }')
+  min_wal=$(tail -n +2 "$dir/wal" | awk 'NR == 1 || $3 < m { m = $3 } END { print m }')
+  # (none at all is right too once an idle database's fresh snapshot made
+  # every segment below it go)
+  [ -z "$min_wal" ] || [ "$min_wal" -ge "$min_snap" ] ||
+    fail "$name: WAL index $min_wal kept below the oldest snapshot $min_snap"
+
+  # What is left restores to the source.
+  "$SLUICE" restore -config "$dir/sluice.yml" -o "$dir/restored.db" \
+    "$dir/app.db" >/dev/null 2>&1 || fail "$name: restore failed"
+  assert_same_db "$dir/app.db" "$dir/restored.db"
+  echo "$name: $written snapshots written, $nsnap kept (oldest ${oldest_age}s)," \
+    "WAL from index $min_wal, snapshots from $min_snap"
+}
