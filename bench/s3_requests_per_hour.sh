@@ -4,6 +4,7 @@
 # front of s3rver and extrapolated from a short run.
 # Usage: bench/s3_requests_per_hour.sh [SECONDS] [RATE_TX_PER_SEC]
 #        (defaults 20 s, 200 tx/s; sync-interval 1s, Litestream's default)
+#        UPSTREAM=127.0.0.1:5000 measures against moto instead of s3rver.
 set -u
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILDDIR=${BUILDDIR:-$SRCDIR/build}
@@ -12,11 +13,14 @@ need_servers
 SECS=${1:-20}
 RATE=${2:-200}
 PROXY=$SRCDIR/tests/tools/s3_fault_proxy.py
+UPSTREAM=${UPSTREAM:-127.0.0.1:4568}
+# moto starts empty; s3rver has testbucket from tests/servers.
+curl -s -o /dev/null -X PUT "http://$UPSTREAM/testbucket" || true
 
 measure() { # name writer-args (empty: idle)
   local name=$1; shift
   local d=$T/${name%% *}; mkdir -p "$d"
-  python3 "$PROXY" --log "$d/requests.log" >"$d/port" 2>/dev/null &
+  python3 "$PROXY" --upstream "$UPSTREAM" --log "$d/requests.log" >"$d/port" 2>/dev/null &
   local proxy=$!; PIDS+=($proxy)
   wait_until 10 grep -q PORT "$d/port" || fail "proxy"
   local port; port=$(awk '{print $2}' "$d/port")

@@ -625,6 +625,11 @@ static int get_step(struct sftp_priv *s, struct sop *o) {
       size_t want = (size_t)MIN(left, (int64_t)CHUNK);
       char *dst;
       if (o->sink.buf) {
+        /* A capped buffer takes reads of what room it has left (a small
+         * object into a small buffer, e.g. the lease's lock.json). */
+        struct buf *sb = o->sink.buf;
+        if (sb->max && sb->max > sb->len && sb->max - sb->len < want)
+          want = sb->max - sb->len;
         if ((rc = buf_reserve(o->sink.buf, want))) {
           sop_fail(s, o, rc, "object larger than the buffer allows");
           o->phase = G_CLOSE;

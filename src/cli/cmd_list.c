@@ -32,7 +32,9 @@
 
 static const char databases_usage[] =
     "The databases command lists all databases in the configuration file.\n"
-    "A dir entry lists every database found under its directory.\n"
+    "A dir entry lists every database found under its directory; with\n"
+    "dir entries a third column, location, shows each database's replica\n"
+    "paths (the entry's joined with the database's path under dir).\n"
     "\n"
     "Usage:\n"
     "\n"
@@ -365,22 +367,45 @@ int cmd_databases(int argc, char **argv) {
     return cmd_fail("%s", err);
   }
   log_setup(&cfg.logging);
+  /* With dir entries, a third column: where each database's replicas are
+   * (the entry's replica path joined with its path under dir).  Without,
+   * Litestream's two columns exactly. */
+  int where = cfg.n_dirs > 0;
   struct table tb;
-  table_init(&tb, 2);
-  table_addv(&tb, "path", "replicas");
+  table_init(&tb, where ? 3 : 2);
+  if (where)
+    table_addv(&tb, "path", "replicas", "location");
+  else
+    table_addv(&tb, "path", "replicas");
   for (size_t d = 0; d < cfg.n_dbs; d++) {
-    struct buf names;
+    struct buf names, locs;
     buf_init(&names, 0);
+    buf_init(&locs, 0);
     buf_append(&names, "", 0);
     for (size_t r = 0; r < cfg.dbs[d].n_replicas; r++) {
       const struct replica_config *rc_ = &cfg.dbs[d].replicas[r];
       const char *name = rc_->name ? rc_->name : rc_->type;
-      if (r)
+      if (r) {
         buf_append(&names, ",", 1);
+        buf_append(&locs, ",", 1);
+      }
       buf_append(&names, name ? name : "", strlen(name ? name : ""));
+      const char *host = rc_->bucket ? rc_->bucket : rc_->host;
+      const char *p = rc_->path ? rc_->path : "";
+      if (!strcmp(rc_->type ? rc_->type : "", "file"))
+        buf_appendf(&locs, "%s", p);
+      else
+        buf_appendf(&locs, "%s://%s%s%s", rc_->type ? rc_->type : "",
+                    host ? host : "", p[0] == '/' ? "" : "/", p);
     }
-    table_addv(&tb, cfg.dbs[d].path, (const char *)names.data);
+    buf_append(&locs, "", 1);
+    if (where)
+      table_addv(&tb, cfg.dbs[d].path, (const char *)names.data,
+                 (const char *)locs.data);
+    else
+      table_addv(&tb, cfg.dbs[d].path, (const char *)names.data);
     buf_destroy(&names);
+    buf_destroy(&locs);
   }
   table_print(&tb, stdout);
   fflush(stdout);

@@ -970,6 +970,8 @@ static const struct field top_fields[] = {
     {"secret-access-key", K_SECRET, CF(secret_access_key), 0, NULL},
     {"shutdown-timeout", K_DUR, CF(shutdown_timeout), 0, NULL},
     {"health-max-sync-age", K_DUR, CF(health_max_sync_age), 0, NULL},
+    {"deep-sleep-after", K_DUR, CF(deep_sleep_after), 0, NULL},
+    {"max-hot-databases", K_COUNT, CF(max_hot_databases), 0, NULL},
     {"metrics-per-database-max", K_COUNT, CF(metrics_per_database_max), 0,
      NULL},
     {"logging", K_SUB, 0, 0, parse_logging},
@@ -988,6 +990,9 @@ static int top_finish(struct pctx *c, struct config *cfg,
   if (cfg->health_max_sync_age < 0)
     return errf(c, section_line(s, "health-max-sync-age"),
                 "health-max-sync-age", "must not be negative");
+  if (cfg->deep_sleep_after < 0)
+    return errf(c, section_line(s, "deep-sleep-after"), "deep-sleep-after",
+                "must not be negative");
   /* Litestream's propagateGlobalSettings. */
   for (size_t i = 0; i < cfg->n_dbs + cfg->n_dirs; i++) {
     struct db_config *d =
@@ -1010,6 +1015,7 @@ static void config_defaults(struct config *cfg) {
   cfg->logging.to_stderr = 0; /* Litestream logs to stdout by default */
   cfg->shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT;
   cfg->health_max_sync_age = DEFAULT_HEALTH_MAX_SYNC_AGE;
+  cfg->deep_sleep_after = DEFAULT_DEEP_SLEEP_AFTER;
   cfg->metrics_per_database_max = DEFAULT_METRICS_PER_DATABASE_MAX;
 }
 

@@ -30,6 +30,7 @@
 #define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
 #define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
 #define DEFAULT_HEALTH_MAX_SYNC_AGE (300LL * 1000 * 1000 * 1000) /* 5m */
+#define DEFAULT_DEEP_SLEEP_AFTER (600LL * 1000 * 1000 * 1000)    /* 10m */
 #define DEFAULT_METRICS_PER_DATABASE_MAX 1000
 
 enum tristate { TRI_UNSET = -1, TRI_FALSE = 0, TRI_TRUE = 1 };
@@ -116,6 +117,10 @@ struct config {
   struct log_config logging;
   int64_t shutdown_timeout;
   int64_t health_max_sync_age;
+  /* Idle databases (core/db.h): light sleep -> deep after this (0: never);
+   * at most this many with connections open (0: from the fd limit). */
+  int64_t deep_sleep_after;
+  int64_t max_hot_databases;
   /* /metrics has the per-database series while there are at most this
    * many databases (0: never); the aggregates are always there. */
   int64_t metrics_per_database_max;

@@ -40,6 +40,262 @@ struct val_waiter {
 static void submit(struct db *db);
 static void close_advance(struct db *db);
 
+/* --- process-wide bounds ---
+ *
+ * Hot: databases whose engine has its connections open (about 9 fds and
+ * 120 KB each).  A job that must open an engine takes a slot first, or
+ * queues (FIFO) until one is given back: when a database goes to sleep,
+ * finds its file missing, fails, or closes.
+ *
+ * Light sleepers (one fd each) are kept oldest first; the oldest is put in
+ * deep sleep (no fd) once it has slept deep_after_ns, or at once when
+ * there are more than max_light of them.  One timer for all of them.
+ *
+ * Snapshots: at most max_snapshots taken or being uploaded at once; the
+ * others wait (FIFO), their other work goes on. */
+static struct {
+  struct db_limits lim;
+  size_t hot, light, deep;
+  struct db *q_head, *q_tail; /* waiting for a hot slot */
+  size_t queued;
+  struct db *lru_head, *lru_tail;
+  struct loop_timer *deep_timer;
+  size_t snaps;
+  struct db *sq_head, *sq_tail;
+} g = {.lim = {.max_hot = 256,
+               .max_light = 8192,
+               .deep_after_ns = 600 * NS_PER_SEC,
+               .max_snapshots = 4}};
+
+void db_set_limits(const struct db_limits *l) {
+  g.lim = *l;
+  if (g.lim.max_hot < 1)
+    g.lim.max_hot = 1;
+  if (g.lim.max_snapshots < 1)
+    g.lim.max_snapshots = 1;
+}
+
+void db_limits_for(long nofile, size_t n_dbs, int64_t max_hot,
+                   int64_t deep_after_ns, struct db_limits *out) {
+  memset(out, 0, sizeof(*out));
+  long avail = nofile > DB_FD_RESERVE * 2 ? nofile - DB_FD_RESERVE : nofile / 2;
+  if (avail < DB_HOT_FDS)
+    avail = DB_HOT_FDS;
+  /* A quarter of the fds for hot databases, at most 256 of them. */
+  size_t hot = max_hot > 0 ? (size_t)max_hot
+                           : (size_t)MAX(1, MIN(256, avail / 4 / DB_HOT_FDS));
+  if ((long)hot * DB_HOT_FDS > avail)
+    hot = (size_t)MAX(1, avail / DB_HOT_FDS);
+  out->max_hot = hot;
+  long light = avail - (long)hot * DB_HOT_FDS;
+  out->max_light = light > 0 ? (size_t)light : 0;
+  out->deep_after_ns = deep_after_ns;
+  out->max_snapshots = 4;
+  (void)n_dbs;
+}
+
+void db_get_limits(struct db_limits *out) {
+  *out = g.lim;
+}
+
+void db_sleep_counts(size_t *hot, size_t *light, size_t *deep, size_t *queued) {
+  *hot = g.hot;
+  *light = g.light;
+  *deep = g.deep;
+  *queued = g.queued;
+}
+
+static void hot_release(struct db *db) {
+  if (!db->hot)
+    return;
+  db->hot = 0;
+  g.hot--;
+  while (g.q_head && g.hot < g.lim.max_hot) {
+    struct db *n = g.q_head;
+    g.q_head = n->q_next;
+    if (!g.q_head)
+      g.q_tail = NULL;
+    n->q_next = NULL;
+    n->queued = 0;
+    g.queued--;
+    n->hot = 1; /* its turn: the slot is given, not raced for */
+    g.hot++;
+    submit(n);
+  }
+}
+
+/* Whether db may open its engine now; else it queues. */
+static int hot_acquire(struct db *db) {
+  if (db->hot)
+    return 1;
+  if (g.hot < g.lim.max_hot && !g.q_head) {
+    db->hot = 1;
+    g.hot++;
+    return 1;
+  }
+  if (!db->queued) {
+    db->queued = 1;
+    g.queued++;
+    if (g.q_tail)
+      g.q_tail->q_next = db;
+    else
+      g.q_head = db;
+    g.q_tail = db;
+  }
+  return 0;
+}
+
+static void queue_remove(struct db *db) {
+  if (db->queued) {
+    struct db **pp = &g.q_head, *prev = NULL;
+    while (*pp && *pp != db)
+      prev = *pp, pp = &(*pp)->q_next;
+    if (*pp) {
+      *pp = db->q_next;
+      if (g.q_tail == db)
+        g.q_tail = prev;
+    }
+    db->queued = 0;
+    db->q_next = NULL;
+    g.queued--;
+  }
+  if (db->snap_queued) {
+    struct db **pp = &g.sq_head, *prev = NULL;
+    while (*pp && *pp != db)
+      prev = *pp, pp = &(*pp)->snap_next;
+    if (*pp) {
+      *pp = db->snap_next;
+      if (g.sq_tail == db)
+        g.sq_tail = prev;
+    }
+    db->snap_queued = 0;
+    db->snap_next = NULL;
+  }
+}
+
+static void snap_release(struct db *db) {
+  if (!db->snap_slot)
+    return;
+  db->snap_slot = 0;
+  g.snaps--;
+  while (g.sq_head && g.snaps < g.lim.max_snapshots) {
+    struct db *n = g.sq_head;
+    g.sq_head = n->snap_next;
+    if (!g.sq_head)
+      g.sq_tail = NULL;
+    n->snap_next = NULL;
+    n->snap_queued = 0;
+    n->snap_slot = 1;
+    g.snaps++;
+    submit(n);
+  }
+}
+
+static int snap_acquire(struct db *db) {
+  if (db->snap_slot)
+    return 1;
+  if (g.snaps < g.lim.max_snapshots && !g.sq_head) {
+    db->snap_slot = 1;
+    g.snaps++;
+    return 1;
+  }
+  if (!db->snap_queued) {
+    db->snap_queued = 1;
+    if (g.sq_tail)
+      g.sq_tail->snap_next = db;
+    else
+      g.sq_head = db;
+    g.sq_tail = db;
+  }
+  return 0;
+}
+
+static void lru_remove(struct db *db) {
+  if (db->sleep != ENGINE_LIGHT)
+    return;
+  if (db->lru_prev)
+    db->lru_prev->lru_next = db->lru_next;
+  else
+    g.lru_head = db->lru_next;
+  if (db->lru_next)
+    db->lru_next->lru_prev = db->lru_prev;
+  else
+    g.lru_tail = db->lru_prev;
+  db->lru_prev = db->lru_next = NULL;
+  g.light--;
+}
+
+static void on_deep_timer(void *arg);
+
+static void deep_schedule(void) {
+  if (!g.lru_head || g.lim.deep_after_ns <= 0)
+    return;
+  if (!g.deep_timer)
+    g.deep_timer = loop_timer_new(on_deep_timer, NULL);
+  int64_t due = g.lru_head->slept_at_ns + g.lim.deep_after_ns;
+  int64_t now = time_mono_ns();
+  loop_timer_start(g.deep_timer,
+                   due > now ? (uint64_t)((due - now) / NS_PER_MS) + 1 : 0);
+}
+
+/* The oldest light sleeper goes deep (its job closes the fd). */
+static void deepen_oldest(void) {
+  struct db *db = g.lru_head;
+  log_debug(db->name, NULL, "asleep (deep): no fd");
+  lru_remove(db);
+  db->sleep = ENGINE_DEEP; /* as far as the loop is concerned, from now */
+  g.deep++;
+  db_kick(db, DBJ_DEEP);
+}
+
+static void on_deep_timer(void *arg) {
+  (void)arg;
+  int64_t now = time_mono_ns();
+  while (g.lru_head && g.lim.deep_after_ns > 0 &&
+         now - g.lru_head->slept_at_ns >= g.lim.deep_after_ns)
+    deepen_oldest();
+  deep_schedule();
+}
+
+/* The engine went to sleep (job_done). */
+static void slept(struct db *db, int how) {
+  log_debug(db->name, NULL, "asleep (%s): no connection, %d fd",
+            how == ENGINE_LIGHT ? "light" : "deep", how == ENGINE_LIGHT);
+  if (db->idle_timer)
+    loop_timer_stop(db->idle_timer);
+  if (db->copy_timer)
+    loop_timer_stop(db->copy_timer);
+  watch_resume(db->watch);
+  if (how == ENGINE_LIGHT) {
+    db->sleep = ENGINE_LIGHT;
+    db->slept_at_ns = time_mono_ns();
+    db->lru_prev = g.lru_tail;
+    db->lru_next = NULL;
+    if (g.lru_tail)
+      g.lru_tail->lru_next = db;
+    else
+      g.lru_head = db;
+    g.lru_tail = db;
+    g.light++;
+    while (g.light > g.lim.max_light)
+      deepen_oldest();
+    if (g.lru_head == db)
+      deep_schedule();
+  } else {
+    db->sleep = ENGINE_DEEP;
+    g.deep++;
+  }
+}
+
+/* The engine is awake again (or closed): forget it slept. */
+static void woke(struct db *db) {
+  if (db->sleep == ENGINE_LIGHT)
+    lru_remove(db);
+  else if (db->sleep == ENGINE_DEEP)
+    g.deep--;
+  db->sleep = 0;
+}
+
 const char *db_state_name(enum db_state s) {
   static const char *names[] = {"init",  "waiting", "ready",
                                 "error", "closing", "closed"};
@@ -91,7 +347,6 @@ struct db_job {
   /* in: owned by the job from submit to done */
   struct engine *eng; /* lent: &db->eng */
   unsigned todo;      /* DBJ_* */
-  int final;          /* the final sync (db_close) */
   uint32_t prune_below;
   char newgen_for[GEN_LEN + 1]; /* DBJ_NEWGEN: only if still current */
   uint32_t release_below;       /* a full disk: every replica has these */
@@ -108,7 +363,9 @@ struct db_job {
   char *val_path;           /* owned: the validation copy, or NULL */
   int val_rc;
   struct pos val_pos;
-  int opened; /* the engine is open and pinned */
+  int opened;   /* the engine is open and pinned */
+  int asleep;   /* engine->asleep at the end */
+  int sleep_rc; /* DBJ_SLEEP: engine_sleep's result */
   char gen[GEN_LEN + 1];
   uint32_t index;
   int64_t shadow_size;
@@ -124,16 +381,26 @@ struct db_job {
 };
 
 static int work_close(struct db_job *j) {
-  return j->eng->opened ? engine_close(j->eng) : 0;
+  struct engine *e = j->eng;
+  if (e->asleep && !engine_wal_changed(e))
+    return engine_close_asleep(e); /* nothing new: no connection needed */
+  if (e->asleep) {
+    /* Written since the last sync: wake to copy it, then stop. */
+    int rc = engine_open(e);
+    if (rc)
+      return rc == ERR_NOT_FOUND ? 0 : rc;
+  }
+  return e->opened ? engine_close(e) : 0;
 }
 
 static int work_open(struct db_job *j) {
   struct engine *e = j->eng;
-  /* The final sync of a database deleted (or renamed) under us: what was
-   * committed before is still readable through our descriptors. */
-  if (j->final && e->opened) {
+  /* A database deleted (or renamed away) under us: what was committed
+   * before is still readable through our descriptors, so copy it first
+   * (for the final sync when discovery stops it, or before reopening). */
+  if (e->opened) {
     struct stat st;
-    if (stat(e->db_path, &st)) {
+    if (stat(e->db_path, &st) && errno == ENOENT) {
       int ng = 0;
       engine_sync(e, &ng);
     }
@@ -234,9 +501,15 @@ static void job_work(void *arg) {
   memcpy(before_gen, e->gen, sizeof(before_gen));
   int rc = 0;
 
+  /* Work that needs no connection: a sleeping engine stays asleep. */
+  unsigned wake = todo & ~(unsigned)(DBJ_STATUS | DBJ_PRUNE | DBJ_DEEP |
+                                     DBJ_PROBE | DBJ_SLEEP);
+  if (e->asleep && (todo & DBJ_PROBE) && wake == DBJ_SYNC &&
+      !engine_wal_changed(e))
+    wake = 0; /* nothing was written since it went to sleep */
   if (todo & DBJ_CLOSE)
     rc = work_close(j);
-  else if (todo != DBJ_STATUS) {
+  else if (wake || (e->opened && todo & DBJ_SLEEP)) {
     if (!(rc = work_open(j)) && !(rc = work_sync(j)) &&
         !(rc = work_checkpoint(j)) &&
         !(rc = todo & DBJ_SNAPSHOT ? work_snapshot(j) : 0)) {
@@ -245,9 +518,20 @@ static void job_work(void *arg) {
       if (todo & DBJ_PRUNE && j->prune_below > 0)
         shadow_prune(e->meta, e->gen,
                      MIN(j->prune_below, resync_prune_floor(e)));
+      if (todo & DBJ_SLEEP && !(todo & (DBJ_SNAPSHOT | DBJ_VALIDATE)) &&
+          !j->ckpt_busy && !e->disk_full &&
+          engine_copied_end(e) == before_size && e->index == before_index)
+        j->sleep_rc = engine_sleep(e, ENGINE_LIGHT);
+      else if (todo & DBJ_SLEEP)
+        j->sleep_rc = ERR_BUSY;
       if (e->disk_full && j->release_below && !strcmp(e->gen, j->release_gen))
         engine_release_uploaded(e, j->release_below);
     }
+  } else {
+    if (todo & DBJ_PRUNE && j->prune_below > 0 && e->gen[0])
+      shadow_prune(e->meta, e->gen, MIN(j->prune_below, resync_prune_floor(e)));
+    if (todo & DBJ_DEEP)
+      engine_deepen(e);
   }
   if (todo & DBJ_STATUS && j->status_text)
     work_status(j);
@@ -257,6 +541,7 @@ static void job_work(void *arg) {
             strcmp(e->gen, before_gen) != 0;
   j->rc = rc;
   j->opened = e->opened;
+  j->asleep = e->asleep;
   memcpy(j->gen, e->gen, sizeof(j->gen));
   j->index = e->index;
   j->shadow_size = engine_copied_end(e);
@@ -302,8 +587,14 @@ static void on_retry(void *arg) {
   db_kick(arg, DBJ_SYNC);
 }
 
+static int may_sleep(const struct db *db) {
+  return !db->no_sleep && db->state != DB_CLOSING && !db->snap_waiters &&
+         !db->val_waiters;
+}
+
 static void on_idle(void *arg) {
-  db_kick(arg, DBJ_CHECKPOINT);
+  struct db *db = arg;
+  db_kick(db, DBJ_CHECKPOINT | (may_sleep(db) ? DBJ_SLEEP : 0));
 }
 
 static void fail_snapshot_waiters(struct db *db, int rc) {
@@ -366,6 +657,7 @@ static void deliver_snapshot(struct db *db, struct db_snapshot *s) {
     close(s->fd);
     free(s->path);
     free(s);
+    snap_release(db);
     return;
   }
   log_info(db->name, NULL, "snapshot taken: generation=%s index=%08x size=%lld",
@@ -428,7 +720,16 @@ static void done_ok(struct db *db, struct db_job *j) {
   if (j->new_gen)
     log_info(db->name, NULL, "sync: new generation: generation=%s reason=%s",
              db->gen, j->reason);
-  if (j->grew || (j->todo & DBJ_CHECKPOINT && j->ckpt_busy)) {
+  int sleep_busy = (j->todo & DBJ_SLEEP) && j->sleep_rc == ERR_BUSY;
+  if ((j->todo & DBJ_SLEEP) && j->sleep_rc && j->sleep_rc != ERR_BUSY &&
+      !db->no_sleep) {
+    db->no_sleep = 1;
+    log_info(db->name, NULL, "stays awake when idle: %s",
+             j->sleep_rc == -ENOTSUP
+                 ? "the file system has whole-second timestamps"
+                 : err_str(j->sleep_rc));
+  }
+  if (j->grew || (j->todo & DBJ_CHECKPOINT && j->ckpt_busy) || sleep_busy) {
     if (j->grew)
       db->last_change_ns = time_now_ns();
     /* Checkpoint a database once it goes quiet (after at most 1s, or
@@ -444,8 +745,22 @@ static void done_ok(struct db *db, struct db_job *j) {
       /* A long application read keeps every checkpoint from completing. */
       db->idle_retries = j->grew ? 0 : MIN(db->idle_retries + 1, 5);
       quiet <<= db->idle_retries;
+      if (g.q_head && j->grew && !db->no_sleep)
+        quiet = 0; /* others wait for the slot: sleep as soon as quiet */
       loop_timer_start(db->idle_timer, (uint64_t)(quiet / NS_PER_MS));
     }
+  } else if (j->opened && may_sleep(db) && db->cfg->checkpoint_interval > 0 &&
+             db->state != DB_CLOSING) {
+    /* Awake for something else (a snapshot, a validation): sleep again
+     * once quiet. */
+    if (!db->idle_timer)
+      db->idle_timer = loop_timer_new(on_idle, db);
+    if (!loop_timer_active(db->idle_timer))
+      loop_timer_start(
+          db->idle_timer,
+          g.q_head ? 0
+                   : (uint64_t)(MIN(db->cfg->checkpoint_interval, NS_PER_SEC) /
+                                NS_PER_MS));
   }
   if (j->snap) {
     struct db_snapshot *s = j->snap;
@@ -478,6 +793,17 @@ static void job_done(void *arg, int status) {
   publish(db, j);
   note_checkpoint(db, j);
   unsigned todo = j->todo;
+  db->opened = j->opened;
+  if (j->opened && db->sleep)
+    woke(db);
+  if (j->asleep && !db->sleep)
+    slept(db, j->asleep);
+  else if (!j->asleep && !j->opened && db->sleep)
+    woke(db); /* closed, or its file is gone */
+  if (!j->opened)
+    hot_release(db);
+  if ((todo & DBJ_SNAPSHOT) && !j->snap)
+    snap_release(db);
 
   if (todo == DBJ_STATUS) {
     job_free(j);
@@ -543,6 +869,15 @@ void db_status_changed(struct db *db) {
     loop_timer_start(db->status_timer, 200);
 }
 
+/* Whether a job doing `todo` opens the engine. */
+static int opens(const struct db *db, unsigned todo) {
+  if (db->opened || todo & DBJ_CLOSE)
+    return 0;
+  unsigned wake = todo & ~(unsigned)(DBJ_STATUS | DBJ_PRUNE | DBJ_DEEP |
+                                     DBJ_PROBE | DBJ_SLEEP);
+  return wake != 0;
+}
+
 /* The index below which every replica holds the current generation's
  * shadow files, 0 if unknown. */
 static uint32_t replicas_hold_below(const struct db *db) {
@@ -561,10 +896,21 @@ static void submit(struct db *db) {
     return;
   if (db->close_phase == DB_CLOSE_FINAL)
     db->pending &= DBJ_CLOSE | DBJ_STATUS;
+  unsigned todo = db->pending;
+  if ((todo & DBJ_SNAPSHOT) && !snap_acquire(db)) {
+    todo &= ~(unsigned)DBJ_SNAPSHOT; /* the rest goes on meanwhile */
+    if (!todo)
+      return;
+  }
+  if (opens(db, todo) && !hot_acquire(db)) {
+    /* Without a slot, only what needs no connection runs now. */
+    todo &= DBJ_STATUS | DBJ_PRUNE | DBJ_DEEP;
+    if (!todo)
+      return;
+  }
   struct db_job *j = xcalloc(1, sizeof(*j));
   j->eng = &db->eng;
-  j->todo = db->pending;
-  j->final = db->close_phase == DB_CLOSE_SYNC;
+  j->todo = todo;
   j->prune_below = db->prune_below;
   j->release_below = db->disk_full ? replicas_hold_below(db) : 0;
   memcpy(j->release_gen, db->gen, sizeof(j->release_gen));
@@ -573,7 +919,7 @@ static void submit(struct db *db) {
     j->status_text = db->status_text; /* the job owns it now */
     db->status_text = NULL;
   }
-  db->pending = 0;
+  db->pending &= ~todo;
   db->job = j;
   loop_work_submit(job_work, job_done, j);
 }
@@ -624,6 +970,11 @@ static void on_dir_change(void *arg, const char *name) {
    * safe in the pinned WAL meanwhile): far fewer jobs and larger appends
    * to the shadow WAL.  Measured: an application fsyncing every commit
    * kept 0.64-0.68 of its throughput instead of 0.35-0.46. */
+  if (db->sleep) {
+    /* Asleep: wake if the -wal really changed (a stat on the pool). */
+    db_kick(db, DBJ_SYNC | DBJ_PROBE);
+    return;
+  }
   uint64_t now = loop_now_ms();
   uint64_t batch = COPY_BATCH_MS;
   if (db->last_copy_ms && now - db->last_copy_ms < batch) {
@@ -647,7 +998,8 @@ static void on_poll(void *arg) {
 
 void db_start(struct db *db) {
   char *dir = path_dir(db->name);
-  int rc = watch_add(dir, on_dir_change, db, &db->watch);
+  int rc =
+      watch_add_file(dir, path_base(db->name), on_dir_change, db, &db->watch);
   if (rc) {
     log_warn(db->name, NULL,
              "cannot watch %s (%s): polling every monitor-interval instead",
@@ -685,12 +1037,12 @@ void db_request_snapshot(struct db *db, db_snapshot_cb cb, void *arg) {
 }
 
 void db_snapshot_release(struct db *db, struct db_snapshot *s) {
-  (void)db;
   if (--s->refs > 0)
     return;
   close(s->fd);
   free(s->path);
   free(s);
+  snap_release(db);
 }
 
 void db_replicas_advanced(struct db *db) {
@@ -763,11 +1115,16 @@ void db_close(struct db *db, void (*cb)(void *arg), void *arg) {
   /* A validation job still running keeps its copy; job_done removes it. */
   deliver_validation(db, NULL, ERR_CANCELED);
   close_set(db, DB_CLOSE_SYNC);
-  db_kick(db, DBJ_SYNC);
+  /* Asleep: the final sync wakes it only if something was written. */
+  db_kick(db, DBJ_SYNC | (db->sleep ? DBJ_PROBE : 0));
 }
 
 void db_free(struct db *db) {
   assert(!db->job); /* a running job points into the db */
+  queue_remove(db);
+  woke(db);
+  hot_release(db);
+  snap_release(db);
   for (size_t i = 0; i < db->n_replicas; i++) {
     struct backend *b = db->replicas[i]->b;
     replica_free(db->replicas[i]);

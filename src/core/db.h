@@ -43,7 +43,29 @@ enum {
   DBJ_CLOSE = 1 << 5,
   DBJ_STATUS = 1 << 6,   /* write the status file read by `sluice replicas` */
   DBJ_VALIDATE = 1 << 7, /* consistent copy for validation */
+  DBJ_SLEEP = 1 << 8,    /* quiet: close the connections (engine_sleep) */
+  DBJ_DEEP = 1 << 9,     /* asleep long enough: let go of the last fd */
+  DBJ_PROBE = 1 << 10,   /* with DBJ_SYNC: only if the WAL changed */
 };
+
+/* Process-wide bounds (db_set_limits, from the config and RLIMIT_NOFILE). */
+struct db_limits {
+  size_t max_hot;        /* databases with connections open at once */
+  size_t max_light;      /* databases in light sleep (1 fd each) */
+  int64_t deep_after_ns; /* light sleep -> deep after this (0: never) */
+  size_t max_snapshots;  /* snapshots being taken at once */
+};
+void db_set_limits(const struct db_limits *l);
+/* The bounds that fit `nofile` descriptors (RLIMIT_NOFILE): a hot database
+ * uses about DB_HOT_FDS, a light sleeper 1, a deep sleeper 0; max_hot 0
+ * means choose. */
+#define DB_HOT_FDS 10
+#define DB_FD_RESERVE 128 /* sockets, logs, the loop's own */
+void db_limits_for(long nofile, size_t n_dbs, int64_t max_hot,
+                   int64_t deep_after_ns, struct db_limits *out);
+void db_get_limits(struct db_limits *out);
+/* Databases by sleep depth, for metrics and status. */
+void db_sleep_counts(size_t *hot, size_t *light, size_t *deep, size_t *queued);
 
 /* A compressed snapshot file shared by the replicas that asked for it. */
 struct db_snapshot {
@@ -95,6 +117,8 @@ struct db {
   uint32_t page_size;
   int64_t last_change_ns; /* wall time the shadow last grew */
   struct engine_stats stats;
+  int opened; /* the engine has its connections open */
+  int sleep;  /* 0 awake, ENGINE_LIGHT (1 fd), ENGINE_DEEP (0 fds) */
 
   struct replica **replicas;
   size_t n_replicas;
@@ -122,6 +146,16 @@ struct db {
   uint64_t last_copy_ms;
   struct val_waiter *val_waiters;
   char *status_text; /* formatted on the loop, handed to the next job */
+  /* sleep bookkeeping (db.c) */
+  int no_sleep;                   /* engine_sleep cannot prove anything */
+  int hot;                        /* holds a hot slot */
+  int queued;                     /* waits for one */
+  struct db *q_next;              /* in the hot queue */
+  struct db *lru_prev, *lru_next; /* light sleepers, oldest first */
+  int64_t slept_at_ns;            /* monotonic */
+  int snap_slot;                  /* holds a snapshot slot */
+  int snap_queued;
+  struct db *snap_next;
 };
 
 /* The status file in the meta directory, one line per replica, read by

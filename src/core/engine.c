@@ -24,6 +24,8 @@
 #define OPEN_CKPT_LOCK_WAIT_MS 2000
 
 static void ckpt_lock(struct engine *e, int hold);
+static int dms_lock(struct engine *e, int hold);
+static int db_shared_lock(struct engine *e, int hold);
 
 /* Rounds of a quiet (lock-free) checkpoint: each round's PASSIVE has less
  * to copy, so the window a commit must miss shrinks. */
@@ -416,10 +418,16 @@ static int continue_after_stop(struct engine *e, const struct shadow_stop *r) {
   if ((rc = shadow_copy_frames(e)) || (rc = shadow_fsync(e)))
     return rc;
   shadow_clean(e->meta, e->gen);
-  log_info(e->name, NULL,
-           "continuing generation %s at index %08x: the database is unchanged "
-           "since sluice stopped",
-           e->gen, e->index);
+  if (e->asleep)
+    log_debug(e->name, NULL,
+              "wake: continuing generation %s at index %08x: the database "
+              "file is unchanged since it went to sleep",
+              e->gen, e->index);
+  else
+    log_info(e->name, NULL,
+             "continuing generation %s at index %08x: the database is "
+             "unchanged since sluice stopped",
+             e->gen, e->index);
   return 0;
 }
 
@@ -522,11 +530,22 @@ int engine_open(struct engine *e) {
   e->err[0] = '\0';
   e->reason[0] = '\0';
   e->disk_full = e->no_file = 0;
-  if (stat(e->db_path, &sb))
+  if (stat(e->db_path, &sb)) {
+    engine_deepen(e); /* its fds protect nothing now */
     return ERR_NOT_FOUND;
+  }
   int rc;
-  /* Before any SQLite connection: never closed while they are open. */
-  e->db_fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
+  /* Before any SQLite connection: never closed while they are open.
+   * Light sleep kept it (with its lock): keep it if it is still the file. */
+  if (e->db_fd >= 0) {
+    struct stat b;
+    if (fstat(e->db_fd, &b) || b.st_ino != sb.st_ino || b.st_dev != sb.st_dev) {
+      close(e->db_fd);
+      e->db_fd = -1;
+    }
+  }
+  if (e->db_fd < 0)
+    e->db_fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
   if (e->db_fd < 0) {
     set_err(e, "open %s: %s", e->db_path, strerror(errno));
     return errno == ENOENT ? ERR_NOT_FOUND : -errno;
@@ -564,16 +583,43 @@ int engine_open(struct engine *e) {
    * this start. */
   struct shadow_stop stop;
   int have_stop = shadow_take_stop(e->meta, &stop) == 0;
+  if (e->asleep) {
+    /* Waking: the record taken when it went to sleep. */
+    stop = e->sleep_rec;
+    have_stop = 1;
+    if (stop.dev != e->db_dev || stop.ino != e->db_ino)
+      snprintf(e->next_reason, sizeof(e->next_reason),
+               "database file replaced");
+  }
   /* Kept open until the connections are closed (see close_all).  The
    * checkpoint lock is taken before the pin: an application checkpoint
    * starting in between would otherwise wait for our pin while holding
    * it, and a resync must read the database file with no checkpoint
    * running (core/resync.h). */
   char *shm = xasprintf("%s-shm", e->db_path);
-  e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
+  if (e->shm_fd >= 0) {
+    /* Light sleep: keep its fd (and checkpoint lock) if it is still the
+     * -shm; the application's last connection may have deleted it. */
+    struct stat a, b;
+    if (stat(shm, &a) || fstat(e->shm_fd, &b) || a.st_ino != b.st_ino ||
+        a.st_dev != b.st_dev) {
+      close(e->shm_fd);
+      e->shm_fd = -1;
+      e->ckpt_held = 0;
+    }
+  }
+  if (e->shm_fd < 0)
+    e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
   free(shm);
   engine_wait_checkpoint_lock(e, OPEN_CKPT_LOCK_WAIT_MS);
-  if ((rc = pin_begin(e, 0)))
+  if ((rc = pin_begin(e, 0)) && e->asleep && e->ckpt_held) {
+    /* Our own connection may need to recover the wal-index, which needs
+     * the checkpoint lock we kept while asleep: let go of it and retry
+     * (a restart in that gap would show in the checks below). */
+    ckpt_lock(e, 0);
+    rc = pin_begin(e, 0);
+  }
+  if (rc)
     goto fail;
   pin_set(e, 0, PIN_HELD);
   /* The WAL exists once journal_mode=wal has run and the tables exist; if
@@ -586,6 +632,11 @@ int engine_open(struct engine *e) {
     goto fail;
   e->opened = 1;
   ckpt_lock(e, 1);
+  if (e->asleep) {
+    dms_lock(e, 0); /* our connections hold both now */
+    db_shared_lock(e, 0);
+    e->asleep = 0;
+  }
   return 0;
 fail:
   close_all(e);
@@ -1252,6 +1303,34 @@ static int others_have_db_open(const struct engine *e) {
   return fl.l_type != F_UNLCK;
 }
 
+/* Fills the record of the database file as sb saw it, once the clock has
+ * passed its times (so that any later write changes them).  Returns 0, or
+ * ERR_BUSY if the clock did not get there in time. */
+static int take_record(struct engine *e, const struct stat *sb,
+                       struct shadow_stop *r) {
+  int64_t t = MAX(ts_ns(&sb->st_mtim), ts_ns(&sb->st_ctim));
+  int64_t deadline = time_mono_ns() + 100 * NS_PER_MS;
+  for (;;) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    if (ts_ns(&now) > t)
+      break;
+    if (time_mono_ns() > deadline)
+      return ERR_BUSY;
+    usleep(1000);
+  }
+  memset(r, 0, sizeof(*r));
+  memcpy(r->gen, e->gen, sizeof(r->gen));
+  r->index = e->index;
+  r->size = e->shadow_size;
+  r->dev = (uint64_t)sb->st_dev;
+  r->ino = (uint64_t)sb->st_ino;
+  r->db_size = sb->st_size;
+  r->mtime_ns = ts_ns(&sb->st_mtim);
+  r->ctime_ns = ts_ns(&sb->st_ctim);
+  return 0;
+}
+
 /* The clean-stop record (shadow.h).  Our pin sits on read-mark 0 of a fully
  * checkpointed WAL (ckpt_is_full), so nothing can write the database file
  * until we close.  If ours are the last connections, the next one to open
@@ -1277,26 +1356,9 @@ static void write_stop_record(struct engine *e) {
         sb2.st_size != sb.st_size)
       return;
   }
-  int64_t t = MAX(ts_ns(&sb.st_mtim), ts_ns(&sb.st_ctim));
-  int64_t deadline = time_mono_ns() + 100 * NS_PER_MS;
-  for (;;) {
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME_COARSE, &now);
-    if (ts_ns(&now) > t)
-      break;
-    if (time_mono_ns() > deadline)
-      return;
-    usleep(1000);
-  }
   struct shadow_stop r;
-  memcpy(r.gen, e->gen, sizeof(r.gen));
-  r.index = e->index;
-  r.size = e->shadow_size;
-  r.dev = (uint64_t)sb.st_dev;
-  r.ino = (uint64_t)sb.st_ino;
-  r.db_size = sb.st_size;
-  r.mtime_ns = ts_ns(&sb.st_mtim);
-  r.ctime_ns = ts_ns(&sb.st_ctim);
+  if (take_record(e, &sb, &r))
+    return;
   int rc = shadow_write_stop(e->meta, &r);
   if (rc)
     log_warn(e->name, NULL, "write %s/%s: %s", e->meta, SHADOW_STOP_FILE,
@@ -1335,6 +1397,130 @@ int engine_close(struct engine *e) {
   }
   close_all(e);
   return rc;
+}
+
+/* The DMS byte of the -shm (unix VFS), held shared while asleep. */
+static int dms_lock(struct engine *e, int hold) {
+  struct flock fl;
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = hold ? F_RDLCK : F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = SHM_DMS_BYTE;
+  fl.l_len = 1;
+  return e->shm_fd >= 0 && fcntl(e->shm_fd, F_OFD_SETLK, &fl) == 0 ? 0
+                                                                   : ERR_BUSY;
+}
+
+/* A shared OFD lock on the first byte of SQLite's SHARED range of the
+ * database file (unix VFS: PENDING_BYTE 0x40000000 + 2): no connection can
+ * then take the EXCLUSIVE lock, so the application's last connection to
+ * close neither checkpoints nor deletes the WAL. */
+#define DB_SHARED_BYTE 0x40000002LL
+static int db_shared_lock(struct engine *e, int hold) {
+  struct flock fl;
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = hold ? F_RDLCK : F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = DB_SHARED_BYTE;
+  fl.l_len = 1;
+  return e->db_fd >= 0 && fcntl(e->db_fd, F_OFD_SETLK, &fl) == 0 ? 0 : ERR_BUSY;
+}
+
+int engine_sleep(struct engine *e, int how) {
+  if (!e->opened || e->pin < 0 || e->disk_full)
+    return ERR_BUSY; /* (a full disk: the frames live in the pinned WAL) */
+  int ng = 0;
+  int64_t size0 = e->shadow_size;
+  uint32_t index0 = e->index;
+  int rc = engine_sync(e, &ng);
+  if (rc || ng)
+    return rc ? rc : ERR_BUSY;
+  if (e->pin < 0 || e->shadow_size != size0 || e->index != index0)
+    return ERR_BUSY; /* commits are coming in: stay awake */
+  /* Everything checkpointed: our pin is then on read-mark 0 and nothing
+   * can write the database file until we let go. */
+  ckpt_lock(e, 0);
+  e->checkpointing = 1;
+  int full = ckpt_is_full(e) || checkpoint_quiet(e, 2) == 0;
+  e->checkpointing = 0;
+  ckpt_lock(e, 1);
+  if (!full || !ckpt_is_full(e) || e->pin < 0)
+    return ERR_BUSY;
+  if ((rc = shadow_fsync(e)))
+    return rc;
+  struct stat sb;
+  if (fstat(e->db_fd, &sb))
+    return -errno;
+  if (sb.st_mtim.tv_nsec == 0)
+    return -ENOTSUP; /* whole-second timestamps prove nothing */
+  struct shadow_stop r;
+  if ((rc = take_record(e, &sb, &r)))
+    return rc;
+  resync_save(e);
+  struct stat wb;
+  if (fstat(e->wal_fd, &wb) == 0) {
+    e->sleep_wal_size = wb.st_size;
+    e->sleep_wal_mtime_ns = ts_ns(&wb.st_mtim);
+    e->sleep_wal_ino = (uint64_t)wb.st_ino;
+  } else {
+    e->sleep_wal_size = -1;
+  }
+  if (how == ENGINE_LIGHT &&
+      (!e->ckpt_held || dms_lock(e, 1) || db_shared_lock(e, 1))) {
+    dms_lock(e, 0);
+    how = ENGINE_DEEP;
+  }
+  /* Keep the -shm and database fds (and their locks) through close_all. */
+  int shm = how == ENGINE_LIGHT ? e->shm_fd : -1;
+  int dbfd = how == ENGINE_LIGHT ? e->db_fd : -1;
+  if (shm >= 0)
+    e->shm_fd = e->db_fd = -1;
+  close_all(e);
+  e->shm_fd = shm;
+  e->db_fd = dbfd;
+  e->ckpt_held = shm >= 0;
+  /* The page map is on disk (resync_save): free it; a wake loads it. */
+  int saved = e->rs.saved;
+  uint32_t saved_index = e->rs.saved_index;
+  resync_destroy(&e->rs);
+  resync_init(&e->rs);
+  e->rs.saved = saved;
+  e->rs.saved_index = saved_index;
+  e->sleep_rec = r;
+  e->asleep = how;
+  return 0;
+}
+
+void engine_deepen(struct engine *e) {
+  if (e->asleep != ENGINE_LIGHT)
+    return;
+  if (e->shm_fd >= 0)
+    close(e->shm_fd);
+  if (e->db_fd >= 0)
+    close(e->db_fd);
+  e->shm_fd = e->db_fd = -1;
+  e->ckpt_held = 0;
+  e->asleep = ENGINE_DEEP;
+}
+
+int engine_wal_changed(const struct engine *e) {
+  struct stat sb;
+  if (stat(e->wal_path, &sb))
+    return e->sleep_wal_size >= 0;
+  return e->sleep_wal_size < 0 || sb.st_size != e->sleep_wal_size ||
+         ts_ns(&sb.st_mtim) != e->sleep_wal_mtime_ns ||
+         (uint64_t)sb.st_ino != e->sleep_wal_ino;
+}
+
+int engine_close_asleep(struct engine *e) {
+  if (!e->asleep)
+    return 0;
+  int rc = shadow_write_stop(e->meta, &e->sleep_rec);
+  if (rc)
+    log_warn(e->name, NULL, "write %s/%s: %s", e->meta, SHADOW_STOP_FILE,
+             strerror(-rc));
+  engine_deepen(e);
+  return 0;
 }
 
 int engine_replaced(struct engine *e) {

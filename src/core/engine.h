@@ -54,6 +54,7 @@
 
 #include "config/config.h"
 #include "core/resync.h"
+#include "core/shadow.h"
 #include "format/names.h"
 #include "format/wal.h"
 
@@ -133,6 +134,13 @@ struct engine {
 
   struct resync rs; /* the page map (core/resync.h) */
 
+  /* Asleep (engine_sleep): no connection; sleep_rec proves continuity at
+   * the next engine_open. */
+  int asleep; /* 0, ENGINE_LIGHT or ENGINE_DEEP */
+  struct shadow_stop sleep_rec;
+  int64_t sleep_wal_size, sleep_wal_mtime_ns; /* the -wal then (-1: none) */
+  uint64_t sleep_wal_ino;
+
   struct engine_stats stats;
   uint64_t db_dev, db_ino; /* identity of the open database file */
   char next_reason[64];    /* set: the next open starts a new generation */
@@ -206,6 +214,53 @@ int engine_replaced(struct engine *e);
 /* Final copy and fsync; after a full checkpoint, writes the clean-stop
  * record (shadow.h); releases the pin and closes everything. */
 int engine_close(struct engine *e);
+
+/* Sleep.  An idle database needs no SQLite connection: engine_sleep copies
+ * everything, checkpoints the whole WAL and records the database file's
+ * identity, size and times, as a clean stop does (shadow.h), then closes
+ * every connection and fd.
+ *
+ * ENGINE_LIGHT keeps two fds with OFD locks (they belong to the
+ * descriptor, so SQLite closing its own fds of the file in this process
+ * cannot drop them).  On the -shm: the checkpoint lock (byte 121) and a
+ * shared lock on the DMS byte (128).  With the checkpoint lock held nothing can
+ * backfill a frame into the database file: an application's
+ * autocheckpoint gives up at once, its wal_checkpoint(TRUNCATE) returns
+ * SQLITE_BUSY at once, and the WAL can restart only while every frame in
+ * it is backfilled, i.e. only frames we copied are discarded (all of them
+ * were copied when we went to sleep, and no later frame can be backfilled).
+ * The DMS lock makes the next process to open the database keep the
+ * wal-index instead of truncating it and running recovery, which would
+ * need the checkpoint lock.  One thing no -shm lock can stop: the last
+ * connection of the application to close takes an EXCLUSIVE lock on the
+ * database file and then checkpoints in exclusive mode, ignoring every
+ * wal-index lock, and deletes the WAL (sqlite3WalClose).  Hence the second
+ * fd, the database file's, with a shared lock on the first byte of
+ * SQLite's SHARED range: that EXCLUSIVE lock is never granted, the closing
+ * connection leaves the WAL alone (as it does while our connections are
+ * open).
+ *
+ * ENGINE_DEEP holds nothing at all: the application may checkpoint freely.
+ *
+ * Waking is engine_open, with the record instead of a clean stop's: the
+ * same WAL lifetime continues in place; another lifetime with the database
+ * file unchanged continues at the next index (nothing was checkpointed into
+ * the file, so nothing uncopied was discarded); a changed file is resynced
+ * (core/resync.h: only the changed pages, same generation).  Returns 0, or
+ * ERR_BUSY (commits came in, or the checkpoint could not complete: try
+ * later), or -ENOTSUP when the file system's timestamps cannot prove
+ * anything (whole seconds). */
+#define ENGINE_LIGHT 1
+#define ENGINE_DEEP 2
+int engine_sleep(struct engine *e, int how);
+/* Light sleep -> deep: closes the last two fds. */
+void engine_deepen(struct engine *e);
+/* Asleep: whether the -wal is not as it was when the engine went to
+ * sleep (a stat). */
+int engine_wal_changed(const struct engine *e);
+/* Asleep, stopping: the sleep record becomes the clean-stop record
+ * (shadow.h) and the last fd is closed. */
+int engine_close_asleep(struct engine *e);
 
 /* Sets e->err (for shadow.c, which writes the engine's shadow file). */
 void engine_set_err(struct engine *e, const char *fmt, ...)

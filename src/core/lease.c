@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -34,6 +35,9 @@ struct lease {
   struct backend *b;
   const char *db, *name; /* borrowed, for logs */
   char *owner;           /* our owner id */
+  const char *meta;      /* borrowed: where the owner id is kept */
+  int persisted;         /* the owner id is in meta */
+  int started;           /* lease_start ran */
   char host[256];
   int pid;
   int64_t started_ns;
@@ -52,6 +56,7 @@ struct lease {
   int64_t valid_until;        /* monotonic: uploads allowed until */
   int renew_failing;          /* a renewal failed (not a precondition) */
   char refused_owner[256];    /* whose lease we last said we wait for */
+  char last_err[512];         /* the last acquisition error logged */
   int took_from_other;        /* the write in flight takes over a live one */
   struct loop_timer *timer;
   lease_change_cb cb;
@@ -83,15 +88,30 @@ static void set_state(struct lease *l, enum lease_state s) {
     return;
   log_debug(l->db, l->name, "lease %s -> %s", lease_state_name(l->state),
             lease_state_name(s));
-  int was = l->state == L_HELD;
   l->state = s;
-  if (was != (s == L_HELD) && l->cb && s != L_RELEASING && s != L_CLOSED)
+  if (l->cb && s != L_RELEASING && s != L_CLOSED)
     l->cb(l->cb_arg, s == L_HELD);
 }
 
 /* --- the owner id --- */
 
-char *lease_owner_id(const char *meta) {
+int lease_owner_persist(const char *meta, const char *id) {
+  struct stat st;
+  if (stat(meta, &st) || !S_ISDIR(st.st_mode))
+    return -ENOENT; /* the engine has not made it yet */
+  char *path = path_join(meta, LEASE_OWNER_FILE);
+  char *line = xasprintf("%s\n", id);
+  int rc = file_write_atomic(path, line, strlen(line), 0600);
+  if (rc)
+    log_warn(meta, NULL,
+             "write %s: %s (the lease owner id will not survive a restart)",
+             path, strerror(-rc));
+  free(line);
+  free(path);
+  return rc;
+}
+
+char *lease_owner_id(const char *meta, int *persisted) {
   char host[256] = "localhost";
   gethostname(host, sizeof(host) - 1);
   host[strcspn(host, ":\n")] = '\0';
@@ -111,17 +131,15 @@ char *lease_owner_id(const char *meta) {
   }
   buf_destroy(&b);
   if (!id) {
-    id = xasprintf("%s:%d:%" PRId64, host, (int)getpid(),
-                   (int64_t)(time_now_ns() / NS_PER_SEC));
-    char *line = xasprintf("%s\n", id);
-    int rc = mkdir_p(meta, 0700);
-    if (!rc)
-      rc = file_write_atomic(path, line, strlen(line), 0600);
-    if (rc)
-      log_warn(meta, NULL,
-               "write %s: %s (the lease owner id will not survive a restart)",
-               path, strerror(-rc));
-    free(line);
+    /* Seconds with nanoseconds: unique even for databases of one process
+     * started in the same second. */
+    int64_t now = time_now_ns();
+    id = xasprintf("%s:%d:%" PRId64 ".%09" PRId64, host, (int)getpid(),
+                   (int64_t)(now / NS_PER_SEC), (int64_t)(now % NS_PER_SEC));
+    if (persisted)
+      *persisted = 0;
+  } else if (persisted) {
+    *persisted = 1;
   }
   free(path);
   return id;
@@ -212,6 +230,7 @@ static int request_end(struct lease *l) {
 }
 
 static void finish_release(struct lease *l) {
+  loop_timer_stop(l->timer);
   set_state(l, L_CLOSED);
   void (*cb)(void *) = l->release_cb;
   l->release_cb = NULL;
@@ -262,16 +281,39 @@ static void hold(struct lease *l) {
   memcpy(l->tag, l->wtag, BACKEND_TAG_MAX);
   l->valid_until = l->write_start + l->ttl_ns - l->ttl_ns / 6;
   l->refused_owner[0] = '\0';
+  l->last_err[0] = '\0';
+  /* The meta directory exists once the engine opened the database: keep
+   * the id there for a restart (a few bytes, once). */
+  if (!l->persisted)
+    l->persisted = lease_owner_persist(l->meta, l->owner) == 0;
   if (l->renew_failing)
     log_info(l->db, l->name, "lease on %s renewed again", l->b->desc);
   l->renew_failing = 0;
-  set_state(l, L_HELD);
   loop_timer_start(l->timer, (uint64_t)(l->ttl_ns / 3 / NS_PER_MS) + 1);
+  set_state(l, L_HELD);
 }
 
+/* The lease cannot be taken (the store fails): as serious as a replica
+ * sync error, since nothing goes to the path; logged once per message. */
+static void acquire_failed(struct lease *l, int status, const char *err) {
+  const char *m = err ? err : err_str(status);
+  if (strcmp(l->last_err, m)) {
+    snprintf(l->last_err, sizeof(l->last_err), "%s", m);
+    log_error(l->db, l->name,
+              "lease on %s cannot be taken, not replicating to it: %s "
+              "(retrying)",
+              l->b->desc, m);
+  }
+}
+
+int lease_failing(const struct lease *l) {
+  return l->last_err[0] != '\0';
+}
+
+/* The timer first: the change callback may release the lease. */
 static void retry_later(struct lease *l, enum lease_state s, int64_t ms) {
-  set_state(l, s);
   loop_timer_start(l->timer, (uint64_t)MAX(ms, 50));
+  set_state(l, s);
 }
 
 static void on_taken(void *arg, int status, const char *err) {
@@ -296,9 +338,10 @@ static void on_taken(void *arg, int status, const char *err) {
     acquire(l);
     return;
   }
-  log_warn(l->db, l->name, "lease on %s: %s (retrying)", l->b->desc,
-           err ? err : err_str(status));
+  acquire_failed(l, status, err);
   retry_later(l, L_ACQUIRE, RETRY_MS);
+  if (l->cb)
+    l->cb(l->cb_arg, 0); /* a shutdown waiting for it ends */
 }
 
 static void take(struct lease *l, const char *match) {
@@ -338,9 +381,10 @@ static void on_read(void *arg, int status, const char *err) {
     return;
   }
   if (status) {
-    log_warn(l->db, l->name, "lease on %s: %s (retrying)", l->b->desc,
-             err ? err : err_str(status));
+    acquire_failed(l, status, err);
     retry_later(l, L_ACQUIRE, RETRY_MS);
+    if (l->cb)
+      l->cb(l->cb_arg, 0); /* a shutdown waiting for it ends */
     return;
   }
   struct lease_info in;
@@ -487,15 +531,22 @@ struct lease *lease_new(struct backend *b, const char *meta, const char *db,
     l->valid_until = INT64_MAX;
     return l;
   }
-  l->owner = lease_owner_id(meta);
-  if (!(b->ops->caps & BACKEND_CAP_COND))
-    log_warn(db, name,
+  l->meta = meta;
+  return l;
+}
+
+void lease_start(struct lease *l) {
+  if (l->started || l->ttl_ns <= 0 || l->state != L_ACQUIRE)
+    return;
+  l->started = 1;
+  l->owner = lease_owner_id(l->meta, &l->persisted);
+  if (!(l->b->ops->caps & BACKEND_CAP_COND))
+    log_warn(l->db, l->name,
              "%s has no conditional writes: the single-writer lease on this "
              "path is best effort (two hosts starting in the same moment can "
              "both take it)",
-             b->desc);
+             l->b->desc);
   acquire(l);
-  return l;
 }
 
 int lease_held(const struct lease *l) {

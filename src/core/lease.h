@@ -7,8 +7,8 @@
  *
  * lock.json (one JSON object, written only by lease.c):
  *   version     1
- *   owner       the owner id "HOST:PID:START" of the first run that used
- *               this meta directory on this host (persisted in
+ *   owner       the owner id "HOST:PID:START" (START in seconds.nanoseconds) of
+ * the first run that used this meta directory on this host (persisted in
  *               <meta>/sluice-lease-owner, so a restart within the TTL
  *               resumes its own lease instead of waiting for it)
  *   host, pid   this process; started: its start time (RFC 3339)
@@ -39,21 +39,28 @@
 
 enum lease_state { L_ACQUIRE, L_WAITING, L_HELD, L_RELEASING, L_CLOSED };
 
-/* Called when the lease is taken (held = 1) or lost (held = 0). */
+/* Called on every change of state before a release: held = 1 when it is
+ * taken (or renewed after failures), 0 when not ours (refused, lost,
+ * retrying).  It may call lease_release. */
 typedef void (*lease_change_cb)(void *arg, int held);
 
 struct lease;
 
-/* Starts taking the lease of b's path at once.  meta: the database's meta
+/* A lease of b's path, not taken yet (lease_start).  meta: the database's meta
  * directory (the owner id lives there); db, name: for log lines (all
  * borrowed, must outlive the lease).  force: take it even from a live
  * owner (only this first time). */
 struct lease *lease_new(struct backend *b, const char *meta, const char *db,
                         const char *name, int64_t ttl_ns, int force,
                         lease_change_cb cb, void *arg);
+/* Starts taking it (once; replica.c calls it before its first upload, so
+ * a database that never appears takes no lease). */
+void lease_start(struct lease *l);
 /* Ours and not past its local deadline: uploads may go on. */
 int lease_held(const struct lease *l);
 enum lease_state lease_state(const struct lease *l);
+/* Taking it failed (the store errs) and it is being retried. */
+int lease_failing(const struct lease *l);
 const char *lease_state_name(enum lease_state s);
 /* Clean stop: writes the released version if held, then cb (also when
  * not held, at once).  No change callbacks after this. */
@@ -61,8 +68,11 @@ void lease_release(struct lease *l, void (*cb)(void *arg), void *arg);
 /* Frees it (a request still in flight frees it when it ends). */
 void lease_free(struct lease *l);
 
-/* The owner id kept in meta for this host: read, or created as
- * "HOST:PID:START" (returns owned). */
-char *lease_owner_id(const char *meta);
+/* The owner id kept in meta for this host, or a new one
+ * "HOST:PID:SEC.NSEC" (returns owned); *persisted (if set) says whether
+ * it is in meta already.  Never creates meta (the engine does). */
+char *lease_owner_id(const char *meta, int *persisted);
+/* Writes id to meta/sluice-lease-owner if meta exists: 0 or -errno. */
+int lease_owner_persist(const char *meta, const char *id);
 
 #endif

@@ -74,6 +74,8 @@ static void on_lease(void *arg, int held) {
   if (!held) {
     hk_stop(r->hk);
     r->hk_started = 0;
+    if (r->state == R_IDLE)
+      kick(r); /* a shutdown waiting for the lease ends if it was refused */
     return;
   }
   if (!in_flight(r))
@@ -336,6 +338,8 @@ out:
  * databases are not snapshotted again and again. */
 #define SNAPSHOT_WAL_MIN (1 << 20)
 
+static void charge_put(struct replica *r);
+
 static int shipped_enough(struct replica *r) {
   const struct db *db = r->db;
   int64_t f = r->cfg->snapshot_wal_factor;
@@ -403,6 +407,8 @@ static void on_put(void *arg, int status, const char *err) {
   int64_t n = r->seg_end - r->seg_off;
   r->wal_bytes += n;
   r->shipped += (int64_t)r->seg.len;
+  if (r->round_puts++ > 0)
+    charge_put(r);
   pos_set(r, r->pos.gen, r->pos.index, r->seg_end);
   if (log_enabled(LOG_DEBUG)) {
     char p[48];
@@ -553,6 +559,7 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
   succeeded(r);
   r->snapshots++;
   r->shipped = 0;
+  charge_put(r);
   memcpy(r->snap_at.gen, s->gen, sizeof(r->snap_at.gen));
   r->snap_at.index = s->index;
   hk_add_known(r->hk, s->gen, s->index, time_now_ns());
@@ -765,33 +772,54 @@ static void start_resume(struct replica *r) {
 /* --- scheduling --- */
 
 /*
- * sync-interval as an average, not a fixed gap: a token bucket.  An upload
- * round costs one token; tokens come back at one per interval, up to
- * SYNC_BURST.  A lone commit after a pause finds a token and goes at once;
- * sustained writes drain the bucket and then go together once per
- * interval, so the request rate stays at one round per interval (at most
- * 1.5 + 60 rounds in any minute at 1s, where a fixed gap allows 61).
+ * sync-interval as an average, not a fixed gap: a token bucket.  Every PUT
+ * costs one token (the first segment of a round, each further segment of
+ * the same round, each snapshot); tokens come back at one per interval, up
+ * to SYNC_BURST.  A round starts when a token is in hand.  A lone commit
+ * after a pause finds one and goes at once; sustained writes drain the
+ * bucket and then go together once per interval, so the PUT rate stays at
+ * one per interval (at most 1.5 + 60 in any minute at 1s, where a fixed
+ * gap allows 61 rounds and more PUTs).  A round that costs more than one
+ * PUT, or a flush that goes without a token, leaves a debt (at most
+ * SYNC_DEBT) that delays the next round.  A WAL restart's bare header goes
+ * at once and free (or every quiet checkpoint would delay the next commit
+ * by an interval).
  * Returns 0 and takes a token when a round may start now, else the
  * nanoseconds until one is back.
  */
 #define SYNC_BURST 1.5
+#define SYNC_DEBT 3.0
 
-static int64_t round_wait(struct replica *r, int64_t now) {
-  const struct db *db = r->db;
-  /* What a checkpoint's WAL restart leaves is the next index's bare
-   * header: it goes at once and costs no token, or every quiet
-   * checkpoint would delay the next commit by an interval. */
-  if (r->pos.index + 1 == db->index && db->shadow_size <= WAL_HEADER_SIZE)
-    return 0;
+static double tokens_now(const struct replica *r, int64_t now) {
   int64_t iv = r->cfg->sync_interval;
   double t = SYNC_BURST; /* last_round_ns 0: a full bucket */
   if (r->last_round_ns && iv > 0)
     t = r->tokens + (double)(now - r->last_round_ns) / (double)iv;
-  if (t > SYNC_BURST)
-    t = SYNC_BURST;
+  return t > SYNC_BURST ? SYNC_BURST : t;
+}
+
+/* One more PUT than the round's token paid for. */
+static void charge_put(struct replica *r) {
+  if (!r->last_round_ns)
+    return; /* before the first round: the bucket is full anyway */
+  r->tokens -= 1.0;
+  if (r->tokens < -SYNC_DEBT)
+    r->tokens = -SYNC_DEBT;
+}
+
+static int64_t round_wait(struct replica *r, int64_t now) {
+  const struct db *db = r->db;
+  int64_t iv = r->cfg->sync_interval;
+  double t = tokens_now(r, now);
+  /* What a checkpoint's WAL restart leaves is the next index's bare
+   * header. */
+  if (r->pos.index + 1 == db->index && db->shadow_size <= WAL_HEADER_SIZE) {
+    r->round_puts = -1; /* its PUT is not charged: no delay after it */
+    return 0;
+  }
   if (t < 1.0 && !r->flushing)
     return (int64_t)((1.0 - t) * (double)iv) + 1;
-  r->tokens = t >= 1.0 ? t - 1.0 : 0;
+  r->tokens = t - 1.0 < -SYNC_DEBT ? -SYNC_DEBT : t - 1.0;
   return 0;
 }
 
@@ -799,14 +827,24 @@ static void kick(struct replica *r) {
   struct db *db = r->db;
   if (in_flight(r) || r->state == R_CLOSED)
     return;
-  if (!lease_held(r->lease)) { /* not ours: nothing goes to this path */
-    flush_done(r);
-    return;
-  }
   if (r->state == R_BACKOFF && !r->flushing)
     return;
   if (!db->gen[0]) {
     caught_up(r);
+    return;
+  }
+  lease_start(r->lease); /* before anything goes to the path */
+  if (!lease_held(r->lease)) {
+    /* Not ours: nothing goes to this path.  A shutdown still waits for a
+     * lease being taken (its final sync), not for one refused. */
+    if (lease_state(r->lease) != L_ACQUIRE || lease_failing(r->lease)) {
+      if (r->flushing && behind(r))
+        log_error(r->db->name, r->name,
+                  "shutdown: changes not uploaded: the lease on %s is not "
+                  "ours",
+                  r->b->desc);
+      flush_done(r);
+    }
     return;
   }
   if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen)) {
@@ -830,6 +868,7 @@ static void kick(struct replica *r) {
     r->pending_since_ns =
         db->last_change_ns ? db->last_change_ns : time_now_ns();
   int64_t now = time_mono_ns();
+  r->round_puts = 0;
   int64_t wait = round_wait(r, now);
   if (wait > 0) {
     if (!loop_timer_active(r->timer))

@@ -45,7 +45,8 @@ struct replica {
   int64_t pending_since_ns; /* wall time of the oldest change not held */
   int64_t last_sync_ns;     /* wall time of the last successful upload */
   int64_t last_round_ns;    /* monotonic start of the last upload round */
-  double tokens;            /* upload rounds in hand as of last_round_ns */
+  double tokens;            /* PUTs in hand as of last_round_ns (< 0: owed) */
+  int round_puts;           /* PUTs of the current round so far */
   int64_t shipped;          /* compressed WAL bytes since the last snapshot */
   struct pos snap_at;       /* generation and index of the last snapshot */
   int64_t upload_errors;

@@ -117,6 +117,14 @@ struct rs {
   int final_left;
   int64_t t0;
 
+  /* Progress: a line every few seconds, a summary at the end. */
+  struct loop_timer *prog;
+  uint64_t prog_ms;
+  int64_t bytes_total, bytes_fetched;
+  size_t objs_total, objs_done, pages_written;
+  const char *check; /* the integrity pragma that ran, or NULL */
+  int64_t check_ns;
+
   int status;
   char err[1024];
   int cleaned;
@@ -140,7 +148,52 @@ static void rs_fail(struct rs *rs, int code, const char *fmt, ...) {
   free(msg);
 }
 
+/* "12.3MB" */
+static void mb_format(int64_t bytes, char *out, size_t n) {
+  snprintf(out, n, "%.1fMB", (double)bytes / 1e6);
+}
+
+static void on_progress(void *arg) {
+  struct rs *rs = arg;
+  double secs = (double)(time_mono_ns() - rs->t0) / 1e9;
+  char done[32], total[32], rate[32], eta[48] = "-";
+  mb_format(rs->bytes_fetched, done, sizeof(done));
+  mb_format(rs->bytes_total, total, sizeof(total));
+  double bps = secs > 0 ? (double)rs->bytes_fetched / secs : 0;
+  mb_format((int64_t)bps, rate, sizeof(rate));
+  if (bps > 0 && rs->bytes_total > rs->bytes_fetched)
+    duration_format(
+        (int64_t)((double)(rs->bytes_total - rs->bytes_fetched) / bps * 1e9),
+        eta);
+  int pct =
+      rs->bytes_total
+          ? (int)(100.0 * (double)rs->bytes_fetched / (double)rs->bytes_total)
+          : 100;
+  log_info(rs->db, rs->b->name,
+           "restore progress generation=%s objects=%zu/%zu bytes=%s/%s "
+           "(%d%%) rate=%s/s eta=%s pages_written=%zu",
+           rs->gen, rs->objs_done, rs->objs_total, done, total, pct, rate, eta,
+           rs->pages_written);
+  loop_timer_start(rs->prog, rs->prog_ms);
+}
+
+static void progress_start(struct rs *rs) {
+  rs->objs_total = 1;
+  rs->bytes_total = MAX(rs->snap.size, (int64_t)0);
+  for (size_t i = 0; i < rs->n_idx; i++)
+    for (size_t k = 0; k < rs->idx[i].n; k++) {
+      rs->objs_total++;
+      rs->bytes_total += MAX(rs->idx[i].segs[k].size, (int64_t)0);
+    }
+  const char *e = getenv("SLUICE_PROGRESS_INTERVAL_MS"); /* tests */
+  rs->prog_ms = e && atoi(e) > 0 ? (uint64_t)atoi(e) : 5000;
+  rs->prog = loop_timer_new(on_progress, rs);
+  loop_timer_start(rs->prog, rs->prog_ms);
+}
+
 static void rs_free(struct rs *rs) {
+  if (rs->prog)
+    loop_timer_free(rs->prog);
   for (size_t i = 0; i < rs->n_idx; i++) {
     free(rs->idx[i].staging);
     free(rs->idx[i].map);
@@ -345,6 +398,7 @@ static void on_segment_done(struct fetch *f) {
   } else {
     w->end += f->out_len;
     w->next_seg++;
+    rs->objs_done++;
   }
   fetch_destroy(f);
   if (rs->status || w->next_seg == w->n) {
@@ -373,6 +427,7 @@ static void widx_next_segment(struct widx *w) {
   char *key = key_wal_segment(rs->gen, w->index, s->offset);
   char *tmp = xasprintf("%s.lz4", w->staging);
   w->fetch.owner = w;
+  w->fetch.fetched = &rs->bytes_fetched;
   w->fetch.post = verify_segment;
   w->fetch.done = on_segment_done;
   rs->pending++;
@@ -599,6 +654,7 @@ static void on_applied(void *arg, int status) {
              rs->gen, w->index, w->pages, el);
     w->state = WI_APPLIED;
     rs->next_apply++;
+    rs->pages_written += w->pages;
   }
   rs_pump(rs);
 }
@@ -739,10 +795,19 @@ static void on_renamed(void *arg, int status) {
   if (status)
     rs_fail(rs, status, "rename job failed");
   if (!rs->status) {
-    char el[40];
-    duration_format(time_mono_ns() - rs->t0, el);
-    log_info(rs->db, rs->b->name, "restore complete path=%s elapsed=%s",
-             rs->out, el);
+    int64_t ns = time_mono_ns() - rs->t0;
+    char el[40], ck[40] = "0s", bytes[32], rate[32];
+    duration_format(ns, el);
+    duration_format(rs->check_ns, ck);
+    mb_format(rs->bytes_fetched, bytes, sizeof(bytes));
+    mb_format(ns > 0 ? (int64_t)((double)rs->bytes_fetched * 1e9 / (double)ns)
+                     : 0,
+              rate, sizeof(rate));
+    log_info(rs->db, rs->b->name,
+             "restore complete path=%s elapsed=%s objects=%zu bytes=%s "
+             "rate=%s/s pages_written=%zu check=%s check_elapsed=%s",
+             rs->out, el, rs->objs_done, bytes, rate, rs->pages_written,
+             rs->check ? rs->check : "off", ck);
   }
   rs_pump(rs);
 }
@@ -757,6 +822,8 @@ static void on_final_job(void *arg, int status) {
     rs_fail(rs, j->status, "%s", j->err);
   else if (j->check) {
     char el[40];
+    rs->check = j->check;
+    rs->check_ns = j->elapsed_ns;
     duration_format(j->elapsed_ns, el);
     log_info(rs->db, rs->b->name, "%s ok path=%s elapsed=%s", j->check, rs->tmp,
              el);
@@ -855,12 +922,15 @@ static void on_snapshot_done(struct fetch *f) {
     rs_fail(rs, f->status, "%s", f->err);
   } else {
     rs->snap_done = 1;
+    rs->objs_done++;
+    rs->pages_written +=
+        rs->page_size ? (size_t)(f->out_len / rs->page_size) : 0;
     char el[40];
     duration_format(time_mono_ns() - rs->t0, el);
-    log_debug(rs->db, rs->b->name,
-              "snapshot decoded generation=%s index=%08" PRIx32 " size=%" PRId64
-              " elapsed=%s",
-              rs->gen, rs->snap.index, f->out_len, el);
+    log_info(rs->db, rs->b->name,
+             "snapshot decoded generation=%s index=%08" PRIx32 " size=%" PRId64
+             " elapsed=%s",
+             rs->gen, rs->snap.index, f->out_len, el);
   }
   rs_pump(rs);
 }
@@ -903,6 +973,7 @@ static void on_prepared(void *arg, int status) {
     rs_pump(rs);
     return;
   }
+  progress_start(rs);
   char *key = key_snapshot(rs->gen, rs->snap.index);
   char *tmp = xasprintf("%s.snapshot.lz4", rs->tmp);
   log_info(rs->db, rs->b->name,
@@ -911,6 +982,7 @@ static void on_prepared(void *arg, int status) {
   rs->snapf.owner = rs;
   rs->snapf.writeback = 1;
   rs->snapf.blocks = 1;
+  rs->snapf.fetched = &rs->bytes_fetched;
   rs->snapf.post = verify_snapshot;
   rs->snapf.done = on_snapshot_done;
   rs->pending++;

@@ -108,6 +108,8 @@ static void on_chunk(void *arg, int status, const char *err) {
   struct chunk *c = arg;
   struct fetch *f = c->f;
   f->pending--;
+  if (!status && f->fetched)
+    *f->fetched += (int64_t)c->buf.len;
   if (status) {
     fetch_fail(f, status, "%s", err ? err : err_str(status));
   } else if (f->chunk_size) {
@@ -229,35 +231,36 @@ static void blk_decode_work(void *arg) {
     blk_fail(b, ERR_LZ4, "%s: %s", b->f->key, err_str(ERR_LZ4));
 }
 
-/* Pool, one at a time in block order: writes a block at the running
- * offset, or checks a frame's end. */
+/* Pool: writes a decoded block at its offset (blocks are written in
+ * parallel once the sizes of the ones before them are known). */
 static void blk_write_work(void *arg) {
   struct blk *b = arg;
   struct fetch *f = b->f;
   char tmp[128];
-  if (b->end) {
-    if (b->has_csum && xxh32_digest(&f->hash) != b->csum)
-      blk_fail(b, ERR_LZ4, "%s: %s (content checksum)", f->key,
-               err_str(ERR_LZ4));
-    else if (b->has_size && (uint64_t)f->frame_total != b->csize)
-      blk_fail(b, ERR_LZ4, "%s: %s (content size)", f->key, err_str(ERR_LZ4));
-    xxh32_init(&f->hash);
-    f->frame_total = 0;
-    return;
-  }
-  off_t off = (off_t)(f->out_off + f->btotal);
-  int rc = pwrite_full(f->out_fd, b->out, b->out_len, off);
+  int rc = pwrite_full(f->out_fd, b->out, b->out_len, (off_t)b->off);
   if (rc) {
     blk_fail(b, rc, "%s: cannot write decoded data: %s", f->key,
              errtext(rc, tmp, sizeof(tmp)));
     return;
   }
   if (f->writeback)
-    sync_file_range(f->out_fd, off, (off_t)b->out_len, SYNC_FILE_RANGE_WRITE);
-  if (b->hash_it)
-    xxh32_update(&f->hash, b->out, b->out_len);
-  f->btotal += (int64_t)b->out_len;
-  f->frame_total += (int64_t)b->out_len;
+    sync_file_range(f->out_fd, (off_t)b->off, (off_t)b->out_len,
+                    SYNC_FILE_RANGE_WRITE);
+}
+
+/* Pool, one at a time in block order: the content checksum, updated with
+ * each block and checked at each frame's end. */
+static void blk_hash_work(void *arg) {
+  struct blk *b = arg;
+  struct fetch *f = b->f;
+  if (!b->end) {
+    if (b->hash_it)
+      xxh32_update(&f->hash, b->out, b->out_len);
+    return;
+  }
+  if (b->has_csum && xxh32_digest(&f->hash) != b->csum)
+    b->hstatus = ERR_LZ4;
+  xxh32_init(&f->hash);
 }
 
 static void blk_unref(struct fetch *f, struct blk *b) {
@@ -285,19 +288,32 @@ static void on_blk_written(void *arg, int status) {
   struct blk *b = arg;
   struct fetch *f = b->f;
   f->pending--;
-  f->writing = 0;
   if (status)
     fetch_fail(f, status, "%s: pool job failed", f->key);
   else if (b->status)
     fetch_fail(f, b->status, "%s", b->err);
-  b->state = BLK_FREE;
-  f->next_write++;
+  b->written = 1;
+  fetch_pump(f);
+}
+
+static void on_blk_hashed(void *arg, int status) {
+  struct blk *b = arg;
+  struct fetch *f = b->f;
+  f->pending--;
+  f->hashing = 0;
+  if (status)
+    fetch_fail(f, status, "%s: pool job failed", f->key);
+  else if (b->hstatus)
+    fetch_fail(f, b->hstatus, "%s: %s (content checksum)", f->key,
+               err_str(b->hstatus));
+  b->hashed = 1;
+  f->next_hash++;
   fetch_pump(f);
 }
 
 static void blk_final_work(void *arg) {
   struct fetch *f = arg;
-  f->out_len = f->btotal;
+  f->out_len = f->assigned;
   if (f->post)
     f->post(f);
 }
@@ -315,7 +331,8 @@ static void blk_add(struct fetch *f, int64_t pos, size_t n, int stored,
   struct blk *b = &f->blk[f->next_blk++ % MAX_BLOCKS];
   b->f = f;
   b->end = 0;
-  b->status = 0;
+  b->status = b->hstatus = 0;
+  b->written = b->hashed = 0;
   b->stored = stored;
   b->has_bsum = has_bsum;
   b->bsum = bsum;
@@ -344,7 +361,9 @@ static void blk_add_end(struct fetch *f, int has_csum, uint32_t csum) {
   struct blk *b = &f->blk[f->next_blk++ % MAX_BLOCKS];
   b->f = f;
   b->end = 1;
-  b->status = 0;
+  b->status = b->hstatus = 0;
+  b->written = b->hashed = 0;
+  b->out_len = 0;
   b->has_csum = has_csum;
   b->csum = csum;
   b->has_size = f->fi.has_size;
@@ -408,7 +427,7 @@ static int blk_parse(struct fetch *f) {
       f->pstate = P_BLOCK;
       continue;
     }
-    if (f->next_blk - f->next_write >= MAX_BLOCKS)
+    if (f->next_blk - f->next_done >= MAX_BLOCKS)
       break;
     if (left < 4) {
       if (complete)
@@ -464,22 +483,74 @@ static void blk_release(struct fetch *f) {
 
 /* Loop: the block-mode half of fetch_pump (after the GETs were sent).
  * Returns 1 when it switched to the one-context decoder. */
-static int blk_pump(struct fetch *f) {
-  if (!f->status && blk_parse(f)) {
-    f->bmode = 0;
-    return 1;
+static void send_gets(struct fetch *f);
+
+/* One pass: parse, release chunks, send GETs, give out offsets, hash,
+ * free slots; 1 if anything moved. */
+static int blk_step(struct fetch *f, int *switched) {
+  int64_t before[] = {f->ppos,     f->next_dec, f->next_get,
+                      f->next_blk, f->next_off, f->next_done};
+  if (blk_parse(f)) {
+    *switched = 1;
+    return 0;
   }
   blk_release(f);
   if (f->status)
     return 0;
-  struct blk *b = &f->blk[f->next_write % MAX_BLOCKS];
-  if (!f->writing && f->next_write < f->next_blk && b->state == BLK_DECODED) {
-    f->writing = 1;
+  send_gets(f);
+  /* Offsets, in order, as the blocks before are decoded. */
+  while (f->next_off < f->next_blk) {
+    struct blk *b = &f->blk[f->next_off % MAX_BLOCKS];
+    if (b->state != BLK_DECODED)
+      break;
     b->state = BLK_WRITING;
+    f->next_off++;
+    if (b->end) {
+      if (b->has_size && (uint64_t)f->frame_total != b->csize)
+        fetch_fail(f, ERR_LZ4, "%s: %s (content size)", f->key,
+                   err_str(ERR_LZ4));
+      f->frame_total = 0;
+      b->written = 1;
+      continue;
+    }
+    b->off = f->out_off + f->assigned;
+    f->assigned += (int64_t)b->out_len;
+    f->frame_total += (int64_t)b->out_len;
     f->pending++;
     loop_work_submit(blk_write_work, on_blk_written, b);
   }
-  if (f->parse_done && f->next_write == f->next_blk && !f->pending &&
+  if (f->status)
+    return 0;
+  struct blk *h = &f->blk[f->next_hash % MAX_BLOCKS];
+  if (!f->hashing && f->next_hash < f->next_off) {
+    f->hashing = 1;
+    f->pending++;
+    loop_work_submit(blk_hash_work, on_blk_hashed, h);
+  }
+  /* Slots are reused in order once written and hashed. */
+  while (f->next_done < f->next_hash) {
+    struct blk *b = &f->blk[f->next_done % MAX_BLOCKS];
+    if (!b->written || !b->hashed)
+      break;
+    b->state = BLK_FREE;
+    f->next_done++;
+  }
+  int64_t after[] = {f->ppos,     f->next_dec, f->next_get,
+                     f->next_blk, f->next_off, f->next_done};
+  return !f->status && memcmp(before, after, sizeof(before));
+}
+
+static int blk_pump(struct fetch *f) {
+  int switched = 0;
+  while (!f->status && blk_step(f, &switched))
+    ;
+  if (switched) {
+    f->bmode = 0;
+    return 1;
+  }
+  if (f->status)
+    return 0;
+  if (f->parse_done && f->next_done == f->next_blk && !f->pending &&
       !f->final_sent) {
     f->final_sent = 1;
     f->pending++;
@@ -517,12 +588,9 @@ static void fetch_pump(struct fetch *f) {
         fetch_finish(f);
       return;
     }
-    send_gets(f);
     if (!blk_pump(f)) {
       if (f->status && !f->pending)
         fetch_finish(f);
-      else if (!f->status)
-        send_gets(f);
       return;
     }
     /* Not a frame of independent blocks: nothing was decoded or
@@ -618,6 +686,8 @@ static void on_tmp_got(void *arg, int status, const char *err) {
     loop_work_submit(tmp_close_work, on_tmp_closed, f);
     return;
   }
+  if (f->fetched)
+    *f->fetched += MAX(f->size, (int64_t)0);
   loop_work_submit(tmp_decode_work, on_tmp_decoded, f);
 }
 

@@ -55,7 +55,9 @@ struct blk {
   uint64_t csize;
   uint8_t *out, *gather; /* kept for the next block in this slot */
   size_t out_cap, gather_cap, out_len;
-  int status;
+  int64_t off; /* where out goes */
+  int written, hashed;
+  int status, hstatus;
   char err[256];
 };
 
@@ -73,6 +75,7 @@ struct fetch {
   fetch_post_fn post;
   fetch_done_fn done;
   void *owner;
+  int64_t *fetched; /* if set, bytes downloaded are added here (loop) */
 
   int64_t chunk_size; /* 0: one GET of the whole object */
   int window;
@@ -106,15 +109,17 @@ struct fetch {
   int blocks;
   int bmode;
   struct blk blk[MAX_BLOCKS];
-  int64_t next_blk, next_write; /* block sequence numbers */
-  int writing;
+  /* Block sequence numbers: next to parse, to get an offset, to hash,
+   * to free. */
+  int64_t next_blk, next_off, next_hash, next_done;
+  int hashing;
   int chunk_refs[MAX_WINDOW];
   int pstate;
   int64_t ppos; /* parser position in the object */
   struct lz4_frame_info fi;
   int frames, parse_done, final_sent;
-  int64_t btotal, frame_total; /* written by the write job in flight */
-  struct xxh32 hash;
+  int64_t assigned, frame_total; /* output offsets given out (loop) */
+  struct xxh32 hash;             /* the hash job in flight only */
 };
 
 /* Starts fetching key (stored size `size`, -1 if unknown) into out_fd at

@@ -780,11 +780,17 @@ int daemon_run(struct daemon_opts *o) {
   log_info(NULL, NULL, "sluice v%s", SLUICE_VERSION);
   if (g_d.cfg.n_dbs == 0 && g_d.cfg.n_dirs == 0)
     log_error(NULL, NULL, "no databases specified in configuration");
-  if (nofile > 0 && (long)g_d.cfg.n_dbs * 8 + 64 > nofile)
+  struct db_limits lim;
+  db_limits_for(nofile > 0 ? nofile : 1024, g_d.cfg.n_dbs,
+                g_d.cfg.max_hot_databases, g_d.cfg.deep_sleep_after, &lim);
+  db_set_limits(&lim);
+  if (nofile > 0 && g_d.cfg.n_dbs > lim.max_hot + lim.max_light)
     log_warn(NULL, NULL,
-             "open file limit %ld is low for %zu databases (about 8 each); "
-             "raise LimitNOFILE / ulimit -n",
-             nofile, g_d.cfg.n_dbs);
+             "open file limit %ld: %zu databases do not all fit awake or in "
+             "light sleep (%zu hot at once, %zu light sleepers): the others "
+             "sleep deep (no fd; a wake may resync); raise LimitNOFILE / "
+             "ulimit -n to avoid it",
+             nofile, g_d.cfg.n_dbs, lim.max_hot, lim.max_light);
 
   g_d.dbs = xcalloc(g_d.cfg.n_dbs + 1, sizeof(struct db *));
   for (size_t i = 0; i < g_d.cfg.n_dbs; i++) {

@@ -656,11 +656,8 @@ struct discover *discover_start(const struct config *c) {
     w->ds = ds;
     w->e = e;
     char why[128];
-    if (config_pattern_check(e->pattern, why, sizeof(why))) {
-      log_error(NULL, NULL, "dir %s: invalid pattern %s (%s): skipped", e->dir,
-                e->pattern, why);
-      continue;
-    }
+    if (config_pattern_check(e->pattern, why, sizeof(why)))
+      continue; /* config_load said so */
     struct stat st;
     if (stat(e->dir, &st) || !S_ISDIR(st.st_mode)) {
       /* config_expand_dirs said so (one line); now wait for it. */

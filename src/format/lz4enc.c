@@ -1,8 +1,11 @@
 #include "format/lz4enc.h"
 
+#include <lz4.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "base/util.h"
 
 /* LZ4 block format rules (lz4_Block_format.md): a match is at least 4
@@ -251,12 +254,45 @@ uint32_t xxh32_digest(const struct xxh32 *h) {
 
 void lz4_enc_init(struct lz4_enc *e) {
   e->table = xmalloc(sizeof(*e->table) << HLOG_MAX);
+  e->check = NULL;
   xxh32_init(&e->sum);
 }
 
 void lz4_enc_destroy(struct lz4_enc *e) {
   free(e->table);
+  free(e->check);
   e->table = NULL;
+  e->check = NULL;
+}
+
+unsigned long lz4enc_checked, lz4enc_check_failed;
+static atomic_ulong g_blocks;
+#ifdef NDEBUG
+static atomic_int g_check_all;
+#else
+static atomic_int g_check_all = 1;
+#endif
+
+void lz4enc_check_all(int on) {
+  atomic_store(&g_check_all, on);
+}
+
+/* 1 if the c compressed bytes at comp decode back to the n at src. */
+static int decodes_back(struct lz4_enc *e, const uint8_t *comp, size_t c,
+                        const uint8_t *src, size_t n) {
+  if (!e->check)
+    e->check = xmalloc(LZ4ENC_BLOCK);
+  int r = LZ4_decompress_safe((const char *)comp, (char *)e->check, (int)c,
+                              (int)LZ4ENC_BLOCK);
+  __atomic_add_fetch(&lz4enc_checked, 1, __ATOMIC_RELAXED);
+  if (r == (int)n && !memcmp(e->check, src, n))
+    return 1;
+  __atomic_add_fetch(&lz4enc_check_failed, 1, __ATOMIC_RELAXED);
+  log_error(NULL, NULL,
+            "lz4: a compressed block of %zu bytes did not decode back "
+            "(encoder bug): stored uncompressed",
+            n);
+  return 0;
 }
 
 size_t lz4_enc_begin(struct lz4_enc *e, uint8_t *out) {
@@ -275,6 +311,11 @@ size_t lz4_enc_block(struct lz4_enc *e, const uint8_t *src, size_t n,
     return 0;
   xxh32_update(&e->sum, src, n);
   size_t c = lz4_block_compress(src, n, out + 4, n - 1, e->table);
+  if (c &&
+      (atomic_load(&g_check_all) ||
+       atomic_fetch_add(&g_blocks, 1) % LZ4ENC_CHECK_EVERY == 0) &&
+      !decodes_back(e, out + 4, c, src, n))
+    c = 0;
   if (c) {
     put_le32(out, (uint32_t)c);
     return 4 + c;

@@ -57,6 +57,11 @@ typedef void (*watch_cb)(void *arg, const char *name);
  * directory cannot be watched (e.g. -ENOSPC when the inotify watch limit is
  * reached): the caller then falls back to polling. */
 int watch_add(const char *dir, watch_cb cb, void *arg, struct watch_sub **out);
+/* Subscribes to the changes of one file of `dir` (and of its -wal, -shm and
+ * -journal): found by a hash of its name, O(1) per event whatever the
+ * number of subscribers in the directory. */
+int watch_add_file(const char *dir, const char *name, watch_cb cb, void *arg,
+                   struct watch_sub **out);
 void watch_remove(struct watch_sub *sub);
 /* A paused subscriber wants no callbacks for now; when all subscribers of
  * a directory are paused the kernel watch is stopped.  After resuming, the

@@ -1,9 +1,15 @@
 /*
  * Directory watches.  One uv_fs_event (one inotify watch) per directory,
- * fanned out to every subscriber in it: with hundreds of databases in one
- * directory the kernel still holds a single watch.
+ * fanned out to its subscribers: with 100,000 databases in one directory
+ * the kernel still holds a single watch.  Directories are found by a hash
+ * of their path, and a subscriber to one file (watch_add_file) by a hash of
+ * its name in its directory, so an event costs O(1) whatever the number of
+ * databases (an event for "x.db-wal", "x.db-shm" or "x.db-journal" also
+ * reaches the subscriber of "x.db").  Subscribers to the whole directory
+ * (watch_add) get every event.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -18,40 +24,129 @@ struct watch_sub {
   struct watch_dir *dir;
   watch_cb cb;
   void *arg;
+  char *name; /* the file subscribed to, or NULL: every event */
+  uint32_t hash;
   int removed;
   int paused;
-  struct watch_sub *next;
+  struct watch_sub *next; /* in its bucket (or the directory's all-list) */
 };
 
 struct watch_dir {
   uv_fs_event_t h;
   char *path;
-  struct watch_sub *subs;
+  uint32_t hash;
+  struct watch_sub **buckets; /* file subscribers by name */
+  size_t nbuckets;
+  size_t nfiles;
+  struct watch_sub *all; /* whole-directory subscribers */
   int dispatching;
+  int nremoved; /* marked while dispatching, freed after */
   int nsubs;
   int npaused;
   int stopped; /* every subscriber paused: the inotify watch is off */
-  struct watch_dir *next;
+  struct watch_dir *next; /* in its bucket of g_dirs */
 };
 
-static struct watch_dir *g_dirs;
+static struct watch_dir **g_dirs;
+static size_t g_ndirs_buckets, g_ndirs;
 
-static void free_removed(struct watch_dir *d) {
-  struct watch_sub **pp = &d->subs;
+static uint32_t hash_str(const char *s, size_t n) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) {
+    h ^= (uint8_t)s[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+/* --- the directory table --- */
+
+static void dirs_grow(void) {
+  size_t n = g_ndirs_buckets ? g_ndirs_buckets * 2 : 64;
+  struct watch_dir **b = xcalloc(n, sizeof(*b));
+  for (size_t i = 0; i < g_ndirs_buckets; i++) {
+    struct watch_dir *d = g_dirs[i];
+    while (d) {
+      struct watch_dir *next = d->next;
+      d->next = b[d->hash & (n - 1)];
+      b[d->hash & (n - 1)] = d;
+      d = next;
+    }
+  }
+  free(g_dirs);
+  g_dirs = b;
+  g_ndirs_buckets = n;
+}
+
+static struct watch_dir *dir_find(const char *path, uint32_t h) {
+  if (!g_ndirs_buckets)
+    return NULL;
+  for (struct watch_dir *d = g_dirs[h & (g_ndirs_buckets - 1)]; d; d = d->next)
+    if (d->hash == h && !strcmp(d->path, path))
+      return d;
+  return NULL;
+}
+
+static void dir_unlink(struct watch_dir *d) {
+  struct watch_dir **pp = &g_dirs[d->hash & (g_ndirs_buckets - 1)];
+  while (*pp && *pp != d)
+    pp = &(*pp)->next;
+  if (*pp) {
+    *pp = d->next;
+    g_ndirs--;
+  }
+}
+
+/* --- subscribers of one directory --- */
+
+static void files_grow(struct watch_dir *d) {
+  size_t n = d->nbuckets ? d->nbuckets * 2 : 4;
+  struct watch_sub **b = xcalloc(n, sizeof(*b));
+  for (size_t i = 0; i < d->nbuckets; i++) {
+    struct watch_sub *s = d->buckets[i];
+    while (s) {
+      struct watch_sub *next = s->next;
+      s->next = b[s->hash & (n - 1)];
+      b[s->hash & (n - 1)] = s;
+      s = next;
+    }
+  }
+  free(d->buckets);
+  d->buckets = b;
+  d->nbuckets = n;
+}
+
+static void sub_free(struct watch_sub *s) {
+  free(s->name);
+  free(s);
+}
+
+static void free_list(struct watch_sub **pp, int all) {
   while (*pp) {
     struct watch_sub *s = *pp;
-    if (s->removed) {
+    if (all || s->removed) {
       *pp = s->next;
-      free(s);
+      sub_free(s);
     } else {
       pp = &s->next;
     }
   }
 }
 
+/* Frees the subscribers marked removed (all of them if all). */
+static void free_removed(struct watch_dir *d, int all) {
+  if (!all && !d->nremoved)
+    return;
+  free_list(&d->all, all);
+  for (size_t i = 0; i < d->nbuckets; i++)
+    free_list(&d->buckets[i], all);
+  d->nremoved = 0;
+}
+
 static void on_dir_close(uv_handle_t *h) {
   struct watch_dir *d = container_of((uv_fs_event_t *)h, struct watch_dir, h);
-  free_removed(d);
+  free_removed(d, 1);
+  free(d->buckets);
   free(d->path);
   free(d);
 }
@@ -59,17 +154,10 @@ static void on_dir_close(uv_handle_t *h) {
 static void dir_release(struct watch_dir *d) {
   if (d->nsubs > 0 || d->dispatching)
     return;
-  struct watch_dir **pp = &g_dirs;
-  while (*pp && *pp != d)
-    pp = &(*pp)->next;
-  if (*pp)
-    *pp = d->next;
+  dir_unlink(d);
   uv_fs_event_stop(&d->h);
   uv_close((uv_handle_t *)&d->h, on_dir_close);
 }
-
-static void on_fs_event(uv_fs_event_t *h, const char *filename, int events,
-                        int status);
 
 /* Stops the kernel watch while every subscriber is paused. */
 static void stop_if_all_paused(struct watch_dir *d) {
@@ -80,62 +168,111 @@ static void stop_if_all_paused(struct watch_dir *d) {
   }
 }
 
-/* Starts it again for a subscriber that wants events. */
-static void restart(struct watch_dir *d) {
-  if (d->stopped) {
-    d->stopped = 0;
-    if (uv_fs_event_start(&d->h, on_fs_event, d->path, 0))
-      d->stopped = 1; /* cannot watch again: subscribers poll */
-  }
+static void deliver(struct watch_sub *s, const char *name) {
+  if (!s->removed && !s->paused)
+    s->cb(s->arg, name);
 }
+
+/* The subscribers of file `name` (n bytes of it). */
+static void deliver_file(struct watch_dir *d, const char *name, size_t n,
+                         const char *full) {
+  if (!d->nbuckets)
+    return;
+  uint32_t h = hash_str(name, n);
+  for (struct watch_sub *s = d->buckets[h & (d->nbuckets - 1)]; s; s = s->next)
+    if (s->hash == h && !strncmp(s->name, name, n) && s->name[n] == '\0')
+      deliver(s, full);
+}
+
+static const char *const suffixes[] = {"-wal", "-shm", "-journal"};
 
 static void on_fs_event(uv_fs_event_t *h, const char *filename, int events,
                         int status) {
   struct watch_dir *d = container_of(h, struct watch_dir, h);
   (void)events;
+  const char *name = status < 0 ? NULL : filename;
   /* Subscribers may remove themselves (or others) from their callback:
    * removal only marks them while we iterate. */
   d->dispatching++;
-  for (struct watch_sub *s = d->subs; s; s = s->next) {
-    if (!s->removed && !s->paused)
-      s->cb(s->arg, status < 0 ? NULL : filename);
+  for (struct watch_sub *s = d->all; s; s = s->next)
+    deliver(s, name);
+  if (!name) {
+    for (size_t i = 0; i < d->nbuckets; i++)
+      for (struct watch_sub *s = d->buckets[i]; s; s = s->next)
+        deliver(s, NULL);
+  } else {
+    size_t n = strlen(name);
+    deliver_file(d, name, n, name);
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+      size_t k = strlen(suffixes[i]);
+      if (n > k && !strcmp(name + n - k, suffixes[i]))
+        deliver_file(d, name, n - k, name);
+    }
   }
   d->dispatching--;
   if (!d->dispatching) {
-    free_removed(d);
+    free_removed(d, 0);
     stop_if_all_paused(d); /* some paused themselves in their callback */
     dir_release(d);
   }
 }
 
-int watch_add(const char *path, watch_cb cb, void *arg,
-              struct watch_sub **out) {
-  struct watch_dir *d;
-  for (d = g_dirs; d; d = d->next)
-    if (!strcmp(d->path, path))
-      break;
+static int subscribe(const char *path, const char *file, watch_cb cb, void *arg,
+                     struct watch_sub **out) {
+  uint32_t dh = hash_str(path, strlen(path));
+  struct watch_dir *d = dir_find(path, dh);
   if (!d) {
     d = xcalloc(1, sizeof(*d));
     d->path = xstrdup(path);
+    d->hash = dh;
     uv_fs_event_init(loop_uv(), &d->h);
     int rc = uv_fs_event_start(&d->h, on_fs_event, path, 0);
     if (rc) {
       uv_close((uv_handle_t *)&d->h, on_dir_close);
       return rc;
     }
-    d->next = g_dirs;
-    g_dirs = d;
+    if (g_ndirs + 1 > g_ndirs_buckets)
+      dirs_grow();
+    d->next = g_dirs[dh & (g_ndirs_buckets - 1)];
+    g_dirs[dh & (g_ndirs_buckets - 1)] = d;
+    g_ndirs++;
   }
   struct watch_sub *s = xcalloc(1, sizeof(*s));
   s->dir = d;
   s->cb = cb;
   s->arg = arg;
-  s->next = d->subs;
-  d->subs = s;
+  if (file) {
+    s->name = xstrdup(file);
+    s->hash = hash_str(file, strlen(file));
+    if (d->nfiles + 1 > d->nbuckets)
+      files_grow(d);
+    struct watch_sub **b = &d->buckets[s->hash & (d->nbuckets - 1)];
+    s->next = *b;
+    *b = s;
+    d->nfiles++;
+  } else {
+    s->next = d->all;
+    d->all = s;
+  }
   d->nsubs++;
-  restart(d); /* every other subscriber was paused */
+  if (d->stopped) {
+    /* A new subscriber is not paused: watch again. */
+    d->stopped = 0;
+    if (uv_fs_event_start(&d->h, on_fs_event, d->path, 0))
+      d->stopped = 1;
+  }
   *out = s;
   return 0;
+}
+
+int watch_add(const char *path, watch_cb cb, void *arg,
+              struct watch_sub **out) {
+  return subscribe(path, NULL, cb, arg, out);
+}
+
+int watch_add_file(const char *dir, const char *name, watch_cb cb, void *arg,
+                   struct watch_sub **out) {
+  return subscribe(dir, name, cb, arg, out);
 }
 
 /* While every subscriber of a directory is paused, the watch is off:
@@ -153,8 +290,13 @@ void watch_resume(struct watch_sub *s) {
   if (!s || !s->paused)
     return;
   s->paused = 0;
-  s->dir->npaused--;
-  restart(s->dir);
+  struct watch_dir *d = s->dir;
+  d->npaused--;
+  if (d->stopped) {
+    d->stopped = 0;
+    if (uv_fs_event_start(&d->h, on_fs_event, d->path, 0))
+      d->stopped = 1; /* cannot watch again: subscribers poll */
+  }
 }
 
 void watch_remove(struct watch_sub *s) {
@@ -165,11 +307,21 @@ void watch_remove(struct watch_sub *s) {
     s->paused = 0;
     d->npaused--;
   }
-  s->removed = 1;
   d->nsubs--;
-  if (!d->dispatching) {
-    free_removed(d);
-    stop_if_all_paused(d);
-    dir_release(d);
+  if (s->name)
+    d->nfiles--;
+  if (d->dispatching) {
+    s->removed = 1; /* freed once the dispatch ends */
+    d->nremoved++;
+    return;
   }
+  struct watch_sub **pp =
+      s->name ? &d->buckets[s->hash & (d->nbuckets - 1)] : &d->all;
+  while (*pp && *pp != s)
+    pp = &(*pp)->next;
+  if (*pp)
+    *pp = s->next;
+  sub_free(s);
+  stop_if_all_paused(d);
+  dir_release(d);
 }

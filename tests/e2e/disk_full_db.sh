@@ -8,7 +8,14 @@
 # when it recovers, the sluice_disk_full metric in between; once space is
 # free again everything converges (checkpoints, new WAL indexes), and a
 # graceful stop loses nothing.
+#
+#   disk_full_db.sh [mid|restart]
+# mid: the disk fills in the middle of a WAL lifetime.  restart: the
+# application pauses, sluice checkpoints, the disk fills, then the
+# application's next commit restarts the WAL: the new index cannot even get
+# its shadow file, and is uploaded from the WAL from its header on.
 source "$SRCDIR/tests/lib/common.sh"
+CASE=${1:-mid}
 command -v python3 >/dev/null || skip "python3 not installed"
 command -v curl >/dev/null || skip "curl not installed"
 
@@ -25,7 +32,7 @@ REPLICA=$T/replica
 cat >"$T/sluice.yml" <<YML
 addr: 127.0.0.1:$PORT
 logging:
-  level: ${DISK_LOG_LEVEL:-info}
+  level: $([ "$CASE" = restart ] && echo debug || echo info)
 dbs:
   - path: $DB
     checkpoint-interval: 200ms
@@ -57,6 +64,9 @@ if sys.argv[3] == "unpad":
 i = c.execute("SELECT coalesce(max(id), 0) FROM t").fetchone()[0]
 fails = 0
 while not os.path.exists(t + "/stop"):
+    if os.path.exists(t + "/pause"):
+        time.sleep(0.01)
+        continue
     try:
         c.execute("INSERT INTO t VALUES(?, ?)", (i + 1, "row %d" % (i + 1)))
         i += 1
@@ -105,6 +115,19 @@ wait_until 20 last_ge 20 || fail "the application does not commit"
 wait_until 20 restored_at_least before 20 || fail "replica not current before the fill"
 [ "$(metric)" = 0 ] || fail "sluice_disk_full is '$(metric)' before the fill"
 
+if [ "$CASE" = restart ]; then
+  # Quiet: sluice checkpoints the whole WAL; the next commit restarts it.
+  n0=$(grep -c 'without the write lock' "$T/sluice.log")
+  : >"$T/pause"
+  ckpt_after() { [ "$(grep -c 'without the write lock' "$T/sluice.log")" -gt "$1" ]; }
+  wait_until 20 ckpt_after "$n0" || fail "no checkpoint once the application paused"
+  paused_at=$(last)
+  wait_until 20 ckpt_after "$(grep -c 'without the write lock' "$T/sluice.log")" ||
+    true # (one more if a commit was in flight when the pause began)
+  [ "$(last)" = "$paused_at" ] || fail "the application did not pause"
+  idx_before=$(indexes)
+fi
+
 # Fill every free byte, and keep it so: whatever sluice frees (shadow
 # files every replica has) is taken again at once.
 cat >"$T/filler.py" <<'PY'
@@ -127,6 +150,14 @@ PIDS+=("$F")
 full_now() { [ "$(df -k --output=avail "$FS" | tail -1 | tr -d ' ')" -eq 0 ]; }
 wait_until 30 full_now || fail "the filler did not fill $FS"
 fill_start=$(date +%s)
+if [ "$CASE" = restart ]; then
+  rm -f "$T/pause"
+  wait_until 30 indexes_gt "$idx_before" ||
+    fail "the WAL restart during the fill did not reach the replica"
+  grep -q 'cannot grow: uploading' "$T/sluice.log" || fail "no 'disk full' line"
+  grep 'cannot grow: uploading' "$T/sluice.log" | grep -q 'header\|open' ||
+    fail "the disk filled elsewhere than at the new shadow file"
+fi
 df -k "$FS" | tail -1 >&2
 wait_until 30 grep -q 'shadow wal cannot grow' "$T/sluice.log" ||
   fail "no 'disk full' line while the filesystem is full"

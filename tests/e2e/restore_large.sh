@@ -63,7 +63,7 @@ snap=$(stat -c %s "$R/snapshots/00000000.snapshot.lz4")
 # integrity check maps the database, which is page cache, not ours).
 sync
 start=$(date +%s%N)
-"$SLUICE" restore -o "$T/out/db" "file://$T/replica" 2>"$T/restore.log" &
+SLUICE_PROGRESS_INTERVAL_MS=20 "$SLUICE" restore -o "$T/out/db" "file://$T/replica" 2>"$T/restore.log" &
 pid=$!
 kb=0
 while kill -0 $pid 2>/dev/null; do
@@ -75,6 +75,22 @@ wait $pid || { cat "$T/restore.log" >&2; fail "restore failed"; }
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 assert_same_db "$T/src.db" "$T/out/db"
 [ "$kb" -lt 150000 ] || fail "restore used $kb KB of anonymous memory"
+
+# Progress: lines while it runs (every 20 ms here, 5 s by default) with
+# objects and bytes done out of the totals, never going back; then the
+# summary line with the objects, bytes and the check's own time.
+nobj=$(find "$T/replica" -name '*.lz4' | wc -l)
+total=$(find "$T/replica" -name '*.lz4' -printf '%s\n' | awk '{s+=$1} END {printf "%.1fMB", s/1e6}')
+grep -q "restore progress generation=$GEN objects=[0-9]*/$nobj bytes=[0-9.]*MB/$total (" "$T/restore.log" ||
+  { cat "$T/restore.log"; fail "no progress line with objects/$nobj and bytes/$total"; }
+grep -o 'restore progress.* bytes=[0-9.]*' "$T/restore.log" | sed 's/.*bytes=//' |
+  awk 'NR > 1 && $1 < last { exit 1 } { last = $1 }' || fail "progress went back"
+pages=$(sqlite3 "$T/src.db" 'PRAGMA page_count')
+summary=$(grep -o 'restore complete .*' "$T/restore.log") || fail "no summary line"
+echo "$summary" | grep -q "objects=$nobj bytes=$total rate=[0-9.]*MB/s pages_written=[0-9]* check=integrity_check check_elapsed=" ||
+  fail "summary: $summary"
+written=$(echo "$summary" | sed 's/.*pages_written=\([0-9]*\).*/\1/')
+[ "$written" -ge "$pages" ] || fail "pages_written $written < $pages pages"
 
 # The floor: decompress the snapshot and copy it (no WAL, no checks).
 start=$(date +%s%N)

@@ -104,7 +104,7 @@ for mode in nested loop truncated status:418 silent; do
   if [ "$mode" != silent ]; then
     wait_until 30 grep -q 'level=ERROR' "$T/sluice.log" ||
       fail "replicate ($mode): nothing logged"
-    grep 'level=ERROR' "$T/sluice.log" | grep -q "ListObjectsV2" ||
+    grep 'level=ERROR' "$T/sluice.log" | grep -Eq "ListObjectsV2|GetObject .*lock.json" ||
       fail "replicate ($mode): the error does not name the request"
   else
     wait_until 15 grep -q 'GET' "$T/requests.log" || fail "replicate ($mode): no request"

@@ -18,6 +18,7 @@
 #  5. c is killed -9 again: b takes over when the lease expires, and the
 #     restore holds all of b's writes.
 TTL=5s
+PID_a= PID_b= PID_c=
 
 host_config() { # host
   local h=$1

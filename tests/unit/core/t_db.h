@@ -43,9 +43,9 @@ static inline void fx_open(struct fixture *f, const char *name) {
   CHECK_INT(config_replica_from_url(url, &f->cfg.replicas[0], err, sizeof(err)),
             0);
   f->cfg.replicas[0].sync_interval = 10 * NS_PER_MS;
-  /* No single-writer lease: these tests block the meta directory and the
-   * replica's directory, which the lease writes too (core/lease.c is
-   * tested on its own). */
+  /* These tests are about the replica's own uploads and the database's
+   * errors (a replica directory that is a file, ...); the lease has its
+   * own tests (test_lease, e2e/lease_*). */
   f->cfg.replicas[0].lease_ttl = 0;
   f->db = db_new(&f->cfg);
   CHECK_INT(db_add_replicas(f->db, err, sizeof(err)), 0);

@@ -122,7 +122,7 @@ static int run_fetch(const char *key, int64_t size, int64_t whole_max,
   f.done = on_done;
   g_done = 0;
   fetch_start(&f, g_b, key, size, fd, 0, whole_max, chunk, window, tmp);
-  loop_run_until(&g_done);
+  CHECK_INT(loop_run_until(&g_done), 0); /* never stalls */
   int st = f.status;
   snprintf(err, errlen, "%s", f.err);
   *bmode = f.bmode;
@@ -195,8 +195,9 @@ TEST(every_frame_kind_in_every_fetch_mode) {
       int st =
           run_fetch(key, (int64_t)enc.len, modes[m].whole_max, modes[m].chunk,
                     modes[m].window, &out, &bmode, err, sizeof(err));
-      if (st)
-        fprintf(stderr, "%s / %s: %s\n", v->name, modes[m].name, err);
+      if (st || out.len != g_data.len)
+        fprintf(stderr, "%s / %s: status %d %s\n", v->name, modes[m].name, st,
+                err);
       CHECK_INT(st, 0);
       CHECK_INT(out.len, g_data.len);
       CHECK(out.len == g_data.len && !memcmp(out.data, g_data.data, out.len));

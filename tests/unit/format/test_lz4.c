@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "format/lz4enc.h"
 #include "format/lz4frame.h"
 #include "base/util.h"
 #include "t.h"
@@ -374,6 +375,39 @@ TEST(fd_streaming) {
   free(in);
 }
 
+/* Decode-after-encode: every compressed block when asked, one in
+ * LZ4ENC_CHECK_EVERY by default; none of ours ever fails it. */
+TEST(decode_after_encode_check) {
+  size_t n = 40u << 20; /* 10 blocks */
+  uint8_t *src = xmalloc(n);
+  for (size_t i = 0; i < n; i++)
+    src[i] = (uint8_t)("sqlite page "[i % 12] + (i >> 16) % 3);
+  struct buf c;
+  buf_init(&c, 0);
+  lz4enc_check_all(1);
+  unsigned long before = lz4enc_checked;
+  CHECK_INT(lz4_compress(src, n, &c), 0);
+  CHECK_INT(lz4enc_checked - before, 10);
+  lz4enc_check_all(0);
+  before = lz4enc_checked;
+  for (int k = 0; k < 4; k++) {
+    c.len = 0;
+    CHECK_INT(lz4_compress(src, n, &c), 0);
+  }
+  /* 40 blocks, sampled: 2 or 3 of them. */
+  CHECK(lz4enc_checked - before >= 40 / LZ4ENC_CHECK_EVERY);
+  CHECK(lz4enc_checked - before <= 40 / LZ4ENC_CHECK_EVERY + 1);
+  CHECK_INT(lz4enc_check_failed, 0);
+  struct buf back;
+  buf_init(&back, 0);
+  CHECK_INT(lz4_decompress(c.data, c.len, &back), 0);
+  CHECK(back.len == n && !memcmp(back.data, src, n));
+  lz4enc_check_all(1);
+  buf_destroy(&back);
+  buf_destroy(&c);
+  free(src);
+}
+
 int main(void) {
   if (!mkdtemp(g_dir)) {
     perror("mkdtemp");
@@ -388,6 +422,7 @@ int main(void) {
   RUN(truncated_and_corrupt_frames_rejected);
   RUN(concatenated_and_skippable_frames);
   RUN(fd_streaming);
+  RUN(decode_after_encode_check);
   rm_rf(g_dir);
   T_DONE();
 }

@@ -1,0 +1,244 @@
+/*
+ * Conditional writes (backend_get_tag / backend_put_cond) on the file
+ * backend and through the best-effort emulation, and the lease on top of
+ * them through the loop: one owner at a time, a waiter takes a released
+ * lease, a forced takeover fences the old owner at its next renewal, the
+ * owner id is kept in the meta directory (and only for this host).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "base/err.h"
+#include "base/util.h"
+#include "core/lease.h"
+#include "loop/loop.h"
+#include "t.h"
+
+static char g_dir[] = "/tmp/sluice-lease.XXXXXX";
+static char g_err[1024];
+
+static struct backend *open_file(const char *sub) {
+  struct replica_config rc = {0};
+  rc.type = "file";
+  rc.name = "file";
+  char *p = path_join(g_dir, sub);
+  rc.path = p;
+  struct backend *b = backend_open(&rc, g_err, sizeof(g_err));
+  free(p);
+  return b;
+}
+
+struct wait {
+  volatile int done;
+  int status;
+};
+
+static void on_done(void *arg, int status, const char *err) {
+  struct wait *w = arg;
+  (void)err;
+  w->status = status;
+  w->done = 1;
+}
+
+static int put_cond(struct backend *b, const char *data, const char *match,
+                    char *tag) {
+  struct wait w = {0};
+  backend_put_cond(b, "lock.json", (const uint8_t *)data, strlen(data), match,
+                   tag, on_done, &w);
+  CHECK_INT(loop_run_until(&w.done), 0);
+  return w.status;
+}
+
+static int get_tag(struct backend *b, struct buf *out, char *tag) {
+  struct wait w = {0};
+  buf_reset(out);
+  backend_get_tag(b, "lock.json", out, tag, on_done, &w);
+  CHECK_INT(loop_run_until(&w.done), 0);
+  return w.status;
+}
+
+/* Create-only, then replace-if-unchanged: the semantics every store's
+ * conditional writes give the lease. */
+static void check_cond_semantics(struct backend *b) {
+  char t1[BACKEND_TAG_MAX], t2[BACKEND_TAG_MAX], t3[BACKEND_TAG_MAX];
+  struct buf rd;
+  buf_init(&rd, 4096);
+  CHECK_INT(get_tag(b, &rd, t1), ERR_NOT_FOUND);
+  CHECK_INT(put_cond(b, "one", "deadbeef", t1), ERR_PRECONDITION);
+  CHECK_INT(put_cond(b, "one", NULL, t1), 0);
+  CHECK_INT(put_cond(b, "two", NULL, t2), ERR_PRECONDITION);
+  CHECK_INT(get_tag(b, &rd, t2), 0);
+  CHECK_STR(t2, t1);
+  CHECK(rd.len == 3 && !memcmp(rd.data, "one", 3));
+  CHECK_INT(put_cond(b, "two", t1, t2), 0);
+  CHECK(strcmp(t1, t2) != 0);
+  /* The old version no longer matches: a fenced owner's renewal. */
+  CHECK_INT(put_cond(b, "three", t1, t3), ERR_PRECONDITION);
+  CHECK_INT(get_tag(b, &rd, t3), 0);
+  CHECK_STR(t3, t2);
+  CHECK(rd.len == 3 && !memcmp(rd.data, "two", 3));
+  buf_destroy(&rd);
+}
+
+TEST(file_conditional_writes) {
+  struct backend *b = open_file("cond");
+  CHECK(b != NULL);
+  CHECK(b->ops->caps & BACKEND_CAP_COND);
+  check_cond_semantics(b);
+  backend_close(b);
+}
+
+TEST(emulated_conditional_writes) {
+  /* The file backend without its conditional ops: backend.c's emulation. */
+  struct backend *b = open_file("emu");
+  static struct backend_ops ops;
+  ops = *b->ops;
+  ops.get_tag = NULL;
+  ops.put_cond = NULL;
+  ops.caps &= ~(unsigned)BACKEND_CAP_COND;
+  const struct backend_ops *orig = b->ops;
+  b->ops = &ops;
+  check_cond_semantics(b);
+  b->ops = orig;
+  backend_close(b);
+}
+
+TEST(owner_id_persisted_per_host) {
+  char *meta = path_join(g_dir, "meta1");
+  int persisted = 1;
+  /* No meta directory yet: a new id, not written (the engine makes it). */
+  char *a = lease_owner_id(meta, &persisted);
+  CHECK_INT(persisted, 0);
+  CHECK(lease_owner_persist(meta, a) == -ENOENT);
+  CHECK_INT(mkdir_p(meta, 0700), 0);
+  CHECK_INT(lease_owner_persist(meta, a), 0);
+  char *b = lease_owner_id(meta, &persisted);
+  CHECK_INT(persisted, 1);
+  CHECK_STR(a, b);
+  char host[256] = "";
+  gethostname(host, sizeof(host) - 1);
+  CHECK(str_has_prefix(a, host));
+  /* Another host's id (a meta directory copied over) is replaced. */
+  char *f = path_join(meta, LEASE_OWNER_FILE);
+  const char *other = "some-other-host:1:2\n";
+  CHECK_INT(file_write_atomic(f, other, strlen(other), 0600), 0);
+  char *c = lease_owner_id(meta, &persisted);
+  CHECK_INT(persisted, 0);
+  CHECK(strcmp(c, "some-other-host:1:2") != 0);
+  CHECK(str_has_prefix(c, host));
+  free(a);
+  free(b);
+  free(c);
+  free(f);
+  free(meta);
+}
+
+struct holder {
+  int held, changes;
+};
+
+static void on_change(void *arg, int held) {
+  struct holder *h = arg;
+  h->held = held;
+  h->changes++;
+}
+
+static void on_timeout(void *arg) {
+  *(volatile int *)arg = 1;
+}
+
+/* Runs the loop until cond() or a deadline (ms). */
+static int run_until(int (*cond)(void *), void *arg, int ms) {
+  volatile int expired = 0;
+  struct loop_timer *t = loop_timer_new(on_timeout, (void *)&expired);
+  loop_timer_start(t, (uint64_t)ms);
+  while (!cond(arg) && !expired) {
+    volatile int tick = 0;
+    struct loop_timer *s = loop_timer_new(on_timeout, (void *)&tick);
+    loop_timer_start(s, 10);
+    loop_run_until(&tick);
+    loop_timer_free(s);
+  }
+  loop_timer_free(t);
+  return cond(arg);
+}
+
+static int is_held(void *arg) {
+  return ((struct holder *)arg)->held;
+}
+static int is_lost(void *arg) {
+  return !((struct holder *)arg)->held;
+}
+
+static void on_released(void *arg) {
+  *(volatile int *)arg = 1;
+}
+
+TEST(lease_one_owner_release_force) {
+  const int64_t ttl = 600 * NS_PER_MS;
+  struct backend *b1 = open_file("shared"), *b2 = open_file("shared"),
+                 *b3 = open_file("shared");
+  char *m1 = path_join(g_dir, "m1"), *m2 = path_join(g_dir, "m2"),
+       *m3 = path_join(g_dir, "m3");
+  struct holder h1 = {0}, h2 = {0}, h3 = {0};
+  struct lease *l1 = lease_new(b1, m1, "db1", "r", ttl, 0, on_change, &h1);
+  CHECK(!run_until(is_held, &h1, 200)); /* not before lease_start */
+  lease_start(l1);
+  CHECK(run_until(is_held, &h1, 5000));
+  CHECK(lease_held(l1));
+  struct lease *l2 = lease_new(b2, m2, "db2", "r", ttl, 0, on_change, &h2);
+  lease_start(l2);
+  /* Renewals keep it ours for several TTLs; l2 only waits. */
+  CHECK(!run_until(is_held, &h2, 1500));
+  CHECK(h1.held && h1.changes == 1);
+  CHECK_INT(lease_state(l2), L_WAITING);
+  /* A clean release: l2 takes it without waiting for the expiry. */
+  volatile int rel = 0;
+  lease_release(l1, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  CHECK_INT(lease_state(l1), L_CLOSED);
+  CHECK(run_until(is_held, &h2, 5000));
+  /* A forced takeover: l2 notices at its next renewal (ttl/3). */
+  struct lease *l3 = lease_new(b3, m3, "db3", "r", ttl, 1, on_change, &h3);
+  lease_start(l3);
+  CHECK(run_until(is_held, &h3, 5000));
+  int64_t t0 = time_mono_ns();
+  CHECK(run_until(is_lost, &h2, 5000));
+  CHECK(time_mono_ns() - t0 < ttl / 3 + 500 * NS_PER_MS);
+  CHECK(!lease_held(l2));
+  CHECK(lease_held(l3));
+  /* The forcing is one-shot: l2 waits for l3 rather than taking it back. */
+  CHECK(!run_until(is_held, &h2, 1000));
+  CHECK(h3.held && h3.changes == 1);
+  rel = 0;
+  lease_release(l3, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  rel = 0;
+  lease_release(l2, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  lease_free(l1);
+  lease_free(l2);
+  lease_free(l3);
+  backend_close(b1);
+  backend_close(b2);
+  backend_close(b3);
+  free(m1);
+  free(m2);
+  free(m3);
+}
+
+int main(void) {
+  if (!mkdtemp(g_dir) || loop_init()) {
+    perror("setup");
+    return 1;
+  }
+  RUN(file_conditional_writes);
+  RUN(emulated_conditional_writes);
+  RUN(owner_id_persisted_per_host);
+  RUN(lease_one_owner_release_force);
+  CHECK_INT(loop_close(), 0);
+  rm_rf(g_dir);
+  T_DONE();
+}
