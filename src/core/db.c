@@ -902,14 +902,16 @@ static void submit(struct db *db) {
   if (db->close_phase == DB_CLOSE_FINAL)
     db->pending &= DBJ_CLOSE | DBJ_STATUS;
   unsigned todo = db->pending;
-  if ((todo & DBJ_SNAPSHOT) && !snap_acquire(db)) {
-    todo &= ~(unsigned)DBJ_SNAPSHOT; /* the rest goes on meanwhile */
-    if (!todo)
-      return;
-  }
+  /* The hot slot first: a database waiting for one never holds a snapshot
+   * slot (those holding hot slots could wait for it forever). */
   if (opens(db, todo) && !hot_acquire(db)) {
     /* Without a slot, only what needs no connection runs now. */
     todo &= DBJ_STATUS | DBJ_PRUNE | DBJ_DEEP;
+    if (!todo)
+      return;
+  }
+  if ((todo & DBJ_SNAPSHOT) && !snap_acquire(db)) {
+    todo &= ~(unsigned)DBJ_SNAPSHOT; /* the rest goes on meanwhile */
     if (!todo)
       return;
   }
