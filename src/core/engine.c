@@ -294,6 +294,30 @@ int engine_new_generation(struct engine *e, const char *reason) {
   return 0;
 }
 
+/* After shadow_start_index failed with rc: on a full disk, the new
+ * lifetime's frames stay in the WAL (our pin keeps them there) until its
+ * shadow file can be written (e->no_file); returns 1 then, else 0. */
+static int start_index_full(struct engine *e, int rc) {
+  if (rc != -ENOSPC && rc != -EDQUOT)
+    return 0;
+  char *path = shadow_wal_path(e->meta, e->gen, e->index);
+  unlink(path);
+  free(path);
+  if (e->shadow_fd >= 0)
+    close(e->shadow_fd);
+  e->shadow_fd = -1;
+  e->shadow_size = WAL_HEADER_SIZE;
+  e->s0 = e->hdr.cksum1;
+  e->s1 = e->hdr.cksum2;
+  memset(e->last_frame_hdr, 0, sizeof(e->last_frame_hdr));
+  e->no_file = 1;
+  shadow_disk_full(e);
+  e->wal_end = WAL_HEADER_SIZE;
+  e->w_s0 = e->s0;
+  e->w_s1 = e->s1;
+  return 1;
+}
+
 /* What try_continue found. */
 enum cont {
   CONT_OK,          /* the WAL continues the meta dir's generation */
@@ -412,7 +436,9 @@ static int continue_after_stop(struct engine *e, const struct shadow_stop *r) {
   memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
   e->hdr = h;
   e->stats.restarts++;
-  if ((rc = shadow_start_index(e)))
+  /* (A full disk, as at a restart while running: woken from sleep, the WAL
+   * this record truncated restarts into the next index.) */
+  if ((rc = shadow_start_index(e)) && !start_index_full(e, rc))
     return rc;
   resync_load(e); /* the map saved at the stop, brought to this index */
   if ((rc = shadow_copy_frames(e)) || (rc = shadow_fsync(e)))
@@ -726,24 +752,7 @@ static int sync_copy(struct engine *e, int *new_gen) {
   e->index++;
   memcpy(e->hdr_raw, raw, WAL_HEADER_SIZE);
   e->hdr = h;
-  if ((rc = shadow_start_index(e)) && (rc == -ENOSPC || rc == -EDQUOT)) {
-    /* A full disk: the new lifetime's frames stay in the WAL (our pin
-     * keeps them there) until its shadow file can be written. */
-    char *path = shadow_wal_path(e->meta, e->gen, e->index);
-    unlink(path);
-    free(path);
-    if (e->shadow_fd >= 0)
-      close(e->shadow_fd);
-    e->shadow_fd = -1;
-    e->shadow_size = WAL_HEADER_SIZE;
-    e->s0 = e->hdr.cksum1;
-    e->s1 = e->hdr.cksum2;
-    memset(e->last_frame_hdr, 0, sizeof(e->last_frame_hdr));
-    e->no_file = 1;
-    shadow_disk_full(e);
-    e->wal_end = WAL_HEADER_SIZE;
-    e->w_s0 = e->s0;
-    e->w_s1 = e->s1;
+  if ((rc = shadow_start_index(e)) && start_index_full(e, rc)) {
     e->stats.restarts++;
     rc = shadow_copy_frames(e);
     goto out;
