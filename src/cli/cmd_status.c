@@ -42,7 +42,7 @@ static const char status_usage[] =
     "\t-json\n"
     "\t    Prints one JSON object: {\"databases\": [{\"database\", \"state\",\n"
     "\t    \"generation\", \"error\", \"replicas\": [{\"name\", \"state\",\n"
-    "\t    \"lag_seconds\", \"error\"}]}]}.\n"
+    "\t    \"lease\", \"lag_seconds\", \"error\"}]}]}.\n"
     "\n"
     "\t-timeout DURATION\n"
     "\t    Gives up when the daemon has not answered within this time.\n"

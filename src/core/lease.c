@@ -84,7 +84,7 @@ const char *lease_state_name(enum lease_state s) {
 }
 
 static void set_state(struct lease *l, enum lease_state s) {
-  if (l->state == s)
+  if (l->state == s || l->state == L_CLOSED)
     return;
   log_debug(l->db, l->name, "lease %s -> %s", lease_state_name(l->state),
             lease_state_name(s));
@@ -270,6 +270,8 @@ static void start_release(struct lease *l) {
 static int release_pending(struct lease *l) {
   if (!l->release_cb)
     return 0;
+  if (l->busy) /* the callback started the release itself */
+    return 1;
   if (l->state == L_HELD)
     start_release(l);
   else
@@ -308,6 +310,10 @@ static void acquire_failed(struct lease *l, int status, const char *err) {
 
 int lease_failing(const struct lease *l) {
   return l->last_err[0] != '\0';
+}
+
+const char *lease_error(const struct lease *l) {
+  return l->last_err;
 }
 
 /* The timer first: the change callback may release the lease. */
@@ -466,11 +472,13 @@ static void on_renewed(void *arg, int status, const char *err) {
     return;
   }
   if (status == ERR_PRECONDITION) {
-    set_state(l, L_WAITING); /* uploads stop now */
+    /* Who has it?  The read goes out first: the state change below may
+     * start a release, which then waits for it. */
     loop_timer_stop(l->timer);
     buf_reset(&l->rd);
     l->busy = 1;
     backend_get_tag(l->b, LEASE_KEY, &l->rd, l->seen, on_fenced_read, l);
+    set_state(l, L_WAITING); /* uploads stop now */
     return;
   }
   if (release_pending(l))

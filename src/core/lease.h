@@ -61,6 +61,8 @@ int lease_held(const struct lease *l);
 enum lease_state lease_state(const struct lease *l);
 /* Taking it failed (the store errs) and it is being retried. */
 int lease_failing(const struct lease *l);
+/* Why (the store's message), while failing. */
+const char *lease_error(const struct lease *l);
 const char *lease_state_name(enum lease_state s);
 /* Clean stop: writes the released version if held, then cb (also when
  * not held, at once).  No change callbacks after this. */

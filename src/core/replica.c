@@ -835,9 +835,16 @@ static void kick(struct replica *r) {
   }
   lease_start(r->lease); /* before anything goes to the path */
   if (!lease_held(r->lease)) {
-    /* Not ours: nothing goes to this path.  A shutdown still waits for a
-     * lease being taken (its final sync), not for one refused. */
-    if (lease_state(r->lease) != L_ACQUIRE || lease_failing(r->lease)) {
+    /* Not ours: nothing goes to this path, and the lag grows.  A store
+     * failing the lease is a replica error (backoff, retries); a shutdown
+     * still waits for a lease being taken (its final sync), not for one
+     * another host holds. */
+    if (!r->pending_since_ns && behind(r))
+      r->pending_since_ns =
+          db->last_change_ns ? db->last_change_ns : time_now_ns();
+    if (lease_failing(r->lease)) {
+      fail(r, ERR_BACKEND, lease_error(r->lease));
+    } else if (lease_state(r->lease) != L_ACQUIRE) {
       if (r->flushing && behind(r))
         log_error(r->db->name, r->name,
                   "shutdown: changes not uploaded: the lease on %s is not "

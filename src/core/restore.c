@@ -300,7 +300,8 @@ static size_t map_sorted(struct widx *w) {
   for (size_t i = 0; i < w->map_cap; i++)
     if (w->map[i].frame && w->map[i].pgno <= w->scan.db_pages)
       w->map[k++] = (struct page_at){w->map[i].pgno, w->map[i].frame - 1};
-  qsort(w->map, k, sizeof(*w->map), by_pgno);
+  if (k)
+    qsort(w->map, k, sizeof(*w->map), by_pgno);
   return k;
 }
 
@@ -616,10 +617,13 @@ static void apply_pages_work(void *arg) {
               errtext(rc, tmp, sizeof(tmp)));
     goto out;
   }
+  /* An index without a commit (a WAL restart's bare header) changes
+   * nothing, as SQLite's checkpoint of it. */
   off_t size = (off_t)w->scan.db_pages * rs->page_size;
   struct stat sb;
-  if (fstat(rs->tmp_fd, &sb) ||
-      (sb.st_size != size && ftruncate(rs->tmp_fd, size))) {
+  if (w->scan.db_pages &&
+      (fstat(rs->tmp_fd, &sb) ||
+       (sb.st_size != size && ftruncate(rs->tmp_fd, size)))) {
     rc = -errno;
     widx_fail(w, rc, "%s: cannot set the size of %s: %s", key, rs->tmp,
               errtext(rc, tmp, sizeof(tmp)));

@@ -4,16 +4,25 @@
 #include <string.h>
 
 #include "core/db.h"
+#include "core/lease.h"
 #include "core/replica.h"
 
+/* A replica that does not hold its single-writer lease uploads nothing. */
+static int lease_missing(const struct replica *r) {
+  return r->lease && !lease_held(r->lease) && r->state != R_CLOSED;
+}
+
 const char *status_state(const struct db *db, int64_t now_ns) {
-  int busy = 0;
+  int busy = 0, no_lease = 0;
   for (size_t j = 0; j < db->n_replicas; j++) {
     const struct replica *r = db->replicas[j];
     if (r->state == R_BACKOFF)
       return "error";
+    no_lease |= lease_missing(r);
     busy |= r->state != R_IDLE || replica_lag_ns(r, now_ns) > 0;
   }
+  if (no_lease && db->state == DB_READY)
+    return "waiting";
   switch (db->state) {
   case DB_ERROR:
     return "error";
@@ -59,6 +68,8 @@ static void render_json(struct db *const *dbs, size_t n, int64_t now,
       json_str(out, r->name);
       buf_appendf(out, ",\"state\":");
       json_str(out, replica_state_name(r->state));
+      buf_appendf(out, ",\"lease\":");
+      json_str(out, r->lease ? lease_state_name(lease_state(r->lease)) : "");
       buf_appendf(out, ",\"lag_seconds\":%.3f,\"error\":",
                   (double)replica_lag_ns(r, now) / 1e9);
       json_str(out, r->last_err);
@@ -100,7 +111,13 @@ static void render_text(struct db *const *dbs, size_t n, int64_t now,
       char lag[32];
       snprintf(lag, sizeof(lag), "%llds",
                (long long)(ns > 0 ? (ns + NS_PER_SEC - 1) / NS_PER_SEC : 0));
+      char wait[64];
       const char *e = r->last_err[0] ? r->last_err : db->last_err;
+      if (!e[0] && lease_missing(r)) {
+        snprintf(wait, sizeof(wait), "waiting for the lease (%s)",
+                 lease_state_name(lease_state(r->lease)));
+        e = wait;
+      }
       buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, db->name,
                   (int)ws, st, (int)wr, r->name, lag, e[0] ? e : "-");
     }

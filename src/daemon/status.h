@@ -15,7 +15,8 @@
 struct db;
 
 /* What `sluice status` shows: "error" (the database or one of its
- * replicas failed and is retrying), "waiting" (no file yet),
+ * replicas failed and is retrying), "waiting" (no file yet, or a replica
+ * does not hold its single-writer lease),
  * "replicating" (a replica lags or is uploading), "idle" (every replica
  * holds everything), else db_state_name() of the database's state. */
 const char *status_state(const struct db *db, int64_t now_ns);

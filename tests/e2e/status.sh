@@ -9,7 +9,10 @@ command -v python3 >/dev/null || skip "python3 not installed"
 command -v curl >/dev/null || skip "curl not installed"
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-: >"$T/blocker" # a file where the bad replica wants a directory
+# The bad replica takes its lease (lock.json at its root) but cannot
+# upload: a file stands where it wants generations/.
+mkdir -p "$T/replica-bad"
+: >"$T/replica-bad/generations"
 cat >"$T/sluice.yml" <<YML
 addr: 127.0.0.1:$PORT
 metrics-per-database-max: 2
@@ -26,7 +29,7 @@ dbs:
   - path: $T/bad.db
     replicas:
       - name: broken
-        url: file://$T/blocker/replica
+        url: file://$T/replica-bad
         sync-interval: 100ms
 YML
 "$SQLWRITER" -db "$T/good.db" -n 50 >/dev/null
@@ -55,7 +58,7 @@ head -1 "$T/status.txt" | grep -Eq '^database +state +replica +lag +error$' ||
 [ "$(wc -l <"$T/status.txt")" -eq 4 ] || fail "want a header and 3 lines"
 grep -E "^$T/good.db +idle +ok +0s +-$" "$T/status.txt" >/dev/null ||
   fail "good.db line"
-grep -E "^$T/bad.db +error +broken +[1-9][0-9]*s +.*blocker" "$T/status.txt" >/dev/null ||
+grep -E "^$T/bad.db +error +broken +[1-9][0-9]*s +.*replica-bad/generations" "$T/status.txt" >/dev/null ||
   fail "bad.db line does not name the failing path"
 
 "$SLUICE" status -json -config "$T/sluice.yml" >"$T/status.json" ||
@@ -68,13 +71,13 @@ dbs = {d["database"]: d for d in doc["databases"]}
 assert set(dbs) == {t + "/good.db", t + "/later.db", t + "/bad.db"}, dbs
 g, l, b = dbs[t + "/good.db"], dbs[t + "/later.db"], dbs[t + "/bad.db"]
 assert g["state"] == "idle" and len(g["generation"]) == 16, g
-assert g["replicas"] == [{"name": "ok", "state": "idle", "lag_seconds": 0,
-                          "error": ""}], g
+assert g["replicas"] == [{"name": "ok", "state": "idle", "lease": "held",
+                          "lag_seconds": 0, "error": ""}], g
 assert l["state"] == "waiting" and l["generation"] == "", l
 assert b["state"] == "error", b
 r = b["replicas"][0]
 assert r["name"] == "broken" and r["state"] == "backoff", r
-assert r["lag_seconds"] > 0 and "blocker" in r["error"], r
+assert r["lag_seconds"] > 0 and "replica-bad/generations" in r["error"], r
 print("status -json ok")
 PY
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backends/backend.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "core/db.h"
 #include "core/replica.h"
@@ -124,6 +125,29 @@ static inline void check_restore(struct fixture *f, const char *out,
   CHECK_STR(ok, "ok");
   sqlite3_finalize(st);
   sqlite3_close(c);
+}
+
+/* Closes f's database (final sync, replicas flushed, close job) and
+ * waits for close_cb. */
+static inline void fx_close(struct fixture *f) {
+  db_close(f->db, on_closed, f);
+  CHECK(t_run_until(is_closed, f, 10000));
+}
+
+/* main()'s start: quiet logs, the temp dir, the loop.  0 on success. */
+static inline int t_db_init(void) {
+  struct log_config lc = {.level = LOG_WARN, .to_stderr = 1};
+  log_setup(&lc);
+  return !mkdtemp(g_dir) || loop_init() ? -1 : 0;
+}
+
+/* main()'s end: the loop closed, the temp dir removed. */
+static inline void t_db_done(void) {
+  t_run_for(20);
+  loop_close();
+  char cmd[300];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
+  (void)!system(cmd);
 }
 
 #endif

@@ -8,7 +8,6 @@
  */
 #include <unistd.h>
 
-#include "base/log.h"
 #include "core/t_db.h"
 
 static int64_t g_before;
@@ -101,8 +100,7 @@ TEST(error_backoff_recovery) {
 
   /* A commit, then close: the final sync and flush upload it. */
   w_exec(f.path, "INSERT INTO t VALUES (2);");
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   CHECK_INT(f.closed, 1);
   char out[300];
   snprintf(out, sizeof(out), "%s/restored-blocked.db", g_dir);
@@ -116,8 +114,7 @@ TEST(close_while_waiting_and_in_error) {
   fx_open(&f, "never.db");
   db_start(f.db);
   CHECK(t_run_until(is_waiting, &f, 10000));
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   CHECK_INT(f.db->state, DB_CLOSED);
   t_run_for(50);
   CHECK_INT(f.closed, 1);
@@ -134,8 +131,7 @@ TEST(close_while_waiting_and_in_error) {
   db_start(f.db);
   CHECK(t_run_until(is_error, &f, 10000));
   int64_t t0 = time_now_ns();
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   CHECK(time_now_ns() - t0 < 5 * NS_PER_SEC);
   CHECK_INT(f.db->state, DB_CLOSED);
   CHECK(f.db->retry_timer == NULL);
@@ -144,17 +140,11 @@ TEST(close_while_waiting_and_in_error) {
 }
 
 int main(void) {
-  struct log_config lc = {.level = LOG_WARN, .to_stderr = 1};
-  log_setup(&lc);
-  if (!mkdtemp(g_dir) || loop_init())
+  if (t_db_init())
     return 1;
   RUN(waiting_then_replicating);
   RUN(error_backoff_recovery);
   RUN(close_while_waiting_and_in_error);
-  t_run_for(20);
-  loop_close();
-  char cmd[300];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-  (void)!system(cmd);
+  t_db_done();
   T_DONE();
 }

@@ -16,7 +16,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "base/log.h"
 #include "core/housekeeping.h"
 #include "core/t_db.h"
 
@@ -121,8 +120,7 @@ static void first_run(void) {
     CHECK(t_run_until(n_snapshots, &f, 10000));
   }
   snprintf(g_gen, sizeof(g_gen), "%s", f.db->gen);
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   fx_free(&f);
 }
 
@@ -192,8 +190,7 @@ TEST(retention_keeps_what_the_window_needs) {
   /* Every snapshot now older than retention (the file dates say so, the
    * replica's memory too once it lists again after a restart): the check
    * keeps them all and takes a fresh snapshot. */
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   fx_free(&f);
   for (int i = 1; i <= 2; i++) {
     char rest[64];
@@ -217,23 +214,16 @@ TEST(retention_keeps_what_the_window_needs) {
     gen_path(p, sizeof(p), g_gen, rest);
     CHECK(exists(p));
   }
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   snprintf(out, sizeof(out), "%s/restored-ret.db", g_dir);
   check_restore(&f, out, 3);
   fx_free(&f);
 }
 
 int main(void) {
-  struct log_config lc = {.level = LOG_WARN, .to_stderr = 1};
-  log_setup(&lc);
-  if (!mkdtemp(g_dir) || loop_init())
+  if (t_db_init())
     return 1;
   RUN(retention_keeps_what_the_window_needs);
-  t_run_for(20);
-  loop_close();
-  char cmd[300];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-  (void)!system(cmd);
+  t_db_done();
   T_DONE();
 }

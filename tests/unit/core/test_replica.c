@@ -8,7 +8,6 @@
  */
 #include <unistd.h>
 
-#include "base/log.h"
 #include "core/t_db.h"
 
 static int in_backoff(void *a) {
@@ -64,8 +63,7 @@ TEST(backoff_and_recovery) {
   CHECK_INT(r->upload_errors, errors);
   CHECK_INT(r->snapshots, 1);
 
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   char out[300];
   snprintf(out, sizeof(out), "%s/restored-flaky.db", g_dir);
   check_restore(&f, out, 3);
@@ -82,8 +80,7 @@ TEST(close_while_failing) {
   db_start(f.db);
   CHECK(t_run_until(in_backoff, &f, 10000));
   int64_t t0 = time_now_ns();
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   CHECK(time_now_ns() - t0 < 5 * NS_PER_SEC);
   CHECK_INT(f.db->replicas[0]->state, R_IDLE);
   CHECK(f.db->replicas[0]->pending_since_ns > 0); /* not uploaded */
@@ -103,8 +100,7 @@ TEST(resume_after_restart) {
   char gen[GEN_LEN + 1];
   snprintf(gen, sizeof(gen), "%s", f.db->gen);
   struct pos at = f.db->replicas[0]->pos;
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   fx_free(&f);
 
   w_exec(f.path, "INSERT INTO t VALUES (3), (4), (5);"); /* while stopped */
@@ -117,8 +113,7 @@ TEST(resume_after_restart) {
   CHECK(pos_cmp(&r->pos, &at) > 0);
   CHECK_INT(r->snapshots, 0);
   CHECK(r->wal_bytes > 0);
-  db_close(f.db, on_closed, &f);
-  CHECK(t_run_until(is_closed, &f, 10000));
+  fx_close(&f);
   char out[300];
   snprintf(out, sizeof(out), "%s/restored-resume.db", g_dir);
   check_restore(&f, out, 5);
@@ -126,17 +121,11 @@ TEST(resume_after_restart) {
 }
 
 int main(void) {
-  struct log_config lc = {.level = LOG_WARN, .to_stderr = 1};
-  log_setup(&lc);
-  if (!mkdtemp(g_dir) || loop_init())
+  if (t_db_init())
     return 1;
   RUN(backoff_and_recovery);
   RUN(close_while_failing);
   RUN(resume_after_restart);
-  t_run_for(20);
-  loop_close();
-  char cmd[300];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-  (void)!system(cmd);
+  t_db_done();
   T_DONE();
 }
