@@ -368,9 +368,11 @@ struct db_job {
   char *val_path;           /* owned: the validation copy, or NULL */
   int val_rc;
   struct pos val_pos;
-  int opened;   /* the engine is open and pinned */
-  int asleep;   /* engine->asleep at the end */
-  int sleep_rc; /* DBJ_SLEEP: engine_sleep's result */
+  int opened;    /* the engine is open and pinned */
+  int asleep;    /* engine->asleep at the end */
+  int may_open;  /* in: the database holds a hot slot */
+  int want_wake; /* out: a probe found the WAL changed, without a slot */
+  int sleep_rc;  /* DBJ_SLEEP: engine_sleep's result */
   char gen[GEN_LEN + 1];
   uint32_t index;
   int64_t shadow_size;
@@ -509,9 +511,12 @@ static void job_work(void *arg) {
   /* Work that needs no connection: a sleeping engine stays asleep. */
   unsigned wake = todo & ~(unsigned)(DBJ_STATUS | DBJ_PRUNE | DBJ_DEEP |
                                      DBJ_PROBE | DBJ_SLEEP);
-  if (e->asleep && (todo & DBJ_PROBE) && wake == DBJ_SYNC &&
-      !engine_wal_changed(e))
-    wake = 0; /* nothing was written since it went to sleep */
+  if (e->asleep && (todo & DBJ_PROBE) && wake == DBJ_SYNC) {
+    if (!engine_wal_changed(e))
+      wake = 0; /* nothing was written since it went to sleep */
+    else if (!j->may_open)
+      wake = 0, j->want_wake = 1; /* the loop gets a slot first */
+  }
   if (todo & DBJ_CLOSE)
     rc = work_close(j);
   else if (wake || (e->opened && todo & DBJ_SLEEP)) {
@@ -807,6 +812,8 @@ static void job_done(void *arg, int status) {
     woke(db); /* closed, or its file is gone */
   if (!j->opened)
     hot_release(db);
+  if (j->want_wake)
+    db->pending |= DBJ_SYNC; /* written while asleep: wake, with a slot */
   if ((todo & DBJ_SNAPSHOT) && !j->snap)
     snap_release(db);
 
@@ -880,6 +887,8 @@ static int opens(const struct db *db, unsigned todo) {
     return 0;
   unsigned wake = todo & ~(unsigned)(DBJ_STATUS | DBJ_PRUNE | DBJ_DEEP |
                                      DBJ_PROBE | DBJ_SLEEP);
+  if (db->sleep && (todo & DBJ_PROBE) && wake == DBJ_SYNC)
+    return 0; /* a probe (a stat) first: no slot for a spurious event */
   return wake != 0;
 }
 
@@ -918,6 +927,7 @@ static void submit(struct db *db) {
   struct db_job *j = xcalloc(1, sizeof(*j));
   j->eng = &db->eng;
   j->todo = todo;
+  j->may_open = db->hot || db->opened;
   j->prune_below = db->prune_below;
   j->release_below = db->disk_full ? replicas_hold_below(db) : 0;
   memcpy(j->release_gen, db->gen, sizeof(j->release_gen));
