@@ -1212,7 +1212,20 @@ int engine_checkpoint(struct engine *e, int idle) {
 int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
                     char gen[GEN_LEN + 1], uint32_t *index) {
   /* Read through the fd held for the process lifetime: opening and
-   * closing another one would release SQLite's locks (POSIX semantics). */
+   * closing another one would release SQLite's locks (POSIX semantics).
+   * The pin keeps every page the file holds at or before it, but an
+   * application checkpoint may still be copying frames below the pin
+   * into the file while we read it (a torn page mix that fails
+   * integrity_check on its own): read only with the checkpoint lock
+   * held, which a failed non-blocking retake after our own checkpoint
+   * can leave us without. */
+  if (engine_wait_checkpoint_lock(e, OPEN_CKPT_LOCK_WAIT_MS)) {
+    set_err(e,
+            "snapshot of %s waits: the checkpoint lock of %s-shm is held by "
+            "another process",
+            e->db_path, e->db_path);
+    return ERR_BUSY;
+  }
   struct stat sb;
   int rc = fstat(e->db_fd, &sb) ? -errno : 0;
   if (!rc)
