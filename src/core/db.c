@@ -389,10 +389,15 @@ struct db_job {
 
 static int work_close(struct db_job *j) {
   struct engine *e = j->eng;
-  if (e->asleep && !engine_wal_changed(e))
+  if (e->asleep && !engine_wal_changed(e) && e->sleep_wal_size <= 0)
     return engine_close_asleep(e); /* nothing new: no connection needed */
   if (e->asleep) {
-    /* Written since the last sync: wake to copy it, then stop. */
+    /* Written since the last sync: wake to copy it, then stop.  Or the
+     * WAL is not empty (a sleep does not truncate it, engine_sleep): the
+     * stop truncates it if alone, else an application's next open would
+     * recover the wal-index (nothing backfilled), copy the frames into the
+     * database again on its last close, and the next start would find
+     * the database changed. */
     int rc = engine_open(e);
     if (rc)
       return rc == ERR_NOT_FOUND ? 0 : rc;

@@ -1221,7 +1221,20 @@ int engine_checkpoint(struct engine *e, int idle) {
 int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
                     char gen[GEN_LEN + 1], uint32_t *index) {
   /* Read through the fd held for the process lifetime: opening and
-   * closing another one would release SQLite's locks (POSIX semantics). */
+   * closing another one would release SQLite's locks (POSIX semantics).
+   * The pin keeps every page the file holds at or before it, but an
+   * application checkpoint may still be copying frames below the pin
+   * into the file while we read it (a torn page mix that fails
+   * integrity_check on its own): read only with the checkpoint lock
+   * held, which a failed non-blocking retake after our own checkpoint
+   * can leave us without. */
+  if (engine_wait_checkpoint_lock(e, OPEN_CKPT_LOCK_WAIT_MS)) {
+    set_err(e,
+            "snapshot of %s waits: the checkpoint lock of %s-shm is held by "
+            "another process",
+            e->db_path, e->db_path);
+    return ERR_BUSY;
+  }
   struct stat sb;
   int rc = fstat(e->db_fd, &sb) ? -errno : 0;
   if (!rc)
@@ -1460,6 +1473,16 @@ static int db_shared_lock(struct engine *e, int hold) {
   return e->db_fd >= 0 && fcntl(e->db_fd, F_OFD_SETLK, &fl) == 0 ? 0 : ERR_BUSY;
 }
 
+/* The WAL header and the frame header after the last committed frame
+ * (zeros past the end of the file). */
+static void wal_probe(int fd, int64_t end, uint8_t *out) {
+  memset(out, 0, SLEEP_PROBE_SIZE);
+  ssize_t n = pread(fd, out, WAL_HEADER_SIZE, 0);
+  (void)n;
+  n = pread(fd, out + WAL_HEADER_SIZE, WAL_FRAME_HEADER_SIZE, end);
+  (void)n;
+}
+
 int engine_sleep(struct engine *e, int how) {
   if (!e->opened || e->pin < 0 || e->disk_full)
     return ERR_BUSY; /* (a full disk: the frames live in the pinned WAL) */
@@ -1487,8 +1510,12 @@ int engine_sleep(struct engine *e, int how) {
     return -errno;
   if (sb.st_mtim.tv_nsec == 0)
     return -ENOTSUP; /* whole-second timestamps prove nothing */
-  if (truncate_if_alone(e, &sb))
-    return ERR_BUSY;
+  /* No wal_checkpoint(TRUNCATE) here (unlike engine_close): it takes the
+   * WAL write lock, and an application opening the database just after
+   * any "no one else has it open" check would find its first write
+   * SQLITE_BUSY (at once, with no busy timeout).  The WAL stays fully
+   * checkpointed at its size; the next commit restarts it (or appends to
+   * it), which engine_wal_changed sees in the bytes of sleep_probe. */
   struct shadow_stop r;
   if ((rc = take_record(e, &sb, &r)))
     return rc;
@@ -1498,6 +1525,8 @@ int engine_sleep(struct engine *e, int how) {
     e->sleep_wal_size = wb.st_size;
     e->sleep_wal_mtime_ns = ts_ns(&wb.st_mtim);
     e->sleep_wal_ino = (uint64_t)wb.st_ino;
+    e->sleep_probe_off = e->shadow_size;
+    wal_probe(e->wal_fd, e->shadow_size, e->sleep_probe);
   } else {
     e->sleep_wal_size = -1;
   }
@@ -1543,9 +1572,19 @@ int engine_wal_changed(const struct engine *e) {
   struct stat sb;
   if (stat(e->wal_path, &sb))
     return e->sleep_wal_size >= 0;
-  return e->sleep_wal_size < 0 || sb.st_size != e->sleep_wal_size ||
-         ts_ns(&sb.st_mtim) != e->sleep_wal_mtime_ns ||
-         (uint64_t)sb.st_ino != e->sleep_wal_ino;
+  if (e->sleep_wal_size < 0 || sb.st_size != e->sleep_wal_size ||
+      ts_ns(&sb.st_mtim) != e->sleep_wal_mtime_ns ||
+      (uint64_t)sb.st_ino != e->sleep_wal_ino)
+    return 1;
+  /* Same size and (coarse) mtime: a commit in the same clock tick that
+   * restarted the WAL or wrote the next frame within its old size. */
+  int fd = open(e->wal_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 1;
+  uint8_t now[SLEEP_PROBE_SIZE];
+  wal_probe(fd, e->sleep_probe_off, now);
+  close(fd);
+  return memcmp(now, e->sleep_probe, sizeof(now)) != 0;
 }
 
 int engine_close_asleep(struct engine *e) {

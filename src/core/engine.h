@@ -140,6 +140,9 @@ struct engine {
   struct shadow_stop sleep_rec;
   int64_t sleep_wal_size, sleep_wal_mtime_ns; /* the -wal then (-1: none) */
   uint64_t sleep_wal_ino;
+#define SLEEP_PROBE_SIZE (WAL_HEADER_SIZE + WAL_FRAME_HEADER_SIZE)
+  uint8_t sleep_probe[SLEEP_PROBE_SIZE]; /* engine.c wal_probe */
+  int64_t sleep_probe_off;
 
   struct engine_stats stats;
   uint64_t db_dev, db_ino; /* identity of the open database file */
