@@ -223,7 +223,7 @@ TEST(sync_under_write_lock_follows_a_restart) {
     struct pos at;
     int rc = engine_validation_copy(&e, out, &at);
     if (rc)
-      fprintf(stderr, "  validation copy: %s\n", e.err);
+      fprintf(stderr, "  validation copy: %s\n", e.m->err);
     CHECK_INT(rc, 0);
     CHECK_INT(e.index, index + 1);
     CHECK_INT(at.index, index + 1);
