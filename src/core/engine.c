@@ -1527,6 +1527,19 @@ int engine_sleep(struct engine *e, int how) {
     e->sleep_wal_ino = (uint64_t)wb.st_ino;
     e->sleep_probe_off = e->shadow_size;
     wal_probe(e->wal_fd, e->shadow_size, e->sleep_probe);
+    /* Our pin is on read-mark 0, which lets a writer append to the WAL or
+     * restart it: a commit that landed after the last copy, before the
+     * stat and probe above, would be in the bytes the wake check compares
+     * against and never seen.  Sleep only if the WAL still holds exactly
+     * what was copied: the same header, and no frame of this lifetime at
+     * the copied end.  A write after the probe changes those bytes (or the
+     * size or mtime), which the wake check sees. */
+    const uint8_t *fh = e->sleep_probe + WAL_HEADER_SIZE;
+    if (wb.st_size >= WAL_HEADER_SIZE &&
+        (memcmp(e->sleep_probe, e->hdr_raw, WAL_HEADER_SIZE) ||
+         (wb.st_size >= e->shadow_size + WAL_FRAME_HEADER_SIZE &&
+          !memcmp(fh + 8, e->hdr_raw + 16, 8))))
+      return ERR_BUSY; /* a commit is coming in: stay awake */
   } else {
     e->sleep_wal_size = -1;
   }
