@@ -96,14 +96,27 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
   buf_init(&r->seg, 0);
   r->hk = hk_new(r);
   r->val = validator_new(r);
-  r->lease = lease_new(b, db->meta, db->name, r->name, cfg->lease_ttl,
-                       cfg->force_takeover, on_lease, r);
+  if (cfg->lease_root && cfg->lease_ttl > 0) {
+    /* A dir entry's database: the entry's one lease at its replica root. */
+    char err[512];
+    r->lease = lease_join(cfg, db->meta, db->cfg->dir ? db->cfg->dir : db->name,
+                          cfg->lease_ttl, cfg->force_takeover, on_lease, r, err,
+                          sizeof(err));
+    if (!r->lease)
+      log_warn(db->name, r->name,
+               "lease at the replica root: %s (leasing this database's path "
+               "instead)",
+               err);
+  }
+  if (!r->lease)
+    r->lease = lease_new(b, db->meta, db->name, r->name, cfg->lease_ttl,
+                         cfg->force_takeover, on_lease, r);
   return r;
 }
 
 void replica_free(struct replica *r) {
   assert(!r->job); /* a running build hands itself back to r */
-  lease_free(r->lease);
+  lease_drop(r->lease, r);
   hk_free(r->hk);
   validator_free(r->val);
   loop_timer_free(r->timer);
@@ -134,7 +147,7 @@ static void flush_done(struct replica *r) {
     return;
   void (*cb)(void *) = r->flush_cb;
   r->flush_cb = NULL;
-  lease_release(r->lease, cb, r->flush_arg);
+  lease_leave(r->lease, r, cb, r->flush_arg);
 }
 
 static void caught_up(struct replica *r) {
