@@ -36,7 +36,7 @@
 #define MAX_BACKOFF_MS 30000
 
 static void kick(struct replica *r);
-static void pos_reset(struct replica *r);
+static void pos_reset(struct replica *r, const char *why);
 
 const char *replica_state_name(enum replica_state s) {
   static const char *names[] = {"idle",   "resume",  "snapshot",
@@ -79,7 +79,7 @@ static void on_lease(void *arg, int held) {
     return;
   }
   if (!in_flight(r))
-    pos_reset(r);
+    pos_reset(r, "lease taken again: listing the store");
   if (r->state == R_IDLE)
     kick(r);
 }
@@ -96,14 +96,27 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
   buf_init(&r->seg, 0);
   r->hk = hk_new(r);
   r->val = validator_new(r);
-  r->lease = lease_new(b, db->meta, db->name, r->name, cfg->lease_ttl,
-                       cfg->force_takeover, on_lease, r);
+  if (cfg->lease_root && cfg->lease_ttl > 0) {
+    /* A dir entry's database: the entry's one lease at its replica root. */
+    char err[512];
+    r->lease = lease_join(cfg, db->meta, db->cfg->dir ? db->cfg->dir : db->name,
+                          cfg->lease_ttl, cfg->force_takeover, on_lease, r, err,
+                          sizeof(err));
+    if (!r->lease)
+      log_warn(db->name, r->name,
+               "lease at the replica root: %s (leasing this database's path "
+               "instead)",
+               err);
+  }
+  if (!r->lease)
+    r->lease = lease_new(b, db->meta, db->name, r->name, cfg->lease_ttl,
+                         cfg->force_takeover, on_lease, r);
   return r;
 }
 
 void replica_free(struct replica *r) {
   assert(!r->job); /* a running build hands itself back to r */
-  lease_free(r->lease);
+  lease_drop(r->lease, r);
   hk_free(r->hk);
   validator_free(r->val);
   loop_timer_free(r->timer);
@@ -134,7 +147,7 @@ static void flush_done(struct replica *r) {
     return;
   void (*cb)(void *) = r->flush_cb;
   r->flush_cb = NULL;
-  lease_release(r->lease, cb, r->flush_arg);
+  lease_leave(r->lease, r, cb, r->flush_arg);
 }
 
 static void caught_up(struct replica *r) {
@@ -249,6 +262,7 @@ struct seg_job {
   /* out */
   struct buf seg; /* compressed [off, end) */
   int64_t end;
+  int64_t file_size; /* the shadow file's size when read (cap < 0), or -1 */
   int rc;
 };
 
@@ -277,6 +291,7 @@ static void build_work(void *arg) {
   struct seg_job *j = arg;
   struct span sp = {-1, -1, j->phys};
   j->end = j->off;
+  j->file_size = -1;
   if (sp.phys < 0 || j->off < sp.phys) {
     sp.sfd = open(j->path, O_RDONLY | O_CLOEXEC);
     if (sp.sfd < 0) {
@@ -292,6 +307,7 @@ static void build_work(void *arg) {
       goto out;
     }
     end = sb.st_size;
+    j->file_size = sb.st_size;
   }
   if (sp.phys >= 0 && end > sp.phys) {
     sp.wfd = open(j->wal_path, O_RDONLY | O_CLOEXEC);
@@ -371,7 +387,14 @@ static void pos_set(struct replica *r, const char *gen, uint32_t index,
   r->pos = p;
 }
 
-static void pos_reset(struct replica *r) {
+/* The one way a position goes back: to unknown (the next round lists the
+ * store, or a new generation starts), said in the log with the reason. */
+static void pos_reset(struct replica *r, const char *why) {
+  if (!pos_is_zero(&r->pos)) {
+    char p[48];
+    pos_format(&r->pos, p);
+    log_debug(r->db->name, r->name, "position %s reset: %s", p, why);
+  }
   memset(&r->pos, 0, sizeof(r->pos));
 }
 
@@ -440,6 +463,7 @@ static void build_done(void *arg, int status) {
   r->seg = j->seg; /* the segment is the replica's now */
   r->seg_end = j->end;
   uint32_t j_index = r->seg_index;
+  int64_t file_size = j->file_size;
   free(j->path);
   free(j->wal_path);
   free(j);
@@ -450,7 +474,7 @@ static void build_done(void *arg, int status) {
      * generation can restore continuity. */
     char gen[GEN_LEN + 1];
     memcpy(gen, r->pos.gen, sizeof(gen));
-    pos_reset(r);
+    pos_reset(r, "shadow wal missing locally");
     set_state(r, R_IDLE);
     if (db_request_new_generation(db, gen)) {
       /* (The engine logs the new generation, or skips it if it has left
@@ -478,8 +502,28 @@ static void build_done(void *arg, int status) {
     return;
   }
   if (r->seg_end == r->seg_off) {
-    if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen))
-      pos_set(r, r->pos.gen, r->pos.index + 1, 0);
+    if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen)) {
+      /* The next index only from the end of this one: a shadow file
+       * shorter than the position is not this replica's history any
+       * more (its frames would be skipped). */
+      if (file_size >= 0 && file_size < r->seg_off) {
+        char gen[GEN_LEN + 1];
+        memcpy(gen, r->pos.gen, sizeof(gen));
+        log_error(db->name, r->name,
+                  "shadow wal %s/%08x is %lld bytes, not this replica's "
+                  "position %lld: continuity lost",
+                  gen, j_index, (long long)file_size, (long long)r->seg_off);
+        pos_reset(r, "shadow wal shorter than the position");
+        set_state(r, R_IDLE);
+        if (!db_request_new_generation(db, gen))
+          kick(r);
+        return;
+      }
+      /* (A build capped at the size the index had when it started read
+       * nothing: again, uncapped now.) */
+      if (file_size == r->seg_off)
+        pos_set(r, r->pos.gen, r->pos.index + 1, 0);
+    }
     upload_next(r);
     return;
   }
@@ -623,7 +667,7 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
              "replica position %08x:%lld does not match the local shadow wal; "
              "starting a new generation",
              index, (long long)offset);
-    pos_reset(r);
+    pos_reset(r, "position not in the local shadow wal");
     set_state(r, R_IDLE);
     db_request_new_generation(db, db->gen);
     return;
@@ -763,7 +807,7 @@ static void on_snapshots(void *arg, int status, const char *err) {
 
 static void start_resume(struct replica *r) {
   set_state(r, R_RESUME);
-  pos_reset(r);
+  pos_reset(r, "listing the store");
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
   store_snapshots(r->b, r->db->gen, &r->snaps, on_snapshots, r);
