@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "format/lz4frame.h"
 #include "core/shadow.h"
+#include "core/snapshot.h"
 #include "base/util.h"
 
 #define BUSY_TIMEOUT_MS 1000
@@ -1220,14 +1221,17 @@ int engine_checkpoint(struct engine *e, int idle) {
 
 int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
                     char gen[GEN_LEN + 1], uint32_t *index) {
-  /* Read through the fd held for the process lifetime: opening and
-   * closing another one would release SQLite's locks (POSIX semantics).
-   * The pin keeps every page the file holds at or before it, but an
-   * application checkpoint may still be copying frames below the pin
-   * into the file while we read it (a torn page mix that fails
-   * integrity_check on its own): read only with the checkpoint lock
-   * held, which a failed non-blocking retake after our own checkpoint
-   * can leave us without. */
+  /* The image is the database at the shadow's end (core/snapshot.h): the
+   * file with the shadow's frames laid over it.  Read through the fd held
+   * for the process lifetime: opening and closing another one would
+   * release SQLite's locks (POSIX semantics).  With the checkpoint lock
+   * held no application checkpoint writes the file meanwhile (each page it
+   * could write is laid over anyway, but a checkpoint reaching the WAL's
+   * end also truncates the file). */
+  if (e->disk_full) {
+    set_err(e, "snapshot of %s waits: the disk is full", e->db_path);
+    return ERR_BUSY;
+  }
   if (engine_wait_checkpoint_lock(e, OPEN_CKPT_LOCK_WAIT_MS)) {
     set_err(e,
             "snapshot of %s waits: the checkpoint lock of %s-shm is held by "
@@ -1235,17 +1239,26 @@ int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
             e->db_path, e->db_path);
     return ERR_BUSY;
   }
-  struct stat sb;
-  int rc = fstat(e->db_fd, &sb) ? -errno : 0;
-  if (!rc)
-    rc = lz4_compress_fd(e->db_fd, 0, sb.st_size, out_fd, out_len);
-  if (rc)
-    set_err(e, "snapshot of %s: %s", e->db_path, err_str(rc));
-  if (!rc) {
-    memcpy(gen, e->gen, GEN_LEN + 1);
-    *index = e->index;
+  struct snapshot_src src = {
+      .db_fd = e->db_fd,
+      .shadow_fd = e->shadow_fd,
+      .shadow_size = e->shadow_size,
+      .hdr = e->hdr,
+      .page_size = e->page_size,
+  };
+  char err[256];
+  int64_t pages = 0;
+  int rc = snapshot_write(&src, out_fd, out_len, &pages, err, sizeof(err));
+  if (rc) {
+    set_err(e, "snapshot of %s (generation %s index %08x at %lld): %s",
+            e->db_path, e->gen, e->index, (long long)e->shadow_size, err);
+    return rc;
   }
-  return rc;
+  log_debug(e->name, NULL, "snapshot image: %lld pages, at %s/%08x:%lld",
+            (long long)pages, e->gen, e->index, (long long)e->shadow_size);
+  memcpy(gen, e->gen, GEN_LEN + 1);
+  *index = e->index;
+  return 0;
 }
 
 static int validation_copy(struct engine *e, const char *out_path,

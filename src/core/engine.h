@@ -189,9 +189,11 @@ int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle);
  * be taken in time (try again later), or an error. */
 int engine_checkpoint(struct engine *e, int idle);
 
-/* Writes the database file, LZ4-compressed, to out_fd, as the snapshot of
- * the current (generation, index).  Must run with no concurrent
- * engine_checkpoint (the job queue guarantees it). */
+/* Writes the database as of the end of the shadow file (core/snapshot.h:
+ * the file with the shadow's frames laid over it, consistent on its own),
+ * LZ4-compressed, to out_fd, as the snapshot of the current (generation,
+ * index).  Must run with no concurrent engine_checkpoint (the job queue
+ * guarantees it). */
 int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
                     char gen[GEN_LEN + 1], uint32_t *index);
 
