@@ -870,6 +870,10 @@ static void kick_once(struct replica *r) {
   struct db *db = r->db;
   if (in_flight(r) || r->state == R_CLOSED)
     return;
+  /* Flushed for a stop (its lease released): what the final close job
+   * copies after that stays in the shadow WAL for the next start. */
+  if (r->flushing && !r->flush_cb)
+    return;
   if (r->state == R_BACKOFF && !r->flushing)
     return;
   if (!db->gen[0]) {
@@ -891,8 +895,8 @@ static void kick_once(struct replica *r) {
       if (r->flushing && behind(r))
         log_error(r->db->name, r->name,
                   "shutdown: changes not uploaded: the lease on %s is not "
-                  "ours",
-                  r->b->desc);
+                  "ours (%s)",
+                  r->b->desc, lease_state_name(lease_state(r->lease)));
       flush_done(r);
     }
     return;

@@ -862,10 +862,15 @@ out_loop:
   loop_timer_free(g_d.ready_timer);
   loop_timer_free(g_d.watchdog_timer);
   httpd_stop(g_d.httpd);
-  http_abort_all(); /* callbacks run now, while the replicas exist */
-  /* Pool jobs point into the databases: let them finish first. */
-  while (loop_work_pending() > 0 && loop_run_once())
-    ;
+  /* Callbacks run now, while the replicas exist.  Pool jobs point into the
+   * databases: let them finish first.  A job's completion may submit a new
+   * request (a validation restore moving to its next segment): abort again
+   * after each turn, so none is left in flight when the loop closes. */
+  for (;;) {
+    http_abort_all();
+    if (loop_work_pending() <= 0 || !loop_run_once())
+      break;
+  }
   discover_stop(g_d.disc); /* an -exec failure at start */
   g_d.disc = NULL;
   for (size_t i = 0; i < g_d.n_dbs; i++)
