@@ -135,8 +135,8 @@ struct db {
   struct loop_timer *idle_timer;
   struct loop_timer *poll_timer;
   int backoff_ms;
-  char last_err[512];
-  char last_ckpt_err[512]; /* the checkpoint failure last logged */
+  char *last_err;      /* the sync failure last logged (NULL: none) */
+  char *last_ckpt_err; /* the checkpoint failure last logged */
   struct snap_waiter *snap_waiters;
   void (*close_cb)(void *arg);
   void *close_arg;

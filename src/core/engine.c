@@ -64,6 +64,17 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   e->shm_fd = -1;
   e->shadow_fd = -1;
   resync_init(&e->rs);
+  engine_keep_msgs(e);
+}
+
+void engine_keep_msgs(struct engine *e) {
+  if (!e->m)
+    e->m = xcalloc(1, sizeof(*e->m));
+}
+
+void engine_drop_msgs(struct engine *e) {
+  free(e->m);
+  e->m = NULL;
 }
 
 #define set_err engine_set_err
@@ -71,7 +82,7 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
 void engine_set_err(struct engine *e, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(e->err, sizeof(e->err), fmt, ap);
+  vsnprintf(e->m->err, sizeof(e->m->err), fmt, ap);
   va_end(ap);
 }
 
@@ -112,10 +123,10 @@ static int sql_exec(struct engine *e, sqlite3 *c, const char *sql) {
 /* A cleanup statement (ROLLBACK): its failure is reported only when
  * nothing failed before it, so the first (real) error is the one logged. */
 static void sql_cleanup(struct engine *e, sqlite3 *c, const char *sql) {
-  char first[sizeof(e->err)];
-  memcpy(first, e->err, sizeof(first));
+  char first[sizeof(e->m->err)];
+  memcpy(first, e->m->err, sizeof(first));
   if (sql_exec(e, c, sql) && first[0])
-    memcpy(e->err, first, sizeof(first));
+    memcpy(e->m->err, first, sizeof(first));
 }
 
 /* Runs a statement returning one row; copies up to 3 integer columns. */
@@ -259,17 +270,17 @@ static int read_or_start_wal(struct engine *e, uint8_t raw[WAL_HEADER_SIZE],
   return rc;
 }
 
-/* read_or_start_wal, naming the WAL in e->err on failure. */
+/* read_or_start_wal, naming the WAL in e->m->err on failure. */
 static int start_wal_header(struct engine *e, uint8_t raw[WAL_HEADER_SIZE],
                             struct wal_header *h) {
   int rc = read_or_start_wal(e, raw, h);
-  if (rc && !e->err[0])
+  if (rc && !e->m->err[0])
     set_err(e, "cannot read WAL header of %s: %s", e->wal_path, err_str(rc));
   return rc;
 }
 
 int engine_new_generation(struct engine *e, const char *reason) {
-  snprintf(e->reason, sizeof(e->reason), "%s", reason);
+  snprintf(e->m->reason, sizeof(e->m->reason), "%s", reason);
   resync_forget(e);
   uint8_t raw[WAL_HEADER_SIZE];
   struct wal_header h;
@@ -586,6 +597,7 @@ static void sync_gone_asleep(struct engine *e) {
   /* Nothing was lost while asleep: a restart of the WAL is a successor,
    * as under our pin. */
   e->pin_state = PIN_HELD;
+  engine_keep_msgs(e); /* an asleep engine keeps none */
   int ng = 0;
   uint32_t index0 = e->index;
   int64_t size0 = e->shadow_size;
@@ -598,7 +610,7 @@ static void sync_gone_asleep(struct engine *e) {
   e->shadow_fd = -1;
   if (rc)
     log_warn(e->name, NULL, "final sync of the deleted database: %s",
-             e->err[0] ? e->err : err_str(rc));
+             e->m->err[0] ? e->m->err : err_str(rc));
   else if (e->index != index0 || e->shadow_size != size0)
     log_info(e->name, NULL,
              "deleted while asleep: final sync from the kept descriptors "
@@ -608,8 +620,8 @@ static void sync_gone_asleep(struct engine *e) {
 
 int engine_open(struct engine *e) {
   struct stat sb;
-  e->err[0] = '\0';
-  e->reason[0] = '\0';
+  e->m->err[0] = '\0';
+  e->m->reason[0] = '\0';
   e->disk_full = e->no_file = 0;
   if (stat(e->db_path, &sb)) {
     if (errno == ENOENT)
@@ -751,7 +763,7 @@ static int pin_advance(struct engine *e);
  * write lock: "cannot start a transaction within a transaction"). */
 static int sync_copy(struct engine *e, int *new_gen) {
   *new_gen = 0;
-  e->err[0] = '\0';
+  e->m->err[0] = '\0';
   int64_t t0 = time_mono_ns();
   uint8_t raw[WAL_HEADER_SIZE];
   struct wal_header h;
@@ -828,10 +840,10 @@ static int sync_copy(struct engine *e, int *new_gen) {
     e->index--;
     memcpy(e->hdr_raw, old_raw, WAL_HEADER_SIZE);
     e->hdr = old_hdr;
-    char first[sizeof(e->err)];
-    memcpy(first, e->err, sizeof(first));
+    char first[sizeof(e->m->err)];
+    memcpy(first, e->m->err, sizeof(first));
     shadow_open_current(e, 0); /* if this fails too, the next sync does */
-    memcpy(e->err, first, sizeof(first));
+    memcpy(e->m->err, first, sizeof(first));
     goto out;
   }
   e->stats.restarts++;
@@ -1223,7 +1235,7 @@ static void ck_repin(struct engine *e, struct ckpt *c) {
   int ng = 0;
   int src = engine_sync(e, &ng);
   if (src)
-    log_debug(e->name, NULL, "checkpoint: sync after re-pin: %s", e->err);
+    log_debug(e->name, NULL, "checkpoint: sync after re-pin: %s", e->m->err);
   if (c->rc == ERR_BUSY)
     c->rc = 0; /* another checkpointer was running: fine */
   c->swapped = 1;
@@ -1239,7 +1251,7 @@ int engine_checkpoint(struct engine *e, int idle) {
       (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
   ckpt_lock(e, 0);
   e->checkpointing = 1; /* our own checkpoints need the lock free */
-  e->err[0] = '\0';
+  e->m->err[0] = '\0';
   while (c.state != CK_DONE) {
     switch (c.state) {
     case CK_START:
@@ -1717,17 +1729,19 @@ int engine_replaced(struct engine *e) {
     return 0;
   snprintf(e->next_reason, sizeof(e->next_reason), "database file %s",
            gone ? "deleted" : "replaced");
-  snprintf(e->reason, sizeof(e->reason), "%s", e->next_reason);
+  snprintf(e->m->reason, sizeof(e->m->reason), "%s", e->next_reason);
   shadow_fsync(e);
   close_all(e);
   return 1;
 }
 
 void engine_destroy(struct engine *e) {
+  engine_keep_msgs(e); /* close_all may say why it failed */
   close_all(e);
   free(e->db_path);
   free(e->wal_path);
   free(e->meta);
   resync_destroy(&e->rs);
+  engine_drop_msgs(e);
   e->db_path = e->wal_path = e->meta = NULL;
 }

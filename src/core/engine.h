@@ -79,6 +79,13 @@ struct engine_stats {
  * a sync finds the same WAL lifetime still there. */
 enum engine_pin { PIN_NONE, PIN_HELD, PIN_REGAINED };
 
+/* What a job reports (db.c copies it out at the end of each job): on the
+ * heap only while the engine is awake, not per sleeping database. */
+struct engine_msgs {
+  char reason[256]; /* why the last new generation was started */
+  char err[512];    /* message of the last failure */
+};
+
 struct engine {
   /* set by engine_init_struct; immutable afterwards */
   char *db_path;
@@ -130,7 +137,6 @@ struct engine {
   int64_t wal_end;       /* committed end in the WAL, while disk_full */
   uint32_t w_s0, w_s1;   /* checksum chain at wal_end */
   int64_t full_retry_ns; /* next attempt to write the shadow again */
-  char full_err[512];    /* the write that failed */
 
   struct resync rs; /* the page map (core/resync.h) */
 
@@ -147,8 +153,7 @@ struct engine {
   struct engine_stats stats;
   uint64_t db_dev, db_ino; /* identity of the open database file */
   char next_reason[64];    /* set: the next open starts a new generation */
-  char reason[256];        /* why the last new generation was started */
-  char err[512];           /* message of the last failure */
+  struct engine_msgs *m;   /* engine_keep_msgs */
 };
 
 /* Once per process, before any other SQLite call: no up-front page cache
@@ -157,6 +162,10 @@ void engine_global_init(void);
 
 void engine_init_struct(struct engine *e, const struct db_config *cfg);
 void engine_destroy(struct engine *e);
+/* e->m exists from engine_init_struct on; a job drops it once the engine
+ * sleeps (engine_drop_msgs) and the next job makes it again. */
+void engine_keep_msgs(struct engine *e);
+void engine_drop_msgs(struct engine *e);
 
 /* Opens the connections, takes the pin and establishes the generation
  * (continuing the one in the meta dir when the WAL still matches it).

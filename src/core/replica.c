@@ -76,6 +76,19 @@ static void on_timer(void *arg) {
   kick(r);
 }
 
+/* The retry/round timer exists only while it runs: an idle replica keeps
+ * none. */
+static void timer_start(struct replica *r, uint64_t ms) {
+  if (!r->timer)
+    r->timer = loop_timer_new(on_timer, r);
+  loop_timer_start(r->timer, ms);
+}
+
+static void timer_drop(struct replica *r) {
+  loop_timer_free(r->timer);
+  r->timer = NULL;
+}
+
 /* The lease (core/lease.c) was taken or lost.  Taken: list the store
  * again (another owner may have written meanwhile) and go on.  Lost:
  * kick() uploads nothing more and housekeeping stops. */
@@ -108,7 +121,6 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
   r->b = b;
   r->name = b->name;
   r->state = R_IDLE;
-  r->timer = loop_timer_new(on_timer, r);
   buf_init(&r->seg, 0);
   r->hk = hk_new(r);
   r->val = validator_new(r);
@@ -140,6 +152,7 @@ void replica_free(struct replica *r) {
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
   buf_destroy(&r->seg);
+  free(r->last_err);
   free(r);
 }
 
@@ -168,6 +181,7 @@ static void flush_done(struct replica *r) {
 }
 
 static void caught_up(struct replica *r) {
+  timer_drop(r);
   set_state(r, R_IDLE);
   r->pending_since_ns = 0;
   flush_done(r);
@@ -182,10 +196,10 @@ static void fail(struct replica *r, int rc, const char *msg) {
   } else {
     r->upload_errors++;
   }
-  if (rc != ERR_CANCELED && strcmp(r->last_err, msg ? msg : "")) {
+  if (rc != ERR_CANCELED && strcmp(str_or_empty(r->last_err), msg ? msg : "")) {
     log_error(r->db->name, r->name, "replica sync error: %s",
               msg ? msg : err_str(rc));
-    snprintf(r->last_err, sizeof(r->last_err), "%s", msg ? msg : "");
+    str_set(&r->last_err, msg);
   }
   if (r->flushing) {
     char p[48];
@@ -200,13 +214,13 @@ static void fail(struct replica *r, int rc, const char *msg) {
   }
   r->backoff_ms = r->backoff_ms ? MIN(r->backoff_ms * 2, MAX_BACKOFF_MS) : 1000;
   set_state(r, R_BACKOFF);
-  loop_timer_start(r->timer, (uint64_t)r->backoff_ms);
+  timer_start(r, (uint64_t)r->backoff_ms);
 }
 
 static void succeeded(struct replica *r) {
-  if (r->last_err[0])
+  if (r->last_err)
     log_info(r->db->name, r->name, "replica sync recovered");
-  r->last_err[0] = '\0';
+  str_set(&r->last_err, NULL);
   r->backoff_ms = 0;
   r->last_sync_ns = time_now_ns();
 }
@@ -508,7 +522,7 @@ static void build_done(void *arg, int status) {
     /* Read from the WAL while it moved on (a full disk ending): again in a
      * moment, from what the shadow holds by then. */
     set_state(r, R_IDLE);
-    loop_timer_start(r->timer, 50);
+    timer_start(r, 50);
     return;
   }
   if (rc) {
@@ -973,8 +987,8 @@ static void kick_once(struct replica *r) {
     r->round_puts = 0;
     int64_t wait = round_wait(r, now);
     if (wait > 0) {
-      if (!loop_timer_active(r->timer))
-        loop_timer_start(r->timer, (uint64_t)(wait / NS_PER_MS) + 1);
+      if (!r->timer || !loop_timer_active(r->timer))
+        timer_start(r, (uint64_t)(wait / NS_PER_MS) + 1);
       return;
     }
     r->round_paid = 1; /* its own token is in hand; now the process's */
@@ -982,7 +996,7 @@ static void kick_once(struct replica *r) {
   if (!admitted(r))
     return; /* the lag grows, reported, while it waits its turn */
   r->round_paid = 0;
-  loop_timer_stop(r->timer);
+  timer_drop(r);
   r->last_round_ns = now;
   r->round_wall_ns = time_now_ns();
   r->round_index = db->index;
@@ -1011,11 +1025,11 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
   if (r->bw.queued && !r->bw.urgent)
     budget_cancel(&r->bw); /* to wait again, for a slot only */
   if (r->state == R_BACKOFF) {
-    loop_timer_stop(r->timer);
+    timer_drop(r);
     set_state(r, R_IDLE);
   }
   if (r->state == R_IDLE) {
-    loop_timer_stop(r->timer);
+    timer_drop(r);
     kick(r);
   }
   /* Otherwise the operation in flight continues and calls flush_done. */

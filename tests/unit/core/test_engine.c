@@ -223,7 +223,7 @@ TEST(sync_under_write_lock_follows_a_restart) {
     struct pos at;
     int rc = engine_validation_copy(&e, out, &at);
     if (rc)
-      fprintf(stderr, "  validation copy: %s\n", e.err);
+      fprintf(stderr, "  validation copy: %s\n", e.m->err);
     CHECK_INT(rc, 0);
     CHECK_INT(e.index, index + 1);
     CHECK_INT(at.index, index + 1);
@@ -322,7 +322,7 @@ TEST(snapshot_after_a_partial_checkpoint_is_consistent) {
   uint32_t sidx;
   int rc = engine_snapshot(&e, sfd, &slen, sgen, &sidx);
   if (rc)
-    fprintf(stderr, "  snapshot: %s\n", e.err);
+    fprintf(stderr, "  snapshot: %s\n", e.m->err);
   CHECK_INT(rc, 0);
   close(sfd);
   int in = open(snap, O_RDONLY);
