@@ -73,13 +73,8 @@ static void render_json(struct db *const *dbs, size_t n, int64_t now,
       json_str(out, r->lease ? lease_state_name(lease_state(r->lease)) : "");
       buf_appendf(out, ",\"lag_seconds\":%.3f,\"error\":",
                   (double)replica_lag_ns(r, now) / 1e9);
-<<<<<<< HEAD
-      json_str(out, r->last_err);
-      buf_appendf(out, ",\"budget_wait\":%s}", r->bw.queued ? "true" : "false");
-=======
       json_str(out, str_or_empty(r->last_err));
-      buf_appendf(out, "}");
->>>>>>> scale
+      buf_appendf(out, ",\"budget_wait\":%s}", r->bw.queued ? "true" : "false");
     }
     buf_appendf(out, "]}");
   }
