@@ -47,8 +47,8 @@ static void close_advance(struct db *db);
  * queues (FIFO) until one is given back: when a database goes to sleep,
  * finds its file missing, fails, or closes.
  *
- * Light sleepers (one fd each) are kept oldest first; the oldest is put in
- * deep sleep (no fd) once it has slept deep_after_ns, or at once when
+ * Light sleepers (DB_LIGHT_FDS fds each) are kept oldest first; the oldest is
+ * put in deep sleep (no fd) once it has slept deep_after_ns, or at once when
  * there are more than max_light of them.  One timer for all of them.
  *
  * Snapshots: at most max_snapshots taken or being uploaded at once; the
@@ -87,8 +87,8 @@ void db_limits_for(long nofile, size_t n_dbs, int64_t max_hot,
   if ((long)hot * DB_HOT_FDS > avail)
     hot = (size_t)MAX(1, avail / DB_HOT_FDS);
   out->max_hot = hot;
-  long light = (avail - (long)hot * DB_HOT_FDS) / DB_LIGHT_FDS;
-  out->max_light = light > 0 ? (size_t)light : 0;
+  long light = avail - (long)hot * DB_HOT_FDS;
+  out->max_light = light > 0 ? (size_t)(light / DB_LIGHT_FDS) : 0;
   out->deep_after_ns = deep_after_ns;
   out->max_snapshots = 4;
   (void)n_dbs;
@@ -256,7 +256,7 @@ static void deep_schedule(void) {
                    due > now ? (uint64_t)((due - now) / NS_PER_MS) + 1 : 0);
 }
 
-/* The oldest light sleeper goes deep (its job closes the fd). */
+/* The oldest light sleeper goes deep (its job closes the fds). */
 static void deepen_oldest(void) {
   struct db *db = g.lru_head;
   log_debug(db->name, NULL, "asleep (deep): no fd");

@@ -198,9 +198,11 @@ int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle);
  * be taken in time (try again later), or an error. */
 int engine_checkpoint(struct engine *e, int idle);
 
-/* Writes the database file, LZ4-compressed, to out_fd, as the snapshot of
- * the current (generation, index).  Must run with no concurrent
- * engine_checkpoint (the job queue guarantees it). */
+/* Writes the database as of the end of the shadow file (core/snapshot.h:
+ * the file with the shadow's frames laid over it, consistent on its own),
+ * LZ4-compressed, to out_fd, as the snapshot of the current (generation,
+ * index).  Must run with no concurrent engine_checkpoint (the job queue
+ * guarantees it). */
 int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
                     char gen[GEN_LEN + 1], uint32_t *index);
 
@@ -232,7 +234,7 @@ int engine_close(struct engine *e);
  * identity, size and times, as a clean stop does (shadow.h), then closes
  * every connection and fd.
  *
- * ENGINE_LIGHT keeps two fds with OFD locks (they belong to the
+ * ENGINE_LIGHT keeps three fds, two with OFD locks (they belong to the
  * descriptor, so SQLite closing its own fds of the file in this process
  * cannot drop them).  On the -shm: the checkpoint lock (byte 121) and a
  * shared lock on the DMS byte (128).  With the checkpoint lock held nothing can
@@ -250,7 +252,11 @@ int engine_close(struct engine *e);
  * fd, the database file's, with a shared lock on the first byte of
  * SQLite's SHARED range: that EXCLUSIVE lock is never granted, the closing
  * connection leaves the WAL alone (as it does while our connections are
- * open).
+ * open).  The third fd is the -wal's, without a lock: a database deleted
+ * (or renamed away) while asleep still has what was committed since in
+ * it, and engine_open copies that from the kept fds for the final sync
+ * (the wake after the write and the delete come together; once the path
+ * is gone, only a kept fd still reaches those frames).
  *
  * ENGINE_DEEP holds nothing at all: the application may checkpoint freely.
  *
@@ -265,7 +271,7 @@ int engine_close(struct engine *e);
 #define ENGINE_LIGHT 1
 #define ENGINE_DEEP 2
 int engine_sleep(struct engine *e, int how);
-/* Light sleep -> deep: closes the last two fds. */
+/* Light sleep -> deep: closes the last three fds. */
 void engine_deepen(struct engine *e);
 /* Asleep: whether the -wal is not as it was when the engine went to
  * sleep (a stat). */

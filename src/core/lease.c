@@ -44,6 +44,7 @@ struct lease {
   int64_t ttl_ns;
   int force;
   enum lease_state state;
+  int refs;  /* replicas holding it (lease_join, lease_drop) */
   int busy;  /* a request in flight */
   int freed; /* lease_free while busy: the callback frees it */
   int64_t seq;
@@ -59,11 +60,26 @@ struct lease {
   char *last_err;             /* the last acquisition error logged */
   int took_from_other;        /* the write in flight takes over a live one */
   struct loop_timer *timer;
-  lease_change_cb cb;
-  void *cb_arg;
+  /* Who hears of changes: one replica, or every replica of a dir entry
+   * (lease_join); a subscriber that left has cb NULL until compacted. */
+  struct lease_sub *subs;
+  size_t n_subs, cap_subs, live_subs;
+  int notifying;
   void (*release_cb)(void *arg);
   void *release_arg;
+  /* Shared (lease_join): the registry key, and what the lease owns. */
+  char *key;
+  struct backend *own_b;
+  char *own_meta, *own_db;
+  struct lease *next_shared;
 };
+
+struct lease_sub {
+  lease_change_cb cb;
+  void *arg;
+};
+
+static struct lease *g_shared; /* leases of dir entries, by key */
 
 /* What lock.json says. */
 struct lease_info {
@@ -83,14 +99,57 @@ const char *lease_state_name(enum lease_state s) {
   return names[s];
 }
 
+static void subs_compact(struct lease *l) {
+  if (l->notifying)
+    return;
+  size_t k = 0;
+  for (size_t i = 0; i < l->n_subs; i++)
+    if (l->subs[i].cb)
+      l->subs[k++] = l->subs[i];
+  l->n_subs = k;
+}
+
+static void sub_add(struct lease *l, lease_change_cb cb, void *arg) {
+  subs_compact(l);
+  if (l->n_subs == l->cap_subs) {
+    l->cap_subs = l->cap_subs ? 2 * l->cap_subs : 4;
+    l->subs = xrealloc(l->subs, l->cap_subs * sizeof(*l->subs));
+  }
+  l->subs[l->n_subs++] = (struct lease_sub){cb, arg};
+  l->live_subs++;
+}
+
+/* 1 if sub was subscribed (it is not now). */
+static int sub_remove(struct lease *l, void *sub) {
+  for (size_t i = 0; i < l->n_subs; i++) {
+    if (l->subs[i].cb && l->subs[i].arg == sub) {
+      l->subs[i].cb = NULL;
+      l->live_subs--;
+      subs_compact(l);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Tells every subscriber (each callback may leave or release). */
+static void notify(struct lease *l, int held) {
+  l->notifying++;
+  for (size_t i = 0; i < l->n_subs; i++)
+    if (l->subs[i].cb)
+      l->subs[i].cb(l->subs[i].arg, held);
+  l->notifying--;
+  subs_compact(l);
+}
+
 static void set_state(struct lease *l, enum lease_state s) {
   if (l->state == s || l->state == L_CLOSED)
     return;
   log_debug(l->db, l->name, "lease %s -> %s", lease_state_name(l->state),
             lease_state_name(s));
   l->state = s;
-  if (l->cb && s != L_RELEASING && s != L_CLOSED)
-    l->cb(l->cb_arg, s == L_HELD);
+  if (s != L_RELEASING && s != L_CLOSED)
+    notify(l, s == L_HELD);
 }
 
 /* --- the owner id --- */
@@ -345,8 +404,7 @@ static void on_taken(void *arg, int status, const char *err) {
   }
   acquire_failed(l, status, err);
   retry_later(l, L_ACQUIRE, RETRY_MS);
-  if (l->cb)
-    l->cb(l->cb_arg, 0); /* a shutdown waiting for it ends */
+  notify(l, 0); /* a shutdown waiting for it ends */
 }
 
 static void take(struct lease *l, const char *match) {
@@ -387,8 +445,7 @@ static void on_read(void *arg, int status, const char *err) {
   if (status) {
     acquire_failed(l, status, err);
     retry_later(l, L_ACQUIRE, RETRY_MS);
-    if (l->cb)
-      l->cb(l->cb_arg, 0); /* a shutdown waiting for it ends */
+    notify(l, 0); /* a shutdown waiting for it ends */
     return;
   }
   struct lease_info in;
@@ -532,8 +589,9 @@ struct lease *lease_new(struct backend *b, const char *meta, const char *db,
   l->name = name;
   l->ttl_ns = ttl_ns;
   l->force = force;
-  l->cb = cb;
-  l->cb_arg = arg;
+  l->refs = 1;
+  if (cb)
+    sub_add(l, cb, arg);
   l->pid = (int)getpid();
   l->started_ns = time_now_ns();
   l->host = this_host();
@@ -593,7 +651,7 @@ void lease_free(struct lease *l) {
     return;
   if (l->busy) {
     l->freed = 1;
-    l->cb = NULL;
+    l->n_subs = l->live_subs = 0;
     l->release_cb = NULL;
     loop_timer_stop(l->timer);
     return;
@@ -602,7 +660,97 @@ void lease_free(struct lease *l) {
   buf_destroy(&l->rd);
   free(l->wr);
   free(l->owner);
+  free(l->subs);
+  free(l->key);
+  free(l->own_meta);
+  free(l->own_db);
+  if (l->own_b)
+    backend_close(l->own_b);
   free(l->refused_owner);
   free(l->last_err);
   free(l);
+}
+
+/* --- one lease for every database of a dir entry --- */
+
+static void unregister(struct lease *l) {
+  for (struct lease **p = &g_shared; *p; p = &(*p)->next_shared) {
+    if (*p == l) {
+      *p = l->next_shared;
+      l->next_shared = NULL;
+      return;
+    }
+  }
+}
+
+/* Where the root lives: type, endpoint, bucket, host and root path. */
+static char *share_key(const struct replica_config *cfg) {
+  return xasprintf("%s|%s|%s|%s|%s|%s", cfg->type ? cfg->type : "file",
+                   cfg->endpoint ? cfg->endpoint : "",
+                   cfg->bucket ? cfg->bucket : "", cfg->host ? cfg->host : "",
+                   cfg->account_name ? cfg->account_name : "", cfg->lease_root);
+}
+
+struct lease *lease_join(const struct replica_config *cfg, const char *meta,
+                         const char *entry, int64_t ttl_ns, int force,
+                         lease_change_cb cb, void *arg, char *err,
+                         size_t errlen) {
+  char *key = share_key(cfg);
+  struct lease *l = g_shared;
+  while (l && strcmp(l->key, key))
+    l = l->next_shared;
+  if (l) {
+    free(key);
+    l->refs++;
+    sub_add(l, cb, arg);
+    return l;
+  }
+  struct replica_config root;
+  config_replica_copy(&root, cfg);
+  free(root.path);
+  root.path = xstrdup(cfg->lease_root);
+  free(root.url);
+  root.url = NULL;
+  struct backend *b = backend_open(&root, err, errlen);
+  config_replica_destroy(&root);
+  if (!b) {
+    free(key);
+    return NULL;
+  }
+  char *m = xstrdup(meta), *d = xstrdup(entry);
+  l = lease_new(b, m, d, b->name, ttl_ns, force, cb, arg);
+  l->own_b = b;
+  l->own_meta = m;
+  l->own_db = d;
+  l->key = key;
+  l->next_shared = g_shared;
+  g_shared = l;
+  return l;
+}
+
+void lease_leave(struct lease *l, void *sub, void (*cb)(void *arg), void *arg) {
+  if (!l->key) {
+    lease_release(l, cb, arg);
+    return;
+  }
+  int was = sub_remove(l, sub);
+  if (!was || l->live_subs > 0 || l->release_cb) {
+    cb(arg); /* others still replicate under it (or it is being released) */
+    return;
+  }
+  /* The last one out releases it; a database that appears later takes a
+   * new one. */
+  unregister(l);
+  lease_release(l, cb, arg);
+}
+
+void lease_drop(struct lease *l, void *sub) {
+  if (!l)
+    return;
+  sub_remove(l, sub);
+  if (--l->refs > 0)
+    return;
+  if (l->key)
+    unregister(l);
+  lease_free(l);
 }

@@ -236,6 +236,16 @@ int shadow_open_current(struct engine *e, int create) {
 
 /* Starts shadow file e->index with the header in e->hdr_raw. */
 int shadow_start_index(struct engine *e) {
+  /* A new index never replaces frames: replicas may have uploaded them,
+   * and one that had not would skip them. */
+  char *path = shadow_wal_path(e->meta, e->gen, e->index);
+  struct stat st;
+  if (stat(path, &st) == 0 && st.st_size > WAL_HEADER_SIZE)
+    log_error(e->name, NULL,
+              "shadow wal %s already holds %lld bytes: starting it again "
+              "drops them",
+              path, (long long)st.st_size);
+  free(path);
   int rc = shadow_open_current(e, 1);
   if (rc)
     return rc;
