@@ -1137,6 +1137,7 @@ void config_replica_destroy(struct replica_config *r) {
       &r->storage_class, &r->account_name,   &r->account_key,
       &r->sas_token,     &r->host,           &r->user,
       &r->password,      &r->key_path,       &r->host_key_path,
+      &r->lease_root,
   };
   for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
     free(*strs[i]);
@@ -1156,6 +1157,7 @@ void config_replica_copy(struct replica_config *dst,
       &dst->storage_class, &dst->account_name,   &dst->account_key,
       &dst->sas_token,     &dst->host,           &dst->user,
       &dst->password,      &dst->key_path,       &dst->host_key_path,
+      &dst->lease_root,
   };
   for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
     if (*strs[i])

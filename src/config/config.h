@@ -53,6 +53,9 @@ struct replica_config {
    * lease), and whether to take it from a live owner at start. */
   int64_t lease_ttl;
   int force_takeover;
+  /* A database of a dir entry: the entry's replica path (its root), where
+   * one lease covers every database under it; NULL otherwise. */
+  char *lease_root;
 
   char **age_identities;
   size_t n_age_identities;

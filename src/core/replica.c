@@ -39,7 +39,7 @@
 #define TURN_PUTS 4
 
 static void kick(struct replica *r);
-static void pos_reset(struct replica *r);
+static void pos_reset(struct replica *r, const char *why);
 
 const char *replica_state_name(enum replica_state s) {
   static const char *names[] = {"idle",   "resume",  "snapshot",
@@ -76,6 +76,19 @@ static void on_timer(void *arg) {
   kick(r);
 }
 
+/* The retry/round timer exists only while it runs: an idle replica keeps
+ * none. */
+static void timer_start(struct replica *r, uint64_t ms) {
+  if (!r->timer)
+    r->timer = loop_timer_new(on_timer, r);
+  loop_timer_start(r->timer, ms);
+}
+
+static void timer_drop(struct replica *r) {
+  loop_timer_free(r->timer);
+  r->timer = NULL;
+}
+
 /* The lease (core/lease.c) was taken or lost.  Taken: list the store
  * again (another owner may have written meanwhile) and go on.  Lost:
  * kick() uploads nothing more and housekeeping stops. */
@@ -89,7 +102,7 @@ static void on_lease(void *arg, int held) {
     return;
   }
   if (!in_flight(r))
-    pos_reset(r);
+    pos_reset(r, "lease taken again: listing the store");
   if (r->state == R_IDLE)
     kick(r);
 }
@@ -108,25 +121,38 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
   r->b = b;
   r->name = b->name;
   r->state = R_IDLE;
-  r->timer = loop_timer_new(on_timer, r);
   buf_init(&r->seg, 0);
   r->hk = hk_new(r);
   r->val = validator_new(r);
-  r->lease = lease_new(b, db->meta, db->name, r->name, cfg->lease_ttl,
-                       cfg->force_takeover, on_lease, r);
+  if (cfg->lease_root && cfg->lease_ttl > 0) {
+    /* A dir entry's database: the entry's one lease at its replica root. */
+    char err[512];
+    r->lease = lease_join(cfg, db->meta, db->cfg->dir ? db->cfg->dir : db->name,
+                          cfg->lease_ttl, cfg->force_takeover, on_lease, r, err,
+                          sizeof(err));
+    if (!r->lease)
+      log_warn(db->name, r->name,
+               "lease at the replica root: %s (leasing this database's path "
+               "instead)",
+               err);
+  }
+  if (!r->lease)
+    r->lease = lease_new(b, db->meta, db->name, r->name, cfg->lease_ttl,
+                         cfg->force_takeover, on_lease, r);
   return r;
 }
 
 void replica_free(struct replica *r) {
   assert(!r->job); /* a running build hands itself back to r */
   budget_cancel(&r->bw);
-  lease_free(r->lease);
+  lease_drop(r->lease, r);
   hk_free(r->hk);
   validator_free(r->val);
   loop_timer_free(r->timer);
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
   buf_destroy(&r->seg);
+  free(r->last_err);
   free(r);
 }
 
@@ -151,10 +177,11 @@ static void flush_done(struct replica *r) {
     return;
   void (*cb)(void *) = r->flush_cb;
   r->flush_cb = NULL;
-  lease_release(r->lease, cb, r->flush_arg);
+  lease_leave(r->lease, r, cb, r->flush_arg);
 }
 
 static void caught_up(struct replica *r) {
+  timer_drop(r);
   set_state(r, R_IDLE);
   r->pending_since_ns = 0;
   flush_done(r);
@@ -169,10 +196,10 @@ static void fail(struct replica *r, int rc, const char *msg) {
   } else {
     r->upload_errors++;
   }
-  if (rc != ERR_CANCELED && strcmp(r->last_err, msg ? msg : "")) {
+  if (rc != ERR_CANCELED && strcmp(str_or_empty(r->last_err), msg ? msg : "")) {
     log_error(r->db->name, r->name, "replica sync error: %s",
               msg ? msg : err_str(rc));
-    snprintf(r->last_err, sizeof(r->last_err), "%s", msg ? msg : "");
+    str_set(&r->last_err, msg);
   }
   if (r->flushing) {
     char p[48];
@@ -187,13 +214,13 @@ static void fail(struct replica *r, int rc, const char *msg) {
   }
   r->backoff_ms = r->backoff_ms ? MIN(r->backoff_ms * 2, MAX_BACKOFF_MS) : 1000;
   set_state(r, R_BACKOFF);
-  loop_timer_start(r->timer, (uint64_t)r->backoff_ms);
+  timer_start(r, (uint64_t)r->backoff_ms);
 }
 
 static void succeeded(struct replica *r) {
-  if (r->last_err[0])
+  if (r->last_err)
     log_info(r->db->name, r->name, "replica sync recovered");
-  r->last_err[0] = '\0';
+  str_set(&r->last_err, NULL);
   r->backoff_ms = 0;
   r->last_sync_ns = time_now_ns();
 }
@@ -266,6 +293,7 @@ struct seg_job {
   /* out */
   struct buf seg; /* compressed [off, end) */
   int64_t end;
+  int64_t file_size; /* the shadow file's size when read (cap < 0), or -1 */
   int rc;
 };
 
@@ -294,6 +322,7 @@ static void build_work(void *arg) {
   struct seg_job *j = arg;
   struct span sp = {-1, -1, j->phys};
   j->end = j->off;
+  j->file_size = -1;
   if (sp.phys < 0 || j->off < sp.phys) {
     sp.sfd = open(j->path, O_RDONLY | O_CLOEXEC);
     if (sp.sfd < 0) {
@@ -309,6 +338,7 @@ static void build_work(void *arg) {
       goto out;
     }
     end = sb.st_size;
+    j->file_size = sb.st_size;
   }
   if (sp.phys >= 0 && end > sp.phys) {
     sp.wfd = open(j->wal_path, O_RDONLY | O_CLOEXEC);
@@ -388,7 +418,14 @@ static void pos_set(struct replica *r, const char *gen, uint32_t index,
   r->pos = p;
 }
 
-static void pos_reset(struct replica *r) {
+/* The one way a position goes back: to unknown (the next round lists the
+ * store, or a new generation starts), said in the log with the reason. */
+static void pos_reset(struct replica *r, const char *why) {
+  if (!pos_is_zero(&r->pos)) {
+    char p[48];
+    pos_format(&r->pos, p);
+    log_debug(r->db->name, r->name, "position %s reset: %s", p, why);
+  }
   memset(&r->pos, 0, sizeof(r->pos));
 }
 
@@ -457,6 +494,7 @@ static void build_done(void *arg, int status) {
   r->seg = j->seg; /* the segment is the replica's now */
   r->seg_end = j->end;
   uint32_t j_index = r->seg_index;
+  int64_t file_size = j->file_size;
   free(j->path);
   free(j->wal_path);
   free(j);
@@ -467,7 +505,7 @@ static void build_done(void *arg, int status) {
      * generation can restore continuity. */
     char gen[GEN_LEN + 1];
     memcpy(gen, r->pos.gen, sizeof(gen));
-    pos_reset(r);
+    pos_reset(r, "shadow wal missing locally");
     set_state(r, R_IDLE);
     if (db_request_new_generation(db, gen)) {
       /* (The engine logs the new generation, or skips it if it has left
@@ -484,7 +522,7 @@ static void build_done(void *arg, int status) {
     /* Read from the WAL while it moved on (a full disk ending): again in a
      * moment, from what the shadow holds by then. */
     set_state(r, R_IDLE);
-    loop_timer_start(r->timer, 50);
+    timer_start(r, 50);
     return;
   }
   if (rc) {
@@ -495,8 +533,28 @@ static void build_done(void *arg, int status) {
     return;
   }
   if (r->seg_end == r->seg_off) {
-    if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen))
-      pos_set(r, r->pos.gen, r->pos.index + 1, 0);
+    if (r->seg_index < db->index && !strcmp(r->pos.gen, db->gen)) {
+      /* The next index only from the end of this one: a shadow file
+       * shorter than the position is not this replica's history any
+       * more (its frames would be skipped). */
+      if (file_size >= 0 && file_size < r->seg_off) {
+        char gen[GEN_LEN + 1];
+        memcpy(gen, r->pos.gen, sizeof(gen));
+        log_error(db->name, r->name,
+                  "shadow wal %s/%08x is %lld bytes, not this replica's "
+                  "position %lld: continuity lost",
+                  gen, j_index, (long long)file_size, (long long)r->seg_off);
+        pos_reset(r, "shadow wal shorter than the position");
+        set_state(r, R_IDLE);
+        if (!db_request_new_generation(db, gen))
+          kick(r);
+        return;
+      }
+      /* (A build capped at the size the index had when it started read
+       * nothing: again, uncapped now.) */
+      if (file_size == r->seg_off)
+        pos_set(r, r->pos.gen, r->pos.index + 1, 0);
+    }
     upload_next(r);
     return;
   }
@@ -650,7 +708,7 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
              "replica position %08x:%lld does not match the local shadow wal; "
              "starting a new generation",
              index, (long long)offset);
-    pos_reset(r);
+    pos_reset(r, "position not in the local shadow wal");
     set_state(r, R_IDLE);
     db_request_new_generation(db, db->gen);
     return;
@@ -790,7 +848,7 @@ static void on_snapshots(void *arg, int status, const char *err) {
 
 static void start_resume(struct replica *r) {
   set_state(r, R_RESUME);
-  pos_reset(r);
+  pos_reset(r, "listing the store");
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
   store_snapshots(r->b, r->db->gen, &r->snaps, on_snapshots, r);
@@ -929,8 +987,8 @@ static void kick_once(struct replica *r) {
     r->round_puts = 0;
     int64_t wait = round_wait(r, now);
     if (wait > 0) {
-      if (!loop_timer_active(r->timer))
-        loop_timer_start(r->timer, (uint64_t)(wait / NS_PER_MS) + 1);
+      if (!r->timer || !loop_timer_active(r->timer))
+        timer_start(r, (uint64_t)(wait / NS_PER_MS) + 1);
       return;
     }
     r->round_paid = 1; /* its own token is in hand; now the process's */
@@ -938,7 +996,7 @@ static void kick_once(struct replica *r) {
   if (!admitted(r))
     return; /* the lag grows, reported, while it waits its turn */
   r->round_paid = 0;
-  loop_timer_stop(r->timer);
+  timer_drop(r);
   r->last_round_ns = now;
   r->round_wall_ns = time_now_ns();
   r->round_index = db->index;
@@ -967,11 +1025,11 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
   if (r->bw.queued && !r->bw.urgent)
     budget_cancel(&r->bw); /* to wait again, for a slot only */
   if (r->state == R_BACKOFF) {
-    loop_timer_stop(r->timer);
+    timer_drop(r);
     set_state(r, R_IDLE);
   }
   if (r->state == R_IDLE) {
-    loop_timer_stop(r->timer);
+    timer_drop(r);
     kick(r);
   }
   /* Otherwise the operation in flight continues and calls flush_done. */

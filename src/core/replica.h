@@ -56,7 +56,7 @@ struct replica {
   int64_t snapshots; /* snapshots uploaded */
   int64_t validations_ok;
   int64_t validations_failed;
-  char last_err[512];
+  char *last_err; /* the upload failure last logged (NULL: none) */
 
   /* internal */
   struct loop_timer *timer;

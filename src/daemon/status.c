@@ -61,7 +61,7 @@ static void render_json(struct db *const *dbs, size_t n, int64_t now,
     buf_appendf(out, ",\"generation\":");
     json_str(out, db->gen);
     buf_appendf(out, ",\"error\":");
-    json_str(out, db->last_err);
+    json_str(out, str_or_empty(db->last_err));
     buf_appendf(out, ",\"replicas\":[");
     for (size_t j = 0; j < db->n_replicas; j++) {
       const struct replica *r = db->replicas[j];
@@ -73,7 +73,7 @@ static void render_json(struct db *const *dbs, size_t n, int64_t now,
       json_str(out, r->lease ? lease_state_name(lease_state(r->lease)) : "");
       buf_appendf(out, ",\"lag_seconds\":%.3f,\"error\":",
                   (double)replica_lag_ns(r, now) / 1e9);
-      json_str(out, r->last_err);
+      json_str(out, str_or_empty(r->last_err));
       buf_appendf(out, ",\"budget_wait\":%s}", r->bw.queued ? "true" : "false");
     }
     buf_appendf(out, "]}");
@@ -111,7 +111,7 @@ static void render_text(struct db *const *dbs, size_t n, int64_t now,
     if (!db->n_replicas)
       buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, db->name,
                   (int)ws, st, (int)wr, "-", "-",
-                  db->last_err[0] ? db->last_err : "-");
+                  db->last_err ? db->last_err : "-");
     for (size_t j = 0; j < db->n_replicas; j++) {
       const struct replica *r = db->replicas[j];
       /* Whole seconds rounded up, as `sluice replicas` prints them. */
@@ -120,7 +120,7 @@ static void render_text(struct db *const *dbs, size_t n, int64_t now,
       snprintf(lag, sizeof(lag), "%llds",
                (long long)(ns > 0 ? (ns + NS_PER_SEC - 1) / NS_PER_SEC : 0));
       char wait[64];
-      const char *e = r->last_err[0] ? r->last_err : db->last_err;
+      const char *e = r->last_err ? r->last_err : str_or_empty(db->last_err);
       if (!e[0] && lease_missing(r)) {
         snprintf(wait, sizeof(wait), "waiting for the lease (%s)",
                  lease_state_name(lease_state(r->lease)));
