@@ -972,6 +972,8 @@ static const struct field top_fields[] = {
     {"health-max-sync-age", K_DUR, CF(health_max_sync_age), 0, NULL},
     {"deep-sleep-after", K_DUR, CF(deep_sleep_after), 0, NULL},
     {"max-hot-databases", K_COUNT, CF(max_hot_databases), 0, NULL},
+    {"max-requests-per-second", K_COUNT, CF(max_requests_per_second), 0, NULL},
+    {"max-uploads-in-flight", K_COUNT, CF(max_uploads_in_flight), 0, NULL},
     {"metrics-per-database-max", K_COUNT, CF(metrics_per_database_max), 0,
      NULL},
     {"logging", K_SUB, 0, 0, parse_logging},
@@ -1135,6 +1137,7 @@ void config_replica_destroy(struct replica_config *r) {
       &r->storage_class, &r->account_name,   &r->account_key,
       &r->sas_token,     &r->host,           &r->user,
       &r->password,      &r->key_path,       &r->host_key_path,
+      &r->lease_root,
   };
   for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
     free(*strs[i]);
@@ -1154,6 +1157,7 @@ void config_replica_copy(struct replica_config *dst,
       &dst->storage_class, &dst->account_name,   &dst->account_key,
       &dst->sas_token,     &dst->host,           &dst->user,
       &dst->password,      &dst->key_path,       &dst->host_key_path,
+      &dst->lease_root,
   };
   for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
     if (*strs[i])

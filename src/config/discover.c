@@ -182,6 +182,8 @@ void config_dir_make_db(const struct db_config *e, const char *rel,
   for (size_t i = 0; i < e->n_replicas; i++) {
     struct replica_config *r = &d->replicas[i];
     config_replica_copy(r, &e->replicas[i]);
+    free(r->lease_root);
+    r->lease_root = xstrdup(r->path ? r->path : "");
     char *p = config_join_replica_path(r->path, rel);
     free(r->path);
     r->path = p;

@@ -38,12 +38,13 @@ struct lease {
   const char *meta;      /* borrowed: where the owner id is kept */
   int persisted;         /* the owner id is in meta */
   int started;           /* lease_start ran */
-  char host[256];
+  const char *host;      /* this_host(): the same for every lease */
   int pid;
   int64_t started_ns;
   int64_t ttl_ns;
   int force;
   enum lease_state state;
+  int refs;  /* replicas holding it (lease_join, lease_drop) */
   int busy;  /* a request in flight */
   int freed; /* lease_free while busy: the callback frees it */
   int64_t seq;
@@ -55,15 +56,30 @@ struct lease {
   int64_t write_start;        /* monotonic start of the write in flight */
   int64_t valid_until;        /* monotonic: uploads allowed until */
   int renew_failing;          /* a renewal failed (not a precondition) */
-  char refused_owner[256];    /* whose lease we last said we wait for */
-  char last_err[512];         /* the last acquisition error logged */
+  char *refused_owner;        /* whose lease we last said we wait for */
+  char *last_err;             /* the last acquisition error logged */
   int took_from_other;        /* the write in flight takes over a live one */
   struct loop_timer *timer;
-  lease_change_cb cb;
-  void *cb_arg;
+  /* Who hears of changes: one replica, or every replica of a dir entry
+   * (lease_join); a subscriber that left has cb NULL until compacted. */
+  struct lease_sub *subs;
+  size_t n_subs, cap_subs, live_subs;
+  int notifying;
   void (*release_cb)(void *arg);
   void *release_arg;
+  /* Shared (lease_join): the registry key, and what the lease owns. */
+  char *key;
+  struct backend *own_b;
+  char *own_meta, *own_db;
+  struct lease *next_shared;
 };
+
+struct lease_sub {
+  lease_change_cb cb;
+  void *arg;
+};
+
+static struct lease *g_shared; /* leases of dir entries, by key */
 
 /* What lock.json says. */
 struct lease_info {
@@ -83,14 +99,57 @@ const char *lease_state_name(enum lease_state s) {
   return names[s];
 }
 
+static void subs_compact(struct lease *l) {
+  if (l->notifying)
+    return;
+  size_t k = 0;
+  for (size_t i = 0; i < l->n_subs; i++)
+    if (l->subs[i].cb)
+      l->subs[k++] = l->subs[i];
+  l->n_subs = k;
+}
+
+static void sub_add(struct lease *l, lease_change_cb cb, void *arg) {
+  subs_compact(l);
+  if (l->n_subs == l->cap_subs) {
+    l->cap_subs = l->cap_subs ? 2 * l->cap_subs : 4;
+    l->subs = xrealloc(l->subs, l->cap_subs * sizeof(*l->subs));
+  }
+  l->subs[l->n_subs++] = (struct lease_sub){cb, arg};
+  l->live_subs++;
+}
+
+/* 1 if sub was subscribed (it is not now). */
+static int sub_remove(struct lease *l, void *sub) {
+  for (size_t i = 0; i < l->n_subs; i++) {
+    if (l->subs[i].cb && l->subs[i].arg == sub) {
+      l->subs[i].cb = NULL;
+      l->live_subs--;
+      subs_compact(l);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Tells every subscriber (each callback may leave or release). */
+static void notify(struct lease *l, int held) {
+  l->notifying++;
+  for (size_t i = 0; i < l->n_subs; i++)
+    if (l->subs[i].cb)
+      l->subs[i].cb(l->subs[i].arg, held);
+  l->notifying--;
+  subs_compact(l);
+}
+
 static void set_state(struct lease *l, enum lease_state s) {
   if (l->state == s || l->state == L_CLOSED)
     return;
   log_debug(l->db, l->name, "lease %s -> %s", lease_state_name(l->state),
             lease_state_name(s));
   l->state = s;
-  if (l->cb && s != L_RELEASING && s != L_CLOSED)
-    l->cb(l->cb_arg, s == L_HELD);
+  if (s != L_RELEASING && s != L_CLOSED)
+    notify(l, s == L_HELD);
 }
 
 /* --- the owner id --- */
@@ -282,8 +341,8 @@ static int release_pending(struct lease *l) {
 static void hold(struct lease *l) {
   memcpy(l->tag, l->wtag, BACKEND_TAG_MAX);
   l->valid_until = l->write_start + l->ttl_ns - l->ttl_ns / 6;
-  l->refused_owner[0] = '\0';
-  l->last_err[0] = '\0';
+  str_set(&l->refused_owner, NULL);
+  str_set(&l->last_err, NULL);
   /* The meta directory exists once the engine opened the database: keep
    * the id there for a restart (a few bytes, once). */
   if (!l->persisted)
@@ -299,8 +358,7 @@ static void hold(struct lease *l) {
  * sync error, since nothing goes to the path; logged once per message. */
 static void acquire_failed(struct lease *l, int status, const char *err) {
   const char *m = err ? err : err_str(status);
-  if (strcmp(l->last_err, m)) {
-    snprintf(l->last_err, sizeof(l->last_err), "%s", m);
+  if (str_set(&l->last_err, m)) {
     log_error(l->db, l->name,
               "lease on %s cannot be taken, not replicating to it: %s "
               "(retrying)",
@@ -309,11 +367,11 @@ static void acquire_failed(struct lease *l, int status, const char *err) {
 }
 
 int lease_failing(const struct lease *l) {
-  return l->last_err[0] != '\0';
+  return l->last_err != NULL;
 }
 
 const char *lease_error(const struct lease *l) {
-  return l->last_err;
+  return str_or_empty(l->last_err);
 }
 
 /* The timer first: the change callback may release the lease. */
@@ -346,8 +404,7 @@ static void on_taken(void *arg, int status, const char *err) {
   }
   acquire_failed(l, status, err);
   retry_later(l, L_ACQUIRE, RETRY_MS);
-  if (l->cb)
-    l->cb(l->cb_arg, 0); /* a shutdown waiting for it ends */
+  notify(l, 0); /* a shutdown waiting for it ends */
 }
 
 static void take(struct lease *l, const char *match) {
@@ -362,8 +419,7 @@ static void take(struct lease *l, const char *match) {
 static void refuse(struct lease *l, const struct lease_info *in) {
   char who[640];
   describe(in, who, sizeof(who));
-  if (strcmp(l->refused_owner, in->owner)) {
-    snprintf(l->refused_owner, sizeof(l->refused_owner), "%s", in->owner);
+  if (str_set(&l->refused_owner, in->owner)) {
     log_error(l->db, l->name,
               "replica path %s is leased by %s: not replicating to it (other "
               "replicas go on); taking over when the lease lapses, or now "
@@ -389,8 +445,7 @@ static void on_read(void *arg, int status, const char *err) {
   if (status) {
     acquire_failed(l, status, err);
     retry_later(l, L_ACQUIRE, RETRY_MS);
-    if (l->cb)
-      l->cb(l->cb_arg, 0); /* a shutdown waiting for it ends */
+    notify(l, 0); /* a shutdown waiting for it ends */
     return;
   }
   struct lease_info in;
@@ -452,7 +507,7 @@ static void on_fenced_read(void *arg, int status, const char *err) {
             "lease on %s was taken over by %s: stopped uploading to this path",
             l->b->desc, who);
   if (ok)
-    snprintf(l->refused_owner, sizeof(l->refused_owner), "%s", in.owner);
+    str_set(&l->refused_owner, in.owner);
   if (release_pending(l))
     return;
   int64_t wait =
@@ -518,6 +573,13 @@ static void on_timer(void *arg) {
 
 /* --- API --- */
 
+static const char *this_host(void) {
+  static char host[256];
+  if (!host[0] && gethostname(host, sizeof(host) - 1))
+    host[0] = '\0';
+  return host;
+}
+
 struct lease *lease_new(struct backend *b, const char *meta, const char *db,
                         const char *name, int64_t ttl_ns, int force,
                         lease_change_cb cb, void *arg) {
@@ -527,11 +589,12 @@ struct lease *lease_new(struct backend *b, const char *meta, const char *db,
   l->name = name;
   l->ttl_ns = ttl_ns;
   l->force = force;
-  l->cb = cb;
-  l->cb_arg = arg;
+  l->refs = 1;
+  if (cb)
+    sub_add(l, cb, arg);
   l->pid = (int)getpid();
   l->started_ns = time_now_ns();
-  gethostname(l->host, sizeof(l->host) - 1);
+  l->host = this_host();
   buf_init(&l->rd, LEASE_BODY_MAX);
   l->timer = loop_timer_new(on_timer, l);
   if (ttl_ns <= 0) {
@@ -588,7 +651,7 @@ void lease_free(struct lease *l) {
     return;
   if (l->busy) {
     l->freed = 1;
-    l->cb = NULL;
+    l->n_subs = l->live_subs = 0;
     l->release_cb = NULL;
     loop_timer_stop(l->timer);
     return;
@@ -597,5 +660,97 @@ void lease_free(struct lease *l) {
   buf_destroy(&l->rd);
   free(l->wr);
   free(l->owner);
+  free(l->subs);
+  free(l->key);
+  free(l->own_meta);
+  free(l->own_db);
+  if (l->own_b)
+    backend_close(l->own_b);
+  free(l->refused_owner);
+  free(l->last_err);
   free(l);
+}
+
+/* --- one lease for every database of a dir entry --- */
+
+static void unregister(struct lease *l) {
+  for (struct lease **p = &g_shared; *p; p = &(*p)->next_shared) {
+    if (*p == l) {
+      *p = l->next_shared;
+      l->next_shared = NULL;
+      return;
+    }
+  }
+}
+
+/* Where the root lives: type, endpoint, bucket, host and root path. */
+static char *share_key(const struct replica_config *cfg) {
+  return xasprintf("%s|%s|%s|%s|%s|%s", cfg->type ? cfg->type : "file",
+                   cfg->endpoint ? cfg->endpoint : "",
+                   cfg->bucket ? cfg->bucket : "", cfg->host ? cfg->host : "",
+                   cfg->account_name ? cfg->account_name : "", cfg->lease_root);
+}
+
+struct lease *lease_join(const struct replica_config *cfg, const char *meta,
+                         const char *entry, int64_t ttl_ns, int force,
+                         lease_change_cb cb, void *arg, char *err,
+                         size_t errlen) {
+  char *key = share_key(cfg);
+  struct lease *l = g_shared;
+  while (l && strcmp(l->key, key))
+    l = l->next_shared;
+  if (l) {
+    free(key);
+    l->refs++;
+    sub_add(l, cb, arg);
+    return l;
+  }
+  struct replica_config root;
+  config_replica_copy(&root, cfg);
+  free(root.path);
+  root.path = xstrdup(cfg->lease_root);
+  free(root.url);
+  root.url = NULL;
+  struct backend *b = backend_open(&root, err, errlen);
+  config_replica_destroy(&root);
+  if (!b) {
+    free(key);
+    return NULL;
+  }
+  char *m = xstrdup(meta), *d = xstrdup(entry);
+  l = lease_new(b, m, d, b->name, ttl_ns, force, cb, arg);
+  l->own_b = b;
+  l->own_meta = m;
+  l->own_db = d;
+  l->key = key;
+  l->next_shared = g_shared;
+  g_shared = l;
+  return l;
+}
+
+void lease_leave(struct lease *l, void *sub, void (*cb)(void *arg), void *arg) {
+  if (!l->key) {
+    lease_release(l, cb, arg);
+    return;
+  }
+  int was = sub_remove(l, sub);
+  if (!was || l->live_subs > 0 || l->release_cb) {
+    cb(arg); /* others still replicate under it (or it is being released) */
+    return;
+  }
+  /* The last one out releases it; a database that appears later takes a
+   * new one. */
+  unregister(l);
+  lease_release(l, cb, arg);
+}
+
+void lease_drop(struct lease *l, void *sub) {
+  if (!l)
+    return;
+  sub_remove(l, sub);
+  if (--l->refs > 0)
+    return;
+  if (l->key)
+    unregister(l);
+  lease_free(l);
 }

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
+#include "config/config.h"
 
 #define LEASE_KEY "lock.json"
 #define LEASE_OWNER_FILE "sluice-lease-owner"
@@ -69,6 +70,23 @@ const char *lease_state_name(enum lease_state s);
 void lease_release(struct lease *l, void (*cb)(void *arg), void *arg);
 /* Frees it (a request still in flight frees it when it ends). */
 void lease_free(struct lease *l);
+
+/* One lease for every database of a dir entry (cfg->lease_root set): at
+ * the entry's replica root, shared by all its databases' replicas, so an
+ * idle database costs no lease request of its own.  Finds or creates it
+ * (opening a backend on the root) and subscribes cb/arg.  meta: the meta
+ * directory the owner id is kept in (the first database's), entry: for
+ * log lines (both copied).  NULL and err if the root cannot be opened. */
+struct lease *lease_join(const struct replica_config *cfg, const char *meta,
+                         const char *entry, int64_t ttl_ns, int force,
+                         lease_change_cb cb, void *arg, char *err,
+                         size_t errlen);
+/* A subscriber's clean stop: no more callbacks for it, then cb; the last
+ * subscriber of a shared lease releases it first (lease_release).  For a
+ * lease of lease_new, lease_release. */
+void lease_leave(struct lease *l, void *sub, void (*cb)(void *arg), void *arg);
+/* The subscriber lets go of l (lease_free once nobody holds it). */
+void lease_drop(struct lease *l, void *sub);
 
 /* The owner id kept in meta for this host, or a new one
  * "HOST:PID:SEC.NSEC" (returns owned); *persisted (if set) says whether

@@ -144,6 +144,10 @@ static void cmp_done(void *arg, int status) {
 
 static void on_restored(void *arg, int status, const char *err) {
   struct validator *v = arg;
+  if (status == ERR_CANCELED) {
+    finish(v, -1, "canceled by shutdown");
+    return;
+  }
   if (status) {
     /* A replica that cannot be restored to a position it holds is exactly
      * what validation is for. */
