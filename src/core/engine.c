@@ -1520,6 +1520,16 @@ int engine_sleep(struct engine *e, int how) {
   if ((rc = take_record(e, &sb, &r)))
     return rc;
   resync_save(e);
+  if (e->test_sleep_hook)
+    e->test_sleep_hook(e->test_sleep_arg);
+  /* The -wal as engine_wal_changed will compare it, taken first, then one
+   * more copy: a commit that came in since the checkpoint (take_record may
+   * wait up to 100 ms) restarted or grew the WAL, and a probe taken after
+   * it, with nothing copied, would take its frames for seen and never wake
+   * for them (a commit missing from every replica, and from a clean stop's
+   * final upload).  Whatever comes in after the probe changes it. */
+  int64_t size1 = e->shadow_size;
+  uint32_t index1 = e->index;
   struct stat wb;
   if (fstat(e->wal_fd, &wb) == 0) {
     e->sleep_wal_size = wb.st_size;
@@ -1530,6 +1540,10 @@ int engine_sleep(struct engine *e, int how) {
   } else {
     e->sleep_wal_size = -1;
   }
+  if ((rc = engine_sync(e, &ng)) || ng)
+    return rc ? rc : ERR_BUSY;
+  if (e->pin < 0 || e->shadow_size != size1 || e->index != index1)
+    return ERR_BUSY; /* copied now: stay awake for the replicas */
   if (how == ENGINE_LIGHT &&
       (!e->ckpt_held || dms_lock(e, 1) || db_shared_lock(e, 1))) {
     dms_lock(e, 0);
