@@ -27,32 +27,57 @@ if [ -z "${SANITIZE_ONLY:-}" ]; then
   IMAGE_PID=$!
 fi
 
-run_suite() { # builddir cmake-args...
+ASAN_ARGS="-DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON"
+build_dir() { # builddir cmake-args...
   dir=$1; shift
   cmake -S . -B "$dir" "$@" >/dev/null
   cmake --build "$dir" -j "$JOBS"
+}
+test_dir() { # builddir
   # Tests run in a private network namespace (nothing leaves the machine)
   # when we are allowed to create one.
   if [ "$(id -u)" -eq 0 ] && unshare -n true 2>/dev/null; then
-    unshare -n sh -c "ip link set lo up && '$ROOT/scripts/ctest-with-servers.sh' '$dir'"
+    unshare -n sh -c "ip link set lo up && '$ROOT/scripts/ctest-with-servers.sh' '$1'"
   else
-    scripts/ctest-with-servers.sh "$dir"
+    scripts/ctest-with-servers.sh "$1"
   fi
 }
 
+# The sanitizer and fuzzing builds compile at the lowest priority while the
+# plain suite runs (its tests mostly wait on I/O and timers): minutes saved,
+# and the suite gets a loaded machine, which it must pass on anyway.
+BG_PID=
 if [ -z "${SANITIZE_ONLY:-}" ]; then
-  run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  build_dir build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  (
+    if [ -z "${NO_SANITIZE:-}" ]; then
+      # shellcheck disable=SC2086
+      nice -n 19 sh -c "cmake -S . -B build-asan $ASAN_ARGS >/dev/null &&
+        cmake --build build-asan -j $JOBS" >build/bg-asan.log 2>&1 || true
+    fi
+    if [ -z "${NO_FUZZ:-}" ] && command -v clang >/dev/null; then
+      nice -n 19 sh -c "CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null &&
+        cmake --build build-fuzz -j $JOBS --target fuzz_all" >build/bg-fuzz.log 2>&1 || true
+    fi
+  ) &
+  BG_PID=$!
+  test_dir build
   wait "$IMAGE_PID" 2>/dev/null || true
   cat "$SLUICE_IMAGE_CACHE/prepare.out"
 fi
+# The background builds: finished (or failed: the builds below say why).
+[ -z "$BG_PID" ] || wait "$BG_PID" 2>/dev/null || true
 if [ -z "${NO_SANITIZE:-}" ]; then
   echo "== again under ASan+UBSan =="
+  # shellcheck disable=SC2086
+  build_dir build-asan $ASAN_ARGS
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON
+    test_dir build-asan
 fi
-# Each libFuzzer target for 10 s under ASan+UBSan, from its corpus and a
-# fixed seed (`make fuzz` runs 30 s each, FUZZ_SECONDS to change).
+# Each libFuzzer target for 10 s under ASan+UBSan, two at a time, from its
+# corpus and a fixed seed (`make fuzz` runs 30 s each, FUZZ_SECONDS to
+# change).
 if [ -z "${NO_FUZZ:-}" ]; then
   echo "== fuzzing (${FUZZ_SECONDS:-10} s per target) =="
   FUZZ_SECONDS=${FUZZ_SECONDS:-10} scripts/fuzz.sh

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Builds the libFuzzer targets of tests/fuzz (clang, ASan+UBSan) into
 # build-fuzz and runs each for FUZZ_SECONDS (default 30), starting from its
 # seed corpus in tests/fuzz/corpus/<target>/ (never modified: new inputs go
@@ -22,8 +22,10 @@ targets=${*:-$(find tests/fuzz -maxdepth 1 -name 'fuzz_*.c' | sed 's|.*/||; s/\.
 mkdir -p "$DIR/artifacts"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-failed=0
-for t in $targets; do
+# FUZZ_JOBS targets at a time (default: the number of CPUs).
+JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
+run_one() { # target: runs it, writes its result line to $DIR/$t.result
+  t=$1
   mkdir -p "$DIR/corpus/$t"
   log=$DIR/$t.log
   if "$DIR/$t" -max_total_time="$SECONDS_EACH" -seed="${FUZZ_SEED:-1}" -timeout=10 -rss_limit_mb=2048 \
@@ -32,11 +34,28 @@ for t in $targets; do
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1)
-    echo "fuzz $t: ok, $runs runs in ${SECONDS_EACH}s ($rate/s), $cov, corpus $(find "$DIR/corpus/$t" -type f | wc -l)"
+    echo "fuzz $t: ok, $runs runs in ${SECONDS_EACH}s ($rate/s), $cov, corpus $(find "$DIR/corpus/$t" -type f | wc -l)" >"$DIR/$t.result"
   else
-    failed=1
-    echo "fuzz $t: FAILED"
-    grep -E "ERROR|SUMMARY|runtime error|Test unit written|#[0-9]+ 0x" "$log" | head -n 20
+    { echo "fuzz $t: FAILED"
+      grep -E "ERROR|SUMMARY|runtime error|Test unit written|#[0-9]+ 0x" "$log" | head -n 20
+    } >"$DIR/$t.result"
+    return 1
   fi
+}
+failed=0
+running=0
+for t in $targets; do
+  rm -f "$DIR/$t.result"
+  run_one "$t" &
+  running=$((running + 1))
+  if [ "$running" -ge "$JOBS" ]; then
+    wait -n 2>/dev/null || true
+    running=$((running - 1))
+  fi
+done
+wait
+for t in $targets; do
+  if [ -f "$DIR/$t.result" ]; then cat "$DIR/$t.result"; else echo "fuzz $t: FAILED (no result)"; fi
+  grep -q ": ok," "$DIR/$t.result" 2>/dev/null || failed=1
 done
 exit $failed

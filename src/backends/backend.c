@@ -129,6 +129,12 @@ static void on_counted(void *arg, int status, const char *err) {
   cb(cbarg, status, err);
 }
 
+static void (*request_hook)(void);
+
+void backend_set_request_hook(void (*fn)(void)) {
+  request_hook = fn;
+}
+
 static struct counted *counted_new(struct backend *b, enum backend_op op,
                                    backend_cb cb, void *arg) {
   struct counted *c = xcalloc(1, sizeof(*c));
@@ -137,6 +143,8 @@ static struct counted *counted_new(struct backend *b, enum backend_op op,
   c->cb = cb;
   c->arg = arg;
   b->op_count[op]++;
+  if (request_hook)
+    request_hook();
   return c;
 }
 

@@ -164,6 +164,10 @@ struct backend *backend_open(const struct replica_config *cfg, char *err,
                              size_t errlen);
 void backend_close(struct backend *b);
 
+/* Called once for every request any backend is asked to make (the
+ * process-wide request budget, core/budget.h); NULL: none.  Loop thread. */
+void backend_set_request_hook(void (*fn)(void));
+
 /* Wrappers that count operations for metrics, then call the ops. */
 void backend_put(struct backend *b, const char *key, const struct payload *p,
                  backend_cb cb, void *arg);

@@ -135,6 +135,20 @@ uint8_t *buf_steal(struct buf *b, size_t *len) {
   return p;
 }
 
+int str_set(char **p, const char *s) {
+  if (!s || !s[0]) {
+    int changed = *p != NULL;
+    free(*p);
+    *p = NULL;
+    return changed;
+  }
+  if (*p && !strcmp(*p, s))
+    return 0;
+  free(*p);
+  *p = xstrdup(s);
+  return 1;
+}
+
 int str_has_prefix(const char *s, const char *prefix) {
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }

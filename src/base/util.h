@@ -76,6 +76,13 @@ int strset_add(struct strset *set, const char *s);
 void strset_destroy(struct strset *set);
 
 /* Strings. */
+/* A message an object rarely has, kept on the heap only while set: *p is
+ * NULL for "" (no fixed buffer per database for an error it may never
+ * see).  Returns 1 if the text changed. */
+int str_set(char **p, const char *s);
+static inline const char *str_or_empty(const char *s) {
+  return s ? s : "";
+}
 int str_has_prefix(const char *s, const char *prefix);
 int str_has_suffix(const char *s, const char *suffix);
 /* Joins path elements with single '/' separators; empty elements skipped. */

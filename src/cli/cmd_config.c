@@ -27,6 +27,7 @@
 #include "cli/cmd.h"
 #include "cli/flags.h"
 #include "config/url.h"
+#include "core/budget.h"
 #include "base/util.h"
 #include "loop/http.h"
 #include "loop/loop.h"
@@ -358,6 +359,36 @@ static void on_config_warning(void *arg, int line, const char *key,
   report(c, 0, line, key, "%s", msg);
 }
 
+/* The process-wide request budget: what it is, and whether the requests
+ * that cannot wait (lease renewals, every TTL/3 per replica) leave any of
+ * it to the uploads. */
+static void check_budget(struct check *c, const struct config *cfg) {
+  int64_t inflight = cfg->max_uploads_in_flight > 0 ? cfg->max_uploads_in_flight
+                                                    : BUDGET_DEFAULT_IN_FLIGHT;
+  if (cfg->max_requests_per_second <= 0) {
+    if (cfg->max_uploads_in_flight > 0)
+      printf("uploads: at most %lld in flight\n", (long long)inflight);
+    return;
+  }
+  printf("budget: %lld requests/s for every replica together, at most %lld "
+         "uploads in flight (uploads wait their turn, least recently served "
+         "first)\n",
+         (long long)cfg->max_requests_per_second, (long long)inflight);
+  double renewals = 0;
+  for (size_t i = 0; i < cfg->n_dbs; i++)
+    for (size_t j = 0; j < cfg->dbs[i].n_replicas; j++) {
+      int64_t ttl = cfg->dbs[i].replicas[j].lease_ttl;
+      if (ttl > 0)
+        renewals += 3.0 * NS_PER_SEC / (double)ttl;
+    }
+  if (renewals >= (double)cfg->max_requests_per_second / 2)
+    report(c, 0, 0, "max-requests-per-second",
+           "lease renewals alone need %.1f requests/s of the %lld (every "
+           "lease-ttl/3 per replica): uploads get little or none of it; "
+           "raise the budget or lease-ttl, or set lease-ttl: 0",
+           renewals, (long long)cfg->max_requests_per_second);
+}
+
 static int run_check(const char *config_flag, int no_expand, int strict) {
   int explicit_ = 0;
   char *path = config_default_path(config_flag, &explicit_);
@@ -379,6 +410,7 @@ static int run_check(const char *config_flag, int no_expand, int strict) {
     printf("addr: %s (/metrics, /healthz)\n", cfg.addr);
   if (cfg.exec && *cfg.exec)
     check_exec(&c, cfg.exec);
+  check_budget(&c, &cfg);
   if (cfg.n_dbs == 0 && cfg.n_dirs == 0)
     report(&c, 1, 1, "dbs", "no databases specified in configuration");
   for (size_t i = 0; i < cfg.n_dirs; i++)

@@ -972,6 +972,8 @@ static const struct field top_fields[] = {
     {"health-max-sync-age", K_DUR, CF(health_max_sync_age), 0, NULL},
     {"deep-sleep-after", K_DUR, CF(deep_sleep_after), 0, NULL},
     {"max-hot-databases", K_COUNT, CF(max_hot_databases), 0, NULL},
+    {"max-requests-per-second", K_COUNT, CF(max_requests_per_second), 0, NULL},
+    {"max-uploads-in-flight", K_COUNT, CF(max_uploads_in_flight), 0, NULL},
     {"metrics-per-database-max", K_COUNT, CF(metrics_per_database_max), 0,
      NULL},
     {"logging", K_SUB, 0, 0, parse_logging},

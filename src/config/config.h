@@ -124,6 +124,11 @@ struct config {
    * at most this many with connections open (0: from the fd limit). */
   int64_t deep_sleep_after;
   int64_t max_hot_databases;
+  /* Process-wide bounds on what goes to the stores (core/budget.h):
+   * requests per second (0: no budget), operations in flight at once (0:
+   * the default). */
+  int64_t max_requests_per_second;
+  int64_t max_uploads_in_flight;
   /* /metrics has the per-database series while there are at most this
    * many databases (0: never); the aggregates are always there. */
   int64_t metrics_per_database_max;

@@ -47,8 +47,8 @@ static void close_advance(struct db *db);
  * queues (FIFO) until one is given back: when a database goes to sleep,
  * finds its file missing, fails, or closes.
  *
- * Light sleepers (one fd each) are kept oldest first; the oldest is put in
- * deep sleep (no fd) once it has slept deep_after_ns, or at once when
+ * Light sleepers (DB_LIGHT_FDS fds each) are kept oldest first; the oldest is
+ * put in deep sleep (no fd) once it has slept deep_after_ns, or at once when
  * there are more than max_light of them.  One timer for all of them.
  *
  * Snapshots: at most max_snapshots taken or being uploaded at once; the
@@ -88,7 +88,7 @@ void db_limits_for(long nofile, size_t n_dbs, int64_t max_hot,
     hot = (size_t)MAX(1, avail / DB_HOT_FDS);
   out->max_hot = hot;
   long light = avail - (long)hot * DB_HOT_FDS;
-  out->max_light = light > 0 ? (size_t)light : 0;
+  out->max_light = light > 0 ? (size_t)(light / DB_LIGHT_FDS) : 0;
   out->deep_after_ns = deep_after_ns;
   out->max_snapshots = 4;
   (void)n_dbs;
@@ -238,7 +238,7 @@ static void deep_schedule(void) {
                    due > now ? (uint64_t)((due - now) / NS_PER_MS) + 1 : 0);
 }
 
-/* The oldest light sleeper goes deep (its job closes the fd). */
+/* The oldest light sleeper goes deep (its job closes the fds). */
 static void deepen_oldest(void) {
   struct db *db = g.lru_head;
   log_debug(db->name, NULL, "asleep (deep): no fd");
@@ -262,10 +262,14 @@ static void slept(struct db *db, int how) {
   log_debug(db->name, NULL, "asleep (%s): no connection, %d fds",
             how == ENGINE_LIGHT ? "light" : "deep",
             how == ENGINE_LIGHT ? 2 : 0);
-  if (db->idle_timer)
-    loop_timer_stop(db->idle_timer);
-  if (db->copy_timer)
-    loop_timer_stop(db->copy_timer);
+  /* A sleeper keeps no timer (they are made again on demand). */
+  loop_timer_free(db->idle_timer);
+  loop_timer_free(db->copy_timer);
+  db->idle_timer = db->copy_timer = NULL;
+  if (db->status_timer && !loop_timer_active(db->status_timer)) {
+    loop_timer_free(db->status_timer);
+    db->status_timer = NULL;
+  }
   watch_resume(db->watch);
   /* A change seen while it went to sleep may be its own last act (the
    * WAL truncated): wake only if the WAL differs from the record. */
@@ -418,12 +422,12 @@ static int work_open(struct db_job *j) {
     }
   }
   if (e->opened && engine_replaced(e))
-    log_info(e->name, NULL, "%s: reopening", e->reason);
+    log_info(e->name, NULL, "%s: reopening", e->m->reason);
   if (e->opened)
     return 0;
   int rc = engine_open(e);
   if (!rc)
-    j->new_gen = e->reason[0] != '\0';
+    j->new_gen = e->m->reason[0] != '\0';
   return rc;
 }
 
@@ -458,7 +462,7 @@ static int work_checkpoint(struct db_job *j) {
   j->ckpt_ok = crc == 0;
   if (crc && crc != ERR_BUSY)
     snprintf(j->ckpt_err, sizeof(j->ckpt_err), "%s",
-             e->err[0] ? e->err : err_str(crc));
+             e->m->err[0] ? e->m->err : err_str(crc));
   if (!e->opened || e->pin < 0)
     return crc ? crc : ERR_SQLITE;
   return 0;
@@ -471,7 +475,8 @@ static int work_snapshot(struct db_job *j) {
   s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (s->fd < 0) {
     int rc = -errno;
-    snprintf(e->err, sizeof(e->err), "create %s: %s", s->path, strerror(errno));
+    snprintf(e->m->err, sizeof(e->m->err), "create %s: %s", s->path,
+             strerror(errno));
     free(s->path);
     free(s);
     return rc;
@@ -512,6 +517,7 @@ static void job_work(void *arg) {
   char before_gen[GEN_LEN + 1];
   memcpy(before_gen, e->gen, sizeof(before_gen));
   int rc = 0;
+  engine_keep_msgs(e);
 
   /* Work that needs no connection: a sleeping engine stays asleep. */
   unsigned wake = todo & ~(unsigned)(DBJ_STATUS | DBJ_PRUNE | DBJ_DEEP |
@@ -567,8 +573,10 @@ static void job_work(void *arg) {
   j->db_size = e->db_size;
   j->page_size = e->page_size;
   j->stats = e->stats;
-  memcpy(j->err, e->err, sizeof(j->err));
-  snprintf(j->reason, sizeof(j->reason), "%s", e->reason);
+  memcpy(j->err, e->m->err, sizeof(j->err));
+  snprintf(j->reason, sizeof(j->reason), "%s", e->m->reason);
+  if (e->asleep)
+    engine_drop_msgs(e); /* a sleeper keeps no message buffers */
 }
 
 static void publish(struct db *db, const struct db_job *j) {
@@ -706,10 +714,10 @@ static void done_waiting(struct db *db, struct db_job *j) {
 }
 
 static void done_error(struct db *db, struct db_job *j) {
-  if (strcmp(db->last_err, j->err)) {
+  if (strcmp(str_or_empty(db->last_err), j->err)) {
     log_error(db->name, NULL, "sync error: %s",
               j->err[0] ? j->err : err_str(j->rc));
-    snprintf(db->last_err, sizeof(db->last_err), "%s", j->err);
+    str_set(&db->last_err, j->err);
   }
   if (db->state != DB_CLOSING)
     db_set_state(db, DB_ERROR);
@@ -726,9 +734,9 @@ static void done_error(struct db *db, struct db_job *j) {
 }
 
 static void done_ok(struct db *db, struct db_job *j) {
-  if (db->last_err[0])
+  if (db->last_err)
     log_info(db->name, NULL, "sync recovered");
-  db->last_err[0] = '\0';
+  str_set(&db->last_err, NULL);
   db->backoff_ms = 0;
   if (db->state != DB_CLOSING)
     db_set_state(db, DB_READY);
@@ -788,13 +796,11 @@ static void done_ok(struct db *db, struct db_job *j) {
  * they work again: a full disk fails every attempt, several a second. */
 static void note_checkpoint(struct db *db, const struct db_job *j) {
   if (j->ckpt_err[0]) {
-    if (strcmp(db->last_ckpt_err, j->ckpt_err)) {
+    if (str_set(&db->last_ckpt_err, j->ckpt_err))
       log_warn(db->name, NULL, "checkpoint failed: %s", j->ckpt_err);
-      snprintf(db->last_ckpt_err, sizeof(db->last_ckpt_err), "%s", j->ckpt_err);
-    }
-  } else if (j->ckpt_ok && db->last_ckpt_err[0]) {
+  } else if (j->ckpt_ok && db->last_ckpt_err) {
     log_info(db->name, NULL, "checkpoint recovered");
-    db->last_ckpt_err[0] = '\0';
+    str_set(&db->last_ckpt_err, NULL);
   }
 }
 
@@ -1159,6 +1165,8 @@ void db_free(struct db *db) {
   loop_timer_free(db->status_timer);
   loop_timer_free(db->copy_timer);
   free(db->status_text);
+  free(db->last_err);
+  free(db->last_ckpt_err);
   engine_destroy(&db->eng);
   free(db);
 }

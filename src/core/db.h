@@ -51,15 +51,16 @@ enum {
 /* Process-wide bounds (db_set_limits, from the config and RLIMIT_NOFILE). */
 struct db_limits {
   size_t max_hot;        /* databases with connections open at once */
-  size_t max_light;      /* databases in light sleep (1 fd each) */
+  size_t max_light;      /* databases in light sleep (DB_LIGHT_FDS each) */
   int64_t deep_after_ns; /* light sleep -> deep after this (0: never) */
   size_t max_snapshots;  /* snapshots being taken at once */
 };
 void db_set_limits(const struct db_limits *l);
 /* The bounds that fit `nofile` descriptors (RLIMIT_NOFILE): a hot database
- * uses about DB_HOT_FDS, a light sleeper 1, a deep sleeper 0; max_hot 0
- * means choose. */
+ * uses about DB_HOT_FDS, a light sleeper DB_LIGHT_FDS (its -shm, database
+ * file and -wal: engine.h), a deep sleeper 0; max_hot 0 means choose. */
 #define DB_HOT_FDS 10
+#define DB_LIGHT_FDS 3
 #define DB_FD_RESERVE 128 /* sockets, logs, the loop's own */
 void db_limits_for(long nofile, size_t n_dbs, int64_t max_hot,
                    int64_t deep_after_ns, struct db_limits *out);
@@ -134,8 +135,8 @@ struct db {
   struct loop_timer *idle_timer;
   struct loop_timer *poll_timer;
   int backoff_ms;
-  char last_err[512];
-  char last_ckpt_err[512]; /* the checkpoint failure last logged */
+  char *last_err;      /* the sync failure last logged (NULL: none) */
+  char *last_ckpt_err; /* the checkpoint failure last logged */
   struct snap_waiter *snap_waiters;
   void (*close_cb)(void *arg);
   void *close_arg;

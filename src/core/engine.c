@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "format/lz4frame.h"
 #include "core/shadow.h"
+#include "core/snapshot.h"
 #include "base/util.h"
 
 #define BUSY_TIMEOUT_MS 1000
@@ -63,6 +64,17 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   e->shm_fd = -1;
   e->shadow_fd = -1;
   resync_init(&e->rs);
+  engine_keep_msgs(e);
+}
+
+void engine_keep_msgs(struct engine *e) {
+  if (!e->m)
+    e->m = xcalloc(1, sizeof(*e->m));
+}
+
+void engine_drop_msgs(struct engine *e) {
+  free(e->m);
+  e->m = NULL;
 }
 
 #define set_err engine_set_err
@@ -70,7 +82,7 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
 void engine_set_err(struct engine *e, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(e->err, sizeof(e->err), fmt, ap);
+  vsnprintf(e->m->err, sizeof(e->m->err), fmt, ap);
   va_end(ap);
 }
 
@@ -111,10 +123,10 @@ static int sql_exec(struct engine *e, sqlite3 *c, const char *sql) {
 /* A cleanup statement (ROLLBACK): its failure is reported only when
  * nothing failed before it, so the first (real) error is the one logged. */
 static void sql_cleanup(struct engine *e, sqlite3 *c, const char *sql) {
-  char first[sizeof(e->err)];
-  memcpy(first, e->err, sizeof(first));
+  char first[sizeof(e->m->err)];
+  memcpy(first, e->m->err, sizeof(first));
   if (sql_exec(e, c, sql) && first[0])
-    memcpy(e->err, first, sizeof(first));
+    memcpy(e->m->err, first, sizeof(first));
 }
 
 /* Runs a statement returning one row; copies up to 3 integer columns. */
@@ -258,17 +270,17 @@ static int read_or_start_wal(struct engine *e, uint8_t raw[WAL_HEADER_SIZE],
   return rc;
 }
 
-/* read_or_start_wal, naming the WAL in e->err on failure. */
+/* read_or_start_wal, naming the WAL in e->m->err on failure. */
 static int start_wal_header(struct engine *e, uint8_t raw[WAL_HEADER_SIZE],
                             struct wal_header *h) {
   int rc = read_or_start_wal(e, raw, h);
-  if (rc && !e->err[0])
+  if (rc && !e->m->err[0])
     set_err(e, "cannot read WAL header of %s: %s", e->wal_path, err_str(rc));
   return rc;
 }
 
 int engine_new_generation(struct engine *e, const char *reason) {
-  snprintf(e->reason, sizeof(e->reason), "%s", reason);
+  snprintf(e->m->reason, sizeof(e->m->reason), "%s", reason);
   resync_forget(e);
   uint8_t raw[WAL_HEADER_SIZE];
   struct wal_header h;
@@ -551,12 +563,69 @@ static void close_all(struct engine *e) {
   e->opened = 0;
 }
 
+/* Whether fd is the file at path now. */
+static int same_file(int fd, const char *path) {
+  struct stat a, b;
+  return stat(path, &a) == 0 && fstat(fd, &b) == 0 && a.st_ino == b.st_ino &&
+         a.st_dev == b.st_dev;
+}
+
+static int sync_copy(struct engine *e, int *new_gen);
+
+/* A light sleeper whose database file is gone (deleted, or renamed away):
+ * what the application committed while it slept is still readable through
+ * the fds it kept, the WAL's included, and no frame can have been
+ * backfilled meanwhile (the checkpoint lock, and the shared lock that
+ * keeps the last connection from checkpointing at close).  Copy it now:
+ * the final sync of a deleted database, which the replicas then upload.
+ * An unchanged database file (size, mtime: an unlink changes the ctime)
+ * proves it; otherwise the rows only in the WAL are reported lost. */
+static void sync_gone_asleep(struct engine *e) {
+  if (e->asleep != ENGINE_LIGHT || e->wal_fd < 0 || e->db_fd < 0 ||
+      !e->ckpt_held)
+    return;
+  struct stat sb;
+  if (fstat(e->db_fd, &sb))
+    return;
+  if (sb.st_size != e->sleep_rec.db_size ||
+      ts_ns(&sb.st_mtim) != e->sleep_rec.mtime_ns) {
+    log_warn(e->name, NULL,
+             "deleted while asleep, and the database file changed meanwhile: "
+             "what was committed after the last sync is not replicated");
+    return;
+  }
+  /* Nothing was lost while asleep: a restart of the WAL is a successor,
+   * as under our pin. */
+  e->pin_state = PIN_HELD;
+  engine_keep_msgs(e); /* an asleep engine keeps none */
+  int ng = 0;
+  uint32_t index0 = e->index;
+  int64_t size0 = e->shadow_size;
+  int rc = sync_copy(e, &ng);
+  if (!rc)
+    rc = shadow_fsync(e);
+  e->pin_state = PIN_NONE;
+  if (e->shadow_fd >= 0)
+    close(e->shadow_fd);
+  e->shadow_fd = -1;
+  if (rc)
+    log_warn(e->name, NULL, "final sync of the deleted database: %s",
+             e->m->err[0] ? e->m->err : err_str(rc));
+  else if (e->index != index0 || e->shadow_size != size0)
+    log_info(e->name, NULL,
+             "deleted while asleep: final sync from the kept descriptors "
+             "(generation=%s index=%08x size=%lld)",
+             e->gen, e->index, (long long)e->shadow_size);
+}
+
 int engine_open(struct engine *e) {
   struct stat sb;
-  e->err[0] = '\0';
-  e->reason[0] = '\0';
+  e->m->err[0] = '\0';
+  e->m->reason[0] = '\0';
   e->disk_full = e->no_file = 0;
   if (stat(e->db_path, &sb)) {
+    if (errno == ENOENT)
+      sync_gone_asleep(e);
     engine_deepen(e); /* its fds protect nothing now */
     return ERR_NOT_FOUND;
   }
@@ -652,6 +721,10 @@ int engine_open(struct engine *e) {
    * it is empty, write a header. */
   if (access(e->wal_path, F_OK) && (rc = force_wal_write(e, 1)))
     goto fail;
+  if (e->wal_fd >= 0 && !same_file(e->wal_fd, e->wal_path)) {
+    close(e->wal_fd); /* light sleep kept it: another file now */
+    e->wal_fd = -1;
+  }
   if ((rc = wal_open(e)))
     goto fail;
   if ((rc = open_generation(e, have_stop ? &stop : NULL)))
@@ -690,7 +763,7 @@ static int pin_advance(struct engine *e);
  * write lock: "cannot start a transaction within a transaction"). */
 static int sync_copy(struct engine *e, int *new_gen) {
   *new_gen = 0;
-  e->err[0] = '\0';
+  e->m->err[0] = '\0';
   int64_t t0 = time_mono_ns();
   uint8_t raw[WAL_HEADER_SIZE];
   struct wal_header h;
@@ -767,10 +840,10 @@ static int sync_copy(struct engine *e, int *new_gen) {
     e->index--;
     memcpy(e->hdr_raw, old_raw, WAL_HEADER_SIZE);
     e->hdr = old_hdr;
-    char first[sizeof(e->err)];
-    memcpy(first, e->err, sizeof(first));
+    char first[sizeof(e->m->err)];
+    memcpy(first, e->m->err, sizeof(first));
     shadow_open_current(e, 0); /* if this fails too, the next sync does */
-    memcpy(e->err, first, sizeof(first));
+    memcpy(e->m->err, first, sizeof(first));
     goto out;
   }
   e->stats.restarts++;
@@ -1162,7 +1235,7 @@ static void ck_repin(struct engine *e, struct ckpt *c) {
   int ng = 0;
   int src = engine_sync(e, &ng);
   if (src)
-    log_debug(e->name, NULL, "checkpoint: sync after re-pin: %s", e->err);
+    log_debug(e->name, NULL, "checkpoint: sync after re-pin: %s", e->m->err);
   if (c->rc == ERR_BUSY)
     c->rc = 0; /* another checkpointer was running: fine */
   c->swapped = 1;
@@ -1178,7 +1251,7 @@ int engine_checkpoint(struct engine *e, int idle) {
       (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
   ckpt_lock(e, 0);
   e->checkpointing = 1; /* our own checkpoints need the lock free */
-  e->err[0] = '\0';
+  e->m->err[0] = '\0';
   while (c.state != CK_DONE) {
     switch (c.state) {
     case CK_START:
@@ -1220,14 +1293,17 @@ int engine_checkpoint(struct engine *e, int idle) {
 
 int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
                     char gen[GEN_LEN + 1], uint32_t *index) {
-  /* Read through the fd held for the process lifetime: opening and
-   * closing another one would release SQLite's locks (POSIX semantics).
-   * The pin keeps every page the file holds at or before it, but an
-   * application checkpoint may still be copying frames below the pin
-   * into the file while we read it (a torn page mix that fails
-   * integrity_check on its own): read only with the checkpoint lock
-   * held, which a failed non-blocking retake after our own checkpoint
-   * can leave us without. */
+  /* The image is the database at the shadow's end (core/snapshot.h): the
+   * file with the shadow's frames laid over it.  Read through the fd held
+   * for the process lifetime: opening and closing another one would
+   * release SQLite's locks (POSIX semantics).  With the checkpoint lock
+   * held no application checkpoint writes the file meanwhile (each page it
+   * could write is laid over anyway, but a checkpoint reaching the WAL's
+   * end also truncates the file). */
+  if (e->disk_full) {
+    set_err(e, "snapshot of %s waits: the disk is full", e->db_path);
+    return ERR_BUSY;
+  }
   if (engine_wait_checkpoint_lock(e, OPEN_CKPT_LOCK_WAIT_MS)) {
     set_err(e,
             "snapshot of %s waits: the checkpoint lock of %s-shm is held by "
@@ -1235,17 +1311,26 @@ int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
             e->db_path, e->db_path);
     return ERR_BUSY;
   }
-  struct stat sb;
-  int rc = fstat(e->db_fd, &sb) ? -errno : 0;
-  if (!rc)
-    rc = lz4_compress_fd(e->db_fd, 0, sb.st_size, out_fd, out_len);
-  if (rc)
-    set_err(e, "snapshot of %s: %s", e->db_path, err_str(rc));
-  if (!rc) {
-    memcpy(gen, e->gen, GEN_LEN + 1);
-    *index = e->index;
+  struct snapshot_src src = {
+      .db_fd = e->db_fd,
+      .shadow_fd = e->shadow_fd,
+      .shadow_size = e->shadow_size,
+      .hdr = e->hdr,
+      .page_size = e->page_size,
+  };
+  char err[256];
+  int64_t pages = 0;
+  int rc = snapshot_write(&src, out_fd, out_len, &pages, err, sizeof(err));
+  if (rc) {
+    set_err(e, "snapshot of %s (generation %s index %08x at %lld): %s",
+            e->db_path, e->gen, e->index, (long long)e->shadow_size, err);
+    return rc;
   }
-  return rc;
+  log_debug(e->name, NULL, "snapshot image: %lld pages, at %s/%08x:%lld",
+            (long long)pages, e->gen, e->index, (long long)e->shadow_size);
+  memcpy(gen, e->gen, GEN_LEN + 1);
+  *index = e->index;
+  return 0;
 }
 
 static int validation_copy(struct engine *e, const char *out_path,
@@ -1520,16 +1605,8 @@ int engine_sleep(struct engine *e, int how) {
   if ((rc = take_record(e, &sb, &r)))
     return rc;
   resync_save(e);
-  if (e->test_sleep_hook)
+  if (e->test_sleep_hook) /* (tests: a commit lands here) */
     e->test_sleep_hook(e->test_sleep_arg);
-  /* The -wal as engine_wal_changed will compare it, taken first, then one
-   * more copy: a commit that came in since the checkpoint (take_record may
-   * wait up to 100 ms) restarted or grew the WAL, and a probe taken after
-   * it, with nothing copied, would take its frames for seen and never wake
-   * for them (a commit missing from every replica, and from a clean stop's
-   * final upload).  Whatever comes in after the probe changes it. */
-  int64_t size1 = e->shadow_size;
-  uint32_t index1 = e->index;
   struct stat wb;
   if (fstat(e->wal_fd, &wb) == 0) {
     e->sleep_wal_size = wb.st_size;
@@ -1537,26 +1614,39 @@ int engine_sleep(struct engine *e, int how) {
     e->sleep_wal_ino = (uint64_t)wb.st_ino;
     e->sleep_probe_off = e->shadow_size;
     wal_probe(e->wal_fd, e->shadow_size, e->sleep_probe);
+    /* Our pin is on read-mark 0, which lets a writer append to the WAL or
+     * restart it: a commit that landed after the last copy, before the
+     * stat and probe above, would be in the bytes the wake check compares
+     * against and never seen.  Sleep only if the WAL still holds exactly
+     * what was copied: the same header, and no frame of this lifetime at
+     * the copied end.  A write after the probe changes those bytes (or the
+     * size or mtime), which the wake check sees. */
+    const uint8_t *fh = e->sleep_probe + WAL_HEADER_SIZE;
+    if (wb.st_size >= WAL_HEADER_SIZE &&
+        (memcmp(e->sleep_probe, e->hdr_raw, WAL_HEADER_SIZE) ||
+         (wb.st_size >= e->shadow_size + WAL_FRAME_HEADER_SIZE &&
+          !memcmp(fh + 8, e->hdr_raw + 16, 8))))
+      return ERR_BUSY; /* a commit is coming in: stay awake */
   } else {
     e->sleep_wal_size = -1;
   }
-  if ((rc = engine_sync(e, &ng)) || ng)
-    return rc ? rc : ERR_BUSY;
-  if (e->pin < 0 || e->shadow_size != size1 || e->index != index1)
-    return ERR_BUSY; /* copied now: stay awake for the replicas */
   if (how == ENGINE_LIGHT &&
       (!e->ckpt_held || dms_lock(e, 1) || db_shared_lock(e, 1))) {
     dms_lock(e, 0);
     how = ENGINE_DEEP;
   }
-  /* Keep the -shm and database fds (and their locks) through close_all. */
+  /* Keep the -shm and database fds (and their locks) through close_all,
+   * and the WAL's: a database deleted while asleep still has its last
+   * commits there (sync_gone_asleep). */
   int shm = how == ENGINE_LIGHT ? e->shm_fd : -1;
   int dbfd = how == ENGINE_LIGHT ? e->db_fd : -1;
+  int walfd = how == ENGINE_LIGHT ? e->wal_fd : -1;
   if (shm >= 0)
-    e->shm_fd = e->db_fd = -1;
+    e->shm_fd = e->db_fd = e->wal_fd = -1;
   close_all(e);
   e->shm_fd = shm;
   e->db_fd = dbfd;
+  e->wal_fd = walfd;
   e->ckpt_held = shm >= 0;
   /* The page map is on disk (resync_save): free it; a wake loads it. */
   int saved = e->rs.saved;
@@ -1577,13 +1667,32 @@ void engine_deepen(struct engine *e) {
     close(e->shm_fd);
   if (e->db_fd >= 0)
     close(e->db_fd);
-  e->shm_fd = e->db_fd = -1;
+  if (e->wal_fd >= 0)
+    close(e->wal_fd);
+  e->shm_fd = e->db_fd = e->wal_fd = -1;
   e->ckpt_held = 0;
   e->asleep = ENGINE_DEEP;
 }
 
 int engine_wal_changed(const struct engine *e) {
   struct stat sb;
+  if (e->wal_fd >= 0) {
+    /* Light sleep: the WAL we kept, even once deleted; another file at
+     * its path is a change. */
+    struct stat pb;
+    if (fstat(e->wal_fd, &sb))
+      return 1;
+    if (stat(e->wal_path, &pb) == 0 &&
+        (pb.st_ino != sb.st_ino || pb.st_dev != sb.st_dev))
+      return 1;
+    if (e->sleep_wal_size < 0 || sb.st_size != e->sleep_wal_size ||
+        ts_ns(&sb.st_mtim) != e->sleep_wal_mtime_ns ||
+        (uint64_t)sb.st_ino != e->sleep_wal_ino)
+      return 1;
+    uint8_t now[SLEEP_PROBE_SIZE];
+    wal_probe(e->wal_fd, e->sleep_probe_off, now);
+    return memcmp(now, e->sleep_probe, sizeof(now)) != 0;
+  }
   if (stat(e->wal_path, &sb))
     return e->sleep_wal_size >= 0;
   if (e->sleep_wal_size < 0 || sb.st_size != e->sleep_wal_size ||
@@ -1622,17 +1731,19 @@ int engine_replaced(struct engine *e) {
     return 0;
   snprintf(e->next_reason, sizeof(e->next_reason), "database file %s",
            gone ? "deleted" : "replaced");
-  snprintf(e->reason, sizeof(e->reason), "%s", e->next_reason);
+  snprintf(e->m->reason, sizeof(e->m->reason), "%s", e->next_reason);
   shadow_fsync(e);
   close_all(e);
   return 1;
 }
 
 void engine_destroy(struct engine *e) {
+  engine_keep_msgs(e); /* close_all may say why it failed */
   close_all(e);
   free(e->db_path);
   free(e->wal_path);
   free(e->meta);
   resync_destroy(&e->rs);
+  engine_drop_msgs(e);
   e->db_path = e->wal_path = e->meta = NULL;
 }

@@ -79,6 +79,13 @@ struct engine_stats {
  * a sync finds the same WAL lifetime still there. */
 enum engine_pin { PIN_NONE, PIN_HELD, PIN_REGAINED };
 
+/* What a job reports (db.c copies it out at the end of each job): on the
+ * heap only while the engine is awake, not per sleeping database. */
+struct engine_msgs {
+  char reason[256]; /* why the last new generation was started */
+  char err[512];    /* message of the last failure */
+};
+
 struct engine {
   /* set by engine_init_struct; immutable afterwards */
   char *db_path;
@@ -130,7 +137,6 @@ struct engine {
   int64_t wal_end;       /* committed end in the WAL, while disk_full */
   uint32_t w_s0, w_s1;   /* checksum chain at wal_end */
   int64_t full_retry_ns; /* next attempt to write the shadow again */
-  char full_err[512];    /* the write that failed */
 
   struct resync rs; /* the page map (core/resync.h) */
 
@@ -151,8 +157,7 @@ struct engine {
   struct engine_stats stats;
   uint64_t db_dev, db_ino; /* identity of the open database file */
   char next_reason[64];    /* set: the next open starts a new generation */
-  char reason[256];        /* why the last new generation was started */
-  char err[512];           /* message of the last failure */
+  struct engine_msgs *m;   /* engine_keep_msgs */
 };
 
 /* Once per process, before any other SQLite call: no up-front page cache
@@ -161,6 +166,10 @@ void engine_global_init(void);
 
 void engine_init_struct(struct engine *e, const struct db_config *cfg);
 void engine_destroy(struct engine *e);
+/* e->m exists from engine_init_struct on; a job drops it once the engine
+ * sleeps (engine_drop_msgs) and the next job makes it again. */
+void engine_keep_msgs(struct engine *e);
+void engine_drop_msgs(struct engine *e);
 
 /* Opens the connections, takes the pin and establishes the generation
  * (continuing the one in the meta dir when the WAL still matches it).
@@ -193,9 +202,11 @@ int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle);
  * be taken in time (try again later), or an error. */
 int engine_checkpoint(struct engine *e, int idle);
 
-/* Writes the database file, LZ4-compressed, to out_fd, as the snapshot of
- * the current (generation, index).  Must run with no concurrent
- * engine_checkpoint (the job queue guarantees it). */
+/* Writes the database as of the end of the shadow file (core/snapshot.h:
+ * the file with the shadow's frames laid over it, consistent on its own),
+ * LZ4-compressed, to out_fd, as the snapshot of the current (generation,
+ * index).  Must run with no concurrent engine_checkpoint (the job queue
+ * guarantees it). */
 int engine_snapshot(struct engine *e, int out_fd, int64_t *out_len,
                     char gen[GEN_LEN + 1], uint32_t *index);
 
@@ -227,7 +238,7 @@ int engine_close(struct engine *e);
  * identity, size and times, as a clean stop does (shadow.h), then closes
  * every connection and fd.
  *
- * ENGINE_LIGHT keeps two fds with OFD locks (they belong to the
+ * ENGINE_LIGHT keeps three fds, two with OFD locks (they belong to the
  * descriptor, so SQLite closing its own fds of the file in this process
  * cannot drop them).  On the -shm: the checkpoint lock (byte 121) and a
  * shared lock on the DMS byte (128).  With the checkpoint lock held nothing can
@@ -245,7 +256,11 @@ int engine_close(struct engine *e);
  * fd, the database file's, with a shared lock on the first byte of
  * SQLite's SHARED range: that EXCLUSIVE lock is never granted, the closing
  * connection leaves the WAL alone (as it does while our connections are
- * open).
+ * open).  The third fd is the -wal's, without a lock: a database deleted
+ * (or renamed away) while asleep still has what was committed since in
+ * it, and engine_open copies that from the kept fds for the final sync
+ * (the wake after the write and the delete come together; once the path
+ * is gone, only a kept fd still reaches those frames).
  *
  * ENGINE_DEEP holds nothing at all: the application may checkpoint freely.
  *
@@ -260,7 +275,7 @@ int engine_close(struct engine *e);
 #define ENGINE_LIGHT 1
 #define ENGINE_DEEP 2
 int engine_sleep(struct engine *e, int how);
-/* Light sleep -> deep: closes the last two fds. */
+/* Light sleep -> deep: closes the last three fds. */
 void engine_deepen(struct engine *e);
 /* Asleep: whether the -wal is not as it was when the engine went to
  * sleep (a stat). */

@@ -38,7 +38,7 @@ struct lease {
   const char *meta;      /* borrowed: where the owner id is kept */
   int persisted;         /* the owner id is in meta */
   int started;           /* lease_start ran */
-  char host[256];
+  const char *host;      /* this_host(): the same for every lease */
   int pid;
   int64_t started_ns;
   int64_t ttl_ns;
@@ -56,8 +56,8 @@ struct lease {
   int64_t write_start;        /* monotonic start of the write in flight */
   int64_t valid_until;        /* monotonic: uploads allowed until */
   int renew_failing;          /* a renewal failed (not a precondition) */
-  char refused_owner[256];    /* whose lease we last said we wait for */
-  char last_err[512];         /* the last acquisition error logged */
+  char *refused_owner;        /* whose lease we last said we wait for */
+  char *last_err;             /* the last acquisition error logged */
   int took_from_other;        /* the write in flight takes over a live one */
   struct loop_timer *timer;
   /* Who hears of changes: one replica, or every replica of a dir entry
@@ -341,8 +341,8 @@ static int release_pending(struct lease *l) {
 static void hold(struct lease *l) {
   memcpy(l->tag, l->wtag, BACKEND_TAG_MAX);
   l->valid_until = l->write_start + l->ttl_ns - l->ttl_ns / 6;
-  l->refused_owner[0] = '\0';
-  l->last_err[0] = '\0';
+  str_set(&l->refused_owner, NULL);
+  str_set(&l->last_err, NULL);
   /* The meta directory exists once the engine opened the database: keep
    * the id there for a restart (a few bytes, once). */
   if (!l->persisted)
@@ -358,8 +358,7 @@ static void hold(struct lease *l) {
  * sync error, since nothing goes to the path; logged once per message. */
 static void acquire_failed(struct lease *l, int status, const char *err) {
   const char *m = err ? err : err_str(status);
-  if (strcmp(l->last_err, m)) {
-    snprintf(l->last_err, sizeof(l->last_err), "%s", m);
+  if (str_set(&l->last_err, m)) {
     log_error(l->db, l->name,
               "lease on %s cannot be taken, not replicating to it: %s "
               "(retrying)",
@@ -368,11 +367,11 @@ static void acquire_failed(struct lease *l, int status, const char *err) {
 }
 
 int lease_failing(const struct lease *l) {
-  return l->last_err[0] != '\0';
+  return l->last_err != NULL;
 }
 
 const char *lease_error(const struct lease *l) {
-  return l->last_err;
+  return str_or_empty(l->last_err);
 }
 
 /* The timer first: the change callback may release the lease. */
@@ -420,8 +419,7 @@ static void take(struct lease *l, const char *match) {
 static void refuse(struct lease *l, const struct lease_info *in) {
   char who[640];
   describe(in, who, sizeof(who));
-  if (strcmp(l->refused_owner, in->owner)) {
-    snprintf(l->refused_owner, sizeof(l->refused_owner), "%s", in->owner);
+  if (str_set(&l->refused_owner, in->owner)) {
     log_error(l->db, l->name,
               "replica path %s is leased by %s: not replicating to it (other "
               "replicas go on); taking over when the lease lapses, or now "
@@ -509,7 +507,7 @@ static void on_fenced_read(void *arg, int status, const char *err) {
             "lease on %s was taken over by %s: stopped uploading to this path",
             l->b->desc, who);
   if (ok)
-    snprintf(l->refused_owner, sizeof(l->refused_owner), "%s", in.owner);
+    str_set(&l->refused_owner, in.owner);
   if (release_pending(l))
     return;
   int64_t wait =
@@ -575,6 +573,13 @@ static void on_timer(void *arg) {
 
 /* --- API --- */
 
+static const char *this_host(void) {
+  static char host[256];
+  if (!host[0] && gethostname(host, sizeof(host) - 1))
+    host[0] = '\0';
+  return host;
+}
+
 struct lease *lease_new(struct backend *b, const char *meta, const char *db,
                         const char *name, int64_t ttl_ns, int force,
                         lease_change_cb cb, void *arg) {
@@ -589,7 +594,7 @@ struct lease *lease_new(struct backend *b, const char *meta, const char *db,
     sub_add(l, cb, arg);
   l->pid = (int)getpid();
   l->started_ns = time_now_ns();
-  gethostname(l->host, sizeof(l->host) - 1);
+  l->host = this_host();
   buf_init(&l->rd, LEASE_BODY_MAX);
   l->timer = loop_timer_new(on_timer, l);
   if (ttl_ns <= 0) {
@@ -661,6 +666,8 @@ void lease_free(struct lease *l) {
   free(l->own_db);
   if (l->own_b)
     backend_close(l->own_b);
+  free(l->refused_owner);
+  free(l->last_err);
   free(l);
 }
 

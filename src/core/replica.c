@@ -34,6 +34,9 @@
  * daemon to 250 MB). */
 #define MAX_SEGMENT (8LL << 20)
 #define MAX_BACKOFF_MS 30000
+/* Under a contended request budget (core/budget.h), a round yields after
+ * this many PUTs, or one large segment. */
+#define TURN_PUTS 4
 
 static void kick(struct replica *r);
 static void pos_reset(struct replica *r, const char *why);
@@ -50,13 +53,20 @@ static int in_flight(const struct replica *r) {
   return r->state == R_RESUME || r->state == R_SNAPSHOT || r->state == R_UPLOAD;
 }
 
+/* An operation in flight holds one of the process-wide slots
+ * (core/budget.h), granted before kick() starts it. */
 static void set_state(struct replica *r, enum replica_state s) {
   if (r->state == s)
     return;
   db_status_changed(r->db);
   log_debug(r->db->name, r->name, "replica state %s -> %s",
             replica_state_name(r->state), replica_state_name(s));
+  int was = in_flight(r);
   r->state = s;
+  if (!was && in_flight(r))
+    budget_use(&r->bw);
+  else if (was && !in_flight(r))
+    budget_done(&r->bw);
 }
 
 static void on_timer(void *arg) {
@@ -64,6 +74,19 @@ static void on_timer(void *arg) {
   if (r->state == R_BACKOFF)
     set_state(r, R_IDLE);
   kick(r);
+}
+
+/* The retry/round timer exists only while it runs: an idle replica keeps
+ * none. */
+static void timer_start(struct replica *r, uint64_t ms) {
+  if (!r->timer)
+    r->timer = loop_timer_new(on_timer, r);
+  loop_timer_start(r->timer, ms);
+}
+
+static void timer_drop(struct replica *r) {
+  loop_timer_free(r->timer);
+  r->timer = NULL;
 }
 
 /* The lease (core/lease.c) was taken or lost.  Taken: list the store
@@ -84,15 +107,20 @@ static void on_lease(void *arg, int held) {
     kick(r);
 }
 
+/* The budget granted a turn this replica waited for. */
+static void on_budget(void *arg) {
+  kick(arg);
+}
+
 struct replica *replica_new(struct db *db, struct replica_config *cfg,
                             struct backend *b) {
   struct replica *r = xcalloc(1, sizeof(*r));
+  budget_waiter_init(&r->bw, on_budget, r);
   r->db = db;
   r->cfg = cfg;
   r->b = b;
   r->name = b->name;
   r->state = R_IDLE;
-  r->timer = loop_timer_new(on_timer, r);
   buf_init(&r->seg, 0);
   r->hk = hk_new(r);
   r->val = validator_new(r);
@@ -116,6 +144,7 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
 
 void replica_free(struct replica *r) {
   assert(!r->job); /* a running build hands itself back to r */
+  budget_cancel(&r->bw);
   lease_drop(r->lease, r);
   hk_free(r->hk);
   validator_free(r->val);
@@ -123,6 +152,7 @@ void replica_free(struct replica *r) {
   snapshot_list_destroy(&r->snaps);
   segment_list_destroy(&r->segs);
   buf_destroy(&r->seg);
+  free(r->last_err);
   free(r);
 }
 
@@ -151,6 +181,7 @@ static void flush_done(struct replica *r) {
 }
 
 static void caught_up(struct replica *r) {
+  timer_drop(r);
   set_state(r, R_IDLE);
   r->pending_since_ns = 0;
   flush_done(r);
@@ -165,10 +196,10 @@ static void fail(struct replica *r, int rc, const char *msg) {
   } else {
     r->upload_errors++;
   }
-  if (rc != ERR_CANCELED && strcmp(r->last_err, msg ? msg : "")) {
+  if (rc != ERR_CANCELED && strcmp(str_or_empty(r->last_err), msg ? msg : "")) {
     log_error(r->db->name, r->name, "replica sync error: %s",
               msg ? msg : err_str(rc));
-    snprintf(r->last_err, sizeof(r->last_err), "%s", msg ? msg : "");
+    str_set(&r->last_err, msg);
   }
   if (r->flushing) {
     char p[48];
@@ -183,13 +214,13 @@ static void fail(struct replica *r, int rc, const char *msg) {
   }
   r->backoff_ms = r->backoff_ms ? MIN(r->backoff_ms * 2, MAX_BACKOFF_MS) : 1000;
   set_state(r, R_BACKOFF);
-  loop_timer_start(r->timer, (uint64_t)r->backoff_ms);
+  timer_start(r, (uint64_t)r->backoff_ms);
 }
 
 static void succeeded(struct replica *r) {
-  if (r->last_err[0])
+  if (r->last_err)
     log_info(r->db->name, r->name, "replica sync recovered");
-  r->last_err[0] = '\0';
+  str_set(&r->last_err, NULL);
   r->backoff_ms = 0;
   r->last_sync_ns = time_now_ns();
 }
@@ -491,7 +522,7 @@ static void build_done(void *arg, int status) {
     /* Read from the WAL while it moved on (a full disk ending): again in a
      * moment, from what the shadow holds by then. */
     set_state(r, R_IDLE);
-    loop_timer_start(r->timer, 50);
+    timer_start(r, 50);
     return;
   }
   if (rc) {
@@ -549,6 +580,16 @@ static void upload_next(struct replica *r) {
   if (!r->flushing && past_round_end(r)) {
     set_state(r, R_IDLE);
     r->pending_since_ns = r->round_wall_ns;
+    kick(r);
+    return;
+  }
+  if (!r->flushing && budget_contended() &&
+      (r->round_puts >= TURN_PUTS ||
+       (r->round_puts > 0 && r->seg_end - r->seg_off >= MAX_SEGMENT / 2))) {
+    /* Others wait for a turn: the rest of this round waits behind them
+     * (a burst of 8 MB segments, or of many WAL indexes, would otherwise
+     * spend their tokens). */
+    set_state(r, R_IDLE);
     kick(r);
     return;
   }
@@ -867,7 +908,23 @@ static int64_t round_wait(struct replica *r, int64_t now) {
   return 0;
 }
 
+/* A turn from the process-wide budget (a token and a slot) before an
+ * operation starts: 0 when queued for one (on_budget kicks again). */
+static int admitted(struct replica *r) {
+  return budget_admit(&r->bw, r->flushing);
+}
+
+static void kick_once(struct replica *r);
+
+/* A turn kick_once did not use (caught up, the interval not passed) goes
+ * back at once. */
 static void kick(struct replica *r) {
+  kick_once(r);
+  if (r->bw.granted && !in_flight(r))
+    budget_cancel(&r->bw);
+}
+
+static void kick_once(struct replica *r) {
   struct db *db = r->db;
   if (in_flight(r) || r->state == R_CLOSED)
     return;
@@ -906,11 +963,14 @@ static void kick(struct replica *r) {
     if (!r->pending_since_ns)
       r->pending_since_ns =
           db->last_change_ns ? db->last_change_ns : time_now_ns();
-    start_resume(r);
+    if (admitted(r))
+      start_resume(r);
     return;
   }
   /* (Not with a full disk: it is written to the meta directory first.) */
   if (r->want_snapshot && !r->flushing && !db->disk_full) {
+    if (!admitted(r))
+      return;
     r->want_snapshot = 0;
     take_snapshot(r);
     return;
@@ -923,14 +983,20 @@ static void kick(struct replica *r) {
     r->pending_since_ns =
         db->last_change_ns ? db->last_change_ns : time_now_ns();
   int64_t now = time_mono_ns();
-  r->round_puts = 0;
-  int64_t wait = round_wait(r, now);
-  if (wait > 0) {
-    if (!loop_timer_active(r->timer))
-      loop_timer_start(r->timer, (uint64_t)(wait / NS_PER_MS) + 1);
-    return;
+  if (!r->round_paid) {
+    r->round_puts = 0;
+    int64_t wait = round_wait(r, now);
+    if (wait > 0) {
+      if (!r->timer || !loop_timer_active(r->timer))
+        timer_start(r, (uint64_t)(wait / NS_PER_MS) + 1);
+      return;
+    }
+    r->round_paid = 1; /* its own token is in hand; now the process's */
   }
-  loop_timer_stop(r->timer);
+  if (!admitted(r))
+    return; /* the lag grows, reported, while it waits its turn */
+  r->round_paid = 0;
+  timer_drop(r);
   r->last_round_ns = now;
   r->round_wall_ns = time_now_ns();
   r->round_index = db->index;
@@ -956,12 +1022,14 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
   r->flushing = 1;
   r->flush_cb = cb;
   r->flush_arg = arg;
+  if (r->bw.queued && !r->bw.urgent)
+    budget_cancel(&r->bw); /* to wait again, for a slot only */
   if (r->state == R_BACKOFF) {
-    loop_timer_stop(r->timer);
+    timer_drop(r);
     set_state(r, R_IDLE);
   }
   if (r->state == R_IDLE) {
-    loop_timer_stop(r->timer);
+    timer_drop(r);
     kick(r);
   }
   /* Otherwise the operation in flight continues and calls flush_done. */

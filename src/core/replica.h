@@ -20,6 +20,7 @@
 #include "backends/backend.h"
 #include "config/config.h"
 #include "format/names.h"
+#include "core/budget.h"
 #include "core/store.h"
 
 struct db;
@@ -47,6 +48,7 @@ struct replica {
   int64_t last_round_ns;    /* monotonic start of the last upload round */
   double tokens;            /* PUTs in hand as of last_round_ns (< 0: owed) */
   int round_puts;           /* PUTs of the current round so far */
+  int round_paid;           /* the next round's token taken, waiting a turn */
   int64_t shipped;          /* compressed WAL bytes since the last snapshot */
   struct pos snap_at;       /* generation and index of the last snapshot */
   int64_t upload_errors;
@@ -54,7 +56,7 @@ struct replica {
   int64_t snapshots; /* snapshots uploaded */
   int64_t validations_ok;
   int64_t validations_failed;
-  char last_err[512];
+  char *last_err; /* the upload failure last logged (NULL: none) */
 
   /* internal */
   struct loop_timer *timer;
@@ -74,8 +76,9 @@ struct replica {
   struct db_snapshot *snap;
   struct housekeeping *hk;
   struct validator *val;
-  struct lease *lease; /* the path's single-writer lease (core/lease.h) */
-  struct pos val_cap;  /* validation: the next round ends exactly here */
+  struct lease *lease;     /* the path's single-writer lease (core/lease.h) */
+  struct budget_waiter bw; /* its turn under the process-wide bounds */
+  struct pos val_cap;      /* validation: the next round ends exactly here */
   int val_cap_pending;
   int hk_started;
   int want_snapshot; /* take a snapshot when idle (interval, retention) */

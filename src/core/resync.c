@@ -614,7 +614,7 @@ int resync_run(struct engine *e, const char *why, char *unusable, size_t ulen) {
   }
   /* No checkpoint may change the database file while we read it. */
   if ((rc = engine_wait_checkpoint_lock(e, CKPT_LOCK_WAIT_MS))) {
-    snprintf(e->err, sizeof(e->err),
+    snprintf(e->m->err, sizeof(e->m->err),
              "resync waits: the checkpoint lock of %s-shm is held by "
              "another process",
              e->db_path);
@@ -628,7 +628,7 @@ int resync_run(struct engine *e, const char *why, char *unusable, size_t ulen) {
   if (rc > 0) {
     snprintf(unusable, ulen, "%s", w);
   } else if (rc < 0) {
-    snprintf(e->err, sizeof(e->err), "%s", w[0] ? w : err_str(rc));
+    snprintf(e->m->err, sizeof(e->m->err), "%s", w[0] ? w : err_str(rc));
   }
   if (rc) {
     free(d.h);

@@ -89,8 +89,8 @@ static int copy_frames(struct engine *e) {
      * writes from shadow_size again, so a failed cut only leaves bytes
      * past the last commit, which shadow_load cuts). */
     if (ftruncate(e->shadow_fd, (off_t)e->shadow_size)) {
-      size_t l = strlen(e->err);
-      snprintf(e->err + l, sizeof(e->err) - l, "; truncate back: %s",
+      size_t l = strlen(e->m->err);
+      snprintf(e->m->err + l, sizeof(e->m->err) - l, "; truncate back: %s",
                strerror(errno));
     }
     return rc;
@@ -168,14 +168,13 @@ void shadow_disk_full(struct engine *e) {
     e->wal_end = e->shadow_size;
     e->w_s0 = e->s0;
     e->w_s1 = e->s1;
-    snprintf(e->full_err, sizeof(e->full_err), "%s", e->err);
     log_error(e->name, NULL,
               "disk full: %s; the shadow wal cannot grow: uploading from the "
               "wal, no checkpoint until there is space again",
-              e->full_err);
+              e->m->err);
   }
   e->full_retry_ns = time_mono_ns() + DISK_RETRY_NS;
-  e->err[0] = '\0';
+  e->m->err[0] = '\0';
 }
 
 int shadow_copy_frames(struct engine *e) {

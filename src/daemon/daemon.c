@@ -20,6 +20,7 @@
 #include "base/smap.h"
 #include "base/util.h"
 #include "config/url.h"
+#include "core/budget.h"
 #include "core/db.h"
 #include "core/engine.h"
 #include "core/replica.h"
@@ -634,6 +635,19 @@ static void on_hup(void *arg, int signum) {
   loop_work_submit(reload_work, reload_done, j);
 }
 
+/* The process-wide request budget and bound on uploads (core/budget.h). */
+static void apply_budget(const struct config *c) {
+  budget_configure(c->max_requests_per_second, c->max_uploads_in_flight);
+  struct budget_stats st;
+  budget_get_stats(&st);
+  if (st.rps > 0)
+    log_info(NULL, NULL,
+             "request budget: %lld requests per second for every replica "
+             "together, at most %lld uploads in flight; uploads wait their "
+             "turn, least recently served first",
+             (long long)st.rps, (long long)st.max_in_flight);
+}
+
 static void reload_apply(struct config *nc) {
   char err[1024];
   discover_stop(g_d.disc);
@@ -642,6 +656,7 @@ static void reload_apply(struct config *nc) {
   if (g_d.verbose)
     nc->logging.level = LOG_DEBUG;
   log_setup(&nc->logging);
+  apply_budget(nc);
   int *kept = xcalloc(nc->n_dbs + 1, sizeof(int));
   size_t n_keep = 0, n_changed = 0, n_removed = 0;
   struct db **keep = xcalloc(g_d.n_dbs + 1, sizeof(struct db *));
@@ -784,6 +799,7 @@ int daemon_run(struct daemon_opts *o) {
   db_limits_for(nofile > 0 ? nofile : 1024, g_d.cfg.n_dbs,
                 g_d.cfg.max_hot_databases, g_d.cfg.deep_sleep_after, &lim);
   db_set_limits(&lim);
+  apply_budget(&g_d.cfg);
   if (nofile > 0 && g_d.cfg.n_dbs > lim.max_hot + lim.max_light)
     log_warn(NULL, NULL,
              "open file limit %ld: %zu databases do not all fit awake or in "
@@ -878,6 +894,7 @@ out_loop:
     free(p);
   }
   http_shutdown();
+  budget_shutdown();
   if (loop_close())
     log_debug(NULL, NULL, "loop closed with handles still open");
 out:

@@ -68,7 +68,13 @@ struct discover {
   int refs; /* jobs in flight + 1 while running */
   int stopped;
   int limit_warned, n_polled;
+  /* The watch limit was reached: one warning with the numbers, once the
+   * scans going on have found what they will (LIMIT_REPORT_MS later). */
+  struct loop_timer *limit_timer;
+  const struct db_config *limit_e;
 };
+
+#define LIMIT_REPORT_MS 1000
 
 static void ds_unref(struct discover *ds) {
   if (--ds->refs > 0)
@@ -576,6 +582,30 @@ static void node_free(struct dnode *n) {
   free(n);
 }
 
+/* The one warning about the inotify watch limit, with the numbers: the
+ * limit, the directories found under watched entries, how many of them
+ * are watched and how many polled instead. */
+static void on_limit_report(void *arg) {
+  struct discover *ds = arg;
+  size_t live = 0, polled = 0;
+  const char *k;
+  void *v;
+  for (size_t i = 0; (i = smap_next(&ds->nodes, i, &k, &v));) {
+    const struct dnode *n = v;
+    live += n->live;
+    polled += n->live && !n->w;
+  }
+  long max = loop_inotify_max_watches();
+  log_warn(NULL, NULL,
+           "the inotify watch limit (fs.inotify.max_user_watches = %ld) is "
+           "reached: %zu directories found under watched dirs, %zu watched, "
+           "%zu polling every %lld ms instead (first: under %s); watches of "
+           "this user's other processes count too; raise the limit to at "
+           "least %ld to watch them all",
+           max, live, live - polled, polled, (long long)poll_ms(ds->limit_e),
+           ds->limit_e->dir, max + (long)polled);
+}
+
 static void add_node(struct discover *ds, const struct db_config *e,
                      const char *rel, int depth) {
   char *abs = rel[0] ? path_join(e->dir, rel) : xstrdup(e->dir);
@@ -600,13 +630,9 @@ static void add_node(struct discover *ds, const struct db_config *e,
       ds->n_polled++;
       if (rc == -ENOSPC && !ds->limit_warned) {
         ds->limit_warned = 1;
-        log_warn(NULL, NULL,
-                 "dir %s: cannot watch %s: the inotify watch limit "
-                 "(fs.inotify.max_user_watches = %ld) is reached; polling it "
-                 "every %lld ms instead (and any other directory past the "
-                 "limit); raise the limit to watch them",
-                 e->dir, abs, loop_inotify_max_watches(),
-                 (long long)poll_ms(e));
+        ds->limit_e = e;
+        ds->limit_timer = loop_timer_new(on_limit_report, ds);
+        loop_timer_start(ds->limit_timer, LIMIT_REPORT_MS);
       } else if (rc != -ENOSPC) {
         warn_once(ds, abs,
                   "dir %s: cannot watch %s: %s; polling it every %lld ms",
@@ -674,6 +700,8 @@ void discover_stop(struct discover *ds) {
   if (!ds)
     return;
   ds->stopped = 1;
+  loop_timer_free(ds->limit_timer);
+  ds->limit_timer = NULL;
   for (size_t i = 0; i < ds->n_waiters; i++)
     loop_timer_free(ds->waiters[i].t);
   while (ds->reprobes)

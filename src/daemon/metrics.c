@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backends/backend.h"
+#include "core/budget.h"
 #include "core/db.h"
 #include "core/replica.h"
 
@@ -217,6 +218,37 @@ static void per_replica(struct db *const *dbs, size_t n, int64_t now,
   }
 }
 
+/* The process-wide request budget and bound on uploads (core/budget.h). */
+static void budget_series(struct buf *out) {
+  struct budget_stats st;
+  budget_get_stats(&st);
+  static const struct {
+    const char *name, *type, *help;
+  } m[] = {
+      {"sluice_budget_requests_per_second", "gauge",
+       "max-requests-per-second (0: no budget)"},
+      {"sluice_budget_waiting", "gauge",
+       "Replicas waiting for their turn (a request token or an upload slot)"},
+      {"sluice_budget_wait_max_seconds", "gauge",
+       "How long the replica waiting longest has waited for its turn"},
+      {"sluice_budget_waits_total", "counter",
+       "Turns a replica had to wait for"},
+      {"sluice_uploads_in_flight", "gauge",
+       "Replicas with an upload, snapshot or listing in flight"},
+      {"sluice_uploads_in_flight_max", "gauge", "max-uploads-in-flight"},
+      {"sluice_store_requests_total", "counter",
+       "Requests made to every store, by every replica"},
+  };
+  double v[] = {(double)st.rps,          (double)st.waiting,
+                st.oldest_wait_ns / 1e9, (double)st.waits,
+                (double)st.in_flight,    (double)st.max_in_flight,
+                (double)st.requests};
+  for (size_t i = 0; i < ARRAY_SIZE(m); i++) {
+    head(out, m[i].name, m[i].type, m[i].help);
+    buf_appendf(out, "%s %.17g\n", m[i].name, v[i]);
+  }
+}
+
 /* Upper bounds (seconds) of the lag histogram's buckets. */
 static const double lag_le[] = {0, 1, 5, 10, 30, 60, 300, 900, 3600};
 
@@ -275,6 +307,7 @@ static void aggregates(struct db *const *dbs, size_t n, int64_t now,
               "sluice_errors_total{kind=\"checkpoint\"} %lld\n"
               "sluice_errors_total{kind=\"upload\"} %lld\n",
               (long long)sync_err, (long long)ckpt_err, (long long)upload_err);
+  budget_series(out);
 }
 
 void metrics_render(struct db *const *dbs, size_t n, int per_db,

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/budget.h"
 #include "core/db.h"
 #include "core/lease.h"
 #include "core/replica.h"
@@ -60,7 +61,7 @@ static void render_json(struct db *const *dbs, size_t n, int64_t now,
     buf_appendf(out, ",\"generation\":");
     json_str(out, db->gen);
     buf_appendf(out, ",\"error\":");
-    json_str(out, db->last_err);
+    json_str(out, str_or_empty(db->last_err));
     buf_appendf(out, ",\"replicas\":[");
     for (size_t j = 0; j < db->n_replicas; j++) {
       const struct replica *r = db->replicas[j];
@@ -72,12 +73,19 @@ static void render_json(struct db *const *dbs, size_t n, int64_t now,
       json_str(out, r->lease ? lease_state_name(lease_state(r->lease)) : "");
       buf_appendf(out, ",\"lag_seconds\":%.3f,\"error\":",
                   (double)replica_lag_ns(r, now) / 1e9);
-      json_str(out, r->last_err);
-      buf_appendf(out, "}");
+      json_str(out, str_or_empty(r->last_err));
+      buf_appendf(out, ",\"budget_wait\":%s}", r->bw.queued ? "true" : "false");
     }
     buf_appendf(out, "]}");
   }
-  buf_appendf(out, "\n]}\n");
+  struct budget_stats st;
+  budget_get_stats(&st);
+  buf_appendf(out,
+              "\n],\"budget\":{\"requests_per_second\":%lld,\"waiting\":%lld,"
+              "\"wait_max_seconds\":%.3f,\"uploads_in_flight\":%lld,"
+              "\"uploads_in_flight_max\":%lld}}\n",
+              (long long)st.rps, (long long)st.waiting, st.oldest_wait_ns / 1e9,
+              (long long)st.in_flight, (long long)st.max_in_flight);
 }
 
 static size_t max_sz(size_t a, size_t b) {
@@ -103,7 +111,7 @@ static void render_text(struct db *const *dbs, size_t n, int64_t now,
     if (!db->n_replicas)
       buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, db->name,
                   (int)ws, st, (int)wr, "-", "-",
-                  db->last_err[0] ? db->last_err : "-");
+                  db->last_err ? db->last_err : "-");
     for (size_t j = 0; j < db->n_replicas; j++) {
       const struct replica *r = db->replicas[j];
       /* Whole seconds rounded up, as `sluice replicas` prints them. */
@@ -112,11 +120,13 @@ static void render_text(struct db *const *dbs, size_t n, int64_t now,
       snprintf(lag, sizeof(lag), "%llds",
                (long long)(ns > 0 ? (ns + NS_PER_SEC - 1) / NS_PER_SEC : 0));
       char wait[64];
-      const char *e = r->last_err[0] ? r->last_err : db->last_err;
+      const char *e = r->last_err ? r->last_err : str_or_empty(db->last_err);
       if (!e[0] && lease_missing(r)) {
         snprintf(wait, sizeof(wait), "waiting for the lease (%s)",
                  lease_state_name(lease_state(r->lease)));
         e = wait;
+      } else if (!e[0] && r->bw.queued) {
+        e = "waiting for its turn (max-requests-per-second)";
       }
       buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, db->name,
                   (int)ws, st, (int)wr, r->name, lag, e[0] ? e : "-");
@@ -126,8 +136,18 @@ static void render_text(struct db *const *dbs, size_t n, int64_t now,
 
 void status_render(struct db *const *dbs, size_t n, int json, struct buf *out) {
   int64_t now = time_now_ns();
-  if (json)
+  if (json) {
     render_json(dbs, n, now, out);
-  else
-    render_text(dbs, n, now, out);
+    return;
+  }
+  render_text(dbs, n, now, out);
+  struct budget_stats st;
+  budget_get_stats(&st);
+  if (st.rps > 0)
+    buf_appendf(out,
+                "budget: %lld requests/s; %lld replicas waiting their turn "
+                "(longest %.1f s); %lld of %lld uploads in flight\n",
+                (long long)st.rps, (long long)st.waiting,
+                st.oldest_wait_ns / 1e9, (long long)st.in_flight,
+                (long long)st.max_in_flight);
 }

@@ -35,8 +35,8 @@ int lz4_compress(const uint8_t *src, size_t n, struct buf *out) {
   return 0;
 }
 
-int lz4_compress_fd(int in_fd, int64_t in_off, int64_t len, int out_fd,
-                    int64_t *out_len) {
+int lz4_compress_read(lz4_fill_fn fill, void *arg, int64_t len, int out_fd,
+                      int64_t *out_len) {
   struct lz4_enc e;
   lz4_enc_init(&e);
   size_t cap = LZ4ENC_HEADER + LZ4ENC_BLOCK_BOUND(BLOCK) + LZ4ENC_TRAILER;
@@ -46,15 +46,8 @@ int lz4_compress_fd(int in_fd, int64_t in_off, int64_t len, int out_fd,
   total += LZ4ENC_HEADER;
   while (!rc && done < len) {
     size_t want = (size_t)MIN((int64_t)BLOCK, len - done);
-    ssize_t r = pread_full(in_fd, in, want, (off_t)(in_off + done));
-    if (r < 0) {
-      rc = (int)r;
+    if ((rc = fill(arg, in, want, done)))
       break;
-    }
-    if ((size_t)r != want) {
-      rc = -EIO; /* file shrank while reading */
-      break;
-    }
     size_t w = lz4_enc_block(&e, in, want, out);
     rc = write_full(out_fd, out, w);
     total += (int64_t)w;
@@ -70,6 +63,25 @@ int lz4_compress_fd(int in_fd, int64_t in_off, int64_t len, int out_fd,
   free(out);
   lz4_enc_destroy(&e);
   return rc;
+}
+
+struct fd_range {
+  int fd;
+  int64_t off;
+};
+
+static int fill_fd(void *arg, uint8_t *dst, size_t n, int64_t at) {
+  const struct fd_range *r = arg;
+  ssize_t got = pread_full(r->fd, dst, n, (off_t)(r->off + at));
+  if (got < 0)
+    return (int)got;
+  return (size_t)got == n ? 0 : -EIO; /* file shrank while reading */
+}
+
+int lz4_compress_fd(int in_fd, int64_t in_off, int64_t len, int out_fd,
+                    int64_t *out_len) {
+  struct fd_range r = {in_fd, in_off};
+  return lz4_compress_read(fill_fd, &r, len, out_fd, out_len);
 }
 
 /* Output of the decoder goes to a buffer or an fd. */

@@ -28,6 +28,12 @@ int lz4_decompress(const uint8_t *src, size_t n, struct buf *out);
  * compressed size. */
 int lz4_compress_fd(int in_fd, int64_t in_off, int64_t len, int out_fd,
                     int64_t *out_len);
+/* The same from a reader: fill(arg, dst, n, at) puts the n content bytes
+ * at offset `at` into dst (0 or a negative errno / err.h code, returned
+ * as is).  Called in order, 4 MiB at a time. */
+typedef int (*lz4_fill_fn)(void *arg, uint8_t *dst, size_t n, int64_t at);
+int lz4_compress_read(lz4_fill_fn fill, void *arg, int64_t len, int out_fd,
+                      int64_t *out_len);
 /* Streaming decompression of a whole file of frames to out_fd (written
  * from offset 0).  *out_len gets the decompressed size. */
 int lz4_decompress_fd(int in_fd, int out_fd, int64_t *out_len);

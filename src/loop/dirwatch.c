@@ -57,8 +57,8 @@ void loop_dirwatch_free(struct loop_dirwatch *w) {
   uv_close((uv_handle_t *)&w->h, on_close);
 }
 
-long loop_inotify_max_watches(void) {
-  FILE *f = fopen("/proc/sys/fs/inotify/max_user_watches", "r");
+static long read_long(const char *path) {
+  FILE *f = fopen(path, "r");
   long v = -1;
   if (f) {
     if (fscanf(f, "%ld", &v) != 1)
@@ -66,4 +66,14 @@ long loop_inotify_max_watches(void) {
     fclose(f);
   }
   return v;
+}
+
+/* The smaller of the system's limit and the user namespace's (a
+ * container's own limit is the latter). */
+long loop_inotify_max_watches(void) {
+  long sys = read_long("/proc/sys/fs/inotify/max_user_watches");
+  long ns = read_long("/proc/sys/user/max_inotify_watches");
+  if (sys < 0 || (ns >= 0 && ns < sys))
+    return ns;
+  return sys;
 }

@@ -132,6 +132,10 @@ done
 wait_until 10 grep -q "the inotify watch limit" "$LOG" || fail "no warning for the watch limit"
 [ "$(count "the inotify watch limit" "$LOG")" -eq 1 ] || fail "watch limit: more than one line"
 grep "the inotify watch limit" "$LOG" | grep -q "polling" || fail "watch limit line: $(grep "watch limit" "$LOG")"
+# ... with the numbers: the limit, the 5 directories found, how many polled.
+grep "the inotify watch limit" "$LOG" |
+  grep -Eq "max_user_watches = 2\) is reached: 5 directories found under watched dirs, [0-4] watched, [1-5] polling every 200 ms" ||
+  fail "watch limit line without the numbers: $(grep "watch limit" "$LOG")"
 # New databases in polled directories are found too.
 for d in d1 d2 d3 d4; do
   sqlite3 "$W/ten/$d/new.db" "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v);

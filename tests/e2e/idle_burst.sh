@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idle databases (core/db.h, engine_sleep): a quiet, replicated database
-# holds no SQLite connection and two fds (its -shm with the checkpoint
-# lock, its database file with a shared lock), then none at all once it has slept deep-sleep-after.  Bursts larger
+# holds no SQLite connection and three fds (its -shm with the checkpoint
+# lock, its database file with a shared lock, its -wal), then none at all once it has slept deep-sleep-after.  Bursts larger
 # than the application's autocheckpoint threshold, each ending with the
 # application's own wal_checkpoint(TRUNCATE), are written to sleeping
 # databases: by short-lived connections (the sqlite3 CLI) and by a process
@@ -31,14 +31,16 @@ sluice_start -config "$T/sluice.yml"
 
 # fds NAME: descriptors the daemon holds on $T/NAME (exactly that file).
 fds() { find "/proc/$SLUICE_PID/fd" -lname "$T/$1" 2>/dev/null | wc -l; }
-# asleep I light|deep|any: no fd on its WAL; the database file and -shm
-# held (light) or not (deep).
+# asleep I light|deep|any: exactly one fd on each of the database file,
+# its -wal and its -shm (light: awake holds several on each, SQLite's
+# connections' too), or none at all (deep).
 asleep() {
-  [ "$(fds "db$1.db-wal")" -eq 0 ] || return 1
+  local d w s
+  d=$(fds "db$1.db") w=$(fds "db$1.db-wal") s=$(fds "db$1.db-shm")
   case $2 in
-  any) [ "$(fds "db$1.db")" -le 1 ] && [ "$(fds "db$1.db-shm")" -le 1 ] ;;
-  light) [ "$(fds "db$1.db")" -eq 1 ] && [ "$(fds "db$1.db-shm")" -eq 1 ] ;;
-  deep) [ "$(fds "db$1.db")" -eq 0 ] && [ "$(fds "db$1.db-shm")" -eq 0 ] ;;
+  light) [ "$d$w$s" = 111 ] ;;
+  deep) [ "$d$w$s" = 000 ] ;;
+  any) [ "$d$w$s" = 111 ] || [ "$d$w$s" = 000 ] ;;
   esac
 }
 all_asleep() {

@@ -72,7 +72,10 @@ assert set(dbs) == {t + "/good.db", t + "/later.db", t + "/bad.db"}, dbs
 g, l, b = dbs[t + "/good.db"], dbs[t + "/later.db"], dbs[t + "/bad.db"]
 assert g["state"] == "idle" and len(g["generation"]) == 16, g
 assert g["replicas"] == [{"name": "ok", "state": "idle", "lease": "held",
-                          "lag_seconds": 0, "error": ""}], g
+                          "lag_seconds": 0, "error": "",
+                          "budget_wait": False}], g
+assert doc["budget"]["requests_per_second"] == 0, doc["budget"]
+assert doc["budget"]["uploads_in_flight_max"] == 64, doc["budget"]
 assert l["state"] == "waiting" and l["generation"] == "", l
 assert b["state"] == "error", b
 r = b["replicas"][0]

@@ -77,7 +77,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(n) if n else b""
         if State.log:
             with State.lock, open(State.log, "a") as f:
-                f.write(json.dumps({"method": self.command, "path": self.path,
+                f.write(json.dumps({"t": time.time(),
+                                    "method": self.command, "path": self.path,
                                     "headers": dict(self.headers.items()),
                                     "len": len(body)}) + "\n")
         fault = self._fault()

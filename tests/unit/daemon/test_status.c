@@ -60,8 +60,7 @@ TEST(states) {
   /* The text: a header and one line per replica, the error shown. */
   db->state = DB_READY;
   db->replicas[1]->pending_since_ns = now - 2500 * NS_PER_MS;
-  snprintf(db->replicas[1]->last_err, sizeof(db->replicas[1]->last_err),
-           "put x: \"quoted\"\n");
+  str_set(&db->replicas[1]->last_err, "put x: \"quoted\"\n");
   struct buf b;
   buf_init(&b, 0);
   status_render(&db, 1, 0, &b);
