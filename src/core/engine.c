@@ -1605,6 +1605,8 @@ int engine_sleep(struct engine *e, int how) {
   if ((rc = take_record(e, &sb, &r)))
     return rc;
   resync_save(e);
+  if (e->test_sleep_hook) /* (tests: a commit lands here) */
+    e->test_sleep_hook(e->test_sleep_arg);
   struct stat wb;
   if (fstat(e->wal_fd, &wb) == 0) {
     e->sleep_wal_size = wb.st_size;

@@ -149,6 +149,10 @@ struct engine {
 #define SLEEP_PROBE_SIZE (WAL_HEADER_SIZE + WAL_FRAME_HEADER_SIZE)
   uint8_t sleep_probe[SLEEP_PROBE_SIZE]; /* engine.c wal_probe */
   int64_t sleep_probe_off;
+  /* Tests: called inside engine_sleep between the checkpoint and the
+   * probe of the -wal (a commit landing there); NULL otherwise. */
+  void (*test_sleep_hook)(void *arg);
+  void *test_sleep_arg;
 
   struct engine_stats stats;
   uint64_t db_dev, db_ino; /* identity of the open database file */

@@ -229,6 +229,68 @@ TEST(lease_one_owner_release_force) {
   free(m3);
 }
 
+/* One lease for a dir entry's databases (lease_join): subscribers of the
+ * same root share it (one lock.json at the root, one acquisition), all
+ * hear of changes, the first to leave does not release it, the last does,
+ * and a database joining after that takes a new one. */
+TEST(lease_shared_by_a_dir_entry) {
+  const int64_t ttl = 600 * NS_PER_MS;
+  char *root = path_join(g_dir, "dirroot");
+  struct replica_config rc = {0};
+  rc.type = "file";
+  rc.name = "file";
+  rc.path = path_join(root, "t1/app.db");
+  rc.lease_root = root;
+  char *m1 = path_join(g_dir, "dm1");
+  struct holder h1 = {0}, h2 = {0}, h3 = {0};
+  struct lease *l1 =
+      lease_join(&rc, m1, "dir", ttl, 0, on_change, &h1, g_err, sizeof(g_err));
+  free(rc.path);
+  rc.path = path_join(root, "t2/app.db");
+  struct lease *l2 =
+      lease_join(&rc, m1, "dir", ttl, 0, on_change, &h2, g_err, sizeof(g_err));
+  CHECK(l1 && l1 == l2);
+  lease_start(l1);
+  lease_start(l2); /* (once) */
+  CHECK(run_until(is_held, &h1, 5000));
+  CHECK(h2.held && h1.changes == 1 && h2.changes == 1);
+  char *lock = path_join(root, "lock.json");
+  CHECK(access(lock, F_OK) == 0);
+  /* The first to stop: no release, the other still holds it. */
+  volatile int rel = 0;
+  lease_leave(l1, &h1, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  CHECK(lease_held(l2));
+  CHECK(!run_until(is_lost, &h2, 800)); /* renewed past a TTL */
+  lease_drop(l1, &h1);
+  /* The last one releases it. */
+  rel = 0;
+  lease_leave(l2, &h2, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  CHECK_INT(lease_state(l2), L_CLOSED);
+  struct buf b;
+  buf_init(&b, 4096);
+  CHECK_INT(file_read_all(lock, 4096, &b), 0);
+  buf_append(&b, "", 1);
+  CHECK(strstr((const char *)b.data, "\"released\":true") != NULL);
+  buf_destroy(&b);
+  /* Joining after the release: a new lease, taken again. */
+  struct lease *l3 =
+      lease_join(&rc, m1, "dir", ttl, 0, on_change, &h3, g_err, sizeof(g_err));
+  CHECK(l3 && l3 != l2);
+  lease_drop(l2, &h2);
+  lease_start(l3);
+  CHECK(run_until(is_held, &h3, 5000));
+  rel = 0;
+  lease_leave(l3, &h3, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  lease_drop(l3, &h3);
+  free(lock);
+  free(rc.path);
+  free(root);
+  free(m1);
+}
+
 int main(void) {
   if (!mkdtemp(g_dir) || loop_init()) {
     perror("setup");
@@ -238,6 +300,7 @@ int main(void) {
   RUN(emulated_conditional_writes);
   RUN(owner_id_persisted_per_host);
   RUN(lease_one_owner_release_force);
+  RUN(lease_shared_by_a_dir_entry);
   CHECK_INT(loop_close(), 0);
   rm_rf(g_dir);
   T_DONE();
