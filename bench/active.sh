@@ -22,10 +22,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SLUICE=$(cd "$BUILD" && pwd)/sluice
 T=$(mktemp -d "${TMPDIR:-/tmp}/sluice-activebench.XXXXXX")
 PID=
-trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$T"' EXIT
+trap 'if [ -n "$PID" ]; then kill "$PID" 2>/dev/null; fi; rm -rf "$T"' EXIT
 mkdir -p "$T/dbs" "$T/none"
 
 t0=$(date +%s)
+# (Each made by SQLite: copies of one file did not go to sleep here, not
+# diagnosed.)
 python3 - "$T/dbs" "$N" <<'PY'
 import sqlite3, sys
 d, n = sys.argv[1], int(sys.argv[2])

@@ -7,6 +7,9 @@
 #   bench/idle.sh BUILD N [IDLE_SECONDS] [DEEP_AFTER] [SAMPLE]
 # DEEP_AFTER is deep-sleep-after (default 10m: the databases stay in light
 # sleep, 2 fds each, if the fd limit allows; 1s: deep sleep, 0 fds).
+# SAMPLE=1 restores every database (`restore -o OUTDIR DIR`).  Env:
+# TMPDIR (a tmpfs for 100,000 files), LEASE_TTL (lease-ttl of the replica;
+# 0 turns the single-writer lease and its renewals off).
 set -euo pipefail
 BUILD=${1:-build}
 N=${2:-1000}
@@ -37,7 +40,8 @@ dbs:
   - dir: $1
     pattern: "*.db"
     replica:
-      url: file://$T/replica
+      url: file://$T/replica${LEASE_TTL:+
+      lease-ttl: $LEASE_TTL}
 YML
 }
 conf "$T/dbs" >"$T/sluice.yml"
@@ -61,7 +65,13 @@ nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l || true; }
 # fds on the databases' -wal files: 0 once every database sleeps.
 wal_fds() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c -- '-wal$' || true; }
 
-# start CONFIG: runs the daemon, sets PID, START_NS, READY_NS, SETTLED_NS.
+# Databases with a WAL segment in the replica.
+replicated() {
+  find "$T/replica" -path '*/wal/*' -name '*.wal.lz4' 2>/dev/null |
+    sed 's,/generations/.*,,' | sort -u | wc -l
+}
+
+# start CONFIG N: runs the daemon (N databases), sets PID, START_NS, READY_NS, SETTLED_NS.
 start() {
   rm -f "$T/notify.sock" "$T/ready"
   python3 "$T/listen.py" "$T/notify.sock" >"$T/ready" &
@@ -72,17 +82,26 @@ start() {
   PID=$!
   wait "$lp"
   READY_NS=$(cat "$T/ready")
-  # Settled: no -wal open (all asleep) three checks in a row.
-  local ok=0
+  # Settled: every database has a WAL segment in the replica (with no
+  # database, trivially) and no -wal is open (all asleep), three checks in
+  # a row.
+  local ok=0 want=$2
   while [ "$ok" -lt 3 ]; do
-    if [ "$(wal_fds "$PID")" -eq 0 ]; then ok=$((ok + 1)); else ok=0; fi
-    sleep 0.2
+    if [ "$(wal_fds "$PID")" -eq 0 ] && [ "$(replicated)" -ge "$want" ]; then
+      ok=$((ok + 1))
+    else
+      ok=0
+    fi
+    sleep 0.5
   done
   SETTLED_NS=$(date +%s%N)
 }
-stop() {
+stop() { # LABEL: the time a clean stop takes and its exit code
+  local t0 rc=0
+  t0=$(date +%s%N)
   kill -TERM "$PID"
-  wait "$PID" || true
+  wait "$PID" || rc=$?
+  echo "$1 stop: $((($(date +%s%N) - t0) / 1000000)) ms, exit $rc"
   PID=
 }
 measure() { # LABEL
@@ -98,20 +117,20 @@ measure() { # LABEL
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB, load $(cut -d' ' -f1-3 /proc/loadavg), nofile $(ulimit -Sn)/$(ulimit -Hn)"
 echo "N=$N deep-sleep-after=$DEEP idle=${IDLE}s"
 
-start "$T/none.yml"
+start "$T/none.yml" 0
 base=$(measure baseline)
 echo "$base"
-stop
+stop "baseline"
 
-start "$T/sluice.yml"
-echo "first start: READY=1 after $(((READY_NS - START_NS) / 1000000)) ms, all asleep after $(((SETTLED_NS - START_NS) / 1000000)) ms"
-stop
+start "$T/sluice.yml" "$N"
+echo "first start: READY=1 after $(((READY_NS - START_NS) / 1000000)) ms, all replicated and asleep after $(((SETTLED_NS - START_NS) / 1000000)) ms"
+stop "first start"
 
-start "$T/sluice.yml"
-echo "restart: READY=1 after $(((READY_NS - START_NS) / 1000000)) ms, all asleep after $(((SETTLED_NS - START_NS) / 1000000)) ms"
+start "$T/sluice.yml" "$N"
+echo "restart: READY=1 after $(((READY_NS - START_NS) / 1000000)) ms, all replicated and asleep after $(((SETTLED_NS - START_NS) / 1000000)) ms"
 res=$(measure "$N dbs")
 echo "$res"
-stop
+stop "restart"
 
 b_rss=$(echo "$base" | sed 's/.*rss_kb=\([0-9]*\).*/\1/')
 b_fds=$(echo "$base" | sed 's/.*fds=\([0-9]*\).*/\1/')
@@ -119,17 +138,41 @@ r_rss=$(echo "$res" | sed 's/.*rss_kb=\([0-9]*\).*/\1/')
 r_fds=$(echo "$res" | sed 's/.*fds=\([0-9]*\).*/\1/')
 echo "per database: $(echo "scale=2; ($r_rss - $b_rss) * 1024 / $N" | bc) bytes, $(echo "scale=3; ($r_fds - $b_fds) / $N" | bc) fds"
 
-# Restores: every SAMPLE-th database (all of them with SAMPLE=1).
-fails=0 n=0
-for f in $(ls "$T/dbs" | grep '\.db$' | awk -v s="$SAMPLE" 'NR % s == 1'); do
-  n=$((n + 1))
-  out=$T/restored.db
-  rm -f "$out"
-  if ! "$SLUICE" restore -config "$T/sluice.yml" -o "$out" "$T/dbs/$f" >/dev/null 2>&1 ||
-    [ "$(sqlite3 "$out" 'PRAGMA integrity_check')" != ok ] ||
-    [ "$(sqlite3 "$out" 'SELECT v FROM t')" != "$(sqlite3 "$T/dbs/$f" 'SELECT v FROM t')" ]; then
-    fails=$((fails + 1))
-  fi
-done
-echo "restored $n of $N (every ${SAMPLE}th): $fails failed"
+# Restores: every SAMPLE-th database, each with `restore -o FILE DB`; with
+# SAMPLE=1 all of them at once (`restore -o OUTDIR DIR`, in parallel).  Each
+# is checked by one Python process: integrity_check and the same rows.
+out=$T/restored
+rm -rf "$out"
+mkdir -p "$out"
+if [ "$SAMPLE" -eq 1 ]; then
+  r0=$(date +%s%N)
+  "$SLUICE" restore -config "$T/sluice.yml" -o "$out" "$T/dbs" >"$T/restore.log" 2>&1 || true
+  echo "restore -o OUTDIR DIR: $(tail -1 "$T/restore.log") in $((($(date +%s%N) - r0) / 1000000)) ms"
+  ls "$T/dbs" | grep '\.db$' >"$T/sample"
+else
+  ls "$T/dbs" | grep '\.db$' | awk -v s="$SAMPLE" 'NR % s == 1' >"$T/sample"
+  while read -r f; do
+    "$SLUICE" restore -config "$T/sluice.yml" -o "$out/$f" "$T/dbs/$f" >/dev/null 2>&1 || true
+  done <"$T/sample"
+fi
+python3 - "$T/dbs" "$out" "$T/sample" <<'PY'
+import os, sqlite3, sys
+src, out, sample = sys.argv[1:4]
+names = open(sample).read().split()
+bad = 0
+for f in names:
+    try:
+        r = sqlite3.connect(f"file:{out}/{f}?mode=ro", uri=True)
+        ok = r.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = r.execute("SELECT id, v FROM t ORDER BY id").fetchall()
+        r.close()
+        s = sqlite3.connect(f"file:{src}/{f}?mode=ro", uri=True)
+        want = s.execute("SELECT id, v FROM t ORDER BY id").fetchall()
+        s.close()
+        if not ok or rows != want or not rows:
+            bad += 1
+    except Exception:
+        bad += 1
+print(f"restored and compared {len(names)} of the databases: {bad} failed")
+PY
 echo "errors in the log: $(grep -c 'level=ERROR' "$T/sluice.log" || true)"

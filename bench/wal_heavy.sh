@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Rows 3-4 of issue 12: a 16 MB database updated in place (random 50-row
 # updates, as fast as they go) for 20 s with one file replica and default
-# settings (RETENTION to override the 24h retention); then the replica's
-# size and object count, and a restore of the latest state against `lz4 -d`
-# of an LZ4 copy of the final database, in the same run.
+# settings (RETENTION to override the 24h retention, WAL_FACTOR the
+# snapshot-wal-factor); then the replica's
+# size and object count (all that retention keeps, and the part a
+# latest-state restore reads), and a restore of the latest state against
+# `lz4 -d` of an LZ4 copy of the final database, in the same run.
 # Usage: bench/wal_heavy.sh [SECONDS]   (SLUICE_BIN=... for another build)
 set -u
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +28,7 @@ PY
   echo "  - path: $T/app.db"
   echo "    replicas:"
   echo "      - url: file://$T/replica"
+  [ -n "${WAL_FACTOR:-}" ] && echo "        snapshot-wal-factor: $WAL_FACTOR"
   [ -n "${RETENTION:-}" ] && echo "        retention: $RETENTION" &&
     echo "        retention-check-interval: 1s"
 } >"$T/sluice.yml"
@@ -59,7 +62,15 @@ t1=$(date +%s%N)
 t_restore=$(ms "$t0" "$t1")
 [ "$(sqlite3 "$T/restored.db" 'SELECT count(*), sum(length(v)), max(v) FROM t')" = \
   "$(sqlite3 "$T/app.db" 'SELECT count(*), sum(length(v)), max(v) FROM t')" ] || fail "restored rows differ"
-echo "db_bytes=$dbsize replica_bytes=$repsize objects=$nobj snapshots=$nsnap" \
-  "replica/db=$(awk -v a="$repsize" -v b="$dbsize" 'BEGIN{printf "%.1f", a/b}')" \
+# What a latest-state restore reads (the newest snapshot and the segments
+# after it), beside what retention keeps (every object of the window).
+read_bytes=$(grep -o 'restore complete.* bytes=[0-9.]*MB' "$T/restore.log" | sed 's/.*bytes=//; s/MB//')
+read_objs=$(grep -o 'restore complete.* objects=[0-9]*' "$T/restore.log" | sed 's/.*objects=//')
+check=$(grep -o 'check_elapsed=[^ ]*' "$T/restore.log" | cut -d= -f2 | tr -d '"')
+echo "load=$(cut -d' ' -f1 /proc/loadavg) db_bytes=$dbsize kept_bytes=$repsize objects=$nobj snapshots=$nsnap" \
+  "kept/db=$(awk -v a="$repsize" -v b="$dbsize" 'BEGIN{printf "%.1f", a/b}')" \
+  "latest_read_MB=$read_bytes latest_read_objects=$read_objs" \
+  "latest_read/db=$(awk -v a="$read_bytes" -v b="$dbsize" 'BEGIN{printf "%.1f", a*1e6/b}')" \
+  "check=$check" \
   "restore_ms=$t_restore lz4_d_ms=$t_lz4" \
   "restore/lz4-d=$(awk -v a="$t_restore" -v b="$t_lz4" 'BEGIN{printf "%.1f", a/(b ? b : 1)}')"

@@ -73,6 +73,7 @@ void budget_configure(int64_t rps, int64_t max_in_flight) {
    * rps * T + burst requests paid for by tokens. */
   g.burst = g.rps / 10 > 1 ? (double)(g.rps / 10) : 1.0;
   g.tokens = g.burst;
+  g.prepaid = 0;
   g.last_ns = 0;
   g.debt_warned = 0;
   backend_set_request_hook(on_request);
@@ -213,6 +214,11 @@ void budget_done(struct budget_waiter *w) {
   w->holding = 0;
   assert(g.in_flight > 0);
   g.in_flight--;
+  /* A token is paid for the first request of each operation in flight;
+   * one that ended without a request (an empty segment) takes its token
+   * away, so later requests are charged. */
+  if (g.prepaid > g.in_flight)
+    g.prepaid = g.in_flight;
   poke();
 }
 
@@ -233,6 +239,8 @@ void budget_cancel(struct budget_waiter *w) {
     w->holding = 0;
     g.in_flight--;
   }
+  if (g.prepaid > g.in_flight)
+    g.prepaid = g.in_flight;
   poke();
 }
 

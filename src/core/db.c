@@ -105,11 +105,23 @@ void db_sleep_counts(size_t *hot, size_t *light, size_t *deep, size_t *queued) {
   *queued = g.queued;
 }
 
+static void snap_release(struct db *db);
+static void snap_dequeue(struct db *db);
+
 static void hot_release(struct db *db) {
   if (!db->hot)
     return;
   db->hot = 0;
   g.hot--;
+  /* A snapshot not yet taken needs the connection: without its hot slot
+   * the database gives up its snapshot slot (or its place in that queue)
+   * and asks again once it holds a hot slot.  Otherwise 4 databases
+   * holding the snapshot slots could wait for hot slots held by databases
+   * waiting for snapshot slots (seen: 3,000 databases under ulimit -n
+   * 1024 stalled for good). */
+  snap_dequeue(db);
+  if (db->snap_slot && db->snap_waiters)
+    snap_release(db);
   while (g.q_head && g.hot < g.lim.max_hot) {
     struct db *n = g.q_head;
     g.q_head = n->q_next;
@@ -159,6 +171,10 @@ static void queue_remove(struct db *db) {
     db->q_next = NULL;
     g.queued--;
   }
+  snap_dequeue(db);
+}
+
+static void snap_dequeue(struct db *db) {
   if (db->snap_queued) {
     struct db **pp = &g.sq_head, *prev = NULL;
     while (*pp && *pp != db)
@@ -185,6 +201,8 @@ static void snap_release(struct db *db) {
       g.sq_tail = NULL;
     n->snap_next = NULL;
     n->snap_queued = 0;
+    if (!n->hot && !n->opened)
+      continue; /* it queues again once it holds a hot slot (hot_release) */
     n->snap_slot = 1;
     g.snaps++;
     submit(n);
@@ -615,9 +633,36 @@ static int may_sleep(const struct db *db) {
          !db->val_waiters;
 }
 
+/* Whether every replica knows its position in the current generation: one
+ * still resuming (or about to ask for a snapshot) needs the connection, and
+ * a database that slept meanwhile would queue for a hot slot again behind
+ * every other database (a first start of 3,000 under ulimit -n 1024 opened
+ * each twice). */
+static int replicas_settled(const struct db *db) {
+  for (size_t i = 0; i < db->n_replicas; i++) {
+    const struct replica *r = db->replicas[i];
+    if (r->state == R_RESUME || r->state == R_SNAPSHOT ||
+        pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen))
+      return 0;
+  }
+  return 1;
+}
+
+/* How long a database stays awake for its replicas to settle (a store
+ * that fails must not keep the hot slot). */
+#define SETTLE_WAIT_NS (5 * NS_PER_SEC)
+#define SETTLE_POLL_MS 100
+
 static void on_idle(void *arg) {
   struct db *db = arg;
-  db_kick(db, DBJ_CHECKPOINT | (may_sleep(db) ? DBJ_SLEEP : 0));
+  int sleep = may_sleep(db);
+  if (!db->no_sleep && db->state != DB_CLOSING &&
+      (!sleep || !replicas_settled(db)) &&
+      time_mono_ns() - db->opened_at_ns < SETTLE_WAIT_NS) {
+    loop_timer_start(db->idle_timer, SETTLE_POLL_MS);
+    return;
+  }
+  db_kick(db, DBJ_CHECKPOINT | (sleep ? DBJ_SLEEP : 0));
 }
 
 static void fail_snapshot_waiters(struct db *db, int rc) {
@@ -789,6 +834,14 @@ static void done_ok(struct db *db, struct db_job *j) {
     struct db_snapshot *s = j->snap;
     j->snap = NULL;
     deliver_snapshot(db, s);
+    /* The waiters kept it awake (may_sleep above): sleep once quiet, or it
+     * would hold its hot slot until the next commit. */
+    if (db->opened && may_sleep(db) && db->cfg->checkpoint_interval > 0) {
+      if (!db->idle_timer)
+        db->idle_timer = loop_timer_new(on_idle, db);
+      if (!loop_timer_active(db->idle_timer))
+        loop_timer_start(db->idle_timer, g.q_head ? 0 : SETTLE_POLL_MS);
+    }
   }
 }
 
@@ -814,6 +867,8 @@ static void job_done(void *arg, int status) {
   publish(db, j);
   note_checkpoint(db, j);
   unsigned todo = j->todo;
+  if (j->opened && !db->opened)
+    db->opened_at_ns = time_mono_ns();
   db->opened = j->opened;
   if (j->opened && db->sleep)
     woke(db);

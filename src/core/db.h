@@ -154,6 +154,7 @@ struct db {
   struct db *q_next;              /* in the hot queue */
   struct db *lru_prev, *lru_next; /* light sleepers, oldest first */
   int64_t slept_at_ns;            /* monotonic */
+  int64_t opened_at_ns;           /* monotonic: the engine last opened */
   int snap_slot;                  /* holds a snapshot slot */
   int snap_queued;
   struct db *snap_next;

@@ -256,12 +256,9 @@ static void widx_fail(struct widx *w, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void widx_fail(struct widx *w, int code, const char *fmt, ...) {
-  if (w->status)
-    return;
-  w->status = code;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(w->err, sizeof(w->err), fmt, ap);
+  fail_keep_first(&w->status, w->err, sizeof(w->err), code, fmt, ap);
   va_end(ap);
 }
 
@@ -678,12 +675,9 @@ static void final_fail(struct final_job *j, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void final_fail(struct final_job *j, int code, const char *fmt, ...) {
-  if (j->status)
-    return;
-  j->status = code;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(j->err, sizeof(j->err), fmt, ap);
+  fail_keep_first(&j->status, j->err, sizeof(j->err), code, fmt, ap);
   va_end(ap);
 }
 

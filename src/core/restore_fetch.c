@@ -23,27 +23,41 @@ const char *errtext(int code, char *buf, size_t n) {
 /* ------------------------------------------------------------------ */
 /* Fetching one object and decoding it into an fd.                     */
 
+void fail_keep_first(int *status, char *err, size_t errlen, int code,
+                     const char *fmt, va_list ap) {
+  if (*status)
+    return;
+  *status = code;
+  vsnprintf(err, errlen, fmt, ap);
+}
+
 static void fetch_fail(struct fetch *f, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void fetch_fail(struct fetch *f, int code, const char *fmt, ...) {
-  if (f->status)
-    return;
-  f->status = code;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(f->err, sizeof(f->err), fmt, ap);
+  fail_keep_first(&f->status, f->err, sizeof(f->err), code, fmt, ap);
   va_end(ap);
 }
 
 void job_fail(struct fetch *f, int code, const char *fmt, ...) {
-  if (f->jstatus)
-    return;
-  f->jstatus = code;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(f->jerr, sizeof(f->jerr), fmt, ap);
+  fail_keep_first(&f->jstatus, f->jerr, sizeof(f->jerr), code, fmt, ap);
   va_end(ap);
+}
+
+/* Pool: the end of a decode job: a corrupt object, another failure (what
+ * failed, then why), or the post check once the whole object is in. */
+static void decode_result(struct fetch *f, int rc, const char *what, int last) {
+  char tmp[128];
+  if (codec_bad_object(rc))
+    job_fail(f, rc, "%s: %s", f->key, err_str(rc));
+  else if (rc)
+    job_fail(f, rc, "%s: %s: %s", f->key, what, errtext(rc, tmp, sizeof(tmp)));
+  else if (last && f->post)
+    f->post(f);
 }
 
 /* Loop thread, after a pool job of this fetch. */
@@ -75,7 +89,6 @@ static void fetch_finish(struct fetch *f) {
 static void decode_work(void *arg) {
   struct chunk *c = arg;
   struct fetch *f = c->f;
-  char tmp[128];
   int rc = codec_dec_feed(f->dec, c->buf.data, c->buf.len);
   /* Start writing back what was decoded, so the final fsync of a large
    * database does not wait for all of it at once. */
@@ -83,13 +96,7 @@ static void decode_work(void *arg) {
     sync_file_range(f->out_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
   if (!rc && c->no == f->nchunks - 1)
     rc = codec_dec_end(f->dec, &f->out_len);
-  if (codec_bad_object(rc))
-    job_fail(f, rc, "%s: %s", f->key, err_str(rc));
-  else if (rc)
-    job_fail(f, rc, "%s: cannot write decoded data: %s", f->key,
-             errtext(rc, tmp, sizeof(tmp)));
-  else if (c->no == f->nchunks - 1 && f->post)
-    f->post(f);
+  decode_result(f, rc, "cannot write decoded data", c->no == f->nchunks - 1);
 }
 
 static void on_decoded(void *arg, int status) {
@@ -186,12 +193,9 @@ static void blk_fail(struct blk *b, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void blk_fail(struct blk *b, int code, const char *fmt, ...) {
-  if (b->status)
-    return;
-  b->status = code;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(b->err, sizeof(b->err), fmt, ap);
+  fail_keep_first(&b->status, b->err, sizeof(b->err), code, fmt, ap);
   va_end(ap);
 }
 
@@ -271,14 +275,19 @@ static void blk_unref(struct fetch *f, struct blk *b) {
   b->p[0] = b->p[1] = NULL;
 }
 
-static void on_blk_decoded(void *arg, int status) {
-  struct blk *b = arg;
-  struct fetch *f = b->f;
+/* Loop, after a pool job of block b. */
+static void blk_merge(struct fetch *f, struct blk *b, int status) {
   f->pending--;
   if (status)
     fetch_fail(f, status, "%s: pool job failed", f->key);
   else if (b->status)
     fetch_fail(f, b->status, "%s", b->err);
+}
+
+static void on_blk_decoded(void *arg, int status) {
+  struct blk *b = arg;
+  struct fetch *f = b->f;
+  blk_merge(f, b, status);
   blk_unref(f, b);
   b->state = BLK_DECODED;
   fetch_pump(f);
@@ -287,11 +296,7 @@ static void on_blk_decoded(void *arg, int status) {
 static void on_blk_written(void *arg, int status) {
   struct blk *b = arg;
   struct fetch *f = b->f;
-  f->pending--;
-  if (status)
-    fetch_fail(f, status, "%s: pool job failed", f->key);
-  else if (b->status)
-    fetch_fail(f, b->status, "%s", b->err);
+  blk_merge(f, b, status);
   b->written = 1;
   fetch_pump(f);
 }
@@ -624,7 +629,6 @@ static void tmp_open_work(void *arg) {
 
 static void tmp_decode_work(void *arg) {
   struct fetch *f = arg;
-  char tmp[128];
   uint8_t *in = xmalloc(1 << 20);
   int64_t pos = 0;
   int rc = 0;
@@ -646,13 +650,7 @@ static void tmp_decode_work(void *arg) {
   close(f->tmp_fd);
   f->tmp_fd = -1;
   unlink(f->tmp_path);
-  if (codec_bad_object(rc))
-    job_fail(f, rc, "%s: %s", f->key, err_str(rc));
-  else if (rc)
-    job_fail(f, rc, "%s: cannot decode: %s", f->key,
-             errtext(rc, tmp, sizeof(tmp)));
-  else if (f->post)
-    f->post(f);
+  decode_result(f, rc, "cannot decode", 1);
 }
 
 static void on_tmp_decoded(void *arg, int status) {

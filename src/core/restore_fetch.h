@@ -13,6 +13,8 @@
 #ifndef SLUICE_RESTORE_FETCH_H
 #define SLUICE_RESTORE_FETCH_H
 
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "backends/backend.h"
@@ -131,6 +133,10 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
                  int64_t size, int out_fd, int64_t out_off, int64_t whole_max,
                  int64_t chunk, int window, const char *tmp_path);
 void fetch_destroy(struct fetch *f);
+/* Sets *status to code and err to the message unless *status is already
+ * set (the first failure is the one reported). */
+void fail_keep_first(int *status, char *err, size_t errlen, int code,
+                     const char *fmt, va_list ap);
 /* For post functions (pool thread): the first failure is kept. */
 void job_fail(struct fetch *f, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# 3,000 databases in one `dir:` entry under `ulimit -n 1024` (hard limit
+# too, so sluice cannot raise it): one warning line with the numbers, no
+# error, every database replicated (most in deep sleep, holding no fd), a
+# write to 100 of them while they sleep, and after a clean stop every one
+# restores (`restore -o OUTDIR DIR`) with all its rows, in 1 generation.
+source "$SRCDIR/tests/lib/common.sh"
+
+N=${MANY_DBS:-3000}
+NOFILE=1024
+mkdir -p "$T/dbs"
+# One Python process writes them all (sqlite3 CLI per database is too slow).
+python3 - "$T/dbs" "$N" <<'PY' || fail "cannot create the databases"
+import sqlite3, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    c = sqlite3.connect(f"{d}/t{i:05d}.db", isolation_level=None)
+    c.execute("PRAGMA journal_mode=wal")
+    c.execute("PRAGMA synchronous=off")
+    c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    c.executemany("INSERT INTO t(v) VALUES (?)", [(f"tenant {i} row {k}",) for k in range(3)])
+    c.close()
+PY
+
+# A clean stop wakes every sleeper whose WAL is not empty (to truncate it):
+# at 22 hot slots that takes longer than the default 30 s here.  No lease:
+# with it, 40 of the 100 databases written while asleep had their last
+# commit refused at the stop ("the lease ... is not ours"): under this load
+# 3,000 renewals every 10 s queue behind the stop's jobs and lapse (a
+# defect of the lease at scale, reported; not what this test is about).
+cat >"$T/sluice.yml" <<YML
+shutdown-timeout: 10m
+dbs:
+  - dir: $T/dbs
+    pattern: "*.db"
+    replica:
+      url: file://$T/rep
+      sync-interval: 100ms
+      lease-ttl: 0
+YML
+
+bash -c 'ulimit -n "$1" && exec "$2" replicate -config "$3"' _ "$NOFILE" \
+  "$SLUICE" "$T/sluice.yml" >>"$T/sluice.log" 2>&1 &
+SLUICE_PID=$!
+PIDS+=("$SLUICE_PID")
+
+# Replicated: a WAL segment in the replica for every database.
+replicated() {
+  local n
+  n=$(find "$T/rep" -path '*/wal/*' -name '*.wal.lz4' 2>/dev/null |
+    sed 's,/generations/.*,,' | sort -u | wc -l)
+  echo "$n" >"$T/replicated"
+  [ "$n" -eq "$N" ]
+}
+# (A scan of 3,000 replica directories: once a second, not every 50 ms.)
+end=$(($(date +%s) + 400))
+until replicated; do
+  [ "$(date +%s)" -lt "$end" ] ||
+    fail "only $(cat "$T/replicated") of $N databases replicated in 400 s"
+  sleep 1
+done
+nfds=$(ls "/proc/$SLUICE_PID/fd" | wc -l)
+[ "$nfds" -le "$NOFILE" ] || fail "$nfds fds open, limit $NOFILE"
+echo "all $N replicated; $nfds fds open"
+
+# One line, with the numbers.
+grep -c "open file limit $NOFILE: $N databases do not all fit" "$T/sluice.log" >"$T/warn" || true
+[ "$(cat "$T/warn")" -eq 1 ] || fail "expected one open-file-limit warning, got $(cat "$T/warn")"
+grep "open file limit" "$T/sluice.log" | grep -Eq "\(([0-9]+) hot at once, ([0-9]+) light sleepers\)" ||
+  fail "the warning does not give the bounds"
+
+# Writes while they sleep (deep for most): every 30th gets a row.
+python3 - "$T/dbs" "$N" <<'PY' || fail "cannot write to the sleeping databases"
+import sqlite3, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(0, n, 30):
+    c = sqlite3.connect(f"{d}/t{i:05d}.db", isolation_level=None)
+    c.execute("INSERT INTO t(v) VALUES (?)", (f"tenant {i} written asleep",))
+    c.close()
+PY
+
+t0=$(date +%s%N)
+sluice_stop
+echo "clean stop: $((($(date +%s%N) - t0) / 1000000)) ms"
+if grep -qE 'level=ERROR|Too many open files|unable to open' "$T/sluice.log"; then
+  grep -E 'level=ERROR|Too many open files|unable to open' "$T/sluice.log" | head -5 >&2
+  fail "errors in the log"
+fi
+
+"$SLUICE" restore -config "$T/sluice.yml" -o "$T/out" "$T/dbs" >"$T/restore.log" 2>&1 ||
+  fail "restore of the directory failed: $(tail -3 "$T/restore.log")"
+grep -q "restored $N, skipped 0, failed 0" "$T/restore.log" ||
+  fail "restore summary: $(tail -1 "$T/restore.log")"
+python3 - "$T/dbs" "$T/out" "$T/rep" "$N" <<'PY' || fail "restored databases differ"
+import os, sqlite3, sys
+src, out, rep, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+bad = []
+for i in range(n):
+    f = f"t{i:05d}.db"
+    r = sqlite3.connect(f"file:{out}/{f}?mode=ro", uri=True)
+    ok = r.execute("PRAGMA integrity_check").fetchone()[0]
+    got = r.execute("SELECT id, v FROM t ORDER BY id").fetchall()
+    r.close()
+    s = sqlite3.connect(f"file:{src}/{f}?mode=ro", uri=True)
+    want = s.execute("SELECT id, v FROM t ORDER BY id").fetchall()
+    s.close()
+    gens = os.listdir(f"{rep}/{f}/generations")
+    if ok != "ok" or got != want or len(want) != (4 if i % 30 == 0 else 3) or len(gens) != 1:
+        bad.append(f"{f}: integrity {ok}, {len(got)} rows of {len(want)}, {len(gens)} generations")
+for b in bad[:10]:
+    print(b, file=sys.stderr)
+print(f"{n - len(bad)} of {n} restored with every row, 1 generation each")
+sys.exit(1 if bad else 0)
+PY
+echo PASS
