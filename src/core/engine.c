@@ -1677,13 +1677,13 @@ void engine_deepen(struct engine *e) {
 int engine_wal_changed(const struct engine *e) {
   struct stat sb;
   if (e->wal_fd >= 0) {
-    /* Light sleep: the WAL we kept, even once deleted; another file at
-     * its path is a change. */
+    /* Light sleep: the WAL we kept.  Another file at its path, or none (a
+     * database deleted, maybe recreated by a connection that closed last
+     * and deleted its WAL), is a change: the wake finds out which (and a
+     * deleted one's final sync reads the kept fds). */
     struct stat pb;
-    if (fstat(e->wal_fd, &sb))
-      return 1;
-    if (stat(e->wal_path, &pb) == 0 &&
-        (pb.st_ino != sb.st_ino || pb.st_dev != sb.st_dev))
+    if (fstat(e->wal_fd, &sb) || stat(e->wal_path, &pb) ||
+        pb.st_ino != sb.st_ino || pb.st_dev != sb.st_dev)
       return 1;
     if (e->sleep_wal_size < 0 || sb.st_size != e->sleep_wal_size ||
         ts_ns(&sb.st_mtim) != e->sleep_wal_mtime_ns ||

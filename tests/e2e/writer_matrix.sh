@@ -250,6 +250,29 @@ case_deleted_recreated() {
   finish 2 'reason=database file (deleted|replaced)'
 }
 
+# The same while sluice sleeps light (it keeps the old file's fds), and
+# the new file's writer closes last and deletes its WAL before sluice runs
+# again (SIGSTOP): the new file must still be noticed.
+case_deleted_recreated_asleep() {
+  setup "$CASE" && start
+  "$SQLWRITER" -db "$D/app.db" -n 50 >/dev/null
+  local f=/proc/$SLUICE_PID/fd
+  light() {
+    [ "$(find "$f" -lname "$D/app.db" | wc -l)$(find "$f" -lname "$D/app.db-wal" |
+      wc -l)$(find "$f" -lname "$D/app.db-shm" | wc -l)" = 111 ]
+  }
+  wait_until 30 light || fail "$CASE: not in light sleep"
+  kill -STOP "$SLUICE_PID"
+  rm -f "$D/app.db" "$D/app.db-wal" "$D/app.db-shm"
+  "$SQLWRITER" -db "$D/app.db" -n 100 -size 30 >/dev/null
+  [ -e "$D/app.db-wal" ] && fail "$CASE: the new file's last close kept its WAL"
+  kill -CONT "$SLUICE_PID"
+  wait_until 20 grep -q 'reason=database file' "$T/sluice.log" ||
+    fail "$CASE: the new database file was not noticed"
+  "$SHORTWRITER" -db "$D/app.db" -n 20 -busy 5000 >/dev/null
+  finish 2 'reason=database file (deleted|replaced)'
+}
+
 # kill -9 of sluice under short connections: the application's last close
 # then checkpoints and deletes the WAL; nothing committed is lost.
 case_kill9_short() {
@@ -277,7 +300,7 @@ case_kill9_short() {
 PATTERNS="long_lived no_autocheckpoint sqlite3_cli short_connections
 short_python several_processes checkpoint_modes journal_size_limit vacuum"
 STOPS="last_close_while_stopped write_after_stop restart_while_writing
-deleted_recreated kill9_short"
+deleted_recreated deleted_recreated_asleep kill9_short"
 [ $# -gt 0 ] || set -- patterns
 for arg in "$@"; do
   case $arg in
