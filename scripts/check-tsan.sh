@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 scripts/install-deps.sh --test
 if [ ! -d tests/servers/node_modules ]; then
-  (cd tests/servers && npm ci --no-audit --no-fund --loglevel=error)
+  (cd tests/servers && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$(nproc 2>/dev/null || echo 2)"

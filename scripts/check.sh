@@ -10,7 +10,11 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 scripts/install-deps.sh --test
 if [ ! -d tests/servers/node_modules ]; then
   echo "installing test servers (npm ci)"
-  (cd tests/servers && npm ci --no-audit --no-fund --loglevel=error)
+  # --ignore-scripts: the only install scripts are protobufjs's version
+  # check and the optional native re2 (firebase-tools' superstatic), whose
+  # prebuilt download is unreachable here, so npm compiled it from source:
+  # minutes of C++ that no test server uses.
+  (cd tests/servers && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 
 # The container image (tests/e2e/image.sh) is built from the apt mirror,
