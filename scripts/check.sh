@@ -54,17 +54,19 @@ renice_tree() { # pid: it and its descendants back to nice 0
   for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do renice_tree "$c"; done
   renice -n 0 -p "$1" >/dev/null 2>&1 || true
 }
+bg_nice() { if [ -f build/bg-fast ]; then echo 0; else echo 19; fi; }
 BG_PID=
 if [ -z "${SANITIZE_ONLY:-}" ]; then
   build_dir build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  rm -f build/bg-fast
   (
     if [ -z "${NO_SANITIZE:-}" ]; then
       # shellcheck disable=SC2086
-      nice -n 19 sh -c "cmake -S . -B build-asan $ASAN_ARGS >/dev/null &&
+      nice -n "$(bg_nice)" sh -c "cmake -S . -B build-asan $ASAN_ARGS >/dev/null &&
         cmake --build build-asan -j $JOBS" >build/bg-asan.log 2>&1 || true
     fi
     if [ -z "${NO_FUZZ:-}" ] && command -v clang >/dev/null; then
-      nice -n 19 sh -c "CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null &&
+      nice -n "$(bg_nice)" sh -c "CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null &&
         cmake --build build-fuzz -j $JOBS --target fuzz_all" >build/bg-fuzz.log 2>&1 || true
     fi
   ) &
@@ -73,6 +75,7 @@ if [ -z "${SANITIZE_ONLY:-}" ]; then
   # Whatever is left of those builds now gets the machine: at nice 19 beside
   # other work (two CPU hogs) it would barely move.  Lowering the niceness
   # again needs root; otherwise it just finishes as it is.
+  touch build/bg-fast # (a build not started yet starts at nice 0)
   renice_tree "$BG_PID"
   wait "$IMAGE_PID" 2>/dev/null || true
   cat "$SLUICE_IMAGE_CACHE/prepare.out"
