@@ -1438,14 +1438,6 @@ static int take_record(struct engine *e, const struct stat *sb,
   return 0;
 }
 
-/* The clean-stop record (shadow.h).  Our pin sits on read-mark 0 of a fully
- * checkpointed WAL (ckpt_is_full), so nothing can write the database file
- * until we close.  If ours are the last connections, the next one to open
- * would recover the WAL and checkpoint its frames into the database file
- * again (same pages, new mtime): truncate the WAL first (nothing to
- * backfill, so the database file is not touched).  Then wait until the
- * clock has passed the file's times, so that any later write changes
- * them. */
 /* If ours are the last connections, the next one to open would recover
  * the WAL and checkpoint its frames into the database file again (same
  * pages, new mtime): truncate the WAL first (everything is checkpointed,
@@ -1482,6 +1474,11 @@ static int truncate_if_alone(struct engine *e, const struct stat *sb) {
   return 0;
 }
 
+/* The clean-stop record (shadow.h).  Our pin sits on read-mark 0 of a fully
+ * checkpointed WAL (ckpt_is_full), so nothing can write the database file
+ * until we close.  The WAL is truncated first when we are alone
+ * (truncate_if_alone).  Then wait until the clock has passed the file's
+ * times, so that any later write changes them. */
 static void write_stop_record(struct engine *e) {
   struct stat sb;
   if (fstat(e->db_fd, &sb) || sb.st_mtim.tv_nsec == 0)
