@@ -64,6 +64,7 @@ struct lease {
    * (lease_join); a subscriber that left has cb NULL until compacted. */
   struct lease_sub *subs;
   size_t n_subs, cap_subs, live_subs;
+  size_t first_live; /* no live subscriber below this index */
   int notifying;
   void (*release_cb)(void *arg);
   void *release_arg;
@@ -99,14 +100,18 @@ const char *lease_state_name(enum lease_state s) {
   return names[s];
 }
 
+/* Drops the entries of subscribers that left, once they are as many as
+ * the live ones (a dir entry's lease may have 100,000 subscribers: compacting
+ * at every join or leave was quadratic). */
 static void subs_compact(struct lease *l) {
-  if (l->notifying)
+  if (l->notifying || l->n_subs - l->live_subs <= l->live_subs)
     return;
   size_t k = 0;
   for (size_t i = 0; i < l->n_subs; i++)
     if (l->subs[i].cb)
       l->subs[k++] = l->subs[i];
   l->n_subs = k;
+  l->first_live = 0;
 }
 
 static void sub_add(struct lease *l, lease_change_cb cb, void *arg) {
@@ -119,12 +124,15 @@ static void sub_add(struct lease *l, lease_change_cb cb, void *arg) {
   l->live_subs++;
 }
 
-/* 1 if sub was subscribed (it is not now). */
+/* 1 if sub was subscribed (it is not now).  Databases leave in about the
+ * order they joined: the search starts at the first live entry. */
 static int sub_remove(struct lease *l, void *sub) {
-  for (size_t i = 0; i < l->n_subs; i++) {
+  for (size_t i = l->first_live; i < l->n_subs; i++) {
     if (l->subs[i].cb && l->subs[i].arg == sub) {
       l->subs[i].cb = NULL;
       l->live_subs--;
+      while (l->first_live < l->n_subs && !l->subs[l->first_live].cb)
+        l->first_live++;
       subs_compact(l);
       return 1;
     }
@@ -651,7 +659,7 @@ void lease_free(struct lease *l) {
     return;
   if (l->busy) {
     l->freed = 1;
-    l->n_subs = l->live_subs = 0;
+    l->n_subs = l->live_subs = l->first_live = 0;
     l->release_cb = NULL;
     loop_timer_stop(l->timer);
     return;
