@@ -67,7 +67,10 @@ none() { :; }
 round intact none "pages differ from the replicated state"
 [ "$(gens)" -eq 1 ] || fail "intact state: $(gens) generations"
 
-flip() { printf '\xff' | dd of="$MAP" bs=1 seek=100 conv=notrunc 2>/dev/null; }
+flip() { # invert one byte of a page hash (setting it to 0xff would be a no-op 1 time in 256)
+  local b; b=$(od -An -tu1 -j100 -N1 "$MAP" | tr -d " ")
+  printf "$(printf "\\%03o" $((255 - b)))" | dd of="$MAP" bs=1 seek=100 conv=notrunc 2>/dev/null
+}
 round corrupt flip "reason=wal header mismatch.*; page map .*checksum mismatch"
 [ "$(gens)" -eq 2 ] || fail "corrupt map: $(gens) generations, want 2"
 
