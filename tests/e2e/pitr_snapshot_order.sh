@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Point-in-time restores stay consistent while snapshots are taken often.
+#
+# A snapshot of WAL index N is the database at a shadow position N:S, and
+# a restore replays index N from offset 0 over it.  If the snapshot object
+# were uploaded before the segments of N up to S, a -timestamp restore to
+# a time in between would replay only part of [0, S) over an image that
+# already holds all of it: old page versions over new ones.
+#
+# A writer commits continuously (each commit numbered, its content digest
+# recorded) while sluice replicates to a file replica and to S3 (moto),
+# both snapshotting every 700 ms and by size.  (S3 times are whole
+# seconds: there segments go once a second, so that a segment following a
+# snapshot is often in the next second.)  After the stop, a restore
+# at the creation time of every object of each replica (every state a
+# -timestamp restore can see is one of these) must be a commit of the
+# source: integrity_check ok, content equal to the source at that commit,
+# and commits never going back as the time goes forward.
+source "$SRCDIR/tests/lib/common.sh"
+DURATION=${PITR_DURATION:-12}
+MOTO=http://127.0.0.1:5000
+export AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/nonexistent
+export AWS_CONFIG_FILE=/nonexistent AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x
+export AWS_DEFAULT_REGION=us-east-1
+S3=0
+if [ -z "${PITR_NO_S3:-}" ]; then
+  need_servers
+  if curl -s -o /dev/null --max-time 1 "$MOTO/moto-api/"; then S3=1; fi
+fi
+B=sluice-pitr-$$-$RANDOM
+if [ "$S3" = 1 ]; then
+  aws --endpoint-url "$MOTO" s3api create-bucket --bucket "$B" >/dev/null ||
+    fail "create moto bucket"
+fi
+
+{
+  cat <<YML
+dbs:
+  - path: $T/app.db
+    replicas:
+      - name: file
+        url: file://$T/replica
+        sync-interval: 100ms
+        snapshot-interval: 700ms
+        snapshot-wal-factor: 1
+YML
+  [ "$S3" = 1 ] && cat <<YML
+      - name: s3
+        type: s3
+        bucket: $B
+        path: pitr
+        endpoint: $MOTO
+        force-path-style: true
+        access-key-id: x
+        secret-access-key: x
+        sync-interval: 1s
+        snapshot-interval: 700ms
+        snapshot-wal-factor: 1
+YML
+} >"$T/sluice.yml"
+
+python3 - "$T/app.db" <<'PY' || fail "create the database"
+import os, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("PRAGMA journal_mode=WAL")
+c.execute("CREATE TABLE meta(k INTEGER)")
+c.execute("INSERT INTO meta VALUES (0)")
+c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+c.executemany("INSERT INTO t(v) VALUES (?)",
+              [(os.urandom(300),) for _ in range(3000)])
+c.commit()
+PY
+sluice_start -config "$T/sluice.yml"
+wait_until 20 sh -c "ls $T/replica/generations/*/snapshots/*.lz4" ||
+  fail "no snapshot uploaded"
+
+# Commits numbered k = 1, 2, ...; after each, "k digest" (the writer is the
+# only one: the content after its commit is the content at commit k).
+python3 - "$T/app.db" "$DURATION" >"$T/commits" <<'PY' || fail "writer"
+import hashlib, os, random, sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA busy_timeout=10000")
+c.execute("PRAGMA wal_autocheckpoint=250")  # a new WAL index every ~1 MB
+random.seed(12)
+# The digest of a content: the sum of its rows' hashes, kept up to date
+# row by row (the checker sums the rows it restored).
+def rh(i, v):
+    return int.from_bytes(hashlib.sha1(b"%d:" % i + v).digest()[:8], "big")
+rows = dict(c.execute("SELECT id, v FROM t"))
+dig = sum(rh(i, v) for i, v in rows.items()) % 2**64
+print(0, "%016x" % dig, flush=True)
+end, k = time.time() + float(sys.argv[2]), 0
+while time.time() < end:
+    k += 1
+    c.execute("BEGIN IMMEDIATE")
+    c.execute("UPDATE meta SET k = ?", (k,))
+    ids = list(rows) if k % 50 == 1 else ids
+    # A few pages of many per commit: a page changed after a given point
+    # of a WAL index was often not changed before it.
+    for _ in range(3):
+        i = random.choice(ids)
+        if i not in rows:
+            continue
+        v = os.urandom(300)
+        c.execute("UPDATE t SET v = ? WHERE id = ?", (v, i))
+        dig -= rh(i, rows[i])
+        rows[i] = v
+        dig += rh(i, v)
+    if k % 5 == 0:
+        v = os.urandom(300)
+        i = c.execute("INSERT INTO t(v) VALUES (?)", (v,)).lastrowid
+        rows[i] = v
+        dig += rh(i, v)
+    if k % 11 == 0:
+        i = random.choice(ids)
+        if i in rows:
+            c.execute("DELETE FROM t WHERE id = ?", (i,))
+            dig -= rh(i, rows.pop(i))
+    c.execute("COMMIT")
+    dig %= 2**64
+    print(k, "%016x" % dig, flush=True)
+    time.sleep(0.002)
+PY
+sluice_stop
+grep -c "snapshot written" "$T/sluice.log" >"$T/nsnaps" || true
+
+# Object creation times, as the restore sees them: file mtimes, S3
+# LastModified.  One line per object: "ns key".
+find "$T/replica" -path "*/generations/*" -name '*.lz4' -printf '%T@ %P\n' |
+  awk '{split($1, a, "."); printf "%s%s %s\n", a[1], substr(a[2] "000000000", 1, 9), $2}' \
+    >"$T/times.file"
+if [ "$S3" = 1 ]; then
+  aws --endpoint-url "$MOTO" s3api list-objects-v2 --bucket "$B" --prefix pitr/ \
+    --output json >"$T/list.json" || fail "list the S3 replica"
+  python3 - "$T/list.json" >"$T/times.s3" <<'PY' || fail "parse the S3 listing"
+import datetime, json, sys
+for o in json.load(open(sys.argv[1])).get("Contents", []):
+    if not o["Key"].endswith(".lz4"):
+        continue
+    t = datetime.datetime.fromisoformat(o["LastModified"].replace("Z", "+00:00"))
+    ns = int(t.timestamp()) * 10**9 + t.microsecond * 1000
+    print(ns, o["Key"])
+PY
+fi
+
+# Restores at every object time of each replica (sampled to at most
+# PITR_MAX per replica, snapshots always included), checked against the
+# commits.
+PITR_MAX=${PITR_MAX:-400}
+replicas="file"
+[ "$S3" = 1 ] && replicas="file s3"
+python3 - "$SLUICE" "$T" "$PITR_MAX" $replicas <<'PY' || fail "restores"
+import datetime, hashlib, os, random, sqlite3, subprocess, sys
+sluice, T, cap = sys.argv[1], sys.argv[2], int(sys.argv[3])
+commits = {}
+for line in open(T + "/commits"):
+    k, d = line.split()
+    commits[int(k)] = d
+bad = 0
+total = 0
+for name in sys.argv[4:]:
+    objs = [l.split() for l in open("%s/times.%s" % (T, name))]
+    gens = {k.split("generations/")[1].split("/")[0] for _, k in objs}
+    if len(gens) != 1:
+        print("%s: %d generations, expected 1" % (name, len(gens)))
+        bad += 1
+    snaps = sorted(int(t) for t, k in objs if "/snapshots/" in k)
+    times = sorted({int(t) for t, _ in objs if int(t) >= snaps[0]})
+    if len(times) > cap:
+        keep = set(snaps)
+        rest = [t for t in times if t not in keep]
+        random.seed(5)
+        keep |= set(random.sample(rest, max(0, cap - len(keep))))
+        times = sorted(keep)
+    last_k, n_bad, n_err = -1, 0, 0
+    for i, ns in enumerate(times + [None]):
+        if ns is None:
+            ts = "2099-01-01T00:00:00Z"  # the latest state
+        else:
+            s, frac = divmod(ns, 10**9)
+            ts = datetime.datetime.fromtimestamp(s, datetime.timezone.utc) \
+                .strftime("%Y-%m-%dT%H:%M:%S") + ".%09dZ" % frac
+        out = "%s/r-%s-%d.db" % (T, name, i)
+        p = subprocess.run([sluice, "restore", "-config", T + "/sluice.yml",
+                            "-replica", name, "-timestamp", ts, "-o", out,
+                            T + "/app.db"], capture_output=True, text=True)
+        total += 1
+        if p.returncode:
+            n_err += 1
+            print("%s at %s: restore failed: %s" % (name, ts, p.stderr.strip()[-300:]))
+            continue
+        c = sqlite3.connect(out)
+        ic = c.execute("PRAGMA integrity_check").fetchone()[0]
+        try:
+            k = c.execute("SELECT k FROM meta").fetchone()[0]
+            d = "%016x" % (sum(
+                int.from_bytes(hashlib.sha1(b"%d:" % i + v).digest()[:8], "big")
+                for i, v in c.execute("SELECT id, v FROM t")) % 2**64)
+        except sqlite3.Error as e:
+            k, d = None, str(e)
+        c.close()
+        for f in (out, out + "-wal", out + "-shm"):
+            if os.path.exists(f):
+                os.unlink(f)
+        why = None
+        if ic != "ok":
+            why = "integrity_check: " + ic.replace("\n", "; ")[:200]
+        elif k not in commits:
+            why = "commit %r never made" % k
+        elif commits[k] != d:
+            why = "content is not the source's at commit %d" % k
+        elif k < last_k:
+            why = "commit %d after commit %d at an earlier time" % (k, last_k)
+        elif ns is None and k != max(commits):
+            why = "latest state is commit %d, not %d" % (k, max(commits))
+        if why:
+            n_bad += 1
+            print("%s at %s: %s" % (name, ts, why))
+        else:
+            last_k = k
+    print("%s: %d restores (%d snapshot times), %d inconsistent, %d failed"
+          % (name, len(times) + 1, len(snaps), n_bad, n_err))
+    bad += n_bad + n_err
+print("total: %d restores, %d commits" % (total, len(commits) - 1))
+sys.exit(1 if bad else 0)
+PY
+echo "PASS: $(cat "$T/nsnaps") snapshots written"
