@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Point-in-time restores checked against the source's commits.
+
+usage: pitr_check.py SLUICE DIR CAP REPLICA...
+
+DIR/commits: "k digest" per commit of the source (k = the value of
+meta.k after commit k; digest = the sum of sha1(id:v)[:8] over the rows of
+t, mod 2**64).  DIR/times.REPLICA: "ns key" per object of that replica.
+For every object time at or after its first snapshot (at most CAP per
+replica, the snapshot times always), plus a time after everything,
+`sluice restore -config DIR/sluice.yml -replica REPLICA -timestamp T`
+must give a commit of the source: integrity_check ok, the content of that
+commit, commits never going back as T goes forward, the last commit last;
+and each replica must hold one generation.  Exits 1 if any is not so.
+"""
+import datetime, hashlib, os, random, sqlite3, subprocess, sys
+sluice, T, cap = sys.argv[1], sys.argv[2], int(sys.argv[3])
+commits = {}
+for line in open(T + "/commits"):
+    k, d = line.split()
+    commits[int(k)] = d
+bad = 0
+total = 0
+for name in sys.argv[4:]:
+    objs = [l.split() for l in open("%s/times.%s" % (T, name))]
+    gens = {k.split("generations/")[1].split("/")[0] for _, k in objs}
+    if len(gens) != 1:
+        print("%s: %d generations, expected 1" % (name, len(gens)))
+        bad += 1
+    snaps = sorted(int(t) for t, k in objs if "/snapshots/" in k)
+    times = sorted({int(t) for t, _ in objs if int(t) >= snaps[0]})
+    if len(times) > cap:
+        keep = set(snaps)
+        rest = [t for t in times if t not in keep]
+        random.seed(5)
+        keep |= set(random.sample(rest, max(0, cap - len(keep))))
+        times = sorted(keep)
+    last_k, n_bad, n_err = -1, 0, 0
+    for i, ns in enumerate(times + [None]):
+        if ns is None:
+            ts = "2099-01-01T00:00:00Z"  # the latest state
+        else:
+            s, frac = divmod(ns, 10**9)
+            ts = datetime.datetime.fromtimestamp(s, datetime.timezone.utc) \
+                .strftime("%Y-%m-%dT%H:%M:%S") + ".%09dZ" % frac
+        out = "%s/r-%s-%d.db" % (T, name, i)
+        p = subprocess.run([sluice, "restore", "-config", T + "/sluice.yml",
+                            "-replica", name, "-timestamp", ts, "-o", out,
+                            T + "/app.db"], capture_output=True, text=True)
+        total += 1
+        if p.returncode:
+            n_err += 1
+            print("%s at %s: restore failed: %s" % (name, ts, p.stderr.strip()[-300:]))
+            continue
+        c = sqlite3.connect(out)
+        ic = c.execute("PRAGMA integrity_check").fetchone()[0]
+        try:
+            k = c.execute("SELECT k FROM meta").fetchone()[0]
+            d = "%016x" % (sum(
+                int.from_bytes(hashlib.sha1(b"%d:" % i + v).digest()[:8], "big")
+                for i, v in c.execute("SELECT id, v FROM t")) % 2**64)
+        except sqlite3.Error as e:
+            k, d = None, str(e)
+        c.close()
+        for f in (out, out + "-wal", out + "-shm"):
+            if os.path.exists(f):
+                os.unlink(f)
+        why = None
+        if ic != "ok":
+            why = "integrity_check: " + ic.replace("\n", "; ")[:200]
+        elif k not in commits:
+            why = "commit %r never made" % k
+        elif commits[k] != d:
+            why = "content is not the source's at commit %d" % k
+        elif k < last_k:
+            why = "commit %d after commit %d at an earlier time" % (k, last_k)
+        elif ns is None and k != max(commits):
+            why = "latest state is commit %d, not %d" % (k, max(commits))
+        if why:
+            n_bad += 1
+            print("%s at %s: %s" % (name, ts, why))
+        else:
+            last_k = k
+    print("%s: %d restores (%d snapshot times), %d inconsistent, %d failed"
+          % (name, len(times) + 1, len(snaps), n_bad, n_err))
+    bad += n_bad + n_err
+print("total: %d restores, %d commits" % (total, len(commits) - 1))
+sys.exit(1 if bad else 0)
