@@ -53,10 +53,11 @@ static int in_flight(const struct replica *r) {
   return r->state == R_RESUME || r->state == R_SNAPSHOT || r->state == R_UPLOAD;
 }
 
-/* An operation in flight holds one of the process-wide slots
- * (core/budget.h), granted before kick() starts it. */
 static void snap_drop(struct replica *r);
 
+/* An operation in flight holds one of the process-wide slots
+ * (core/budget.h), granted before kick() starts it.  A snapshot waiting
+ * for its segments (r->snap) lives only while one is in flight. */
 static void set_state(struct replica *r, enum replica_state s) {
   if (r->state == s)
     return;

@@ -15,7 +15,8 @@
 # at the creation time of every object of each replica (every state a
 # -timestamp restore can see is one of these) must be a commit of the
 # source: integrity_check ok, content equal to the source at that commit,
-# and commits never going back as the time goes forward.
+# and commits never going back as the time goes forward.  So must every
+# latest-state restore made while the writer ran.
 source "$SRCDIR/tests/lib/common.sh"
 DURATION=${PITR_DURATION:-12}
 MOTO=http://127.0.0.1:5000
@@ -73,6 +74,30 @@ PY
 sluice_start -config "$T/sluice.yml"
 wait_until 20 sh -c "ls $T/replica/generations/*/snapshots/*.lz4" ||
   fail "no snapshot uploaded"
+s3_snapshot() {
+  aws --endpoint-url "$MOTO" s3 ls --recursive "s3://$B/pitr/" | grep -q snapshot.lz4
+}
+if [ "$S3" = 1 ]; then
+  wait_until 20 s3_snapshot || fail "no snapshot uploaded to S3"
+fi
+
+# Latest-state restores while the writer runs, alternating between the
+# replicas (checked after: each must be a commit of the source).
+mkdir -p "$T/live"
+(
+  i=0
+  while [ ! -f "$T/writer.done" ]; do
+    i=$((i + 1))
+    name=file
+    [ "$S3" = 1 ] && [ $((i % 2)) = 0 ] && name=s3
+    "$SLUICE" restore -config "$T/sluice.yml" -replica "$name" \
+      -o "$T/live/$i.db" "$T/app.db" >"$T/live.log" 2>&1 </dev/null ||
+      { echo "live restore $i ($name):"; tail -3 "$T/live.log"; } >>"$T/live.err"
+    sleep 0.1
+  done
+) &
+LIVE=$!
+PIDS+=("$LIVE")
 
 # Commits numbered k = 1, 2, ...; after each, "k digest" (the writer is the
 # only one: the content after its commit is the content at commit k).
@@ -121,6 +146,8 @@ while time.time() < end:
     print(k, "%016x" % dig, flush=True)
     time.sleep(0.002)
 PY
+touch "$T/writer.done"
+wait "$LIVE"
 sluice_stop
 grep -c "snapshot written" "$T/sluice.log" >"$T/nsnaps" || true
 
