@@ -60,17 +60,8 @@ YML
 YML
 } >"$T/sluice.yml"
 
-python3 - "$T/app.db" <<'PY' || fail "create the database"
-import os, sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-c.execute("PRAGMA journal_mode=WAL")
-c.execute("CREATE TABLE meta(k INTEGER)")
-c.execute("INSERT INTO meta VALUES (0)")
-c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
-c.executemany("INSERT INTO t(v) VALUES (?)",
-              [(os.urandom(300),) for _ in range(3000)])
-c.commit()
-PY
+python3 "$SRCDIR/tests/tools/pitr_writer.py" "$T/app.db" create ||
+  fail "create the database"
 sluice_start -config "$T/sluice.yml"
 wait_until 20 sh -c "ls $T/replica/generations/*/snapshots/*.lz4" ||
   fail "no snapshot uploaded"
@@ -101,51 +92,8 @@ PIDS+=("$LIVE")
 
 # Commits numbered k = 1, 2, ...; after each, "k digest" (the writer is the
 # only one: the content after its commit is the content at commit k).
-python3 - "$T/app.db" "$DURATION" >"$T/commits" <<'PY' || fail "writer"
-import hashlib, os, random, sqlite3, sys, time
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute("PRAGMA busy_timeout=10000")
-c.execute("PRAGMA wal_autocheckpoint=250")  # a new WAL index every ~1 MB
-random.seed(12)
-# The digest of a content: the sum of its rows' hashes, kept up to date
-# row by row (the checker sums the rows it restored).
-def rh(i, v):
-    return int.from_bytes(hashlib.sha1(b"%d:" % i + v).digest()[:8], "big")
-rows = dict(c.execute("SELECT id, v FROM t"))
-dig = sum(rh(i, v) for i, v in rows.items()) % 2**64
-print(0, "%016x" % dig, flush=True)
-end, k = time.time() + float(sys.argv[2]), 0
-while time.time() < end:
-    k += 1
-    c.execute("BEGIN IMMEDIATE")
-    c.execute("UPDATE meta SET k = ?", (k,))
-    ids = list(rows) if k % 50 == 1 else ids
-    # A few pages of many per commit: a page changed after a given point
-    # of a WAL index was often not changed before it.
-    for _ in range(3):
-        i = random.choice(ids)
-        if i not in rows:
-            continue
-        v = os.urandom(300)
-        c.execute("UPDATE t SET v = ? WHERE id = ?", (v, i))
-        dig -= rh(i, rows[i])
-        rows[i] = v
-        dig += rh(i, v)
-    if k % 5 == 0:
-        v = os.urandom(300)
-        i = c.execute("INSERT INTO t(v) VALUES (?)", (v,)).lastrowid
-        rows[i] = v
-        dig += rh(i, v)
-    if k % 11 == 0:
-        i = random.choice(ids)
-        if i in rows:
-            c.execute("DELETE FROM t WHERE id = ?", (i,))
-            dig -= rh(i, rows.pop(i))
-    c.execute("COMMIT")
-    dig %= 2**64
-    print(k, "%016x" % dig, flush=True)
-    time.sleep(0.002)
-PY
+python3 "$SRCDIR/tests/tools/pitr_writer.py" "$T/app.db" "$DURATION" \
+  >"$T/commits" || fail "writer"
 touch "$T/writer.done"
 wait "$LIVE"
 sluice_stop
