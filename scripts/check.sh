@@ -86,6 +86,12 @@ if [ -z "${NO_SANITIZE:-}" ]; then
   echo "== again under ASan+UBSan =="
   # shellcheck disable=SC2086
   build_dir build-asan $ASAN_ARGS
+  # What does not involve the binary (shellcheck of the scripts, in
+  # e2e/deploy) the plain suite above checked already.  Sanitized tests
+  # take more CPU: two per CPU, not three.
+  [ -n "${SANITIZE_ONLY:-}" ] || SLUICE_STATIC_CHECKED=1
+  SLUICE_STATIC_CHECKED=${SLUICE_STATIC_CHECKED:-} \
+  CTEST_JOBS=${CTEST_JOBS:-$((2 * JOBS))} \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     test_dir build-asan
