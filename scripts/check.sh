@@ -114,7 +114,7 @@ if [ -z "${NO_SANITIZE:-}" ]; then
   # take more CPU: two per CPU, not three.
   [ -n "${SANITIZE_ONLY:-}" ] || SLUICE_STATIC_CHECKED=1
   SLUICE_STATIC_CHECKED=${SLUICE_STATIC_CHECKED:-} \
-  CTEST_JOBS=${CTEST_JOBS:-$((2 * JOBS))} \
+  CTEST_JOBS_PER_CPU=${CTEST_JOBS_PER_CPU:-2} \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     test_dir build-asan
