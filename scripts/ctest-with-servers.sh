@@ -9,8 +9,8 @@ export RUN
 trap '"$ROOT/tests/servers/test-servers.sh" stop >/dev/null 2>&1; rm -rf "$RUN"' EXIT INT TERM
 "$ROOT/tests/servers/test-servers.sh" start || exit 1
 # Extra arguments go to ctest (e.g. -R REGEX).  CTEST_JOBS_PER_CPU (default
-# 3) tests per CPU: most wait on timers, I/O and the servers (the few that
-# keep a CPU busy count as two, CMakeLists.txt PROCESSORS).  On a machine
+# 3) tests per CPU: most wait on timers, I/O and the servers.  (CTest's
+# PROCESSORS would make a test run alone at -j 2.)  On a machine
 # busy already, one fewer per unit of load above the CPUs, down to one per
 # CPU: more would only stretch every test towards its deadline.
 # CTEST_JOBS sets the number.
