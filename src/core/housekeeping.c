@@ -368,6 +368,10 @@ void hk_lease_ready(struct housekeeping *h) {
 
 void hk_retention_check(struct housekeeping *h) {
   struct replica *r = h->r;
+  if (h->lease_wait) { /* asks again (a renewal may end without a change) */
+    hk_lease_ready(h);
+    return;
+  }
   if (h->running || r->cfg->retention <= 0 || !r->db->gen[0])
     return;
   h->running = 1;
