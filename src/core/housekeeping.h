@@ -30,6 +30,8 @@ int hk_has_snapshot(const struct housekeeping *h, const char *gen,
 /* Runs a retention check now (also called by its timer). */
 void hk_retention_check(struct housekeeping *h);
 int hk_busy(const struct housekeeping *h);
+/* The lease is usable again: a pass waiting for it goes on. */
+void hk_lease_ready(struct housekeeping *h);
 /* Stops the timers (shutdown). */
 void hk_stop(struct housekeeping *h);
 
