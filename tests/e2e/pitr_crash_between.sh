@@ -99,7 +99,7 @@ for o in json.load(open(sys.argv[1])).get("Contents", []):
 PY
 # The source's last commits never reached the store: the latest state is
 # some commit, not the last one.
-PITR_LATEST_ANY=1 python3 "$SRCDIR/tests/tools/pitr_check.py" "$SLUICE" "$T" 100 s3 ||
+PITR_LATEST_ANY=1 python3 "$SRCDIR/tests/tools/pitr_check.py" "$SLUICE" "$T" 40 s3 ||
   fail "restores"
 echo "PASS: $(grep -c 'snapshot written' "$T/sluice.log") snapshots written," \
   "$(grep -c /snapshots/ "$T/times.s3") in the store; one taken in the outage: $taken"
