@@ -62,8 +62,13 @@ PY
 field() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l || true; }
-# fds on the databases' -wal files: 0 once every database sleeps.
-wal_fds() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c -- '-wal$' || true; }
+# Databases with more than one fd on their file (an open SQLite connection):
+# 0 once every database sleeps (a light sleeper keeps one fd on its database
+# file, one on its -wal and one on its -shm; a deep sleeper none).
+awake_dbs() {
+  ls -l "/proc/$1/fd" 2>/dev/null | awk '{print $NF}' | grep '\.db$' |
+    sort | uniq -d | wc -l || true
+}
 
 # Databases with a WAL segment in the replica.
 replicated() {
@@ -83,11 +88,11 @@ start() {
   wait "$lp"
   READY_NS=$(cat "$T/ready")
   # Settled: every database has a WAL segment in the replica (with no
-  # database, trivially) and no -wal is open (all asleep), three checks in
-  # a row.
+  # database, trivially) and none has a connection open (all asleep), three
+  # checks in a row.
   local ok=0 want=$2
   while [ "$ok" -lt 3 ]; do
-    if [ "$(wal_fds "$PID")" -eq 0 ] && [ "$(replicated)" -ge "$want" ]; then
+    if [ "$(awake_dbs "$PID")" -eq 0 ] && [ "$(replicated)" -ge "$want" ]; then
       ok=$((ok + 1))
     else
       ok=0

@@ -60,6 +60,10 @@ void lease_start(struct lease *l);
 /* Ours and not past its local deadline: uploads may go on. */
 int lease_held(const struct lease *l);
 enum lease_state lease_state(const struct lease *l);
+/* Taken (or being taken) from a lock.json our own owner id wrote last: no
+ * other owner took the path since (so a position known locally from
+ * before still holds).  Always so without a lease (ttl 0). */
+int lease_last_ours(const struct lease *l);
 /* Taking it failed (the store errs) and it is being retried. */
 int lease_failing(const struct lease *l);
 /* Why (the store's message), while failing. */

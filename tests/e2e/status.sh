@@ -53,7 +53,7 @@ settled() {
 wait_until 30 settled || fail "states not reached: $(st 2>&1)"
 st >"$T/status.txt"
 cat "$T/status.txt"
-head -1 "$T/status.txt" | grep -Eq '^database +state +replica +lag +error$' ||
+head -1 "$T/status.txt" | grep -Eq '^database +state +sleep +replica +lag +error$' ||
   fail "no header line"
 [ "$(wc -l <"$T/status.txt")" -eq 4 ] || fail "want a header and 3 lines"
 grep -E "^$T/good.db +idle +ok +0s +-$" "$T/status.txt" >/dev/null ||
