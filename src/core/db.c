@@ -959,8 +959,10 @@ static uint64_t replica_identity(const struct replica *r) {
 }
 
 int db_start_decided(const struct db *db) {
-  return db->start == DB_START_ASLEEP || db->start == DB_START_FULL ||
-         db->state != DB_INIT;
+  /* A full start that can open now (a hot slot free) has opened; only
+   * those beyond the process-wide bound are left queued. */
+  return db->start == DB_START_ASLEEP || db->state != DB_INIT ||
+         (db->start == DB_START_FULL && db->queued);
 }
 
 size_t db_starting(void) {

@@ -184,8 +184,9 @@ enum {
   DB_START_ASLEEP, /* proven caught up: asleep without having opened */
   DB_START_FULL    /* opened as usual (or queued for a hot slot to) */
 };
-/* Whether its start is decided (asleep and proven, or queued for its full
- * start): READY=1 once every database's is. */
+/* Whether its start is decided: asleep and proven, or opened (or found
+ * missing, or failed), or queued for a hot slot to open (beyond the
+ * process-wide bound).  READY=1 once every database's is. */
 int db_start_decided(const struct db *db);
 /* Databases whose start is not decided yet. */
 size_t db_starting(void);
