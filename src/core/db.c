@@ -1137,8 +1137,8 @@ void db_status_changed(struct db *db) {
 
 /* Whether a job doing `todo` opens the engine. */
 static int opens(const struct db *db, unsigned todo) {
-  if (db->opened || todo & DBJ_CLOSE)
-    return 0;
+  if (db->opened || todo & (DBJ_CLOSE | DBJ_START))
+    return 0; /* (a start check opens nothing: engine_start_asleep) */
   unsigned wake = todo & ~(unsigned)(DBJ_STATUS | DBJ_PRUNE | DBJ_DEEP |
                                      DBJ_PROBE | DBJ_SLEEP);
   if (db->sleep && (todo & DBJ_PROBE) && wake == DBJ_SYNC)
