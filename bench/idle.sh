@@ -9,7 +9,9 @@
 # sleep, 2 fds each, if the fd limit allows; 1s: deep sleep, 0 fds).
 # SAMPLE=1 restores every database (`restore -o OUTDIR DIR`).  Env:
 # TMPDIR (a tmpfs for 100,000 files), LEASE_TTL (lease-ttl of the replica;
-# 0 turns the single-writer lease and its renewals off).
+# 0 turns the single-writer lease and its renewals off), SHUTDOWN_TIMEOUT
+# (default 30s: a stop that times out leaves databases without their
+# clean-stop record, and those get a full start at the restart).
 set -euo pipefail
 BUILD=${1:-build}
 N=${2:-1000}
@@ -36,6 +38,7 @@ PY
 conf() { # DIR
   cat <<YML
 deep-sleep-after: $DEEP
+shutdown-timeout: ${SHUTDOWN_TIMEOUT:-30s}
 dbs:
   - dir: $1
     pattern: "*.db"
