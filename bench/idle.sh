@@ -9,7 +9,9 @@
 # sleep, 2 fds each, if the fd limit allows; 1s: deep sleep, 0 fds).
 # SAMPLE=1 restores every database (`restore -o OUTDIR DIR`).  Env:
 # TMPDIR (a tmpfs for 100,000 files), LEASE_TTL (lease-ttl of the replica;
-# 0 turns the single-writer lease and its renewals off).
+# 0 turns the single-writer lease and its renewals off), SHUTDOWN_TIMEOUT
+# (default 30s: a stop that times out leaves databases without their
+# clean-stop record, and those get a full start at the restart).
 set -euo pipefail
 BUILD=${1:-build}
 N=${2:-1000}
@@ -36,6 +38,7 @@ PY
 conf() { # DIR
   cat <<YML
 deep-sleep-after: $DEEP
+shutdown-timeout: ${SHUTDOWN_TIMEOUT:-30s}
 dbs:
   - dir: $1
     pattern: "*.db"
@@ -62,8 +65,13 @@ PY
 field() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l || true; }
-# fds on the databases' -wal files: 0 once every database sleeps.
-wal_fds() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c -- '-wal$' || true; }
+# Databases with more than one fd on their file (an open SQLite connection):
+# 0 once every database sleeps (a light sleeper keeps one fd on its database
+# file, one on its -wal and one on its -shm; a deep sleeper none).
+awake_dbs() {
+  ls -l "/proc/$1/fd" 2>/dev/null | awk '{print $NF}' | grep '\.db$' |
+    sort | uniq -d | wc -l || true
+}
 
 # Databases with a WAL segment in the replica.
 replicated() {
@@ -83,11 +91,11 @@ start() {
   wait "$lp"
   READY_NS=$(cat "$T/ready")
   # Settled: every database has a WAL segment in the replica (with no
-  # database, trivially) and no -wal is open (all asleep), three checks in
-  # a row.
+  # database, trivially) and none has a connection open (all asleep), three
+  # checks in a row.
   local ok=0 want=$2
   while [ "$ok" -lt 3 ]; do
-    if [ "$(wal_fds "$PID")" -eq 0 ] && [ "$(replicated)" -ge "$want" ]; then
+    if [ "$(awake_dbs "$PID")" -eq 0 ] && [ "$(replicated)" -ge "$want" ]; then
       ok=$((ok + 1))
     else
       ok=0

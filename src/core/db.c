@@ -62,6 +62,9 @@ static struct {
   struct loop_timer *deep_timer;
   size_t snaps;
   struct db *sq_head, *sq_tail;
+  struct db *st_head, *st_tail; /* waiting for their start check */
+  size_t st_running;            /* start checks on the pool */
+  size_t starting;              /* starts not decided yet */
 } g = {.lim = {.max_hot = 256,
                .max_light = 8192,
                .deep_after_ns = 600 * NS_PER_SEC,
@@ -407,6 +410,20 @@ struct db_job {
   struct engine_stats stats;
   char err[512];    /* the engine's message of the failure */
   char reason[256]; /* why the new generation was started */
+  /* DBJ_START: in, each replica's name and identity (replica_identity);
+   * out, its position from the local state when start_ok. */
+  struct start_rep *rep;
+  size_t n_rep;
+  int start_ok;        /* asleep from the start, every replica caught up */
+  int start_seen;      /* a clean-stop record was there */
+  char start_why[200]; /* not proven: why */
+};
+
+struct start_rep {
+  const char *name; /* borrowed: the replica's (immutable) */
+  uint64_t id;
+  struct pos pos;
+  int64_t last_sync_ns;
 };
 
 static int work_close(struct db_job *j) {
@@ -526,6 +543,65 @@ static void work_status(struct db_job *j) {
   free(path);
 }
 
+/* DBJ_START: every replica's position at the stop (the status file the
+ * close job wrote, DB_STATUS_FILE) is the end of the shadow WAL the clean-
+ * stop record describes, and the replica is the one configured now (its
+ * identity: type, name and location); then the engine proves the rest
+ * (engine_start_asleep).  Otherwise nothing changes: a full start. */
+static void work_start(struct db_job *j) {
+  struct engine *e = j->eng;
+  struct shadow_stop rec;
+  if (shadow_read_stop(e->meta, &rec)) {
+    snprintf(j->start_why, sizeof(j->start_why), "no clean-stop record");
+    return;
+  }
+  j->start_seen = 1;
+  char *path = path_join(e->meta, DB_STATUS_FILE);
+  struct buf b;
+  int rc = file_read_all(path, 1 << 16, &b);
+  free(path);
+  if (rc) {
+    snprintf(j->start_why, sizeof(j->start_why), "no replica positions saved");
+    return;
+  }
+  buf_append(&b, "", 1);
+  size_t found = 0;
+  for (char *line = (char *)b.data, *next; line && *line; line = next) {
+    next = strchr(line, '\n');
+    if (next)
+      *next++ = '\0';
+    char name[128], gen[GEN_LEN + 2], state[32];
+    unsigned index;
+    long long off, pend, last, errs;
+    unsigned long long id;
+    if (sscanf(line, "replica %127s %17s %u %lld %lld %lld %lld %31s %llx",
+               name, gen, &index, &off, &pend, &last, &errs, state, &id) != 9)
+      continue;
+    for (size_t k = 0; k < j->n_rep; k++) {
+      struct start_rep *r = &j->rep[k];
+      if (strcmp(r->name, name) || r->id != id || r->pos.gen[0])
+        continue;
+      if (strcmp(gen, rec.gen) || index != rec.index || off != rec.size)
+        break; /* behind at the stop (or ahead: another history) */
+      memcpy(r->pos.gen, rec.gen, sizeof(r->pos.gen));
+      r->pos.index = index;
+      r->pos.offset = off;
+      r->last_sync_ns = last;
+      found++;
+      break;
+    }
+  }
+  buf_destroy(&b);
+  if (found != j->n_rep) {
+    snprintf(j->start_why, sizeof(j->start_why),
+             "a replica was not caught up at the stop (or is another one)");
+    return;
+  }
+  if (engine_start_asleep(e, j->start_why, sizeof(j->start_why)))
+    return;
+  j->start_ok = 1;
+}
+
 /* Runs on a pool thread: touches only the job and its engine. */
 static void job_work(void *arg) {
   struct db_job *j = arg;
@@ -547,7 +623,9 @@ static void job_work(void *arg) {
     else if (!j->may_open)
       wake = 0, j->want_wake = 1; /* the loop gets a slot first */
   }
-  if (todo & DBJ_CLOSE)
+  if (todo & DBJ_START)
+    work_start(j);
+  else if (todo & DBJ_CLOSE)
     rc = work_close(j);
   else if (wake || (e->opened && todo & DBJ_SLEEP)) {
     if (!(rc = work_open(j)) && !(rc = work_sync(j)) &&
@@ -622,6 +700,7 @@ static void job_free(struct db_job *j) {
     free(j->val_path);
   }
   free(j->status_text);
+  free(j->rep);
   free(j);
 }
 
@@ -858,6 +937,103 @@ static void note_checkpoint(struct db *db, const struct db_job *j) {
   }
 }
 
+/* --- start (DB_START_*) ---
+ * Start checks run a few at a time (each a handful of stats and small
+ * reads on the pool), so that 100,000 of them queued at once do not sit
+ * in front of every other pool job. */
+#define START_CHECKS 16
+
+/* Which store a replica is: its status line carries this, so a start
+ * trusts a saved position only for the replica it was saved for. */
+static uint64_t replica_identity(const struct replica *r) {
+  const struct replica_config *c = r->cfg;
+  const char *parts[] = {r->name,         c->type,   c->path, c->bucket,
+                         c->endpoint,     c->region, c->host, c->user,
+                         c->account_name, r->b->desc};
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+    for (const char *p = parts[i] ? parts[i] : ""; *p; p++)
+      h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+  }
+  return h;
+}
+
+int db_start_decided(const struct db *db) {
+  /* A full start that can open now (a hot slot free) has opened; only
+   * those beyond the process-wide bound are left queued. */
+  return db->start == DB_START_ASLEEP || db->state != DB_INIT ||
+         (db->start == DB_START_FULL && db->queued);
+}
+
+size_t db_starting(void) {
+  return g.starting;
+}
+
+static void start_decided(struct db *db, int how) {
+  if (db->start != DB_START_ASLEEP && db->start != DB_START_FULL && g.starting)
+    g.starting--;
+  db->start = how;
+}
+
+static void start_check(struct db *db) {
+  db->start = DB_START_CHECK;
+  g.st_running++;
+  db->pending |= DBJ_START;
+  submit(db);
+}
+
+static void start_next(void) {
+  while (g.st_head && g.st_running < START_CHECKS) {
+    struct db *n = g.st_head;
+    g.st_head = n->start_next;
+    if (!g.st_head)
+      g.st_tail = NULL;
+    n->start_next = NULL;
+    start_check(n);
+  }
+}
+
+static void start_unqueue(struct db *db) {
+  if (db->start != DB_START_QUEUED)
+    return;
+  struct db **pp = &g.st_head, *prev = NULL;
+  while (*pp && *pp != db)
+    prev = *pp, pp = &(*pp)->start_next;
+  if (*pp) {
+    *pp = db->start_next;
+    if (g.st_tail == db)
+      g.st_tail = prev;
+  }
+  db->start_next = NULL;
+  start_decided(db, DB_START_FULL);
+}
+
+static void start_done(struct db *db, struct db_job *j) {
+  g.st_running--;
+  start_next();
+  if (j->start_ok) {
+    start_decided(db, DB_START_ASLEEP);
+    for (size_t k = 0; k < db->n_replicas && k < j->n_rep; k++)
+      replica_resume_local(db->replicas[k], &j->rep[k].pos,
+                           j->rep[k].last_sync_ns);
+    if (db->state != DB_CLOSING)
+      db_set_state(db, DB_READY);
+    log_info(db->name, NULL,
+             "asleep from the start: generation %s index %08x offset %lld is "
+             "replicated and unchanged since sluice stopped (no connection, "
+             "no request)",
+             db->gen, db->index, (long long)db->shadow_size);
+    return;
+  }
+  start_decided(db, DB_START_FULL);
+  if (j->start_seen)
+    log_info(db->name, NULL, "full start: %s", j->start_why);
+  else
+    log_debug(db->name, NULL, "full start: %s", j->start_why);
+  db->pending |= DBJ_SYNC;
+}
+
 /* On the loop: the job is handed back; publish and act on its outputs. */
 static void job_done(void *arg, int status) {
   struct db_job *j = arg;
@@ -870,6 +1046,8 @@ static void job_done(void *arg, int status) {
   unsigned todo = j->todo;
   if (j->opened && !db->opened)
     db->opened_at_ns = time_mono_ns();
+  if (j->opened && db->start == DB_START_ASLEEP)
+    db->start = DB_START_FULL; /* woken: asleep from the start no more */
   db->opened = j->opened;
   if (j->opened && db->sleep)
     woke(db);
@@ -884,6 +1062,15 @@ static void job_done(void *arg, int status) {
   if ((todo & DBJ_SNAPSHOT) && !j->snap)
     snap_release(db);
 
+  if (todo & DBJ_START) {
+    start_done(db, j);
+    job_free(j);
+    if (db->pending)
+      submit(db);
+    if (db->state == DB_CLOSING)
+      close_advance(db);
+    return;
+  }
   if (todo == DBJ_STATUS) {
     job_free(j);
     if (db->pending)
@@ -922,11 +1109,12 @@ static char *format_status(struct db *db) {
   buf_appendf(&b, "pid %d\n", (int)getpid());
   for (size_t i = 0; i < db->n_replicas; i++) {
     struct replica *r = db->replicas[i];
-    buf_appendf(&b, "replica %s %s %u %lld %lld %lld %lld %s\n", r->name,
-                r->pos.gen[0] ? r->pos.gen : "-", r->pos.index,
+    buf_appendf(&b, "replica %s %s %u %lld %lld %lld %lld %s %016llx\n",
+                r->name, r->pos.gen[0] ? r->pos.gen : "-", r->pos.index,
                 (long long)r->pos.offset, (long long)r->pending_since_ns,
                 (long long)r->last_sync_ns, (long long)r->upload_errors,
-                replica_state_name(r->state));
+                replica_state_name(r->state),
+                (unsigned long long)replica_identity(r));
   }
   char *s = (char *)buf_steal(&b, NULL);
   return s ? s : xstrdup("");
@@ -950,8 +1138,8 @@ void db_status_changed(struct db *db) {
 
 /* Whether a job doing `todo` opens the engine. */
 static int opens(const struct db *db, unsigned todo) {
-  if (db->opened || todo & DBJ_CLOSE)
-    return 0;
+  if (db->opened || todo & (DBJ_CLOSE | DBJ_START))
+    return 0; /* (a start check opens nothing: engine_start_asleep) */
   unsigned wake = todo & ~(unsigned)(DBJ_STATUS | DBJ_PRUNE | DBJ_DEEP |
                                      DBJ_PROBE | DBJ_SLEEP);
   if (db->sleep && (todo & DBJ_PROBE) && wake == DBJ_SYNC)
@@ -973,11 +1161,14 @@ static uint32_t replicas_hold_below(const struct db *db) {
 }
 
 static void submit(struct db *db) {
-  if (db->job || !db->pending || db->state == DB_CLOSED)
-    return;
+  if (db->job || !db->pending || db->state == DB_CLOSED ||
+      db->start == DB_START_QUEUED)
+    return; /* (a start check first: everything else waits for it) */
   if (db->close_phase == DB_CLOSE_FINAL)
     db->pending &= DBJ_CLOSE | DBJ_STATUS;
   unsigned todo = db->pending;
+  if (todo & DBJ_START)
+    todo = DBJ_START; /* alone: the rest follows once it is decided */
   /* The hot slot first: a database waiting for one never holds a snapshot
    * slot (those holding hot slots could wait for it forever). */
   if (opens(db, todo) && !hot_acquire(db)) {
@@ -1002,6 +1193,14 @@ static void submit(struct db *db) {
   if (j->todo & DBJ_STATUS) {
     j->status_text = db->status_text; /* the job owns it now */
     db->status_text = NULL;
+  }
+  if (todo & DBJ_START) {
+    j->rep = xcalloc(db->n_replicas + 1, sizeof(*j->rep));
+    j->n_rep = db->n_replicas;
+    for (size_t k = 0; k < db->n_replicas; k++) {
+      j->rep[k].name = db->replicas[k]->name;
+      j->rep[k].id = replica_identity(db->replicas[k]);
+    }
   }
   db->pending &= ~todo;
   db->job = j;
@@ -1106,6 +1305,20 @@ void db_start(struct db *db) {
                "age identities but no recipients: new objects are uploaded "
                "unencrypted");
   }
+  /* Only a database that may sleep, with replicas whose positions a clean
+   * stop saved, can start asleep; the others start as usual. */
+  if (db->n_replicas && db->cfg->checkpoint_interval > 0 && !db->no_sleep) {
+    g.starting++;
+    db->start = DB_START_QUEUED;
+    if (g.st_tail)
+      g.st_tail->start_next = db;
+    else
+      g.st_head = db;
+    g.st_tail = db;
+    start_next();
+    return;
+  }
+  db->start = DB_START_FULL;
   db_kick(db, DBJ_SYNC);
 }
 
@@ -1205,6 +1418,7 @@ void db_close(struct db *db, void (*cb)(void *arg), void *arg) {
 
 void db_free(struct db *db) {
   assert(!db->job); /* a running job points into the db */
+  start_unqueue(db);
   queue_remove(db);
   woke(db);
   hot_release(db);

@@ -46,6 +46,8 @@ enum {
   DBJ_SLEEP = 1 << 8,    /* quiet: close the connections (engine_sleep) */
   DBJ_DEEP = 1 << 9,     /* asleep long enough: let go of the last fd */
   DBJ_PROBE = 1 << 10,   /* with DBJ_SYNC: only if the WAL changed */
+  DBJ_START = 1 << 11,   /* start: straight into sleep if the local state
+                            proves it (engine_start_asleep), else DBJ_SYNC */
 };
 
 /* Process-wide bounds (db_set_limits, from the config and RLIMIT_NOFILE). */
@@ -156,6 +158,8 @@ struct db {
   struct db *lru_prev, *lru_next; /* light sleepers, oldest first */
   int64_t slept_at_ns;            /* monotonic */
   int64_t opened_at_ns;           /* monotonic: the engine last opened */
+  int start;                      /* DB_START_* (db_start) */
+  struct db *start_next;          /* in the start queue */
   int snap_slot;                  /* holds a snapshot slot */
   int snap_queued;
   struct db *snap_next;
@@ -169,6 +173,24 @@ struct db {
 #define DB_STATUS_FILE "sluice-status"
 /* Something a replica reports changed: write the status file soon. */
 void db_status_changed(struct db *db);
+
+/* db->start: how the start is going.  A database whose local state may
+ * prove it caught up (a clean-stop record, replicas) is checked first, a
+ * few at a time (no connection, no request: engine_start_asleep); proven,
+ * it sleeps at once, else it queues for its full start (a hot slot). */
+enum {
+  DB_START_NONE,   /* not started */
+  DB_START_QUEUED, /* waiting for its check */
+  DB_START_CHECK,  /* being checked */
+  DB_START_ASLEEP, /* proven caught up: asleep without having opened */
+  DB_START_FULL    /* opened as usual (or queued for a hot slot to) */
+};
+/* Whether its start is decided: asleep and proven, or opened (or found
+ * missing, or failed), or queued for a hot slot to open (beyond the
+ * process-wide bound).  READY=1 once every database's is. */
+int db_start_decided(const struct db *db);
+/* Databases whose start is not decided yet. */
+size_t db_starting(void);
 
 struct db *db_new(struct db_config *cfg);
 /* Opens the replicas' backends; on failure writes a message. */

@@ -1690,6 +1690,14 @@ int engine_wal_changed(const struct engine *e) {
     wal_probe(e->wal_fd, e->sleep_probe_off, now);
     return memcmp(now, e->sleep_probe, sizeof(now)) != 0;
   }
+  /* No fd: the application may have checkpointed into the database file
+   * and deleted the WAL since (its last connection closing), leaving no
+   * -wal to compare; the database file then differs from the record. */
+  if (stat(e->db_path, &sb) == 0 &&
+      ((uint64_t)sb.st_ino != e->sleep_rec.ino ||
+       sb.st_size != e->sleep_rec.db_size ||
+       ts_ns(&sb.st_mtim) != e->sleep_rec.mtime_ns))
+    return 1;
   if (stat(e->wal_path, &sb))
     return e->sleep_wal_size >= 0;
   if (e->sleep_wal_size < 0 || sb.st_size != e->sleep_wal_size ||
@@ -1715,6 +1723,108 @@ int engine_close_asleep(struct engine *e) {
     log_warn(e->name, NULL, "write %s/%s: %s", e->meta, SHADOW_STOP_FILE,
              strerror(-rc));
   engine_deepen(e);
+  return 0;
+}
+
+/* Start straight into sleep (engine.h).  The order of the checks matters:
+ * the WAL is looked at (stat, then its bytes) before the database file,
+ * so that a commit landing after the WAL check is seen by the wake check
+ * (it compares against what was read here) and a checkpoint into the
+ * database file before the file check fails it. */
+int engine_start_asleep(struct engine *e, char *why, size_t wlen) {
+  struct shadow_stop r;
+  if (shadow_read_stop(e->meta, &r)) {
+    snprintf(why, wlen, "no clean-stop record");
+    return 1;
+  }
+  char gen[GEN_LEN + 1];
+  uint32_t index;
+  if (shadow_read_generation(e->meta, gen) || strcmp(gen, r.gen) ||
+      shadow_max_index(e->meta, gen, &index) || index != r.index) {
+    snprintf(why, wlen, "meta directory changed since sluice stopped");
+    return 1;
+  }
+  /* The last shadow file ends where the record says (a clean stop fsynced
+   * it there), and its header is the WAL lifetime the record is in. */
+  char *path = shadow_wal_path(e->meta, gen, index);
+  uint8_t shdr[WAL_HEADER_SIZE];
+  struct wal_header h;
+  struct stat sb;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  free(path);
+  int ok = fd >= 0 && fstat(fd, &sb) == 0 && sb.st_size == r.size &&
+           pread_full(fd, shdr, WAL_HEADER_SIZE, 0) == WAL_HEADER_SIZE &&
+           wal_header_parse(shdr, &h) == 0;
+  if (fd >= 0)
+    close(fd);
+  if (!ok) {
+    snprintf(why, wlen, "shadow wal changed since sluice stopped");
+    return 1;
+  }
+  /* The WAL: absent, empty, or the shadow's lifetime with no frame at
+   * the copied end (engine_sleep's check). */
+  int64_t wsize = -1, wmtime = 0;
+  uint64_t wino = 0;
+  uint8_t probe[SLEEP_PROBE_SIZE];
+  memset(probe, 0, sizeof(probe));
+  int wfd = open(e->wal_path, O_RDONLY | O_CLOEXEC);
+  if (wfd < 0 && errno != ENOENT) {
+    snprintf(why, wlen, "open %s: %s", e->wal_path, strerror(errno));
+    return 1;
+  }
+  if (wfd >= 0) {
+    struct stat wb;
+    ok = fstat(wfd, &wb) == 0;
+    if (ok) {
+      wsize = wb.st_size;
+      wmtime = ts_ns(&wb.st_mtim);
+      wino = (uint64_t)wb.st_ino;
+      wal_probe(wfd, r.size, probe);
+    }
+    close(wfd);
+    const uint8_t *fh = probe + WAL_HEADER_SIZE;
+    if (!ok || (wsize > 0 && (wsize < WAL_HEADER_SIZE ||
+                              memcmp(probe, shdr, WAL_HEADER_SIZE) ||
+                              (wsize >= r.size + WAL_FRAME_HEADER_SIZE &&
+                               !memcmp(fh + 8, shdr + 16, 8))))) {
+      snprintf(why, wlen, "wal written while sluice was stopped");
+      return 1;
+    }
+  }
+  if (stat(e->db_path, &sb)) {
+    snprintf(why, wlen, "database file %s", strerror(errno));
+    return 1;
+  }
+  if (sb.st_mtim.tv_nsec == 0 || (uint64_t)sb.st_dev != r.dev ||
+      (uint64_t)sb.st_ino != r.ino || sb.st_size != r.db_size ||
+      ts_ns(&sb.st_mtim) != r.mtime_ns || ts_ns(&sb.st_ctim) != r.ctime_ns) {
+    snprintf(why, wlen, "database file written while sluice was stopped");
+    return 1;
+  }
+  /* Proven: a deep sleeper, as engine_sleep leaves one, with the stop's
+   * record as its sleep record (the record stays on disk: a stop while
+   * still asleep writes the same one again, engine_close_asleep). */
+  memcpy(e->gen, r.gen, sizeof(e->gen));
+  e->index = r.index;
+  e->shadow_size = r.size;
+  memcpy(e->hdr_raw, shdr, WAL_HEADER_SIZE);
+  e->hdr = h;
+  e->page_size = h.page_size;
+  e->db_size = sb.st_size;
+  e->wal_size = wsize > 0 ? wsize : 0;
+  e->db_dev = (uint64_t)sb.st_dev;
+  e->db_ino = (uint64_t)sb.st_ino;
+  e->sleep_rec = r;
+  e->sleep_wal_size = wsize;
+  e->sleep_wal_mtime_ns = wmtime;
+  e->sleep_wal_ino = wino;
+  e->sleep_probe_off = r.size;
+  memcpy(e->sleep_probe, probe, sizeof(probe));
+  /* Shadow files are pruned only below the saved page map's index, which
+   * the wake loads (resync_load): prune nothing until then. */
+  e->rs.saved = 1;
+  e->rs.saved_index = 0;
+  e->asleep = ENGINE_DEEP;
   return 0;
 }
 

@@ -284,6 +284,19 @@ int engine_wal_changed(const struct engine *e);
  * (shadow.h) and the last fd is closed. */
 int engine_close_asleep(struct engine *e);
 
+/* Start straight into sleep, before any connection: whether the local
+ * state proves that nothing changed since a clean stop, so the engine can
+ * sleep at once (ENGINE_DEEP, no fd) without SQLite.  Proof: the clean-stop
+ * record (shadow.h) is there; the meta directory's generation, last shadow
+ * index and its size are the record's; the -wal is absent, empty, or the
+ * last shadow file's lifetime with no frame at the copied end (as
+ * engine_sleep checks); and the database file has the record's identity,
+ * size and times (nothing was checkpointed into it).  Returns 0 asleep
+ * (gen, index, shadow_size, the sleep record and probe set: the wake is
+ * that of any deep sleeper), or 1 and why when not proven (the caller
+ * opens the engine as usual; nothing was changed). */
+int engine_start_asleep(struct engine *e, char *why, size_t wlen);
+
 /* Sets e->err (for shadow.c, which writes the engine's shadow file). */
 void engine_set_err(struct engine *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

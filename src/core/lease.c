@@ -64,6 +64,7 @@ struct lease {
   char *refused_owner;        /* whose lease we last said we wait for */
   char *last_err;             /* the last acquisition error logged */
   int took_from_other;        /* the write in flight takes over a live one */
+  int prev_ours;              /* the version taken was our own owner's */
   struct loop_timer *timer;
   /* Who hears of changes: one replica, or every replica of a dir entry
    * (lease_join); a subscriber that left has cb NULL until compacted. */
@@ -472,6 +473,7 @@ static void on_read(void *arg, int status, const char *err) {
     return;
   if (release_pending(l))
     return;
+  l->prev_ours = 0;
   if (status == ERR_NOT_FOUND) {
     l->took_from_other = 0;
     take(l, NULL);
@@ -499,6 +501,7 @@ static void on_read(void *arg, int status, const char *err) {
   l->force = 0; /* only the first time: two forced hosts must not duel */
   l->took_from_other = 0;
   if (!strcmp(in.owner, l->owner)) {
+    l->prev_ours = 1;
     if (!in.released && in.expires_ns > time_now_ns())
       log_info(l->db, l->name, "lease on %s: resuming our own (owner %s)",
                l->b->desc, l->owner);
@@ -665,6 +668,10 @@ void lease_start(struct lease *l) {
              "both take it)",
              l->b->desc);
   acquire(l);
+}
+
+int lease_last_ours(const struct lease *l) {
+  return l->ttl_ns <= 0 || l->prev_ours;
 }
 
 int lease_held(const struct lease *l) {

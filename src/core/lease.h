@@ -79,6 +79,10 @@ int lease_waking(const struct lease *l);
 /* The idle TTL (0, or not above the TTL: renewals always at the TTL). */
 void lease_set_idle_ttl(struct lease *l, int64_t idle_ttl_ns);
 enum lease_state lease_state(const struct lease *l);
+/* Taken (or being taken) from a lock.json our own owner id wrote last: no
+ * other owner took the path since (so a position known locally from
+ * before still holds).  Always so without a lease (ttl 0). */
+int lease_last_ours(const struct lease *l);
 /* Taking it failed (the store errs) and it is being retried. */
 int lease_failing(const struct lease *l);
 /* Why (the store's message), while failing. */

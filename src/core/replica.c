@@ -113,7 +113,9 @@ static void on_lease(void *arg, int held) {
       kick(r);
     return;
   }
-  if (!in_flight(r))
+  /* (Not a position from the local state, when no other owner took the
+   * path since our own last version of the lease.) */
+  if (!in_flight(r) && !(r->local_pos && lease_last_ours(r->lease)))
     pos_reset(r, "lease taken again: listing the store");
   if (r->state == R_IDLE)
     kick(r);
@@ -1051,6 +1053,12 @@ static void kick_once(struct replica *r) {
     caught_up(r);
     return;
   }
+  /* Started asleep with a position from the local state: nothing to do
+   * (no lease, no request) until there is something to upload. */
+  if (r->local_pos && !r->want_snapshot && !behind(r)) {
+    caught_up(r);
+    return;
+  }
   lease_start(r->lease); /* before anything goes to the path */
   /* Something to upload asks the lease for it (an idle lease renews at
    * its TTL first); nothing to upload only needs it held. */
@@ -1075,6 +1083,15 @@ static void kick_once(struct replica *r) {
       flush_done(r);
     }
     return;
+  }
+  if (r->local_pos) {
+    /* The lease is ours: the housekeeping a resume starts (resume_at). */
+    r->local_pos = 0;
+    if (!r->hk_started && !pos_is_zero(&r->pos)) {
+      r->hk_started = 1;
+      hk_start(r->hk);
+      validator_start(r->val);
+    }
   }
   if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen)) {
     if (!r->pending_since_ns)
@@ -1155,6 +1172,16 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
     kick(r);
   }
   /* Otherwise the operation in flight continues and calls flush_done. */
+}
+
+void replica_resume_local(struct replica *r, const struct pos *p,
+                          int64_t last_sync_ns) {
+  pos_set(r, p->gen, p->index, p->offset);
+  r->last_sync_ns = last_sync_ns;
+  r->local_pos = 1;
+  char s[48];
+  pos_format(&r->pos, s);
+  log_debug(r->db->name, r->name, "position %s from the local state", s);
 }
 
 void replica_snapshot_now(struct replica *r) {

@@ -84,6 +84,7 @@ struct replica {
   struct pos val_cap;      /* validation: the next round ends exactly here */
   int val_cap_pending;
   int hk_started;
+  int local_pos;     /* the position came from the local state (start asleep) */
   int want_snapshot; /* take a snapshot when idle (interval, retention) */
   int64_t log_segs, log_bytes; /* uploads since the last progress line */
   int64_t log_last_ns;         /* monotonic time of that line */
@@ -99,6 +100,12 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg);
 /* Lag: 0 when caught up, else now - oldest change not yet held. */
 int64_t replica_lag_ns(const struct replica *r, int64_t now_ns);
 const char *replica_state_name(enum replica_state s);
+/* A start straight into sleep (db.c): the local state proves this replica
+ * holds everything up to p.  No request until the database changes: the
+ * lease is taken, and housekeeping started, once there is something to
+ * upload (a lease taken from another owner lists the store first). */
+void replica_resume_local(struct replica *r, const struct pos *p,
+                          int64_t last_sync_ns);
 /* Uploads a fresh snapshot of the current generation when idle. */
 void replica_snapshot_now(struct replica *r);
 

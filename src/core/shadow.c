@@ -526,15 +526,20 @@ int shadow_write_stop(const char *meta, const struct shadow_stop *st) {
 }
 
 int shadow_take_stop(const char *meta, struct shadow_stop *out) {
+  int rc = shadow_read_stop(meta, out);
+  char *path = path_join(meta, SHADOW_STOP_FILE);
+  unlink(path);
+  free(path);
+  return rc;
+}
+
+int shadow_read_stop(const char *meta, struct shadow_stop *out) {
   char *path = path_join(meta, SHADOW_STOP_FILE);
   struct buf b;
   int rc = file_read_all(path, 512, &b);
-  if (rc) {
-    free(path);
-    return ERR_NOT_FOUND;
-  }
-  unlink(path);
   free(path);
+  if (rc)
+    return ERR_NOT_FOUND;
   buf_append(&b, "", 1); /* NUL */
   struct shadow_stop st;
   char gen[64];

@@ -82,6 +82,9 @@ int shadow_write_stop(const char *meta, const struct shadow_stop *st);
 /* Reads the record and removes it; ERR_NOT_FOUND when there is none (or it
  * cannot be parsed). */
 int shadow_take_stop(const char *meta, struct shadow_stop *out);
+/* The same without removing it (a start straight into sleep keeps it: it
+ * still describes the state the sleeper relies on, engine.h). */
+int shadow_read_stop(const char *meta, struct shadow_stop *out);
 
 /* The shadow WAL writer.  These take the engine (engine.h) of the running
  * job and write its shadow file: e->shadow_fd, e->shadow_size and the

@@ -268,14 +268,22 @@ static int serve(void *arg, const char *path, struct buf *body,
   return 404;
 }
 
-/* READY=1 once every database has been opened (or found missing). */
+/* READY=1 once every database's start is decided: asleep because its
+ * local state proves it caught up, or opened (or found missing), or
+ * queued for a hot slot to open (db_start_decided).  A start is decided
+ * once and for good, so the scan resumes where it stopped. */
 static void on_ready_check(void *arg) {
+  static size_t from;
   (void)arg;
-  for (size_t i = 0; i < g_d.n_dbs; i++) {
-    if (g_d.dbs[i]->state == DB_INIT) {
-      loop_timer_start(g_d.ready_timer, 20);
-      return;
+  for (int pass = 0; pass < 2; pass++, from = 0) {
+    for (; from < g_d.n_dbs; from++) {
+      if (!db_start_decided(g_d.dbs[from])) {
+        loop_timer_start(g_d.ready_timer, 20);
+        return;
+      }
     }
+    /* (Once more from the start: a database removed meanwhile may have
+     * moved another one behind the cursor.) */
   }
   sd_notify_msg("READY=1\nSTATUS=replicating");
 }

@@ -25,6 +25,8 @@ const char *status_state(const struct db *db, int64_t now_ns) {
   if (no_lease && db->state == DB_READY)
     return "waiting";
   switch (db->state) {
+  case DB_INIT:
+    return "starting"; /* queued for its start (or its start check) */
   case DB_ERROR:
     return "error";
   case DB_WAITING:
@@ -60,6 +62,14 @@ static void render_json(struct db *const *dbs, size_t n, int64_t now,
     json_str(out, status_state(db, now));
     buf_appendf(out, ",\"generation\":");
     json_str(out, db->gen);
+    /* Asleep (light: its -shm and database file locked; deep: no fd), and
+     * whether it has not opened since a start that found it caught up. */
+    buf_appendf(out, ",\"sleep\":");
+    json_str(out, db->sleep == ENGINE_LIGHT  ? "light"
+                  : db->sleep == ENGINE_DEEP ? "deep"
+                                             : "");
+    buf_appendf(out, ",\"started_asleep\":%s",
+                db->start == DB_START_ASLEEP ? "true" : "false");
     buf_appendf(out, ",\"error\":");
     json_str(out, str_or_empty(db->last_err));
     buf_appendf(out, ",\"replicas\":[");
@@ -88,6 +98,16 @@ static void render_json(struct db *const *dbs, size_t n, int64_t now,
               (long long)st.in_flight, (long long)st.max_in_flight);
 }
 
+/* The sleep column: "start" is a deep sleeper that has not opened since a
+ * start that found its local state caught up (db.h, DB_START_ASLEEP). */
+static const char *sleep_name(const struct db *db) {
+  if (db->start == DB_START_ASLEEP)
+    return "start";
+  return db->sleep == ENGINE_LIGHT  ? "light"
+         : db->sleep == ENGINE_DEEP ? "deep"
+                                    : "-";
+}
+
 static size_t max_sz(size_t a, size_t b) {
   return a > b ? a : b;
 }
@@ -103,14 +123,15 @@ static void render_text(struct db *const *dbs, size_t n, int64_t now,
     for (size_t j = 0; j < dbs[i]->n_replicas; j++)
       wr = max_sz(wr, strlen(dbs[i]->replicas[j]->name));
   }
-  buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, "database", (int)ws,
-              "state", (int)wr, "replica", "lag", "error");
+  buf_appendf(out, "%-*s  %-*s  %-5s  %-*s  %-8s  %s\n", (int)wd, "database",
+              (int)ws, "state", "sleep", (int)wr, "replica", "lag", "error");
   for (size_t i = 0; i < n; i++) {
     const struct db *db = dbs[i];
     const char *st = status_state(db, now);
+    const char *sl = sleep_name(db);
     if (!db->n_replicas)
-      buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, db->name,
-                  (int)ws, st, (int)wr, "-", "-",
+      buf_appendf(out, "%-*s  %-*s  %-5s  %-*s  %-8s  %s\n", (int)wd, db->name,
+                  (int)ws, st, sl, (int)wr, "-", "-",
                   db->last_err ? db->last_err : "-");
     for (size_t j = 0; j < db->n_replicas; j++) {
       const struct replica *r = db->replicas[j];
@@ -128,8 +149,8 @@ static void render_text(struct db *const *dbs, size_t n, int64_t now,
       } else if (!e[0] && r->bw.queued) {
         e = "waiting for its turn (max-requests-per-second)";
       }
-      buf_appendf(out, "%-*s  %-*s  %-*s  %-8s  %s\n", (int)wd, db->name,
-                  (int)ws, st, (int)wr, r->name, lag, e[0] ? e : "-");
+      buf_appendf(out, "%-*s  %-*s  %-5s  %-*s  %-8s  %s\n", (int)wd, db->name,
+                  (int)ws, st, sl, (int)wr, r->name, lag, e[0] ? e : "-");
     }
   }
 }

@@ -108,8 +108,11 @@ echo "file: $(cat "$T/writer.out"); $nobj objects all opened by age -d, $(grep -
 
 # Restarts: with the identity, sluice reads its last (encrypted) segment
 # and resumes; with recipients only it cannot, says so, uploads that
-# segment again and skips validation; one generation throughout.
+# segment again and skips validation; one generation throughout.  (Each
+# restart follows a write made while sluice was stopped: an unchanged
+# database would start asleep, with no resume to test.)
 : >"$T/sluice.log"
+"$SQLWRITER" -db "$T/app.db" -n 10 >/dev/null
 sluice_start -config "$T/sluice.yml"
 wait_until 20 grep -q "resuming replication" "$T/sluice.log" || fail "no resume"
 "$SQLWRITER" -db "$T/app.db" -n 200 >/dev/null
@@ -117,6 +120,7 @@ sluice_stop
 grep -q "unreadable" "$T/sluice.log" && fail "resume could not read its own segment"
 sed -e "s|identities: .*|identities: []|" "$T/sluice.yml" >"$T/write-only.yml"
 : >"$T/sluice.log"
+"$SQLWRITER" -db "$T/app.db" -n 10 >/dev/null
 sluice_start -config "$T/write-only.yml"
 wait_until 20 grep -q "resuming replication" "$T/sluice.log" || fail "no resume (write-only)"
 "$SQLWRITER" -db "$T/app.db" -n 200 >/dev/null

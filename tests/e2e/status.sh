@@ -53,12 +53,12 @@ settled() {
 wait_until 30 settled || fail "states not reached: $(st 2>&1)"
 st >"$T/status.txt"
 cat "$T/status.txt"
-head -1 "$T/status.txt" | grep -Eq '^database +state +replica +lag +error$' ||
+head -1 "$T/status.txt" | grep -Eq '^database +state +sleep +replica +lag +error$' ||
   fail "no header line"
 [ "$(wc -l <"$T/status.txt")" -eq 4 ] || fail "want a header and 3 lines"
-grep -E "^$T/good.db +idle +ok +0s +-$" "$T/status.txt" >/dev/null ||
+grep -E "^$T/good.db +idle +(-|light|deep) +ok +0s +-$" "$T/status.txt" >/dev/null ||
   fail "good.db line"
-grep -E "^$T/bad.db +error +broken +[1-9][0-9]*s +.*replica-bad/generations" "$T/status.txt" >/dev/null ||
+grep -E "^$T/bad.db +error +[-a-z]+ +broken +[1-9][0-9]*s +.*replica-bad/generations" "$T/status.txt" >/dev/null ||
   fail "bad.db line does not name the failing path"
 
 "$SLUICE" status -json -config "$T/sluice.yml" >"$T/status.json" ||

@@ -431,6 +431,85 @@ TEST(sleep_sees_a_commit_during_the_sleep) {
   free(path);
 }
 
+/* Start straight into sleep: after a clean stop, an unchanged database is
+ * proven asleep without a connection (and its wake check sees a later
+ * commit); a commit kept in the WAL, or a TRUNCATE checkpoint into the
+ * database file, while "stopped" is never proven caught up. */
+TEST(start_asleep_only_when_unchanged) {
+  char *path = xasprintf("%s/start.db", dir);
+  sqlite3 *w;
+  sqlite3_open(path, &w);
+  sqlite3_busy_timeout(w, 5000);
+  w_exec(w, "PRAGMA journal_mode=wal;"
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  struct db_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.path = path;
+  struct engine e;
+  engine_init_struct(&e, &cfg);
+  CHECK_INT(engine_open(&e), 0);
+  for (int i = 0; i < 5; i++)
+    w_exec(w, "INSERT INTO t(v) VALUES(randomblob(100))");
+  sqlite3_close(w); /* the engine closes last: the stop truncates the WAL */
+  int ng = 0;
+  CHECK_INT(engine_sync(&e, &ng), 0);
+  char gen[GEN_LEN + 1];
+  memcpy(gen, e.gen, sizeof(gen));
+  uint32_t index = e.index;
+  int64_t size = e.shadow_size;
+  CHECK_INT(engine_close(&e), 0);
+  engine_destroy(&e);
+  char why[200];
+
+  /* Unchanged: asleep at once, at the stop's position, the record kept. */
+  struct engine a;
+  engine_init_struct(&a, &cfg);
+  CHECK_INT(engine_start_asleep(&a, why, sizeof(why)), 0);
+  CHECK_INT(a.asleep, ENGINE_DEEP);
+  CHECK_STR(a.gen, gen);
+  CHECK_INT(a.index, index);
+  CHECK_INT(a.shadow_size, size);
+  CHECK(a.conn[0] == NULL && a.db_fd < 0 && a.wal_fd < 0 && a.shm_fd < 0);
+  CHECK_INT(engine_wal_changed(&a), 0);
+  struct shadow_stop rec;
+  char *meta = xstrdup(a.meta);
+  CHECK_INT(shadow_read_stop(meta, &rec), 0);
+
+  /* A commit kept in the WAL (the connection stays open). */
+  sqlite3_open(path, &w);
+  sqlite3_busy_timeout(w, 5000);
+  w_exec(w, "PRAGMA wal_autocheckpoint=0;"
+            "INSERT INTO t(v) VALUES('written while stopped')");
+  CHECK_INT(engine_wal_changed(&a), 1); /* the sleeper wakes for it */
+  struct engine b;
+  engine_init_struct(&b, &cfg);
+  CHECK_INT(engine_start_asleep(&b, why, sizeof(why)), 1);
+  CHECK(strstr(why, "wal written") != NULL);
+  engine_destroy(&b);
+
+  /* The application's TRUNCATE checkpoint: WAL empty, database changed. */
+  w_exec(w, "PRAGMA wal_checkpoint(TRUNCATE)");
+  struct stat sb;
+  CHECK(stat(a.wal_path, &sb) == 0 && sb.st_size == 0);
+  engine_init_struct(&b, &cfg);
+  CHECK_INT(engine_start_asleep(&b, why, sizeof(why)), 1);
+  CHECK(strstr(why, "database file written") != NULL);
+  engine_destroy(&b);
+  CHECK_INT(engine_wal_changed(&a), 1);
+
+  /* The wake ships it in the same generation. */
+  CHECK_INT(engine_open(&a), 0);
+  CHECK_STR(a.gen, gen);
+  CHECK(a.index > index);
+  CHECK_INT(engine_sync(&a, &ng), 0);
+  CHECK_INT(ng, 0);
+  engine_close(&a);
+  engine_destroy(&a);
+  sqlite3_close(w);
+  free(meta);
+  free(path);
+}
+
 int main(void) {
   engine_global_init();
   snprintf(dir, sizeof(dir), "/tmp/sluice-engine.XXXXXX");
@@ -441,6 +520,7 @@ int main(void) {
   RUN(snapshot_after_a_partial_checkpoint_is_consistent);
   RUN(sync_under_write_lock_follows_a_restart);
   RUN(sleep_sees_a_commit_during_the_sleep);
+  RUN(start_asleep_only_when_unchanged);
   rm_rf(dir);
   T_DONE();
 }

@@ -39,7 +39,7 @@ TEST(states) {
   struct db *db = make_db(&cfg, 0, 2);
   int64_t now = time_now_ns();
   db->state = DB_INIT;
-  CHECK_STR(status_state(db, now), "init");
+  CHECK_STR(status_state(db, now), "starting");
   db->state = DB_WAITING;
   CHECK_STR(status_state(db, now), "waiting");
   db->state = DB_READY;
