@@ -69,8 +69,9 @@ struct restore_target {
 
 /* Chooses the replica and generation to restore (spec 4.1): among the
  * generations (only o->generation if set) whose first upload is not after
- * o->timestamp_ns, the one with the latest last upload; ties keep the
- * earlier replica and generation.  Fails with ERR_NO_BACKUPS ("no matching
+ * o->timestamp_ns, the one with the latest last upload; a tie goes to the
+ * greater generation name (the later one, for names from gen_new), and
+ * then to the earlier replica.  Fails with ERR_NO_BACKUPS ("no matching
  * backups found") when nothing matches.  `out` is written on success. */
 void restore_choose(struct backend *const *backends, size_t n,
                     const struct restore_opts *o, struct restore_target *out,

@@ -189,12 +189,19 @@ static void on_bounds(void *arg, int status, const char *err) {
     return;
   }
   /* An empty generation, or one that started after the timestamp, does
-   * not match; a timestamp after its end still does (latest state). */
+   * not match; a timestamp after its end still does (latest state).  S3
+   * and Azure list times to the second: a generation started and ended in
+   * the second of another's last upload ties with it, and the greater
+   * name is the later one for the generations sluice names (gen_new);
+   * Litestream keeps the earlier name, an arbitrary pick for its random
+   * names.  The same generation on two replicas keeps the earlier. */
+  const char *gen = c->gens.gens[c->g];
   if (!status && !(c->o.has_timestamp && c->o.timestamp_ns < c->start) &&
-      (!c->found || c->end > c->best.end_ns)) {
+      (!c->found || c->end > c->best.end_ns ||
+       (c->end == c->best.end_ns && strcmp(gen, c->best.gen) > 0))) {
     c->found = 1;
     c->best.replica = c->r;
-    memcpy(c->best.gen, c->gens.gens[c->g], GEN_LEN + 1);
+    memcpy(c->best.gen, gen, GEN_LEN + 1);
     c->best.start_ns = c->start;
     c->best.end_ns = c->end;
   }

@@ -20,6 +20,13 @@ int gen_is_valid(const char *s) {
 void gen_new(char out[GEN_LEN + 1]) {
   uint8_t b[8];
   random_bytes(b, sizeof(b));
+  /* The top 44 bits: milliseconds since the epoch (until the year 2527),
+   * so that a later generation has a greater name; the low 20: random. */
+  uint64_t ms = (uint64_t)(time_now_ns() / 1000000) & ((1ULL << 44) - 1);
+  uint64_t rnd = (uint64_t)b[0] << 16 | (uint64_t)b[1] << 8 | b[2];
+  uint64_t v = ms << 20 | (rnd & 0xfffff);
+  for (int i = 0; i < 8; i++)
+    b[i] = (uint8_t)(v >> (56 - 8 * i));
   hex_encode(b, sizeof(b), out);
 }
 

@@ -30,7 +30,11 @@ int gen_is_valid(const char *s);
  * else "<dir>/.<file>-litestream" beside it ("/.<file>-litestream" for a
  * database in "/").  Returns owned; free it. */
 char *meta_dir_path(const char *db_path, const char *meta_path);
-/* 8 random bytes, hex encoded. */
+/* A new generation name: 16 hex digits, as Litestream's (which are 8
+ * random bytes), but the first 11 are the time in milliseconds and the last
+ * 5 random, so a later generation sorts after an earlier one.  restore
+ * breaks a tie of last-upload times (stores that list them to the second)
+ * with it. */
 void gen_new(char out[GEN_LEN + 1]);
 
 /* Keys relative to the replica root; return owned strings. */

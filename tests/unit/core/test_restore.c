@@ -312,6 +312,43 @@ TEST(choose_generation) {
             ERR_NO_BACKUPS);
 }
 
+/* S3 and Azure list last-modified times to the second: two generations
+ * whose uploads all fall in one second tie, and the later one (the greater
+ * name, as gen_new makes them) must win, else a restore after a quick
+ * failover misses the new host's writes.  The same generation on two
+ * replicas keeps the earlier replica. */
+TEST(choose_breaks_a_tie_by_the_later_name) {
+  char *r1 = xasprintf("%s/tie1", g_dir), *r2 = xasprintf("%s/tie2", g_dir);
+  char *d1 = xasprintf("%s/tie-src1", g_dir),
+       *d2 = xasprintf("%s/tie-src2", g_dir);
+  char *d3 = xasprintf("%s/tie-src3", g_dir);
+  struct backend *b1 = open_backend(r1, -1), *b2 = open_backend(r2, -1);
+  struct built x = {0}, y = {0}, z = {0};
+  char older[GEN_LEN + 1], newer[GEN_LEN + 1];
+  gen_new(older);
+  do /* at most a millisecond */
+    gen_new(newer);
+  while (strcmp(newer, older) <= 0);
+  CHECK(strcmp(newer, older) > 0); /* a later gen_new sorts after */
+  build(b1, newer, d1, 0, 2000000000, &x);
+  build(b1, older, d2, 0, 2000000000, &y);
+  struct restore_opts o = {.parallelism = 8};
+  struct restore_target t;
+  struct backend *bs[] = {b1, b2};
+  CHECK_INT(restore_choose_sync(bs, 1, &o, &t, g_err, sizeof(g_err)), 0);
+  CHECK_STR(t.gen, newer);
+  build(b2, newer, d3, 0, 2000000000, &z);
+  CHECK_INT(restore_choose_sync(bs, 2, &o, &t, g_err, sizeof(g_err)), 0);
+  CHECK_STR(t.gen, newer);
+  CHECK_INT(t.replica, 0);
+  built_destroy(&x);
+  built_destroy(&y);
+  built_destroy(&z);
+  backend_close(b1);
+  backend_close(b2);
+  free(r1), free(r2), free(d1), free(d2), free(d3);
+}
+
 static void corrupt_copy(const char *root, const char *gen, const char *dst) {
   /* Copy the generation's objects into a fresh replica at dst. */
   char *cmd = xasprintf("mkdir -p %s/generations && cp -r %s/generations/%s "
@@ -748,6 +785,7 @@ int main(void) {
   build(g_b, GEN2, dbdir2, 0, 2000000010, &other);
   RUN(restores_latest_and_point_in_time);
   RUN(choose_generation);
+  RUN(choose_breaks_a_tie_by_the_later_name);
   RUN(stray_segments_below_the_snapshot_are_ignored);
   RUN(corrupt_wal_content_names_the_object);
   RUN(large_snapshot_ranges_and_temp_file);
