@@ -62,6 +62,7 @@ static struct {
   struct loop_timer *deep_timer;
   size_t snaps;
   struct db *sq_head, *sq_tail;
+  int abandoned; /* db_abandon: no job starts any more */
 } g = {.lim = {.max_hot = 256,
                .max_light = 8192,
                .deep_after_ns = 600 * NS_PER_SEC,
@@ -971,7 +972,7 @@ static uint32_t replicas_hold_below(const struct db *db) {
 }
 
 static void submit(struct db *db) {
-  if (db->job || !db->pending || db->state == DB_CLOSED)
+  if (db->job || !db->pending || db->state == DB_CLOSED || g.abandoned)
     return;
   if (db->close_phase == DB_CLOSE_FINAL)
     db->pending &= DBJ_CLOSE | DBJ_STATUS;
@@ -1174,7 +1175,7 @@ static void on_replica_flushed(void *arg) {
 
 /* DB_CLOSE_SYNC ends once no job runs and none is pending. */
 static void close_advance(struct db *db) {
-  if (db->close_phase != DB_CLOSE_SYNC || db->job || db->pending)
+  if (db->close_phase != DB_CLOSE_SYNC || db->job || db->pending || g.abandoned)
     return;
   close_set(db, DB_CLOSE_FLUSH);
   db->closing_replicas = (int)db->n_replicas + 1;
@@ -1199,6 +1200,14 @@ void db_close(struct db *db, void (*cb)(void *arg), void *arg) {
   close_set(db, DB_CLOSE_SYNC);
   /* Asleep: the final sync wakes it only if something was written. */
   db_kick(db, DBJ_SYNC | (db->sleep ? DBJ_PROBE : 0));
+}
+
+void db_abandon(struct db *db) {
+  g.abandoned = 1;
+  db->pending = 0;
+  db->close_cb = NULL; /* it never closes now: the daemon frees it */
+  for (size_t i = 0; i < db->n_replicas; i++)
+    replica_abandon(db->replicas[i]);
 }
 
 void db_free(struct db *db) {

@@ -667,6 +667,11 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
 
 static void on_snapshot(void *arg, int status, struct db_snapshot *s) {
   struct replica *r = arg;
+  if (r->state == R_CLOSED) {
+    if (!status)
+      db_snapshot_release(r->db, s);
+    return;
+  }
   if (status) {
     fail(r, status, "snapshot failed");
     return;
@@ -1033,6 +1038,16 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg) {
     kick(r);
   }
   /* Otherwise the operation in flight continues and calls flush_done. */
+}
+
+void replica_abandon(struct replica *r) {
+  hk_stop(r->hk);
+  validator_stop(r->val);
+  timer_drop(r);
+  budget_cancel(&r->bw);
+  r->want_snapshot = 0;
+  r->flush_cb = NULL;
+  set_state(r, R_CLOSED);
 }
 
 void replica_snapshot_now(struct replica *r) {
