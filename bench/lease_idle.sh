@@ -6,6 +6,11 @@
 # the same N as N `dbs:` entries (a lease per replica path).
 # Usage: bench/lease_idle.sh [N] [SECONDS]   (defaults 50 dbs, 60 s; lease-ttl 30s)
 #        UPSTREAM=127.0.0.1:5000 measures against moto instead of s3rver.
+#        LEASE_IDLE_TTL=0 renews idle leases at lease-ttl (as before
+#        lease-idle-ttl existed); unset, the default (1h) applies.
+#        SETTLE=S waits S seconds after the last snapshot before counting
+#        (default 5; an idle lease is renewed as idle after a whole
+#        lease-ttl without uploads, so 45 measures its steady state).
 set -u
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILDDIR=${BUILDDIR:-$SRCDIR/build}
@@ -26,6 +31,9 @@ s3_keys() { # port prefix
       access-key-id: S3RVER
       secret-access-key: S3RVER
 YML
+  if [ -n "${LEASE_IDLE_TTL:-}" ]; then
+    echo "      lease-idle-ttl: $LEASE_IDLE_TTL"
+  fi
 }
 
 settled() { [ "$(grep -c 'snapshot written' "$T/sluice.log")" -ge "$N" ]; }
@@ -59,7 +67,7 @@ measure() { # layout: dir | dbs
   # Settled: every database snapshotted, then a few quiet seconds.
   wait_until 120 settled ||
     fail "$kind: not every database was snapshotted"
-  sleep 5
+  sleep "${SETTLE:-5}"
   local start n by
   start=$(wc -l <"$d/requests.log")
   sleep "$SECS"
@@ -73,8 +81,9 @@ print(" ".join("%s=%d" % kv for kv in sorted(c.items())))' <"$d/window.log")
   : >"$T/sluice.log"
   kill "$proxy"
   wait "$proxy" 2>/dev/null
-  printf "%-4s %5d idle dbs: %6d requests in %ss = %7.1f per minute (%s)\n" \
-    "$kind" "$N" "$n" "$SECS" "$(echo "$n * 60 / $SECS" | bc -l)" "$by"
+  printf "%-4s %5d idle dbs: %6d requests in %ss = %7.1f per minute (%s; lease-idle-ttl %s, settle %ss)\n" \
+    "$kind" "$N" "$n" "$SECS" "$(echo "$n * 60 / $SECS" | bc -l)" "$by" \
+    "${LEASE_IDLE_TTL:-default}" "${SETTLE:-5}"
 }
 
 measure dir

@@ -8,13 +8,36 @@ ROOT=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 scripts/install-deps.sh --test
-if [ ! -d tests/servers/node_modules ]; then
-  echo "installing test servers (npm ci)"
-  # --ignore-scripts: the only install scripts are protobufjs's version
-  # check and the optional native re2 (firebase-tools' superstatic), whose
-  # prebuilt download is unreachable here, so npm compiled it from source:
-  # minutes of C++ that no test server uses.
-  (cd tests/servers && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+# The test servers' npm packages, keyed by package-lock.json: an installed
+# tree is kept in $SLUICE_CACHE (default ~/.cache/sluice), so a fresh
+# checkout (or a lock changed back) costs a hard-linked copy, not minutes of
+# npm ci.  A tree installed by an older check.sh (no .sluice-lock) is used
+# as it is; a node_modules that is a symlink (another checkout's) too.
+NM=tests/servers/node_modules
+LOCK=$(sha256sum tests/servers/package-lock.json | cut -c1-16)
+if [ ! -L "$NM" ] && { [ ! -d "$NM" ] ||
+  { [ -f "$NM/.sluice-lock" ] && [ "$(cat "$NM/.sluice-lock")" != "$LOCK" ]; }; }; then
+  CACHE=${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}/node_modules-$LOCK
+  rm -rf "$NM"
+  if [ -f "$CACHE/.sluice-lock" ]; then
+    echo "test servers from $CACHE"
+    cp -al "$CACHE" "$NM" 2>/dev/null || { rm -rf "$NM"; cp -a "$CACHE" "$NM"; }
+  else
+    echo "installing test servers (npm ci)"
+    # --ignore-scripts: the only install scripts are protobufjs's version
+    # check and the optional native re2 (firebase-tools' superstatic), whose
+    # prebuilt download is unreachable here, so npm compiled it from source:
+    # minutes of C++ that no test server uses.
+    (cd tests/servers && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$LOCK" >"$NM/.sluice-lock"
+    mkdir -p "$(dirname "$CACHE")" && rm -rf "$CACHE" "$CACHE.tmp"
+    if cp -al "$NM" "$CACHE.tmp" 2>/dev/null ||
+      { rm -rf "$CACHE.tmp" && cp -a "$NM" "$CACHE.tmp"; }; then
+      mv "$CACHE.tmp" "$CACHE"
+    else
+      echo "note: could not keep $NM in $CACHE"
+    fi
+  fi
 fi
 
 # The container image (tests/e2e/image.sh) is built from the apt mirror,
@@ -86,6 +109,12 @@ if [ -z "${NO_SANITIZE:-}" ]; then
   echo "== again under ASan+UBSan =="
   # shellcheck disable=SC2086
   build_dir build-asan $ASAN_ARGS
+  # What does not involve the binary (shellcheck of the scripts, in
+  # e2e/deploy) the plain suite above checked already.  Sanitized tests
+  # take more CPU: two per CPU, not three.
+  [ -n "${SANITIZE_ONLY:-}" ] || SLUICE_STATIC_CHECKED=1
+  SLUICE_STATIC_CHECKED=${SLUICE_STATIC_CHECKED:-} \
+  CTEST_JOBS_PER_CPU=${CTEST_JOBS_PER_CPU:-2} \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     test_dir build-asan

@@ -39,6 +39,11 @@
  *        the directories holding at least one file; *.tmp is skipped.
  *  del   removes files (missing ones are fine), then the directories left
  *        empty, up to generations/.
+ *  get_tag, put_cond (the lease's lock.json): atomic, as a directory of
+ *        immutable versions lock.json.d/<seq> created by rename, which
+ *        SFTP v3 refuses onto an existing name ("conditional writes"
+ *        below).  A server whose rename replaces files breaks the
+ *        protocol and this guarantee.
  *
  * The password is kept in memory only for the authentication call; it is
  * never logged nor put in a message.
@@ -93,7 +98,7 @@ enum conn_state {
   C_READY,
 };
 
-enum sop_kind { S_PUT, S_GET, S_LIST, S_DEL };
+enum sop_kind { S_PUT, S_GET, S_LIST, S_DEL, S_GET_TAG, S_PUT_COND };
 
 /* A directory the lister still has to read. */
 struct dir_item {
@@ -138,6 +143,15 @@ struct sop {
   struct dir_item *dirs; /* list: stack of directories to read */
   size_t n_dirs;
   struct dir_item cur; /* list: the directory being read */
+  /* get_tag, put_cond (the lease): see "conditional writes" */
+  char *dir;        /* <key>.d */
+  char *tag;        /* the caller's BACKEND_TAG_MAX buffer */
+  uint64_t seq;     /* put_cond: the version written */
+  uint64_t max_seq; /* the highest version listed */
+  uint64_t gc[64];  /* put_cond: versions to remove (COND_GC_MAX) */
+  size_t n_gc, gc_i;
+  int rescans;      /* get_tag: listed again */
+  struct buf check; /* put_cond: the version found at our target */
 
   int status;
   char err[768];
@@ -200,11 +214,14 @@ static void sop_free(struct sop *o) {
   free(o->dirs);
   free(o->cur.key);
   free(o->cur.owner);
+  free(o->dir);
+  buf_destroy(&o->check);
   free(o);
 }
 
 static const char *op_name(enum sop_kind k) {
-  static const char *const names[] = {"put", "get", "list", "delete"};
+  static const char *const names[] = {"put",    "get",  "list",
+                                      "delete", "read", "conditional put"};
   return names[k];
 }
 
@@ -880,6 +897,324 @@ static int del_step(struct sftp_priv *s, struct sop *o) {
   }
 }
 
+/* --- conditional writes: the lease (get_tag, put_cond) ---
+ *
+ * SFTP v3 has no compare-and-swap and no atomic replace (posix-rename@
+ * openssh.com is not reachable through libssh2 1.10), but it has an
+ * atomic create-if-absent: RENAME, which the protocol says fails when the
+ * new name exists (OpenSSH does it with link(2), so of two renames onto
+ * one name exactly one succeeds, and the file appears whole).  A
+ * conditional object is therefore a directory of immutable versions,
+ * <key>.d/<seq> (seq: 20 decimal digits, 1 up), the highest being the
+ * current one; its tag is its seq.
+ *
+ *  get_tag   lists <key>.d, reads the highest version (listed again if a
+ *            writer removed it meanwhile).  No version: ERR_NOT_FOUND.
+ *  put_cond  writes a unique temporary file, fsyncs and closes it, then
+ *            renames it to version match+1 (1 when match is NULL): if that
+ *            exists, someone else replaced match first (ERR_PRECONDITION).
+ *            Then it lists the directory: a version above its own means
+ *            its match was an old version whose successor had been
+ *            removed, so it removes its own again (ERR_PRECONDITION).
+ *            Otherwise it won; it removes the versions below match.
+ * The highest version is never removed (only those below the one being
+ * replaced are), so a version above ours in that listing is proof that we
+ * lost, and its absence proof that we won.  A retry after a lost
+ * connection that finds its target taken reads it: its own bytes mean its
+ * first rename went through.
+ */
+
+#define SEQ_DIGITS 20
+#define COND_GC_MAX 64 /* old versions removed per write */
+#define COND_RESCANS 5 /* version removed between listing and reading */
+#define COND_READ_MAX 65536
+
+enum {
+  K_OPENDIR = 100, /* above put_step's phases: a put_cond runs those too */
+  K_READDIR,
+  K_CLOSEDIR,
+  K_OPEN,
+  K_READ,
+  K_CLOSE,
+  K_CHECK_OPEN,
+  K_CHECK_READ,
+  K_CHECK_CLOSE,
+  K_UNLINK_TMP,
+  K_UNDO,
+  K_GC,
+};
+
+static uint64_t g_cond_tmp_seq;
+
+static char *cond_dir(struct sftp_priv *s, const char *key) {
+  char *p = remote_path(s, key);
+  char *d = xasprintf("%s.d", p);
+  free(p);
+  return d;
+}
+
+static char *cond_version(const char *dir, uint64_t seq) {
+  return xasprintf("%s/%0*llu", dir, SEQ_DIGITS, (unsigned long long)seq);
+}
+
+/* The seq of a version's file name, or 0. */
+static uint64_t cond_seq(const char *name) {
+  if (strlen(name) != SEQ_DIGITS)
+    return 0;
+  for (const char *p = name; *p; p++)
+    if (!isdigit((unsigned char)*p))
+      return 0;
+  return strtoull(name, NULL, 10);
+}
+
+/* Reads o->path into buf (capped): the open, read and close phases that
+ * both get_tag and a retried put_cond need.  Returns a step result; sets
+ * *fx on an SFTP error (the caller decides what it means). */
+static int cond_open(struct sftp_priv *s, struct sop *o, const char *path,
+                     unsigned long *fx) {
+  o->h = libssh2_sftp_open_ex(s->sftp, path, (unsigned)strlen(path),
+                              LIBSSH2_FXF_READ, 0, LIBSSH2_SFTP_OPENFILE);
+  return handle_rc(s, o->h, fx);
+}
+
+/* Reads until EOF into b: 1 done, 0 an SFTP error in *fx, <0 connection. */
+static int cond_read(struct sftp_priv *s, struct sop *o, struct buf *b,
+                     unsigned long *fx) {
+  for (;;) {
+    size_t want = 4096;
+    if (b->max && b->max - b->len < want)
+      want = b->max - b->len;
+    int rc = want ? buf_reserve(b, want) : -EFBIG;
+    if (rc) {
+      *fx = LIBSSH2_FX_FAILURE; /* larger than any lease */
+      return 0;
+    }
+    ssize_t r = libssh2_sftp_read(o->h, (char *)b->data + b->len, want);
+    if (r < 0) {
+      if ((rc = sftp_rc(s, (int)r, fx)) < 0)
+        return rc;
+      return 0;
+    }
+    if (r == 0)
+      return 1;
+    b->len += (size_t)r;
+  }
+}
+
+static int cond_close(struct sftp_priv *s, struct sop *o) {
+  unsigned long fx = 0;
+  int rc = libssh2_sftp_close_handle(o->h);
+  if (rc < 0 && (rc = sftp_rc(s, rc, &fx)) < 0)
+    return rc;
+  o->h = NULL;
+  return 0;
+}
+
+/* The listing of <key>.d: the highest version, and (put_cond) the versions
+ * below the one replaced, to remove. */
+static int cond_list_step(struct sftp_priv *s, struct sop *o, int *missing) {
+  unsigned long fx = 0;
+  int rc;
+  switch (o->phase) {
+  case K_OPENDIR:
+    o->max_seq = 0;
+    o->n_gc = 0;
+    o->h = libssh2_sftp_open_ex(s->sftp, o->dir, (unsigned)strlen(o->dir), 0, 0,
+                                LIBSSH2_SFTP_OPENDIR);
+    if ((rc = handle_rc(s, o->h, &fx)) < 0)
+      return rc;
+    if (rc == 0) {
+      if (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH) {
+        *missing = 1;
+        return STEP_DONE;
+      }
+      sop_fail(s, o, fx_code(fx), "cannot read directory %s: %s", o->dir,
+               fx_name(fx));
+      return STEP_DONE;
+    }
+    o->phase = K_READDIR;
+    return STEP_NEXT;
+  case K_READDIR:
+    for (;;) {
+      char name[512];
+      LIBSSH2_SFTP_ATTRIBUTES a;
+      rc = libssh2_sftp_readdir_ex(o->h, name, sizeof(name), NULL, 0, &a);
+      if (rc < 0) {
+        if ((rc = sftp_rc(s, rc, &fx)) < 0)
+          return rc;
+        sop_fail(s, o, fx_code(fx), "cannot read directory %s: %s", o->dir,
+                 fx_name(fx));
+        o->phase = K_CLOSEDIR;
+        return STEP_NEXT;
+      }
+      if (rc == 0)
+        break;
+      uint64_t seq = cond_seq(name);
+      if (!seq)
+        continue;
+      o->max_seq = MAX(o->max_seq, seq);
+      if (o->kind == S_PUT_COND && seq + 1 < o->seq && o->n_gc < COND_GC_MAX)
+        o->gc[o->n_gc++] = seq;
+    }
+    o->phase = K_CLOSEDIR;
+    return STEP_NEXT;
+  case K_CLOSEDIR:
+    if ((rc = cond_close(s, o)) < 0)
+      return rc;
+    return STEP_DONE;
+  }
+  return STEP_DONE;
+}
+
+static int get_tag_step(struct sftp_priv *s, struct sop *o) {
+  unsigned long fx = 0;
+  int rc, missing = 0;
+  if (o->phase == 0)
+    o->phase = K_OPENDIR;
+  switch (o->phase) {
+  case K_OPENDIR:
+  case K_READDIR:
+  case K_CLOSEDIR: {
+    int was_close = o->phase == K_CLOSEDIR;
+    rc = cond_list_step(s, o, &missing);
+    if (rc != STEP_DONE || o->status)
+      return rc;
+    if (missing || (was_close && !o->max_seq)) {
+      sop_fail(s, o, ERR_NOT_FOUND, "no such file");
+      return STEP_DONE;
+    }
+    if (!was_close)
+      return STEP_DONE; /* cannot happen: a listing ends at its close */
+    free(o->path);
+    o->path = cond_version(o->dir, o->max_seq);
+    o->phase = K_OPEN;
+    return STEP_NEXT;
+  }
+  case K_OPEN:
+    if ((rc = cond_open(s, o, o->path, &fx)) < 0)
+      return rc;
+    if (rc == 0) {
+      if ((fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH) &&
+          ++o->rescans < COND_RESCANS) {
+        o->phase = K_OPENDIR; /* replaced and removed meanwhile */
+        return STEP_NEXT;
+      }
+      sop_fail(s, o, fx_code(fx), "%s: %s", o->path, fx_name(fx));
+      return STEP_DONE;
+    }
+    o->sink.buf->len = o->sink_base;
+    o->phase = K_READ;
+    return STEP_NEXT;
+  case K_READ:
+    if ((rc = cond_read(s, o, o->sink.buf, &fx)) < 0)
+      return rc;
+    if (rc == 0)
+      sop_fail(s, o, fx_code(fx), "read failed: %s", fx_name(fx));
+    o->phase = K_CLOSE;
+    return STEP_NEXT;
+  case K_CLOSE:
+    if ((rc = cond_close(s, o)) < 0)
+      return rc;
+    if (!o->status)
+      snprintf(o->tag, BACKEND_TAG_MAX, "%llu", (unsigned long long)o->max_seq);
+    return STEP_DONE;
+  }
+  return STEP_DONE;
+}
+
+static int put_cond_step(struct sftp_priv *s, struct sop *o) {
+  unsigned long fx = 0;
+  int rc, missing = 0;
+  if (o->phase < P_RENAME || (o->phase > P_RENAME && o->phase < K_OPENDIR))
+    return put_step(s, o); /* the temporary file, or a failure's cleanup */
+  switch (o->phase) {
+  case P_RENAME:
+    rc = libssh2_sftp_rename_ex(s->sftp, o->tmp, (unsigned)strlen(o->tmp),
+                                o->path, (unsigned)strlen(o->path), 0);
+    if (rc < 0 && (rc = sftp_rc(s, rc, &fx)) < 0)
+      return rc;
+    if (fx == LIBSSH2_FX_FAILURE || fx == LIBSSH2_FX_FILE_ALREADY_EXISTS) {
+      o->phase = K_CHECK_OPEN; /* taken: by us, before a lost connection? */
+      return STEP_NEXT;
+    }
+    if (fx) {
+      put_failing(o, fx_code(fx), "rename failed", fx);
+      return STEP_NEXT;
+    }
+    o->phase = K_OPENDIR;
+    return STEP_NEXT;
+  case K_CHECK_OPEN:
+    if ((rc = cond_open(s, o, o->path, &fx)) < 0)
+      return rc;
+    if (rc == 0) {
+      put_failing(o, -EIO, "rename failed", LIBSSH2_FX_FAILURE);
+      return STEP_NEXT;
+    }
+    o->check.len = 0;
+    o->phase = K_CHECK_READ;
+    return STEP_NEXT;
+  case K_CHECK_READ:
+    if ((rc = cond_read(s, o, &o->check, &fx)) < 0)
+      return rc;
+    o->phase = K_CHECK_CLOSE;
+    return STEP_NEXT;
+  case K_CHECK_CLOSE:
+    if ((rc = cond_close(s, o)) < 0)
+      return rc;
+    if (o->check.len == (size_t)o->payload.len &&
+        !memcmp(o->check.data, o->payload.data, o->check.len)) {
+      o->phase = K_UNLINK_TMP; /* ours: the first attempt's rename landed */
+      return STEP_NEXT;
+    }
+    put_failing(o, ERR_PRECONDITION, "replaced by another writer meanwhile", 0);
+    return STEP_NEXT;
+  case K_UNLINK_TMP:
+    rc = libssh2_sftp_unlink_ex(s->sftp, o->tmp, (unsigned)strlen(o->tmp));
+    if (rc < 0 && (rc = sftp_rc(s, rc, &fx)) < 0)
+      return rc;
+    o->phase = K_OPENDIR;
+    return STEP_NEXT;
+  case K_OPENDIR:
+  case K_READDIR:
+  case K_CLOSEDIR: {
+    int was_close = o->phase == K_CLOSEDIR;
+    rc = cond_list_step(s, o, &missing);
+    if (rc != STEP_DONE || o->status)
+      return rc;
+    if (missing || !was_close) {
+      sop_fail(s, o, -EIO, "%s vanished after the rename", o->dir);
+      return STEP_DONE;
+    }
+    if (o->max_seq > o->seq) {
+      o->phase = K_UNDO; /* our match was old: a later version stands */
+      return STEP_NEXT;
+    }
+    o->gc_i = 0;
+    o->phase = K_GC;
+    return STEP_NEXT;
+  }
+  case K_UNDO:
+    rc = libssh2_sftp_unlink_ex(s->sftp, o->path, (unsigned)strlen(o->path));
+    if (rc < 0 && (rc = sftp_rc(s, rc, &fx)) < 0)
+      return rc;
+    sop_fail(s, o, ERR_PRECONDITION, "version %llu stands above ours",
+             (unsigned long long)o->max_seq);
+    return STEP_DONE;
+  case K_GC:
+    while (o->gc_i < o->n_gc) {
+      char *p = cond_version(o->dir, o->gc[o->gc_i]);
+      rc = libssh2_sftp_unlink_ex(s->sftp, p, (unsigned)strlen(p));
+      free(p);
+      if (rc < 0 && (rc = sftp_rc(s, rc, &fx)) < 0)
+        return rc;
+      o->gc_i++; /* gone already is fine */
+    }
+    snprintf(o->tag, BACKEND_TAG_MAX, "%llu", (unsigned long long)o->seq);
+    return STEP_DONE;
+  }
+  return STEP_DONE;
+}
+
 /* --- the connection --- */
 
 static void on_poll(void *arg, int status, int events);
@@ -1543,6 +1878,10 @@ static int op_step(struct sftp_priv *s, struct sop *o) {
     return list_step(s, o);
   case S_DEL:
     return del_step(s, o);
+  case S_GET_TAG:
+    return get_tag_step(s, o);
+  case S_PUT_COND:
+    return put_cond_step(s, o);
   }
   return STEP_DONE;
 }
@@ -1728,6 +2067,37 @@ static void sftp_del(struct backend *b, char *const *keys, size_t n,
   submit(b, o);
 }
 
+static void sftp_get_tag(struct backend *b, const char *key, struct buf *out,
+                         char *tag, backend_cb cb, void *arg) {
+  struct sftp_priv *s = b->priv;
+  struct sop *o = sop_new(b, S_GET_TAG, key, cb, arg);
+  o->dir = cond_dir(s, key);
+  o->tag = tag;
+  o->sink.buf = out;
+  o->sink.fd = -1;
+  o->sink_base = out->len;
+  submit(b, o);
+}
+
+static void sftp_put_cond(struct backend *b, const char *key,
+                          const uint8_t *data, size_t len, const char *match,
+                          char *tag_out, backend_cb cb, void *arg) {
+  struct sftp_priv *s = b->priv;
+  struct sop *o = sop_new(b, S_PUT_COND, key, cb, arg);
+  o->dir = cond_dir(s, key);
+  o->tag = tag_out;
+  o->seq = (match ? strtoull(match, NULL, 10) : 0) + 1;
+  o->path = cond_version(o->dir, o->seq);
+  char host[64] = "host";
+  gethostname(host, sizeof(host) - 1);
+  host[strcspn(host, "/.")] = '\0';
+  o->tmp = xasprintf("%s/.%s.%d.%llu.tmp", o->dir, host, (int)getpid(),
+                     (unsigned long long)++g_cond_tmp_seq);
+  o->payload = (struct payload){.data = data, .fd = -1, .len = (int64_t)len};
+  buf_init(&o->check, COND_READ_MAX);
+  submit(b, o);
+}
+
 /* --- open / close --- */
 
 static char *default_known_hosts(void) {
@@ -1893,7 +2263,7 @@ static void sftp_close(struct backend *b) {
  * none and sets b->priv itself. */
 const struct backend_ops backend_sftp = {
     .name = "sftp",
-    .caps = 0,
+    .caps = BACKEND_CAP_COND,
     .priv_size = 0,
     .open = sftp_open,
     .close = sftp_close,
@@ -1901,4 +2271,6 @@ const struct backend_ops backend_sftp = {
     .get = sftp_get,
     .list = sftp_list,
     .del = sftp_del,
+    .get_tag = sftp_get_tag,
+    .put_cond = sftp_put_cond,
 };

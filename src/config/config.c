@@ -182,6 +182,7 @@ static int is_replica_key(const char *key) {
                                      "sync-interval",
                                      "validation-interval",
                                      "lease-ttl",
+                                     "lease-idle-ttl",
                                      "force-takeover",
                                      "url",
                                      "bucket",
@@ -558,6 +559,7 @@ static void replica_defaults(struct replica_config *r) {
   r->sync_interval = DEFAULT_SYNC_INTERVAL;
   r->snapshot_wal_factor = DEFAULT_SNAPSHOT_WAL_FACTOR;
   r->lease_ttl = DEFAULT_LEASE_TTL;
+  r->lease_idle_ttl = DEFAULT_LEASE_IDLE_TTL;
   r->force_path_style = TRI_UNSET;
 }
 
@@ -619,6 +621,16 @@ static int check_intervals(struct pctx *c, struct replica_config *r,
     duration_format(r->lease_ttl, d);
     return errf(c, section_line(s, "lease-ttl"), "lease-ttl",
                 "must be 0 (no lease) or at least 1s, got %s", d);
+  }
+  if (r->lease_idle_ttl < 0 || (r->lease_idle_ttl > 0 && r->lease_ttl > 0 &&
+                                r->lease_idle_ttl < r->lease_ttl)) {
+    char t[40];
+    duration_format(r->lease_idle_ttl, d);
+    duration_format(r->lease_ttl, t);
+    return errf(c, section_line(s, "lease-idle-ttl"), "lease-idle-ttl",
+                "must be 0 (renew idle leases at lease-ttl) or at least "
+                "lease-ttl (%s), got %s",
+                t, d);
   }
   return 0;
 }
@@ -684,6 +696,7 @@ static const struct field replica_fields[] = {
     {"snapshot-wal-factor", K_COUNT, RF(snapshot_wal_factor), 0, NULL},
     {"validation-interval", K_DUR, RF(validation_interval), 0, NULL},
     {"lease-ttl", K_DUR, RF(lease_ttl), 0, NULL},
+    {"lease-idle-ttl", K_DUR, RF(lease_idle_ttl), 0, NULL},
     {"force-takeover", K_BOOL, RF(force_takeover), 0, NULL},
     {"age", K_SUB, 0, 0, parse_age},
     {"bucket", K_STR, RF(bucket), 0, NULL},

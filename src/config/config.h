@@ -26,6 +26,7 @@
 #define DEFAULT_SYNC_INTERVAL (1000LL * 1000 * 1000) /* 1s */
 #define DEFAULT_SNAPSHOT_WAL_FACTOR 1
 #define DEFAULT_LEASE_TTL (30LL * 1000 * 1000 * 1000)            /* 30s */
+#define DEFAULT_LEASE_IDLE_TTL (3600LL * 1000 * 1000 * 1000)     /* 1h */
 #define DEFAULT_RETENTION (24LL * 3600 * 1000 * 1000 * 1000)     /* 24h */
 #define DEFAULT_RETENTION_CHECK (3600LL * 1000 * 1000 * 1000)    /* 1h */
 #define DEFAULT_SHUTDOWN_TIMEOUT (30LL * 1000 * 1000 * 1000)     /* 30s */
@@ -52,6 +53,9 @@ struct replica_config {
   /* The single-writer lease of the path (core/lease.h): its TTL (0 = no
    * lease), and whether to take it from a live owner at start. */
   int64_t lease_ttl;
+  /* While nothing uploads for a whole lease_ttl: the lease is renewed with
+   * this TTL instead (0 = always lease_ttl; core/lease.h "Idle leases"). */
+  int64_t lease_idle_ttl;
   int force_takeover;
   /* A database of a dir entry: the entry's replica path (its root), where
    * one lease covers every database under it; NULL otherwise. */

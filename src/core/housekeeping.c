@@ -16,6 +16,7 @@
 #include "core/db.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "core/lease.h"
 #include "core/replica.h"
 #include "core/store.h"
 #include "loop/loop.h"
@@ -52,6 +53,7 @@ struct housekeeping {
    * the next one, even when no older snapshot is left to remind it. */
   char owed_gen[GEN_LEN + 1];
   uint32_t owed_below;
+  int lease_wait; /* deletions found, waiting for lease_use (hk_lease_ready) */
 };
 
 /* A leftover *.tmp must be this old (and held by no upload) to go. */
@@ -187,6 +189,12 @@ static void run_next(struct housekeeping *h) {
   struct hk_task *t = h->tasks;
   if (!t) {
     done_run(h);
+    return;
+  }
+  /* Deleting is writing: an idle lease renews first (a fenced owner
+   * deletes nothing). */
+  if (!lease_use(h->r->lease)) {
+    h->lease_wait = 1;
     return;
   }
   if (t->kind == 0) {
@@ -351,8 +359,19 @@ static void on_retention_sweep(void *arg, int status, const char *err) {
   evaluate(h);
 }
 
+void hk_lease_ready(struct housekeeping *h) {
+  if (!h->lease_wait)
+    return;
+  h->lease_wait = 0;
+  run_next(h);
+}
+
 void hk_retention_check(struct housekeeping *h) {
   struct replica *r = h->r;
+  if (h->lease_wait) { /* asks again (a renewal may end without a change) */
+    hk_lease_ready(h);
+    return;
+  }
   if (h->running || r->cfg->retention <= 0 || !r->db->gen[0])
     return;
   h->running = 1;
@@ -451,6 +470,10 @@ int hk_busy(const struct housekeeping *h) {
 void hk_stop(struct housekeeping *h) {
   if (!h)
     return;
+  if (h->lease_wait) {
+    h->lease_wait = 0;
+    fail_run(h, ERR_CANCELED, "pass dropped: the lease is not ours now");
+  }
   loop_timer_free(h->retention_timer);
   loop_timer_free(h->snapshot_timer);
   h->retention_timer = h->snapshot_timer = NULL;

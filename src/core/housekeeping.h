@@ -27,6 +27,8 @@ void hk_add_known(struct housekeeping *h, const char *gen, uint32_t index,
 /* Runs a retention check now (also called by its timer). */
 void hk_retention_check(struct housekeeping *h);
 int hk_busy(const struct housekeeping *h);
+/* The lease is usable again: a pass waiting for it goes on. */
+void hk_lease_ready(struct housekeeping *h);
 /* Stops the timers (shutdown). */
 void hk_stop(struct housekeeping *h);
 

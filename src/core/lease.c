@@ -42,6 +42,11 @@ struct lease {
   int pid;
   int64_t started_ns;
   int64_t ttl_ns;
+  int64_t idle_ttl_ns; /* lease_set_idle_ttl: the expiry while unused */
+  int64_t last_use_ns; /* monotonic: the last lease_use */
+  int idle_written;    /* our last write has the idle expiry */
+  int w_idle;          /* the write in flight has it */
+  int wake_wanted;     /* lease_use wants a renewal at ttl before uploads */
   int force;
   enum lease_state state;
   int refs;  /* replicas holding it (lease_join, lease_drop) */
@@ -153,6 +158,8 @@ static void notify(struct lease *l, int held) {
 static void set_state(struct lease *l, enum lease_state s) {
   if (l->state == s || l->state == L_CLOSED)
     return;
+  if (s != L_HELD)
+    l->idle_written = l->wake_wanted = 0;
   log_debug(l->db, l->name, "lease %s -> %s", lease_state_name(l->state),
             lease_state_name(s));
   l->state = s;
@@ -259,20 +266,27 @@ static int parse_info(struct buf *b, struct lease_info *in) {
   return 0;
 }
 
+/* The TTL the write in flight gives the lease. */
+static int64_t write_ttl(const struct lease *l) {
+  return l->w_idle ? l->idle_ttl_ns : l->ttl_ns;
+}
+
 static char *make_body(struct lease *l, int released) {
   int64_t now = time_now_ns();
-  int64_t exp = released ? now : now + l->ttl_ns;
+  int64_t exp = released ? now : now + write_ttl(l);
   char started[32], renewed[32], expires[32], ttl[40];
   time_format_rfc3339(l->started_ns, started);
   time_format_rfc3339(now, renewed);
   time_format_rfc3339(exp, expires);
-  duration_format(l->ttl_ns, ttl);
+  duration_format(write_ttl(l), ttl);
   return xasprintf("{\"version\":1,\"owner\":\"%s\",\"host\":\"%s\","
                    "\"pid\":%d,\"started\":\"%s\",\"renewed\":\"%s\","
                    "\"expires\":\"%s\",\"expires_ns\":%" PRId64
-                   ",\"ttl\":\"%s\",\"seq\":%" PRId64 ",\"released\":%s}\n",
+                   ",\"ttl\":\"%s\",\"idle\":%s,\"seq\":%" PRId64
+                   ",\"released\":%s}\n",
                    l->owner, l->host, l->pid, started, renewed, expires, exp,
-                   ttl, ++l->seq, released ? "true" : "false");
+                   ttl, l->w_idle && !released ? "true" : "false", ++l->seq,
+                   released ? "true" : "false");
 }
 
 static void describe(const struct lease_info *in, char *out, size_t n) {
@@ -327,6 +341,7 @@ static void on_released(void *arg, int status, const char *err) {
 static void start_release(struct lease *l) {
   set_state(l, L_RELEASING);
   loop_timer_stop(l->timer);
+  l->w_idle = 0;
   l->wr = make_body(l, 1);
   l->busy = 1;
   backend_put_cond(l->b, LEASE_KEY, (const uint8_t *)l->wr, strlen(l->wr),
@@ -346,9 +361,19 @@ static int release_pending(struct lease *l) {
   return 1;
 }
 
-static void hold(struct lease *l) {
+/* Our write succeeded.  Returns 1 when it is the renewal at the TTL that a
+ * lease_use after an idle write waited for. */
+static int hold(struct lease *l) {
+  int64_t ttl = write_ttl(l);
   memcpy(l->tag, l->wtag, BACKEND_TAG_MAX);
-  l->valid_until = l->write_start + l->ttl_ns - l->ttl_ns / 6;
+  l->valid_until = l->write_start + ttl - ttl / 6;
+  if (l->w_idle && !l->idle_written)
+    log_debug(l->db, l->name, "lease on %s: idle, renewed for %" PRId64 " s",
+              l->b->desc, (int64_t)(ttl / NS_PER_SEC));
+  l->idle_written = l->w_idle;
+  int woke = !l->w_idle && l->wake_wanted;
+  if (woke)
+    l->wake_wanted = 0;
   str_set(&l->refused_owner, NULL);
   str_set(&l->last_err, NULL);
   /* The meta directory exists once the engine opened the database: keep
@@ -358,8 +383,9 @@ static void hold(struct lease *l) {
   if (l->renew_failing)
     log_info(l->db, l->name, "lease on %s renewed again", l->b->desc);
   l->renew_failing = 0;
-  loop_timer_start(l->timer, (uint64_t)(l->ttl_ns / 3 / NS_PER_MS) + 1);
+  loop_timer_start(l->timer, (uint64_t)(ttl / 3 / NS_PER_MS) + 1);
   set_state(l, L_HELD);
+  return woke;
 }
 
 /* The lease cannot be taken (the store fails): as serious as a replica
@@ -416,6 +442,7 @@ static void on_taken(void *arg, int status, const char *err) {
 }
 
 static void take(struct lease *l, const char *match) {
+  l->w_idle = 0;
   l->wr = make_body(l, 0);
   l->write_start = time_mono_ns();
   l->busy = 1;
@@ -530,8 +557,15 @@ static void on_renewed(void *arg, int status, const char *err) {
   if (request_end(l))
     return;
   if (!status) {
-    hold(l);
-    release_pending(l);
+    int woke = hold(l);
+    if (release_pending(l))
+      return;
+    if (l->wake_wanted && l->idle_written) {
+      renew(l); /* woken while an idle renewal was in flight */
+      return;
+    }
+    if (woke)
+      notify(l, LEASE_RESUMED); /* uploads may go on */
     return;
   }
   if (status == ERR_PRECONDITION) {
@@ -561,7 +595,11 @@ static void on_renewed(void *arg, int status, const char *err) {
   loop_timer_start(l->timer, RETRY_MS);
 }
 
+/* A renewal: at the idle TTL when nothing used the lease for a whole TTL
+ * (and nothing waits to upload), else at the TTL. */
 static void renew(struct lease *l) {
+  l->w_idle = l->idle_ttl_ns > l->ttl_ns && !l->wake_wanted &&
+              time_mono_ns() - l->last_use_ns >= l->ttl_ns;
   l->wr = make_body(l, 0);
   l->write_start = time_mono_ns();
   l->busy = 1;
@@ -618,6 +656,7 @@ void lease_start(struct lease *l) {
   if (l->started || l->ttl_ns <= 0 || l->state != L_ACQUIRE)
     return;
   l->started = 1;
+  l->last_use_ns = time_mono_ns();
   l->owner = lease_owner_id(l->meta, &l->persisted);
   if (!(l->b->ops->caps & BACKEND_CAP_COND))
     log_warn(l->db, l->name,
@@ -630,6 +669,34 @@ void lease_start(struct lease *l) {
 
 int lease_held(const struct lease *l) {
   return l->state == L_HELD && time_mono_ns() < l->valid_until;
+}
+
+void lease_set_idle_ttl(struct lease *l, int64_t idle_ttl_ns) {
+  l->idle_ttl_ns = idle_ttl_ns;
+}
+
+int lease_use(struct lease *l) {
+  l->last_use_ns = time_mono_ns();
+  if (!lease_held(l))
+    return 0;
+  if (!l->idle_written)
+    return 1;
+  /* Written with the idle expiry: a -force-takeover may have replaced it
+   * since, which only a conditional write can tell.  Renew at the TTL
+   * first; uploads wait for it (LEASE_RESUMED). */
+  if (!l->wake_wanted)
+    log_debug(l->db, l->name, "lease on %s: in use again, renewing first",
+              l->b->desc);
+  l->wake_wanted = 1;
+  if (!l->busy && !l->release_cb) {
+    loop_timer_stop(l->timer);
+    renew(l);
+  }
+  return 0;
+}
+
+int lease_waking(const struct lease *l) {
+  return l->wake_wanted && l->state == L_HELD;
 }
 
 enum lease_state lease_state(const struct lease *l) {

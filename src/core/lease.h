@@ -23,6 +23,15 @@
  *   WAITING   another owner holds a live lease: retry when it expires
  *   HELD      ours; renewed every ttl/3; uploads allowed until
  *             valid_until (the start of the last good write + ttl*5/6)
+ *
+ * Idle leases (lease_set_idle_ttl, the `lease-idle-ttl` key): when nothing
+ * called lease_use for a whole TTL, the next renewal writes the idle TTL
+ * instead (expires = now + idle TTL; "idle": true) and the one after it
+ * comes idle_ttl/3 later, so an idle path costs a request per idle_ttl/3,
+ * not per ttl/3.  Others see a longer expiry (refused for longer, which is
+ * safe).  The next lease_use does not allow uploads at once: it renews at
+ * the TTL first, a conditional write, so a -force-takeover made meanwhile
+ * is seen (the owner is fenced) before anything is uploaded.
  *   RELEASING writing the released version (clean stop)
  *   CLOSED    released or given up; never changes again
  * A lease with ttl 0 (`lease-ttl: 0`) is always held and writes nothing.
@@ -42,7 +51,9 @@ enum lease_state { L_ACQUIRE, L_WAITING, L_HELD, L_RELEASING, L_CLOSED };
 
 /* Called on every change of state before a release: held = 1 when it is
  * taken (or renewed after failures), 0 when not ours (refused, lost,
- * retrying).  It may call lease_release. */
+ * retrying), LEASE_RESUMED when still ours and renewed at the TTL after an
+ * idle renewal (a lease_use waited for it).  It may call lease_release. */
+#define LEASE_RESUMED 2
 typedef void (*lease_change_cb)(void *arg, int held);
 
 struct lease;
@@ -57,8 +68,16 @@ struct lease *lease_new(struct backend *b, const char *meta, const char *db,
 /* Starts taking it (once; replica.c calls it before its first upload, so
  * a database that never appears takes no lease). */
 void lease_start(struct lease *l);
-/* Ours and not past its local deadline: uploads may go on. */
+/* Ours and not past its local deadline (written at the idle TTL or not). */
 int lease_held(const struct lease *l);
+/* Before an upload or a delete: 1 if it may go on now.  Marks the lease
+ * used (not idle).  0 when not held, or held with the idle expiry: then a
+ * renewal at the TTL starts and the change callback says LEASE_RESUMED (or
+ * 0, fenced) when it ends; lease_waking is true meanwhile. */
+int lease_use(struct lease *l);
+int lease_waking(const struct lease *l);
+/* The idle TTL (0, or not above the TTL: renewals always at the TTL). */
+void lease_set_idle_ttl(struct lease *l, int64_t idle_ttl_ns);
 enum lease_state lease_state(const struct lease *l);
 /* Taking it failed (the store errs) and it is being retried. */
 int lease_failing(const struct lease *l);

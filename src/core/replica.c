@@ -101,6 +101,13 @@ static void on_lease(void *arg, int held) {
       kick(r); /* a shutdown waiting for the lease ends if it was refused */
     return;
   }
+  hk_lease_ready(r->hk);
+  if (held == LEASE_RESUMED) {
+    /* Renewed at the TTL after an idle spell: nothing changed hands. */
+    if (r->state == R_IDLE)
+      kick(r);
+    return;
+  }
   if (!in_flight(r))
     pos_reset(r, "lease taken again: listing the store");
   if (r->state == R_IDLE)
@@ -139,6 +146,7 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
   if (!r->lease)
     r->lease = lease_new(b, db->meta, db->name, r->name, cfg->lease_ttl,
                          cfg->force_takeover, on_lease, r);
+  lease_set_idle_ttl(r->lease, cfg->lease_idle_ttl);
   return r;
 }
 
@@ -944,7 +952,11 @@ static void kick_once(struct replica *r) {
     return;
   }
   lease_start(r->lease); /* before anything goes to the path */
-  if (!lease_held(r->lease)) {
+  /* Something to upload asks the lease for it (an idle lease renews at
+   * its TTL first); nothing to upload only needs it held. */
+  int work = pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen) ||
+             r->want_snapshot || behind(r);
+  if (work ? !lease_use(r->lease) : !lease_held(r->lease)) {
     /* Not ours: nothing goes to this path, and the lag grows.  A store
      * failing the lease is a replica error (backoff, retries); a shutdown
      * still waits for a lease being taken (its final sync), not for one
@@ -954,7 +966,7 @@ static void kick_once(struct replica *r) {
           db->last_change_ns ? db->last_change_ns : time_now_ns();
     if (lease_failing(r->lease)) {
       fail(r, ERR_BACKEND, lease_error(r->lease));
-    } else if (lease_state(r->lease) != L_ACQUIRE) {
+    } else if (lease_state(r->lease) != L_ACQUIRE && !lease_waking(r->lease)) {
       if (r->flushing && behind(r))
         log_error(r->db->name, r->name,
                   "shutdown: changes not uploaded: the lease on %s is not "

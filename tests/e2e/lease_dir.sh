@@ -33,6 +33,7 @@ dbs:
       url: file://$T/rep
       sync-interval: 100ms
       lease-ttl: ${TTL}s
+      lease-idle-ttl: 0 # renewals at the TTL: counts them per entry
 YML
 }
 for i in $(seq "$N"); do mkdb "$T/a/t$i/app.db" 5 a; done

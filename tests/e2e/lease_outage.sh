@@ -29,10 +29,12 @@ dbs:
         url: file://$T/replica
         sync-interval: 100ms
         lease-ttl: 2s
+        lease-idle-ttl: 0 # this case is the lapse
       - name: flaky
         url: file://$T/down/replica
         sync-interval: 100ms
         lease-ttl: 2s
+        lease-idle-ttl: 0 # this case is the lapse
 YML
 
 pos_of() {

@@ -12,6 +12,13 @@ PROMTOOL=$(command -v promtool) || skip "promtool not installed (Debian package 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$PORT
 DB=$T/app.db
+# Replica a's path is a symlink, switched atomically (rename) between its
+# directory and a plain file: while it points at the file every request
+# fails (ENOTDIR), and sluice cannot recreate the directory in between (as
+# it could between a mv and a write, or an rm and a mv back).
+mkdir -p "$T/store-a" && echo "not a directory" >"$T/nodir"
+point_a() { ln -sfn "$1" "$T/replica-a.new" && mv -T "$T/replica-a.new" "$T/replica-a"; }
+point_a "$T/store-a"
 cat >"$T/sluice.yml" <<YML
 addr: 127.0.0.1:$PORT
 health-max-sync-age: 1s
@@ -152,10 +159,9 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/metrics")
   fail "HEAD /healthz is not 200"
 echo "/healthz 200, other paths 404"
 
-# Replica a becomes unreachable: its directory is moved away and a file
-# takes its place.  Its lag rises past health-max-sync-age; b is fine.
-mv "$T/replica-a" "$T/replica-a.away"
-echo "not a directory" >"$T/replica-a"
+# Replica a becomes unreachable: a file takes its directory's place.  Its
+# lag rises past health-max-sync-age; b is fine.
+point_a "$T/nodir"
 "$SQLWRITER" -db "$DB" -n 50 >/dev/null
 unhealthy() { [ "$(status /healthz)" = 503 ]; }
 wait_until 15 unhealthy || fail "/healthz stays $(status /healthz) with replica a failing"
@@ -172,8 +178,7 @@ grep -q 'sluice_replica_upload_errors_total{db="[^"]*",name="a"} [1-9]' \
 echo "replica a unreachable: lag $l1 -> $l2 s, /healthz 503"
 
 # The directory returns: a catches up (after its retry backoff).
-rm "$T/replica-a"
-mv "$T/replica-a.away" "$T/replica-a"
+point_a "$T/store-a"
 healthy() { [ "$(status /healthz)" = 200 ]; }
 wait_until 60 healthy || fail "/healthz still $(status /healthz) after a returned"
 [ "$(lag a)" = 0 ] || fail "lag of a is $(lag a) after recovery"

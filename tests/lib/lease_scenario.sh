@@ -17,6 +17,7 @@
 #  4. c is killed -9 and restarted at once: it resumes its own lease.
 #  5. c is killed -9 again: b takes over when the lease expires, and the
 #     restore holds all of b's writes.
+# (lease-idle-ttl: 0 here; e2e/lease_idle covers idle leases.)
 TTL=5s
 PID_a= PID_b= PID_c=
 
@@ -32,6 +33,10 @@ YML
     shared_replica shared
     echo "        sync-interval: 100ms"
     echo "        lease-ttl: $TTL"
+    # Renewals at the TTL even when idle, so that a fenced owner notices at
+    # once and a killed one's lease lapses after the TTL: idle leases
+    # (lease-idle-ttl) have their own test, e2e/lease_idle.
+    echo "        lease-idle-ttl: 0"
     if [ "$h" = b ]; then
       cat <<YML
       - name: local

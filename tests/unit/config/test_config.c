@@ -524,6 +524,22 @@ TEST(validation_errors) {
             "      - path: /b\n"
             "        retention-check-interval: 0\n",
             FILE_NAME ":5: retention-check-interval: must be greater than");
+  CHECK_BAD("dbs:\n"
+            "  - path: /a.db\n"
+            "    replicas:\n"
+            "      - path: /b\n"
+            "        lease-idle-ttl: 10s\n",
+            FILE_NAME ":5: lease-idle-ttl: must be 0 (renew idle leases at "
+                      "lease-ttl) or at least lease-ttl (30s), got 10s");
+  {
+    struct config c;
+    parse_ok("dbs:\n  - path: /a.db\n    replicas:\n      - path: /b\n"
+             "      - path: /c\n        name: c\n        lease-idle-ttl: 0\n",
+             &c);
+    CHECK(c.dbs[0].replicas[0].lease_idle_ttl == 3600 * NS_PER_SEC);
+    CHECK(c.dbs[0].replicas[1].lease_idle_ttl == 0);
+    config_destroy(&c);
+  }
   CHECK_BAD("dbs:\n  - path: /a.db\n    min-checkpoint-page-count: 0\n",
             FILE_NAME ":3: min-checkpoint-page-count: must be greater than "
                       "zero");

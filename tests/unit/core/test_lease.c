@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
@@ -231,6 +232,94 @@ TEST(lease_one_owner_release_force) {
   free(m3);
 }
 
+static int never(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+static int is_resumed(void *arg) {
+  return ((struct holder *)arg)->held == LEASE_RESUMED;
+}
+
+/* lock.json at path as written last: 1 if it has the idle expiry. */
+static int lock_is_idle(void *arg) {
+  struct buf b;
+  buf_init(&b, 8192);
+  int ok = !file_read_all(arg, 8192, &b) && b.len &&
+           memmem(b.data, b.len, "\"idle\":true", 11);
+  buf_destroy(&b);
+  return ok;
+}
+
+static char *read_lock(const char *path) {
+  struct buf b;
+  buf_init(&b, 8192);
+  CHECK_INT(file_read_all(path, 8192, &b), 0);
+  buf_append(&b, "", 1);
+  char *s = xstrdup((char *)b.data);
+  buf_destroy(&b);
+  return s;
+}
+
+/* Idle leases: unused for a TTL, the renewal writes the idle expiry and
+ * no renewal follows for a while; a use renews at the TTL before it
+ * allows uploads (LEASE_RESUMED); after a forced takeover made while
+ * idle, the use finds the lease gone and never allows uploads. */
+TEST(lease_idle_renews_late_then_wakes) {
+  const int64_t ttl = 3000 * NS_PER_MS;
+  struct backend *b1 = open_file("idle"), *b2 = open_file("idle");
+  char *m1 = path_join(g_dir, "im1"), *m2 = path_join(g_dir, "im2");
+  char *lock = path_join(g_dir, "idle/lock.json");
+  struct holder h1 = {0}, h2 = {0};
+  struct lease *l1 = lease_new(b1, m1, "db1", "r", ttl, 0, on_change, &h1);
+  lease_set_idle_ttl(l1, 60 * NS_PER_SEC);
+  lease_start(l1);
+  CHECK(run_until(is_held, &h1, 5000));
+  CHECK(lease_use(l1));
+  CHECK(!lock_is_idle(lock));
+  CHECK(run_until(lock_is_idle, lock, 9000));
+  CHECK(lease_held(l1));
+  /* No write for more than a TTL (three renewals at ttl/3). */
+  char *v1 = read_lock(lock);
+  run_until(never, NULL, 3500);
+  char *v2 = read_lock(lock);
+  CHECK_STR(v2, v1);
+  free(v1);
+  free(v2);
+  /* A use: not at once, but after a renewal at the TTL. */
+  int changes = h1.changes;
+  CHECK(!lease_use(l1));
+  CHECK(lease_waking(l1));
+  CHECK(run_until(is_resumed, &h1, 5000));
+  CHECK_INT(h1.changes, changes + 1);
+  CHECK(!lease_waking(l1));
+  CHECK(lease_use(l1));
+  CHECK(!lock_is_idle(lock));
+  /* Idle again, then forced away: the next use learns it, allows nothing. */
+  CHECK(run_until(lock_is_idle, lock, 9000));
+  struct lease *l2 = lease_new(b2, m2, "db2", "r", ttl, 1, on_change, &h2);
+  lease_start(l2);
+  CHECK(run_until(is_held, &h2, 5000));
+  CHECK(!lease_use(l1));
+  CHECK(run_until(is_lost, &h1, 5000));
+  CHECK(!lease_use(l1));
+  CHECK(!lease_held(l1));
+  CHECK(lease_held(l2));
+  volatile int rel = 0;
+  lease_release(l2, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  rel = 0;
+  lease_release(l1, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  lease_free(l1);
+  lease_free(l2);
+  backend_close(b1);
+  backend_close(b2);
+  free(m1);
+  free(m2);
+  free(lock);
+}
+
 /* One lease for a dir entry's databases (lease_join): subscribers of the
  * same root share it (one lock.json at the root, one acquisition), all
  * hear of changes, the first to leave does not release it, the last does,
@@ -303,6 +392,7 @@ int main(void) {
   RUN(owner_id_persisted_per_host);
   RUN(lease_one_owner_release_force);
   RUN(lease_shared_by_a_dir_entry);
+  RUN(lease_idle_renews_late_then_wakes);
   CHECK_INT(loop_close(), 0);
   rm_rf(g_dir);
   T_DONE();
