@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A shutdown timeout with work in flight: 300 databases in one `dir:` entry,
-# a file replica and (when moto runs) an S3 one, writers committing to 60
+# A shutdown timeout with work in flight: 200 databases in one `dir:` entry,
+# a file replica and (when moto runs) an S3 one, writers committing to 50
 # of them, then SIGTERM with `shutdown-timeout: 1ms` (it fires while every
 # database's final-sync job is on the pool, and uploads and HTTP requests
 # are in flight), and rounds with 30ms and 300ms (other phases).  Each
@@ -14,8 +14,8 @@
 # in 1 generation.
 source "$SRCDIR/tests/lib/common.sh"
 
-N=300
-W=60
+N=200
+W=50
 mkdir -p "$T/dbs"
 python3 - "$T/dbs" "$N" <<'PY' || fail "cannot create the databases"
 import sqlite3, sys
@@ -73,7 +73,7 @@ writers() {
   python3 - "$T/dbs" "$W" "$T" <<'PY' &
 import os, sqlite3, sys, time
 d, w, t = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-k = 0
+k = int(open(f"{t}/commits").read()) if os.path.exists(f"{t}/commits") else 0
 while not os.path.exists(f"{t}/stop-writers"):
     i = k % w
     c = sqlite3.connect(f"{d}/t{i:04d}.db", isolation_level=None, timeout=30)
@@ -113,13 +113,13 @@ done
 sluice_stop
 sanitizer_clean "first run"
 
-writers
 round=0
 for timeout in 1ms 30ms 300ms 1ms; do
   round=$((round + 1))
   config "$timeout"
   : >"$T/sluice.log"
   sluice_start -config "$T/sluice.yml"
+  writers
   # Replicating, and the writers have committed since this start.
   base=$(segments)
   c0=$(commits)
@@ -132,6 +132,9 @@ for timeout in 1ms 30ms 300ms 1ms; do
   rc=0
   wait "$SLUICE_PID" || rc=$?
   ms=$((($(date +%s%N) - t0) / 1000000))
+  touch "$T/stop-writers"
+  wait "$WRITER_PID" || fail "the writers failed"
+  rm -f "$T/stop-writers"
   sanitizer_clean "round $round"
   case $rc in
   1)
@@ -149,8 +152,6 @@ for timeout in 1ms 30ms 300ms 1ms; do
   echo "round $round: shutdown-timeout $timeout: exit $rc in $ms ms"
   cp "$T/sluice.log" "$T/sluice.$round.log"
 done
-touch "$T/stop-writers"
-wait "$WRITER_PID" || fail "the writers failed"
 echo "$(commits) commits or more by the writers"
 
 # A clean run: what the cut stops left in the shadow goes up now.
