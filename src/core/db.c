@@ -501,6 +501,7 @@ static int work_snapshot(struct db_job *j) {
   }
   unlink(s->path); /* nothing left behind, whatever happens */
   int rc = engine_snapshot(e, s->fd, &s->size, s->gen, &s->index);
+  s->offset = e->shadow_size; /* the image's end (core/snapshot.h) */
   if (rc) {
     close(s->fd);
     free(s->path);

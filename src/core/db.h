@@ -72,6 +72,7 @@ void db_sleep_counts(size_t *hot, size_t *light, size_t *deep, size_t *queued);
 struct db_snapshot {
   char gen[GEN_LEN + 1];
   uint32_t index;
+  int64_t offset; /* the image is the database at gen/index:offset */
   char *path;
   int fd;
   int64_t size;

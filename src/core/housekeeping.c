@@ -77,6 +77,14 @@ void hk_add_known(struct housekeeping *h, const char *gen, uint32_t index,
   k->created_ns = created_ns;
 }
 
+int hk_has_snapshot(const struct housekeeping *h, const char *gen,
+                    uint32_t index) {
+  for (size_t i = 0; i < h->n_known; i++)
+    if (h->known[i].index == index && !strcmp(h->known[i].gen, gen))
+      return 1;
+  return 0;
+}
+
 static void forget(struct housekeeping *h, const char *gen, uint32_t below,
                    int whole_gen) {
   size_t j = 0;
@@ -224,19 +232,27 @@ static void push_task(struct housekeeping *h, int kind, const char *gen,
 static void evaluate(struct housekeeping *h) {
   struct replica *r = h->r;
   int64_t cutoff = time_now_ns() - r->cfg->retention;
-  int any = 0;
-  for (size_t i = 0; i < h->n_known; i++)
+  int any = 0, covers = 0;
+  for (size_t i = 0; i < h->n_known; i++) {
     any |= h->known[i].created_ns >= cutoff;
-  if (!any) {
-    /* Keep at least one snapshot: take a fresh one, evaluate after. */
-    replica_snapshot_now(r);
-    done_run(h);
-    return;
+    covers |= h->known[i].created_ns <= cutoff &&
+              !strcmp(h->known[i].gen, r->db->gen);
   }
-  /* Generations with no retained snapshot go; in the others, everything
-   * below the newest snapshot at or before the cutoff goes (a -timestamp
-   * just inside the window restores from it), or below the oldest
-   * retained snapshot when there is none that old. */
+  /* None within the window: a fresh one, so that a later pass can delete
+   * what is below it (not taken if the current WAL index has one: the
+   * newest snapshot is then the one everything in the window restores
+   * from, and what is below it goes now). */
+  if (!any)
+    replica_snapshot_now(r);
+  /* In every generation, everything below the newest snapshot at or before
+   * the cutoff goes (a -timestamp just inside the window restores from
+   * it), or below the oldest retained snapshot when there is none that
+   * old.  A generation other than the current one with no retained
+   * snapshot goes whole, but only once the current one has a snapshot at
+   * or before the cutoff: restore then chooses the current generation for
+   * every time in the window (spec 4.1: a generation started by then, the
+   * latest end).  Until then a time between the cutoff and the current
+   * generation's start restores from an older generation. */
   char(*gens)[GEN_LEN + 1] = xcalloc(h->n_known + 1, GEN_LEN + 1);
   size_t ng = 0;
   for (size_t i = 0; i < h->n_known; i++) {
@@ -255,18 +271,23 @@ static void evaluate(struct housekeeping *h) {
       if (strcmp(k->gen, gens[g]))
         continue;
       if (k->created_ns < cutoff) {
-        if (!anchor || k->created_ns > anchor->created_ns)
+        /* (the one restore picks: on a tie, the higher index) */
+        if (!anchor || k->created_ns > anchor->created_ns ||
+            (k->created_ns == anchor->created_ns && k->index > anchor->index))
           anchor = k;
         continue;
       }
       kept = 1;
       min = MIN(min, k->index);
     }
-    if (kept && anchor)
-      min = MIN(min, anchor->index);
-    if (!kept && strcmp(gens[g], r->db->gen)) {
+    int current = !strcmp(gens[g], r->db->gen);
+    if (!kept && !current && covers) {
       push_task(h, 0, gens[g], 0, 0);
       continue;
+    }
+    if (anchor) {
+      min = MIN(min, anchor->index);
+      kept = 1;
     }
     int older = 0;
     for (size_t i = 0; i < h->n_known; i++)

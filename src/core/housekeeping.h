@@ -24,6 +24,9 @@ void hk_start(struct housekeeping *h);
 /* A snapshot exists (written or listed). */
 void hk_add_known(struct housekeeping *h, const char *gen, uint32_t index,
                   int64_t created_ns);
+/* A snapshot of gen at index is known to exist. */
+int hk_has_snapshot(const struct housekeeping *h, const char *gen,
+                    uint32_t index);
 /* Runs a retention check now (also called by its timer). */
 void hk_retention_check(struct housekeeping *h);
 int hk_busy(const struct housekeeping *h);

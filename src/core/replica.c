@@ -53,8 +53,11 @@ static int in_flight(const struct replica *r) {
   return r->state == R_RESUME || r->state == R_SNAPSHOT || r->state == R_UPLOAD;
 }
 
+static void snap_drop(struct replica *r);
+
 /* An operation in flight holds one of the process-wide slots
- * (core/budget.h), granted before kick() starts it. */
+ * (core/budget.h), granted before kick() starts it.  A snapshot waiting
+ * for its segments (r->snap) lives only while one is in flight. */
 static void set_state(struct replica *r, enum replica_state s) {
   if (r->state == s)
     return;
@@ -67,6 +70,8 @@ static void set_state(struct replica *r, enum replica_state s) {
     budget_use(&r->bw);
   else if (was && !in_flight(r))
     budget_done(&r->bw);
+  if (r->snap && !in_flight(r))
+    snap_drop(r); /* its segments could not all go first (snap_waits) */
 }
 
 static void on_timer(void *arg) {
@@ -152,6 +157,8 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
 
 void replica_free(struct replica *r) {
   assert(!r->job); /* a running build hands itself back to r */
+  if (r->snap)
+    db_snapshot_release(r->db, r->snap);
   budget_cancel(&r->bw);
   lease_drop(r->lease, r);
   hk_free(r->hk);
@@ -294,8 +301,9 @@ struct seg_job {
   char *path;              /* owned: the shadow WAL file */
   char *wal_path;          /* owned: the database's WAL */
   int64_t off;
-  int64_t cap;  /* end of the round in this file, or -1: the file's end */
-  int64_t phys; /* from here on in the WAL (full disk), or -1 */
+  int64_t cap;     /* end of the round in this file, or -1: the file's end */
+  int64_t phys;    /* from here on in the WAL (full disk), or -1 */
+  int64_t min_end; /* one segment reaches at least this (first_seg_end) */
   uint8_t wal_hdr[WAL_HEADER_SIZE]; /* ... whose lifetime this must be */
   uint32_t page_size;
   /* out */
@@ -358,7 +366,8 @@ static void build_work(void *arg) {
     sp.phys = -1;
   }
   if (end - j->off > MAX_SEGMENT)
-    end = commit_boundary(&sp, j->off, j->off + MAX_SEGMENT, end, j->page_size);
+    end = commit_boundary(&sp, j->off, MAX(j->off + MAX_SEGMENT, j->min_end),
+                          end, j->page_size);
   if (end <= j->off)
     goto out;
   size_t n = (size_t)(end - j->off);
@@ -579,19 +588,33 @@ static int past_round_end(const struct replica *r) {
          (r->pos.index == r->round_index && r->pos.offset >= r->round_size);
 }
 
+static void put_snapshot(struct replica *r);
+static int snap_waits(const struct replica *r);
+
 static void upload_next(struct replica *r) {
   struct db *db = r->db;
+  if (r->snap) {
+    if (r->flushing || pos_is_zero(&r->pos) ||
+        strcmp(r->pos.gen, r->snap->gen) || strcmp(db->gen, r->snap->gen)) {
+      snap_drop(r);
+    } else if (!snap_waits(r)) {
+      put_snapshot(r); /* every segment up to it is in the store */
+      return;
+    }
+  }
   if (!behind(r)) {
     caught_up(r);
     return;
   }
-  if (!r->flushing && past_round_end(r)) {
+  /* (Uploading towards a snapshot: no round end, no yield, until it
+   * goes.) */
+  if (!r->flushing && !r->snap && past_round_end(r)) {
     set_state(r, R_IDLE);
     r->pending_since_ns = r->round_wall_ns;
     kick(r);
     return;
   }
-  if (!r->flushing && budget_contended() &&
+  if (!r->flushing && !r->snap && budget_contended() &&
       (r->round_puts >= TURN_PUTS ||
        (r->round_puts > 0 && r->seg_end - r->seg_off >= MAX_SEGMENT / 2))) {
     /* Others wait for a turn: the rest of this round waits behind them
@@ -627,6 +650,14 @@ static void upload_next(struct replica *r) {
   if (r->val_cap_pending && r->pos.index == r->val_cap.index &&
       r->pos.offset < r->val_cap.offset && !strcmp(r->pos.gen, r->val_cap.gen))
     j->cap = r->val_cap.offset;
+  j->min_end = -1;
+  if (!strcmp(r->pos.gen, r->first_seg_end.gen) &&
+      r->pos.index == r->first_seg_end.index &&
+      r->pos.offset < r->first_seg_end.offset) {
+    j->min_end = r->first_seg_end.offset;
+    if (j->cap >= 0 && j->cap < j->min_end)
+      j->cap = r->pos.index == db->index ? db->shadow_size : -1;
+  }
   j->page_size = db->page_size;
   buf_init(&j->seg, 0);
   assert(!r->job); /* one build per replica */
@@ -635,6 +666,44 @@ static void upload_next(struct replica *r) {
 }
 
 /* --- snapshots --- */
+
+/*
+ * A snapshot of index N is the database at a shadow position N:S, and a
+ * restore replays index N from offset 0 over it (core/snapshot.h).  So
+ * the snapshot object may appear only once the segments of N up to S are
+ * in the store: a restore (the latest, or -timestamp between the two
+ * uploads, or after a crash between them) that found the snapshot with
+ * only part of [0, S) would lay older versions of the pages changed
+ * there over the image's newer ones, and keep the image's version of the
+ * pages changed after: a database that never existed.  A replica placed
+ * in the snapshot's generation therefore uploads up to S first, then the
+ * snapshot (object times follow: no -timestamp sees the snapshot without
+ * them).  A replica not yet placed there (a new generation) has no
+ * segments of N: the snapshot goes first, alone it restores to S, and the
+ * first segment of N then reaches S in one object (first_seg_end).
+ */
+
+/* The snapshot waits for segments (r->snap's generation is the
+ * position's). */
+static int snap_waits(const struct replica *r) {
+  const struct db_snapshot *s = r->snap;
+  return r->pos.index < s->index ||
+         (r->pos.index == s->index && r->pos.offset < s->offset);
+}
+
+/* A snapshot taken but not uploaded (its segments could not go first:
+ * a failure, a new generation, a shutdown): given back, and taken again
+ * (at the position then) unless shutting down. */
+static void snap_drop(struct replica *r) {
+  struct db_snapshot *s = r->snap;
+  r->snap = NULL;
+  log_debug(r->db->name, r->name,
+            "snapshot at %s/%08x:%lld dropped before its upload", s->gen,
+            s->index, (long long)s->offset);
+  db_snapshot_release(r->db, s);
+  if (!r->flushing)
+    r->want_snapshot = 1;
+}
 
 static void on_snapshot_put(void *arg, int status, const char *err) {
   struct replica *r = arg;
@@ -656,10 +725,15 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
   memcpy(r->snap_at.gen, s->gen, sizeof(r->snap_at.gen));
   r->snap_at.index = s->index;
   hk_add_known(r->hk, s->gen, s->index, time_now_ns());
-  /* A replica already placed in this generation keeps its position (its
-   * segments continue); one that was not starts at the snapshot. */
-  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, s->gen))
+  /* A replica already placed in this generation is at or past the
+   * snapshot (its segments continue); one that was not starts at the
+   * snapshot, with one segment up to its end. */
+  if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, s->gen)) {
     pos_set(r, s->gen, s->index, 0);
+    memcpy(r->first_seg_end.gen, s->gen, sizeof(r->first_seg_end.gen));
+    r->first_seg_end.index = s->index;
+    r->first_seg_end.offset = s->offset;
+  }
   log_info(r->db->name, r->name,
            "snapshot written: generation=%s index=%08x size=%lld", s->gen,
            s->index, (long long)s->size);
@@ -684,13 +758,30 @@ static void on_snapshot(void *arg, int status, struct db_snapshot *s) {
     fail(r, status, "snapshot failed");
     return;
   }
-  if (strcmp(s->gen, r->db->gen)) {
+  /* A second snapshot of an index restores nothing sooner (restore
+   * replays the whole index either way), and overwriting the first would
+   * move its time later: a -timestamp between the two would lose it. */
+  int again = hk_has_snapshot(r->hk, s->gen, s->index);
+  if (strcmp(s->gen, r->db->gen) || again) {
+    if (again)
+      log_debug(r->db->name, r->name,
+                "snapshot: index %08x has one already, skipped", s->index);
     db_snapshot_release(r->db, s);
     set_state(r, R_IDLE);
     kick(r);
     return;
   }
   r->snap = s;
+  if (!pos_is_zero(&r->pos) && !strcmp(r->pos.gen, s->gen) && snap_waits(r)) {
+    upload_next(r); /* the segments up to it first */
+    return;
+  }
+  put_snapshot(r);
+}
+
+static void put_snapshot(struct replica *r) {
+  struct db_snapshot *s = r->snap;
+  set_state(r, R_SNAPSHOT);
   char *key = key_snapshot(s->gen, s->index);
   codec_put_fd(r->b, key, s->fd, s->size, r->db->meta, on_snapshot_put, r);
   free(key);
@@ -823,6 +914,20 @@ static void on_segments(void *arg, int status, const char *err) {
   if (!last || last->index < snap_index) {
     snapshot_list_destroy(&r->snaps);
     segment_list_destroy(&r->segs);
+    /* The snapshot is there without any segment of its index (written
+     * first in a new generation, then stopped): its end is unknown, at
+     * most the shadow file's, which the first segment then reaches. */
+    struct db *db = r->db;
+    int64_t end = db->shadow_size;
+    if (snap_index != db->index) {
+      char *path = shadow_wal_path(db->meta, db->gen, snap_index);
+      struct stat sb;
+      end = stat(path, &sb) == 0 ? sb.st_size : 0;
+      free(path);
+    }
+    memcpy(r->first_seg_end.gen, db->gen, sizeof(r->first_seg_end.gen));
+    r->first_seg_end.index = snap_index;
+    r->first_seg_end.offset = end;
     resume_at(r, snap_index, 0);
     return;
   }
@@ -985,6 +1090,11 @@ static void kick_once(struct replica *r) {
     return;
   }
   /* (Not with a full disk: it is written to the meta directory first.) */
+  if (r->want_snapshot && hk_has_snapshot(r->hk, db->gen, db->index)) {
+    r->want_snapshot = 0; /* (on_snapshot says why) */
+    log_debug(db->name, r->name,
+              "snapshot: index %08x has one already, skipped", db->index);
+  }
   if (r->want_snapshot && !r->flushing && !db->disk_full) {
     if (!admitted(r))
       return;

@@ -73,7 +73,10 @@ struct replica {
   uint32_t round_index; /* end of the current round */
   int64_t round_size;
   int64_t round_wall_ns;
-  struct db_snapshot *snap;
+  struct db_snapshot *snap; /* taken, uploaded once pos reaches it */
+  /* The first segment from here (a new generation's snapshot index at
+   * offset 0) reaches at least this offset in one object. */
+  struct pos first_seg_end;
   struct housekeeping *hk;
   struct validator *val;
   struct lease *lease;     /* the path's single-writer lease (core/lease.h) */

@@ -1058,6 +1058,9 @@ void restore_run(struct backend *b, const char *gen,
   rs->arg = arg;
   rs->t0 = time_mono_ns();
   rs->pending++;
+  /* Snapshots first, then segments: a snapshot goes to the store after
+   * the segments up to its position (core/replica.c), so a snapshot
+   * listed while replication runs has them in the later listing. */
   store_snapshots(b, rs->gen, &rs->snaps, on_snapshots, rs);
 }
 

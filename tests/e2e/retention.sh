@@ -3,8 +3,8 @@
 # what it should: snapshots older than the retention period and the WAL
 # segments below the oldest snapshot kept, never the last snapshot, never
 # what a restore still needs (the newest snapshot at or before the cutoff
-# stays, for a -timestamp just inside the window; snapshots at the same
-# index replace each other, so the writer runs through several WAL
+# stays, for a -timestamp just inside the window; a WAL index gets one
+# snapshot at most, so the writer runs through several WAL
 # indexes).  On the file backend and on S3 (moto, when
 # available).
 source "$SRCDIR/tests/lib/common.sh"

@@ -14,7 +14,8 @@ the first requests follow --faults, a comma list of:
   ok       forward
 After the list, every request is forwarded.  While --down-file exists,
 every request gets the fault written in it (or --down-mode, default
-drop): the store is down.  With --always CODE every
+drop): the store is down (with --down-match SUBSTR, only for the
+requests whose path contains SUBSTR).  With --always CODE every
 request gets that fault.  Each request's method, path and headers are
 appended to --log (one JSON object per line).  Prints "PORT <n>" once
 listening on 127.0.0.1.
@@ -48,6 +49,7 @@ class State:
     upstream = None
     down_file = None
     down_mode = "drop"
+    down_match = None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -59,7 +61,8 @@ class Handler(BaseHTTPRequestHandler):
     def _fault(self):
         with State.lock:
             State.count += 1
-            if State.down_file and os.path.exists(State.down_file):
+            if State.down_file and os.path.exists(State.down_file) and \
+                    (not State.down_match or State.down_match in self.path):
                 try:
                     with open(State.down_file) as f:
                         mode = f.read().strip()
@@ -146,6 +149,8 @@ def main():
                     help="while this file exists, every request gets "
                     "--down-mode (the store is down)")
     ap.add_argument("--down-mode", default="drop")
+    ap.add_argument("--down-match", default=None,
+                    help="the down-file applies only to paths with this")
     a = ap.parse_args()
     h, p = a.upstream.rsplit(":", 1)
     State.upstream = (h, int(p))
@@ -154,6 +159,7 @@ def main():
     State.log = a.log
     State.down_file = a.down_file
     State.down_mode = a.down_mode
+    State.down_match = a.down_match
     srv = Server(("127.0.0.1", 0), Handler)
     print("PORT %d" % srv.server_address[1], flush=True)
     srv.serve_forever()

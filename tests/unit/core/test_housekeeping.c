@@ -8,8 +8,13 @@
  *   - keep snapshot 1 and every WAL index from 1 (a -timestamp 59 min ago
  *     restores from snapshot 1, the newest before the cutoff), delete
  *     snapshot 0 and WAL index 0;
- * and a check when every snapshot is older than retention deletes nothing
- * and takes a fresh snapshot instead.
+ * and a check when every snapshot is older than retention asks for a fresh
+ * snapshot and keeps the newest (everything in the window restores from
+ * it), deleting what is below it.
+ * A second case: an older generation whose snapshots are all older than
+ * retention stays while the current generation started inside the window
+ * (a -timestamp before that start restores from the older one), and goes
+ * once the current one has a snapshot at or before the cutoff.
  */
 #include <dirent.h>
 #include <sys/stat.h>
@@ -32,8 +37,11 @@ static int hk_idle(void *a) {
   return !hk_busy(((struct fixture *)a)->db->replicas[0]->hk);
 }
 
+static const char *g_name = "ret.db";
+
 static void gen_path(char *out, size_t len, const char *gen, const char *rest) {
-  snprintf(out, len, "%s/replica-ret.db/generations/%s%s", g_dir, gen, rest);
+  snprintf(out, len, "%s/replica-%s/generations/%s%s", g_dir, g_name, gen,
+           rest);
 }
 
 static int exists(const char *p) {
@@ -101,7 +109,7 @@ static char g_gen[GEN_LEN + 1];
  * and a commit). */
 static void first_run(void) {
   struct fixture f;
-  fx_open(&f, "ret.db");
+  fx_open(&f, g_name);
   f.cfg.replicas[0].retention = 0; /* nothing deleted in this run */
   w_exec(f.path, "PRAGMA journal_mode=WAL; CREATE TABLE t(x);"
                  "INSERT INTO t VALUES (1);");
@@ -189,14 +197,15 @@ TEST(retention_keeps_what_the_window_needs) {
 
   /* Every snapshot now older than retention (the file dates say so, the
    * replica's memory too once it lists again after a restart): the check
-   * keeps them all and takes a fresh snapshot. */
+   * asks for a fresh snapshot (at the current WAL index, if it has none
+   * yet), keeps the newest old one and deletes below it. */
   fx_close(&f);
   fx_free(&f);
   for (int i = 1; i <= 2; i++) {
     char rest[64];
     snprintf(rest, sizeof(rest), "/snapshots/%08x.snapshot.lz4", i);
     gen_path(p, sizeof(p), g_gen, rest);
-    set_age(p, 2 * 3600);
+    set_age(p, 2 * 3600 - i);
   }
   fx_open(&f, "ret.db");
   f.cfg.replicas[0].retention = 3600 * NS_PER_SEC;
@@ -205,14 +214,16 @@ TEST(retention_keeps_what_the_window_needs) {
   CHECK(t_run_until(caught_up, &f, 10000));
   CHECK(t_run_until(hk_idle, &f, 10000));
   hk_retention_check(f.db->replicas[0]->hk);
-  g_want = 1;
-  CHECK(t_run_until(n_snapshots, &f, 10000));
   CHECK(t_run_until(hk_idle, &f, 10000));
-  for (int i = 1; i <= 2; i++) {
-    char rest[64];
-    snprintf(rest, sizeof(rest), "/snapshots/%08x.snapshot.lz4", i);
-    gen_path(p, sizeof(p), g_gen, rest);
-    CHECK(exists(p));
+  gen_path(p, sizeof(p), g_gen, "/snapshots/00000001.snapshot.lz4");
+  CHECK(!exists(p));
+  CHECK_INT(wal_files(g_gen, 1, -1), 0);
+  gen_path(p, sizeof(p), g_gen, "/snapshots/00000002.snapshot.lz4");
+  CHECK(exists(p));
+  CHECK(wal_files(g_gen, 2, -1) > 0);
+  if (f.db->index > 2) { /* a fresh one at the new index */
+    g_want = 1;
+    CHECK(t_run_until(n_snapshots, &f, 10000));
   }
   fx_close(&f);
   snprintf(out, sizeof(out), "%s/restored-ret.db", g_dir);
@@ -220,10 +231,97 @@ TEST(retention_keeps_what_the_window_needs) {
   fx_free(&f);
 }
 
+/* Restores with -timestamp age_s ago; returns the generation chosen. */
+static void restore_at(struct backend *b, int64_t age_s, const char *out,
+                       char gen[GEN_LEN + 1]) {
+  struct restore_opts o = {0};
+  o.has_timestamp = 1;
+  o.timestamp_ns = time_now_ns() - age_s * NS_PER_SEC;
+  struct restore_target tg;
+  char err[512];
+  int rc = restore_choose_sync(&b, 1, &o, &tg, err, sizeof(err));
+  if (rc)
+    fprintf(stderr, "choose: %s\n", err);
+  CHECK_INT(rc, 0);
+  memcpy(gen, tg.gen, GEN_LEN + 1);
+  rc = restore_run_sync(b, tg.gen, &o, out, err, sizeof(err));
+  if (rc)
+    fprintf(stderr, "restore: %s\n", err);
+  CHECK_INT(rc, 0);
+  CHECK(query_int(out, "SELECT count(*) FROM t") >= 1);
+}
+
+TEST(retention_keeps_an_older_generation_the_window_needs) {
+  g_name = "ret2.db";
+  first_run();
+  char p[600], q[600], cmd[1300];
+  static const char old_gen[] = "00000000000000bb";
+  /* The older generation: its snapshots 5 h old, its last segments
+   * 50 min (inside the 1 h window); the current generation all 10 min. */
+  gen_path(p, sizeof(p), g_gen, "");
+  gen_path(q, sizeof(q), old_gen, "");
+  snprintf(cmd, sizeof(cmd), "cp -a %s %s", p, q);
+  CHECK_INT(system(cmd), 0);
+  age_tree(p, 600);
+  age_tree(q, 5 * 3600);
+  for (int i = 0; i <= 2; i++) {
+    char rest[64];
+    snprintf(rest, sizeof(rest), "/snapshots/%08x.snapshot.lz4", i);
+    gen_path(p, sizeof(p), old_gen, rest);
+    set_age(p, 5 * 3600 - i);
+  }
+  CHECK(wal_files(old_gen, 2, 50 * 60) > 0);
+
+  struct fixture f;
+  fx_open(&f, g_name);
+  f.cfg.replicas[0].retention = 3600 * NS_PER_SEC;
+  f.cfg.replicas[0].retention_check_interval = 3600 * NS_PER_SEC;
+  db_start(f.db);
+  CHECK(t_run_until(caught_up, &f, 10000));
+  CHECK_STR(f.db->gen, g_gen);
+  CHECK(t_run_until(hk_idle, &f, 10000));
+  hk_retention_check(f.db->replicas[0]->hk);
+  CHECK(t_run_until(hk_idle, &f, 10000));
+  /* Kept from its newest snapshot: index 2. */
+  gen_path(p, sizeof(p), old_gen, "/snapshots/00000002.snapshot.lz4");
+  CHECK(exists(p));
+  CHECK(wal_files(old_gen, 2, -1) > 0);
+  gen_path(p, sizeof(p), old_gen, "/snapshots/00000001.snapshot.lz4");
+  CHECK(!exists(p));
+  CHECK_INT(wal_files(old_gen, 1, -1), 0);
+  /* 40 min ago, before the current generation: the older one. */
+  char out[300], gen[GEN_LEN + 1];
+  snprintf(out, sizeof(out), "%s/restored-ret2-40m.db", g_dir);
+  restore_at(f.db->replicas[0]->b, 40 * 60, out, gen);
+  CHECK_STR(gen, old_gen);
+  fx_close(&f);
+  fx_free(&f);
+
+  /* The current generation's first snapshot now 2 h old: it answers the
+   * whole window, and the older generation goes. */
+  gen_path(p, sizeof(p), g_gen, "/snapshots/00000000.snapshot.lz4");
+  set_age(p, 2 * 3600);
+  fx_open(&f, g_name);
+  f.cfg.replicas[0].retention = 3600 * NS_PER_SEC;
+  f.cfg.replicas[0].retention_check_interval = 3600 * NS_PER_SEC;
+  db_start(f.db);
+  CHECK(t_run_until(caught_up, &f, 10000));
+  CHECK(t_run_until(hk_idle, &f, 10000));
+  hk_retention_check(f.db->replicas[0]->hk);
+  CHECK(t_run_until(hk_idle, &f, 10000));
+  CHECK(!exists(q));
+  snprintf(out, sizeof(out), "%s/restored-ret2-40m-b.db", g_dir);
+  restore_at(f.db->replicas[0]->b, 40 * 60, out, gen);
+  CHECK_STR(gen, g_gen);
+  fx_close(&f);
+  fx_free(&f);
+}
+
 int main(void) {
   if (t_db_init())
     return 1;
   RUN(retention_keeps_what_the_window_needs);
+  RUN(retention_keeps_an_older_generation_the_window_needs);
   t_db_done();
   T_DONE();
 }

@@ -4,7 +4,10 @@
  * error and the lag it reports, recovery; a shutdown while it still fails
  * (the flush tries once and ends, so the close ends); and resume after a
  * restart: the position found by listing the store, no new snapshot, the
- * same generation, every row restored.
+ * same generation, every row restored; and a snapshot taken while the
+ * replica is behind goes only after the segments up to its position (a
+ * restore finding it must find them too), at once, not a sync-interval
+ * later; a second snapshot of the same WAL index is not taken.
  */
 #include <unistd.h>
 
@@ -120,12 +123,69 @@ TEST(resume_after_restart) {
   fx_free(&f);
 }
 
+static int g_snaps;
+static int snapshots_at_least(void *a) {
+  return ((struct fixture *)a)->db->replicas[0]->snapshots >= g_snaps;
+}
+/* A later WAL index than the first snapshot's, with commits the replica
+ * does not have. */
+static int shadow_ahead(void *a) {
+  struct db *db = ((struct fixture *)a)->db;
+  struct replica *r = db->replicas[0];
+  return db->index > 0 && !strcmp(r->pos.gen, db->gen) &&
+         (r->pos.index < db->index ||
+          (r->pos.index == db->index && r->pos.offset < db->shadow_size));
+}
+
+TEST(snapshot_after_its_segments) {
+  struct fixture f;
+  fx_open(&f, "order.db");
+  /* One round now (the bucket starts full), the next in half an hour. */
+  f.cfg.replicas[0].sync_interval = 3600 * NS_PER_SEC;
+  w_exec(f.path, "PRAGMA journal_mode=WAL; CREATE TABLE t(x);"
+                 "INSERT INTO t VALUES (1);");
+  db_start(f.db);
+  CHECK(t_run_until(caught_up, &f, 10000));
+  struct replica *r = f.db->replicas[0];
+  CHECK_INT(r->snapshots, 1);
+  CHECK_INT(f.db->index, 0);
+  /* Commits in a new WAL index (after a checkpoint, a writer restarts
+   * the WAL) that wait for the interval. */
+  db_kick(f.db, DBJ_CHECKPOINT);
+  t_run_for(100);
+  w_exec(f.path, "INSERT INTO t VALUES (2);"
+                 "INSERT INTO t SELECT x + 10 FROM t;"
+                 "INSERT INTO t SELECT x + 100 FROM t;");
+  CHECK(t_run_until(shadow_ahead, &f, 10000));
+  t_run_for(200);
+  CHECK(!caught_up(&f)); /* waiting for the interval */
+  replica_snapshot_now(r);
+  g_snaps = 2;
+  CHECK(t_run_until(snapshots_at_least, &f, 10000));
+  /* Written only after the segments up to the shadow's end (nothing was
+   * committed since). */
+  CHECK(f.db->index > 0);
+  CHECK_INT(r->snap_at.index, f.db->index);
+  CHECK_INT(r->pos.index, f.db->index);
+  CHECK_INT(r->pos.offset, f.db->shadow_size);
+  /* Again at the same index: skipped. */
+  replica_snapshot_now(r);
+  t_run_for(300);
+  CHECK_INT(r->snapshots, 2);
+  fx_close(&f);
+  char out[300];
+  snprintf(out, sizeof(out), "%s/restored-order.db", g_dir);
+  check_restore(&f, out, 8);
+  fx_free(&f);
+}
+
 int main(void) {
   if (t_db_init())
     return 1;
   RUN(backoff_and_recovery);
   RUN(close_while_failing);
   RUN(resume_after_restart);
+  RUN(snapshot_after_its_segments);
   t_db_done();
   T_DONE();
 }
