@@ -323,7 +323,9 @@ out:
  * kernel drops when the holder dies (kill -9 leaves no stale mutex), then
  * compares the current content's tag and writes <key>.tmp: created with
  * link() when the object must not exist (fails with EEXIST, like
- * O_EXCL), renamed over it when it must match. */
+ * O_EXCL), renamed over it when it must match.  Both are the lease's
+ * (lease.c), so they run on the urgent lane (loop.h), not the pool: a
+ * renewal queued behind a stop's thousands of database jobs lapsed. */
 
 static void get_tag_work(void *arg) {
   struct fjob *j = arg;
@@ -708,7 +710,7 @@ static void file_get_tag(struct backend *b, const char *key, struct buf *out,
   j->sink.buf = out;
   j->sink.fd = -1;
   j->tag = tag;
-  loop_work_submit(get_tag_work, on_job_done, j);
+  loop_work_submit_urgent(get_tag_work, on_job_done, j);
 }
 
 static void file_put_cond(struct backend *b, const char *key,
@@ -725,7 +727,7 @@ static void file_put_cond(struct backend *b, const char *key,
   j->has_match = match != NULL;
   j->match = match ? xstrdup(match) : NULL;
   j->tag = tag_out;
-  loop_work_submit(put_cond_work, on_job_done, j);
+  loop_work_submit_urgent(put_cond_work, on_job_done, j);
 }
 
 static int file_open(struct backend *b, const struct replica_config *cfg,

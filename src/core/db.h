@@ -198,6 +198,11 @@ int db_add_replicas(struct db *db, char *err, size_t errlen);
 void db_start(struct db *db);
 /* Final sync, final uploads, then closes everything; cb when done. */
 void db_close(struct db *db, void (*cb)(void *arg), void *arg);
+/* The shutdown timeout fired: from now on no database starts a job (a
+ * process-wide switch) and its replicas start nothing (replica_abandon);
+ * the jobs in flight end, their results kept (what is copied stays in the
+ * shadow WAL).  db_free may follow once loop_work_pending() is 0. */
+void db_abandon(struct db *db);
 void db_free(struct db *db);
 
 /* For replicas. */

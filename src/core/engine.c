@@ -1657,9 +1657,8 @@ int engine_sleep(struct engine *e, int how) {
   return 0;
 }
 
-void engine_deepen(struct engine *e) {
-  if (e->asleep != ENGINE_LIGHT)
-    return;
+/* A sleeper's fds (and with them its locks). */
+static void close_sleep_fds(struct engine *e) {
   if (e->shm_fd >= 0)
     close(e->shm_fd);
   if (e->db_fd >= 0)
@@ -1668,6 +1667,12 @@ void engine_deepen(struct engine *e) {
     close(e->wal_fd);
   e->shm_fd = e->db_fd = e->wal_fd = -1;
   e->ckpt_held = 0;
+}
+
+void engine_deepen(struct engine *e) {
+  if (e->asleep != ENGINE_LIGHT)
+    return;
+  close_sleep_fds(e);
   e->asleep = ENGINE_DEEP;
 }
 
@@ -1715,14 +1720,87 @@ int engine_wal_changed(const struct engine *e) {
   return memcmp(now, e->sleep_probe, sizeof(now)) != 0;
 }
 
+/* Whether another process has the database open, seen through the -shm
+ * fd a sleeper holds with its own OFD lock on the DMS byte (which a
+ * POSIX F_GETLK would report as another owner's). */
+static int others_have_it_asleep(const struct engine *e) {
+  struct flock fl;
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = SHM_DMS_BYTE;
+  fl.l_len = 1;
+  if (fcntl(e->shm_fd, F_OFD_GETLK, &fl))
+    return 1;
+  return fl.l_type != F_UNLCK;
+}
+
+/* A deep sleeper's fds again, with the locks a light sleeper keeps, if the
+ * files are still the ones it slept on.  0, or ERR_BUSY. */
+static int relock_deep(struct engine *e) {
+  char *shm = xasprintf("%s-shm", e->db_path);
+  e->shm_fd = open(shm, O_RDWR | O_CLOEXEC);
+  free(shm);
+  e->db_fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
+  e->wal_fd = open(e->wal_path, O_RDONLY | O_CLOEXEC);
+  struct stat sb, wb;
+  if (e->shm_fd < 0 || e->db_fd < 0 || e->wal_fd < 0 || fstat(e->db_fd, &sb) ||
+      fstat(e->wal_fd, &wb) || (uint64_t)sb.st_ino != e->sleep_rec.ino ||
+      (uint64_t)sb.st_dev != e->sleep_rec.dev ||
+      (uint64_t)wb.st_ino != e->sleep_wal_ino ||
+      wb.st_size != e->sleep_wal_size)
+    return ERR_BUSY;
+  return dms_lock(e, 1) || db_shared_lock(e, 1) ? ERR_BUSY : 0;
+}
+
+/* The stop of a sleeper whose WAL is unchanged since it went to sleep
+ * (the caller checked): every frame is copied and checkpointed, but the
+ * WAL is not empty (engine_sleep does not truncate it).  If no one else
+ * has the database open, truncate it, for the reason truncate_if_alone
+ * gives, with one plain connection and no pin, copy or checkpoint of our
+ * own.  The DMS byte held shared (a deep sleeper takes it again first)
+ * makes that connection use the wal-index as it is (everything
+ * backfilled) instead of recovering it, which would checkpoint every
+ * frame into the database file again; the SHARED byte keeps its close
+ * from checkpointing.  A commit landing meanwhile would be checkpointed
+ * by our TRUNCATE: the database file then differs from the record, and
+ * the next start resyncs (stop_record_holds).  Best effort: the record is
+ * checked at the next start whatever happens here. */
+static void truncate_asleep(struct engine *e) {
+  if (e->asleep == ENGINE_DEEP && relock_deep(e))
+    return;
+  if (e->shm_fd < 0 || e->wal_fd < 0 || others_have_it_asleep(e))
+    return;
+  ckpt_lock(e, 0); /* our connection's checkpoint takes it */
+  sqlite3 *c = NULL;
+  if (open_conn(e, &c))
+    return;
+  int64_t v[3];
+  int crc = SQLITE_ERROR;
+  /* A read first: a fresh connection has no WAL open to checkpoint. */
+  if (!sql_row(e, c, "PRAGMA schema_version", v, NULL, 0)) {
+    t_busy.deadline_ns = time_mono_ns() + 20 * NS_PER_MS;
+    crc = sqlite3_wal_checkpoint_v2(c, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+                                    NULL);
+  }
+  sqlite3_close(c);
+  struct stat wb;
+  if (crc != SQLITE_OK || fstat(e->wal_fd, &wb) || wb.st_size != 0)
+    log_debug(e->name, NULL, "stop asleep: wal not truncated: %s",
+              crc == SQLITE_OK ? "frames left" : sqlite3_errstr(crc));
+}
+
 int engine_close_asleep(struct engine *e) {
   if (!e->asleep)
     return 0;
+  if (e->sleep_wal_size > WAL_HEADER_SIZE)
+    truncate_asleep(e);
   int rc = shadow_write_stop(e->meta, &e->sleep_rec);
   if (rc)
     log_warn(e->name, NULL, "write %s/%s: %s", e->meta, SHADOW_STOP_FILE,
              strerror(-rc));
-  engine_deepen(e);
+  close_sleep_fds(e);
+  e->asleep = ENGINE_DEEP;
   return 0;
 }
 

@@ -280,8 +280,10 @@ void engine_deepen(struct engine *e);
 /* Asleep: whether the -wal is not as it was when the engine went to
  * sleep (a stat). */
 int engine_wal_changed(const struct engine *e);
-/* Asleep, stopping: the sleep record becomes the clean-stop record
- * (shadow.h) and the last fd is closed. */
+/* Asleep, stopping, the -wal unchanged (engine_wal_changed): a WAL left
+ * with frames is truncated if no one else has the database open (one
+ * plain connection, no pin: every frame is copied), the sleep record
+ * becomes the clean-stop record (shadow.h) and every fd is closed. */
 int engine_close_asleep(struct engine *e);
 
 /* Start straight into sleep, before any connection: whether the local

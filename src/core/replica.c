@@ -751,6 +751,11 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
 
 static void on_snapshot(void *arg, int status, struct db_snapshot *s) {
   struct replica *r = arg;
+  if (r->state == R_CLOSED) {
+    if (!status)
+      db_snapshot_release(r->db, s);
+    return;
+  }
   if (status) {
     fail(r, status, "snapshot failed");
     return;
@@ -1182,6 +1187,16 @@ void replica_resume_local(struct replica *r, const struct pos *p,
   char s[48];
   pos_format(&r->pos, s);
   log_debug(r->db->name, r->name, "position %s from the local state", s);
+}
+
+void replica_abandon(struct replica *r) {
+  hk_stop(r->hk);
+  validator_stop(r->val);
+  timer_drop(r);
+  budget_cancel(&r->bw);
+  r->want_snapshot = 0;
+  r->flush_cb = NULL;
+  set_state(r, R_CLOSED);
 }
 
 void replica_snapshot_now(struct replica *r) {

@@ -97,6 +97,12 @@ void replica_free(struct replica *r);
 void replica_notify(struct replica *r);
 /* Shutdown: upload everything now; cb once caught up or failed. */
 void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg);
+/* The shutdown timeout fired: R_CLOSED, so that the operation in flight
+ * (its HTTP request aborted by the daemon) ends without starting another,
+ * and nothing else starts (housekeeping, validation, retries).  What was
+ * not uploaded stays in the shadow WAL for the next start.  Never waits:
+ * replica_free may follow once the loop's jobs are done. */
+void replica_abandon(struct replica *r);
 /* Lag: 0 when caught up, else now - oldest change not yet held. */
 int64_t replica_lag_ns(const struct replica *r, int64_t now_ns);
 const char *replica_state_name(enum replica_state s);

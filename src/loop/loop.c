@@ -6,6 +6,7 @@
 #include "loop/internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -20,6 +21,7 @@
 static uv_loop_t g_loop;
 static int g_loop_ready;
 static int g_work_pending;
+static void lane_stop(void);
 
 uv_loop_t *loop_uv(void) {
   return &g_loop;
@@ -76,6 +78,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
 int loop_close(void) {
   if (!g_loop_ready)
     return 0;
+  lane_stop();
   /* Let pending close callbacks run first. */
   uv_run(&g_loop, UV_RUN_NOWAIT);
   int rc = uv_loop_close(&g_loop);
@@ -181,6 +184,116 @@ void loop_release_memory(void) {
 
 int loop_work_pending(void) {
   return g_work_pending;
+}
+
+/* --- the urgent lane ---
+ *
+ * One thread started on first use.  Jobs go in through `todo` and come
+ * back through `done` (both under mu); the async handle wakes the loop,
+ * which runs the done callbacks.  The handle keeps the loop alive only
+ * while a job is out (ref/unref), like a pending uv_work_t. */
+
+struct lane_job {
+  loop_work_fn work;
+  loop_done_fn done;
+  void *arg;
+  struct lane_job *next;
+};
+
+static struct {
+  int started, quit;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct lane_job *todo, **todo_tail;
+  struct lane_job *done, **done_tail;
+  uv_async_t async;
+  int out; /* submitted, done callback not run yet (loop thread) */
+} g_lane = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *lane_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&g_lane.mu);
+  for (;;) {
+    while (!g_lane.todo && !g_lane.quit)
+      pthread_cond_wait(&g_lane.cv, &g_lane.mu);
+    if (!g_lane.todo)
+      break;
+    struct lane_job *j = g_lane.todo;
+    g_lane.todo = j->next;
+    if (!g_lane.todo)
+      g_lane.todo_tail = &g_lane.todo;
+    pthread_mutex_unlock(&g_lane.mu);
+    j->work(j->arg);
+    pthread_mutex_lock(&g_lane.mu);
+    j->next = NULL;
+    *g_lane.done_tail = j;
+    g_lane.done_tail = &j->next;
+    uv_async_send(&g_lane.async);
+  }
+  pthread_mutex_unlock(&g_lane.mu);
+  return NULL;
+}
+
+static void on_lane_done(uv_async_t *h) {
+  (void)h;
+  pthread_mutex_lock(&g_lane.mu);
+  struct lane_job *j = g_lane.done;
+  g_lane.done = NULL;
+  g_lane.done_tail = &g_lane.done;
+  pthread_mutex_unlock(&g_lane.mu);
+  while (j) {
+    struct lane_job *next = j->next;
+    g_work_pending--;
+    if (--g_lane.out == 0)
+      uv_unref((uv_handle_t *)&g_lane.async);
+    if (j->done)
+      j->done(j->arg, 0);
+    free(j);
+    j = next;
+  }
+}
+
+void loop_work_submit_urgent(loop_work_fn work, loop_done_fn done, void *arg) {
+  if (!g_lane.started) {
+    g_lane.todo_tail = &g_lane.todo;
+    g_lane.done_tail = &g_lane.done;
+    g_lane.quit = 0;
+    if (uv_async_init(&g_loop, &g_lane.async, on_lane_done) ||
+        pthread_create(&g_lane.th, NULL, lane_main, NULL)) {
+      loop_work_submit(work, done, arg); /* cannot happen; the pool then */
+      return;
+    }
+    uv_unref((uv_handle_t *)&g_lane.async);
+    g_lane.started = 1;
+  }
+  struct lane_job *j = xcalloc(1, sizeof(*j));
+  j->work = work;
+  j->done = done;
+  j->arg = arg;
+  g_work_pending++;
+  if (g_lane.out++ == 0)
+    uv_ref((uv_handle_t *)&g_lane.async);
+  pthread_mutex_lock(&g_lane.mu);
+  *g_lane.todo_tail = j;
+  g_lane.todo_tail = &j->next;
+  pthread_cond_signal(&g_lane.cv);
+  pthread_mutex_unlock(&g_lane.mu);
+}
+
+/* loop_close: the thread ends once its queue is empty (nothing should be
+ * left: the daemon waits for loop_work_pending() to reach 0). */
+static void lane_stop(void) {
+  if (!g_lane.started)
+    return;
+  pthread_mutex_lock(&g_lane.mu);
+  g_lane.quit = 1;
+  pthread_cond_signal(&g_lane.cv);
+  pthread_mutex_unlock(&g_lane.mu);
+  pthread_join(g_lane.th, NULL);
+  on_lane_done(&g_lane.async); /* what finished meanwhile */
+  uv_close((uv_handle_t *)&g_lane.async, NULL);
+  g_lane.started = 0;
 }
 
 /* --- signals --- */

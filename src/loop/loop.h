@@ -41,11 +41,19 @@ void loop_timer_free(struct loop_timer *t);
 typedef void (*loop_work_fn)(void *arg);
 typedef void (*loop_done_fn)(void *arg, int status);
 void loop_work_submit(loop_work_fn work, loop_done_fn done, void *arg);
-/* Number of jobs submitted and not yet done. */
+/* Short jobs that must not wait behind the pool's queue: a lease renewal
+ * queued behind thousands of database jobs (a stop or a start of 3,000
+ * databases) lapsed before it ran.  They run on one thread of their own,
+ * in the order submitted, and count in loop_work_pending.  Only for work
+ * of a few milliseconds (a lock file written and fsynced), never for work
+ * proportional to data size. */
+void loop_work_submit_urgent(loop_work_fn work, loop_done_fn done, void *arg);
 /* Gives free heap memory back to the system (glibc malloc_trim): for a
  * pool job when a database goes quiet.  Its cost grows with the heap, so
  * never on the loop thread. */
 void loop_release_memory(void);
+/* Number of jobs submitted (to the pool or the urgent lane) and not yet
+ * done. */
 int loop_work_pending(void);
 
 /* Directory watches: one inotify watch per directory, shared by every

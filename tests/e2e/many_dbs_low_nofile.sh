@@ -1,42 +1,46 @@
 #!/usr/bin/env bash
-# 3,000 databases in one `dir:` entry under `ulimit -n 1024` (hard limit
-# too, so sluice cannot raise it): one warning line with the numbers, no
-# error, every database replicated (most in deep sleep, holding no fd), a
-# write to 100 of them while they sleep, and after a clean stop every one
-# restores (`restore -o OUTDIR DIR`) with all its rows, in 1 generation.
+# 1,200 databases in one `dir:` entry under `ulimit -n 1024` (hard limit
+# too, so sluice cannot raise it): more databases than descriptors, and
+# far more than fit awake (10 fds) or in light sleep (3): one warning line
+# with the numbers, no error, every database replicated (most in deep
+# sleep, holding no fd), a write to 120 of them while they sleep, just
+# before a clean stop, and after it every one restores (`restore -o OUTDIR
+# DIR`) with all its rows, in 1 generation.  Under the dir entry's one
+# lease, with a short TTL: its renewals must not wait behind the start's
+# and the stop's thousands of pool jobs (they did: the lease lapsed and
+# the last commits of the databases woken at the stop were not uploaded).
 source "$SRCDIR/tests/lib/common.sh"
 
-N=${MANY_DBS:-3000}
+N=${MANY_DBS:-1200}
 NOFILE=1024
 mkdir -p "$T/dbs"
-# One Python process writes them all (sqlite3 CLI per database is too slow).
+# One Python process writes them all (sqlite3 CLI per database is too slow),
+# without a journal (10 times faster here: a WAL's -wal and -shm made and
+# removed per file); sluice puts each in WAL mode when it opens it.
 python3 - "$T/dbs" "$N" <<'PY' || fail "cannot create the databases"
 import sqlite3, sys
 d, n = sys.argv[1], int(sys.argv[2])
 for i in range(n):
     c = sqlite3.connect(f"{d}/t{i:05d}.db", isolation_level=None)
-    c.execute("PRAGMA journal_mode=wal")
+    c.execute("PRAGMA journal_mode=off")
     c.execute("PRAGMA synchronous=off")
+    c.execute("BEGIN")
     c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
     c.executemany("INSERT INTO t(v) VALUES (?)", [(f"tenant {i} row {k}",) for k in range(3)])
+    c.execute("COMMIT")
     c.close()
 PY
 
-# A clean stop wakes every sleeper whose WAL is not empty (to truncate it):
-# at 22 hot slots that takes longer than the default 30 s here.  No lease:
-# with it, 40 of the 100 databases written while asleep had their last
-# commit refused at the stop ("the lease ... is not ours"): under this load
-# 3,000 renewals every 10 s queue behind the stop's jobs and lapse (a
-# defect of the lease at scale, reported; not what this test is about).
+# lease-ttl 6s: renewed every 2 s, valid 5 s after each write began.
 cat >"$T/sluice.yml" <<YML
-shutdown-timeout: 10m
+shutdown-timeout: 5m
 dbs:
   - dir: $T/dbs
     pattern: "*.db"
     replica:
       url: file://$T/rep
       sync-interval: 100ms
-      lease-ttl: 0
+      lease-ttl: 6s
 YML
 
 bash -c 'ulimit -n "$1" && exec "$2" replicate -config "$3"' _ "$NOFILE" \
@@ -69,11 +73,12 @@ grep -c "open file limit $NOFILE: $N databases do not all fit" "$T/sluice.log" >
 grep "open file limit" "$T/sluice.log" | grep -Eq "\(([0-9]+) hot at once, ([0-9]+) light sleepers\)" ||
   fail "the warning does not give the bounds"
 
-# Writes while they sleep (deep for most): every 30th gets a row.
+# Writes while they sleep (deep for most), just before the stop: every
+# 10th gets a row.
 python3 - "$T/dbs" "$N" <<'PY' || fail "cannot write to the sleeping databases"
 import sqlite3, sys
 d, n = sys.argv[1], int(sys.argv[2])
-for i in range(0, n, 30):
+for i in range(0, n, 10):
     c = sqlite3.connect(f"{d}/t{i:05d}.db", isolation_level=None)
     c.execute("INSERT INTO t(v) VALUES (?)", (f"tenant {i} written asleep",))
     c.close()
@@ -82,10 +87,12 @@ PY
 t0=$(date +%s%N)
 sluice_stop
 echo "clean stop: $((($(date +%s%N) - t0) / 1000000)) ms"
-if grep -qE 'level=ERROR|Too many open files|unable to open' "$T/sluice.log"; then
-  grep -E 'level=ERROR|Too many open files|unable to open' "$T/sluice.log" | head -5 >&2
+# (A lapsed lease logs "changes not uploaded: the lease ... is not ours".)
+if grep -qE 'level=ERROR|Too many open files|unable to open|not ours' "$T/sluice.log"; then
+  grep -E 'level=ERROR|Too many open files|unable to open|not ours' "$T/sluice.log" | head -5 >&2
   fail "errors in the log"
 fi
+echo "WAL files left with frames after the stop: $(find "$T/dbs" -name '*-wal' -size +0 | wc -l)"
 
 "$SLUICE" restore -config "$T/sluice.yml" -o "$T/out" "$T/dbs" >"$T/restore.log" 2>&1 ||
   fail "restore of the directory failed: $(tail -3 "$T/restore.log")"
@@ -105,7 +112,7 @@ for i in range(n):
     want = s.execute("SELECT id, v FROM t ORDER BY id").fetchall()
     s.close()
     gens = os.listdir(f"{rep}/{f}/generations")
-    if ok != "ok" or got != want or len(want) != (4 if i % 30 == 0 else 3) or len(gens) != 1:
+    if ok != "ok" or got != want or len(want) != (4 if i % 10 == 0 else 3) or len(gens) != 1:
         bad.append(f"{f}: integrity {ok}, {len(got)} rows of {len(want)}, {len(gens)} generations")
 for b in bad[:10]:
     print(b, file=sys.stderr)

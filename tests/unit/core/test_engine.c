@@ -507,6 +507,97 @@ TEST(start_asleep_only_when_unchanged) {
   engine_destroy(&a);
   sqlite3_close(w);
   free(meta);
+}
+
+static int64_t file_size(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) ? -1 : (int64_t)sb.st_size;
+}
+
+static int64_t file_mtime(const char *path) {
+  struct stat sb;
+  if (stat(path, &sb))
+    return -1;
+  return (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+}
+
+static int sleep_now(struct engine *e, int how) {
+  int rc = ERR_BUSY;
+  for (int tries = 0; tries < 50 && rc == ERR_BUSY; tries++)
+    if ((rc = engine_sleep(e, how)) == ERR_BUSY)
+      usleep(20000);
+  return rc;
+}
+
+/* The stop of a sleeper (engine_close_asleep) needs no wake: with the
+ * application's connection open the WAL is left as it is; with none, it
+ * is truncated without touching the database file, light or deep, so the
+ * next start continues the generation at the next index with no resync,
+ * and the application's own first open recovers nothing. */
+TEST(stop_asleep_truncates_without_waking) {
+  char *path = xasprintf("%s/stopasleep.db", dir);
+  char *wal = xasprintf("%s-wal", path);
+  sqlite3 *w;
+  sqlite3_open(path, &w);
+  sqlite3_busy_timeout(w, 5000);
+  w_exec(w, "PRAGMA journal_mode=wal; PRAGMA wal_autocheckpoint=0;"
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  w_exec(w, "INSERT INTO t(v) VALUES('one')");
+  struct db_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.path = path;
+  char gen[GEN_LEN + 1];
+  uint32_t index = 0;
+  for (int round = 0; round < 3; round++) {
+    /* 0: the application has it open; 1: alone, light; 2: alone, deep. */
+    struct engine e;
+    engine_init_struct(&e, &cfg);
+    e.ckpt_min_interval_ns = 0;
+    CHECK_INT(engine_open(&e), 0);
+    if (round > 0) {
+      CHECK_STR(e.gen, gen);
+      /* Round 0's WAL was left: the same lifetime; round 1's truncated:
+       * the next index, continued from the record. */
+      CHECK_INT(e.index, round == 1 ? index : index + 1);
+      CHECK_INT(e.stats.resyncs, 0);
+    }
+    memcpy(gen, e.gen, sizeof(gen));
+    char row[64];
+    snprintf(row, sizeof(row), "INSERT INTO t(v) VALUES('round %d')", round);
+    w_exec(w, row);
+    if (round > 0) {
+      sqlite3_close(w);
+      w = NULL;
+    }
+    int ng = 0;
+    CHECK_INT(engine_sync(&e, &ng), 0);
+    CHECK_INT(sleep_now(&e, ENGINE_LIGHT), 0);
+    if (round == 2)
+      engine_deepen(&e);
+    CHECK(file_size(wal) > 32); /* a sleep leaves the frames */
+    int64_t mtime = file_mtime(path);
+    CHECK(!engine_wal_changed(&e));
+    CHECK_INT(engine_close_asleep(&e), 0);
+    CHECK_INT(e.wal_fd, -1);
+    CHECK_INT(e.shm_fd, -1);
+    CHECK_INT(e.db_fd, -1);
+    if (round == 0)
+      CHECK(file_size(wal) > 32); /* not alone: left as it is */
+    else
+      CHECK_INT(file_size(wal), 0);
+    CHECK(file_mtime(path) == mtime); /* nothing checkpointed again */
+    index = e.index;
+    engine_destroy(&e);
+    if (!w) {
+      /* The application's first open: nothing to recover, the file stays. */
+      sqlite3_open(path, &w);
+      sqlite3_busy_timeout(w, 5000);
+      CHECK_INT(count(path, "SELECT count(*) FROM t"), round + 2);
+      CHECK(file_mtime(path) == mtime);
+    }
+  }
+  sqlite3_close(w);
+  free(wal);
   free(path);
 }
 
@@ -521,6 +612,7 @@ int main(void) {
   RUN(sync_under_write_lock_follows_a_restart);
   RUN(sleep_sees_a_commit_during_the_sleep);
   RUN(start_asleep_only_when_unchanged);
+  RUN(stop_asleep_truncates_without_waking);
   rm_rf(dir);
   T_DONE();
 }
