@@ -507,6 +507,7 @@ TEST(start_asleep_only_when_unchanged) {
   engine_destroy(&a);
   sqlite3_close(w);
   free(meta);
+  free(path);
 }
 
 static int64_t file_size(const char *path) {
