@@ -71,7 +71,12 @@ PY
 field() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l || true; }
-wal_fds() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c -- '-wal$' || true; }
+# Databases with more than one fd on their file (an open SQLite connection;
+# a light sleeper keeps one fd on its database file, a deep sleeper none).
+awake_dbs() {
+  ls -l "/proc/$1/fd" 2>/dev/null | awk '{print $NF}' | grep '\.db$' |
+    sort | uniq -d | wc -l || true
+}
 snapshots() { find "$T/replica" -name '*.snapshot.lz4' 2>/dev/null | wc -l; }
 
 start() { # CONFIG N
@@ -84,11 +89,11 @@ start() { # CONFIG N
   PID=$!
   wait "$lp"
   READY_NS=$(date +%s%N)
-  # Every database has its snapshot, and all sleep (no -wal open).
+  # Every database has its snapshot, and all sleep (no connection open).
   while [ "$(snapshots)" -lt "$2" ]; do sleep 0.5; done
   local ok=0
   while [ "$ok" -lt 3 ]; do
-    if [ "$(wal_fds "$PID")" -eq 0 ]; then ok=$((ok + 1)); else ok=0; fi
+    if [ "$(awake_dbs "$PID")" -eq 0 ]; then ok=$((ok + 1)); else ok=0; fi
     sleep 0.2
   done
   SETTLED_NS=$(date +%s%N)

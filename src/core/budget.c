@@ -23,6 +23,13 @@ static struct {
   int64_t last_ns; /* monotonic time tokens was computed at */
   int64_t prepaid; /* tokens granted whose request has not been seen */
   struct budget_waiter *head, *tail;
+  /* The last urgent waiter and the last never served one: the queue holds
+   * the urgent ones first, then those never served, then the rest by last
+   * service, and the first two classes are appended in O(1) (a start of
+   * 100,000 replicas queues each for its first operation while those
+   * already served queue at the tail: a walk from the tail was O(n) per
+   * arrival, 81 % of the loop's time). */
+  struct budget_waiter *last_urgent, *last_new;
   int64_t waiting;
   struct loop_timer *timer;
   int debt_warned;
@@ -84,7 +91,17 @@ void budget_waiter_init(struct budget_waiter *w, void (*cb)(void *arg),
   *w = (struct budget_waiter){.cb = cb, .arg = arg};
 }
 
+/* 0: urgent, 1: never served, 2: served (budget_waiter.served_ns). */
+static int waiter_class(const struct budget_waiter *w) {
+  return w->urgent ? 0 : w->served_ns ? 2 : 1;
+}
+
 static void unlink_waiter(struct budget_waiter *w) {
+  struct budget_waiter *pv = w->prev;
+  if (g.last_urgent == w)
+    g.last_urgent = pv; /* (the urgent ones come first: pv is one too) */
+  if (g.last_new == w)
+    g.last_new = pv && waiter_class(pv) == 1 ? pv : NULL;
   if (w->prev)
     w->prev->next = w->next;
   else
@@ -102,10 +119,21 @@ static void unlink_waiter(struct budget_waiter *w) {
  * their arrival order.  Most arrivals were just served and go last, so
  * the walk from the tail is short. */
 static void enqueue(struct budget_waiter *w) {
-  int64_t key = w->urgent ? -1 : w->served_ns;
-  struct budget_waiter *p = g.tail;
-  while (p && (p->urgent ? -1 : p->served_ns) > key)
-    p = p->prev;
+  int cls = waiter_class(w);
+  struct budget_waiter *p;
+  if (cls == 0) {
+    p = g.last_urgent;
+  } else if (cls == 1) {
+    p = g.last_new ? g.last_new : g.last_urgent;
+  } else {
+    p = g.tail;
+    while (p && waiter_class(p) == 2 && p->served_ns > w->served_ns)
+      p = p->prev;
+  }
+  if (cls == 0)
+    g.last_urgent = w;
+  else if (cls == 1)
+    g.last_new = w;
   w->prev = p;
   w->next = p ? p->next : g.head;
   if (w->next)
