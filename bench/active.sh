@@ -118,7 +118,7 @@ stop
 start "$T/sluice.yml" "$N"
 echo "start: READY=1 after $(((READY_NS - START_NS) / 1000000)) ms, every snapshot written and all asleep after $(((SETTLED_NS - START_NS) / 1000000)) ms"
 echo "before writing: rss_kb=$(field "$PID" VmRSS) fds=$(nfds "$PID") threads=$(field "$PID" Threads)"
-NAMES=$(cd "$T/dbs" && ls | grep '\.db$' | head -n "$W")
+NAMES=$(cd "$T/dbs" && ls | awk -v w="$W" '/\.db$/ && n++ < w') # (not head: ls would die of SIGPIPE, and pipefail)
 c0=$(cpu_ticks "$PID")
 w0=$(date +%s%N)
 # shellcheck disable=SC2086
