@@ -839,6 +839,7 @@ static void on_final_job(void *arg, int status) {
     return;
   free(rs->final);
   rs->final = NULL;
+  canceled(rs); /* (not renamed into place after a cancel) */
   if (rs->status) {
     rs_pump(rs);
     return;
@@ -1089,7 +1090,9 @@ struct restore *restore_run(struct backend *b, const char *gen,
 void restore_cancel(struct restore *rs) {
   if (!rs || rs->canceled)
     return;
-  assert(rs->pending > 0);
+  /* (Between run and cb something is in flight: a step, or the cleanup
+   * after a failure.) */
+  assert(rs->pending > 0 || rs->cleaned);
   /* (rs->status itself is folded in on the loop by the next step: a pool
    * job may be writing it now.) */
   rs->canceled = 1;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/err.h"
 #include "core/housekeeping.h"
 #include "core/t_db.h"
 #include "core/validate.h"
@@ -100,11 +101,75 @@ TEST(close_waits_for_a_retention_pass) {
   CHECK(loop_work_pending() == 0);
 }
 
+struct run {
+  int done, status;
+};
+static void on_run(void *arg, int status, const char *err) {
+  struct run *r = arg;
+  (void)err;
+  r->done = 1;
+  r->status = status;
+}
+static int run_done(void *a) {
+  return ((struct run *)a)->done;
+}
+
+/* restore_cancel at every stage of a restore (listing, snapshot, WAL,
+ * the final check): cb once, ERR_CANCELED, nothing left behind (output,
+ * .tmp, staging files); an uncanceled restore still completes. */
+TEST(restore_cancel_ends_early_and_cleans_up) {
+  char url[600], err[512];
+  snprintf(url, sizeof(url), "file://%s/replica-val.db", g_dir);
+  struct replica_config rc;
+  memset(&rc, 0, sizeof(rc));
+  CHECK_INT(config_replica_from_url(url, &rc, err, sizeof(err)), 0);
+  struct backend *b = backend_open(&rc, err, sizeof(err));
+  CHECK(b != NULL);
+  struct restore_opts o = {0};
+  struct restore_target t;
+  CHECK_INT(restore_choose_sync(&b, 1, &o, &t, err, sizeof(err)), 0);
+  int canceled = 0;
+  static const int delays[] = {0, 1, 5, 20, 50, 100, 200, 400, -1};
+  for (size_t i = 0; i < sizeof(delays) / sizeof(delays[0]); i++) {
+    char out[700], cmd[1600];
+    snprintf(out, sizeof(out), "%s/cancel-%zu/r.db", g_dir, i);
+    struct run r = {0};
+    struct restore *rs = restore_run(b, t.gen, &o, out, on_run, &r);
+    if (delays[i] >= 0) {
+      if (delays[i] > 0)
+        t_run_until(run_done, &r, delays[i]);
+      if (!r.done) {
+        restore_cancel(rs);
+        restore_cancel(rs); /* twice is once */
+        CHECK(!r.done);     /* never from inside the call */
+      }
+    }
+    CHECK(t_run_until(run_done, &r, 60000));
+    if (delays[i] < 0 || r.status == 0) {
+      CHECK_INT(r.status, 0);
+      CHECK_INT(query_int(out, "SELECT count(*) FROM t"), 20000);
+      continue;
+    }
+    canceled++;
+    CHECK_INT(r.status, ERR_CANCELED);
+    /* nothing in the output's directory */
+    snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s/cancel-%zu 2>/dev/null)\"",
+             g_dir, i);
+    CHECK_INT(system(cmd), 0);
+  }
+  printf("  %d of 8 restores canceled before their end\n", canceled);
+  CHECK(canceled >= 3);
+  CHECK(loop_work_pending() == 0);
+  backend_close(b);
+  config_replica_destroy(&rc);
+}
+
 int main(void) {
   if (t_db_init())
     return 1;
   RUN(close_waits_for_a_validation_restore);
   RUN(close_waits_for_a_retention_pass);
+  RUN(restore_cancel_ends_early_and_cleans_up); /* (val.db's replica) */
   t_db_done();
   T_DONE();
 }
