@@ -1434,6 +1434,8 @@ void db_close(struct db *db, void (*cb)(void *arg), void *arg) {
   fail_snapshot_waiters(db, ERR_CANCELED);
   /* A validation job still running keeps its copy; job_done removes it. */
   deliver_validation(db, NULL, ERR_CANCELED);
+  for (size_t i = 0; i < db->n_replicas; i++)
+    replica_stop_side(db->replicas[i]);
   close_set(db, DB_CLOSE_SYNC);
   /* Asleep: the final sync wakes it only if something was written. */
   db_kick(db, DBJ_SYNC | (db->sleep ? DBJ_PROBE : 0));

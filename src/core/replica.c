@@ -59,11 +59,18 @@ static void snap_drop(struct replica *r);
 /* Housekeeping and validation, once the replica knows where it stands;
  * never again once it stops (replica_flush, replica_abandon). */
 static void side_start(struct replica *r) {
-  if (r->hk_started || r->flushing || r->state == R_CLOSED)
+  if (r->hk_started || r->side_stopped || r->flushing || r->state == R_CLOSED)
     return;
   r->hk_started = 1;
   hk_start(r->hk);
   validator_start(r->val);
+}
+
+void replica_stop_side(struct replica *r) {
+  r->side_stopped = 1;
+  r->want_snapshot = 0;
+  hk_stop(r->hk);
+  validator_stop(r->val);
 }
 
 int replica_busy(const struct replica *r) {

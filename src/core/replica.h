@@ -84,6 +84,7 @@ struct replica {
   struct pos val_cap;      /* validation: the next round ends exactly here */
   int val_cap_pending;
   int hk_started;
+  int side_stopped;            /* replica_stop_side: for good */
   void (*quiet_cb)(void *arg); /* replica_quiesce */
   void *quiet_arg;
   int local_pos;     /* the position came from the local state (start asleep) */
@@ -112,6 +113,10 @@ void replica_abandon(struct replica *r);
  * call); replica_free may follow then.  replica_flush only stops their
  * timers and asks them to end, so that the final uploads go first. */
 void replica_quiesce(struct replica *r, void (*cb)(void *arg), void *arg);
+/* The database is closing (db_close): housekeeping and validation stop
+ * for good (no new pass, no interval or retention snapshot; what is in
+ * flight ends at its next step), so the final sync is not held up. */
+void replica_stop_side(struct replica *r);
 /* A retention pass or a validation restore is in flight. */
 int replica_busy(const struct replica *r);
 /* housekeeping.c, validate.c: a pass (or a restore) ended. */
