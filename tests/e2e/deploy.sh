@@ -260,8 +260,8 @@ runtime=$(awk '/^FROM debian:12-slim/ { r = 1 } r' "$DF")
 # (One dpkg -S for all of them: each search reads every package's list.)
 libs=()
 for so in $(objdump -p "$SLUICE" | awk '$1 == "NEEDED" { print $2 }'); do
-  # libc, and the sanitizer runtimes of an ASan build.
-  case $so in libc.so.* | libm.so.* | libpthread.so.* | ld-linux* | libasan* | libubsan* | liblsan*) continue ;; esac
+  # libc, and the sanitizer runtimes (ASan, UBSan, TSan builds).
+  case $so in libc.so.* | libm.so.* | libpthread.so.* | ld-linux* | libasan* | libubsan* | liblsan* | libtsan*) continue ;; esac
   libs+=("$so")
 done
 dpkg -S "${libs[@]/#/*/}" >"$T/dpkg-S" 2>/dev/null
