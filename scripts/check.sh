@@ -83,7 +83,7 @@ FUZZ_PID=
 rm -f build/fuzz.out build/fuzz.rc
 if [ -z "${SANITIZE_ONLY:-}" ]; then
   build_dir build -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  rm -f build/bg-fast
+  rm -f build/bg-fast build/bg-done
   (
     if [ -z "${NO_SANITIZE:-}" ]; then
       # shellcheck disable=SC2086
@@ -94,6 +94,7 @@ if [ -z "${SANITIZE_ONLY:-}" ]; then
       nice -n "$(bg_nice)" sh -c "CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null &&
         cmake --build build-fuzz -j $JOBS --target fuzz_all" >build/bg-fuzz.log 2>&1 || true
     fi
+    touch build/bg-done
   ) &
   BG_PID=$!
   # The fuzzing (FUZZ_SECONDS per target, two at a time) starts as soon as
@@ -102,7 +103,9 @@ if [ -z "${SANITIZE_ONLY:-}" ]; then
   # is left of it when the suite ends runs beside the ASan suite.
   if [ -z "${NO_FUZZ:-}" ]; then
     (
-      while kill -0 "$BG_PID" 2>/dev/null; do sleep 2; done
+      # (A marker, not kill -0: the finished builds stay a zombie until the
+      # wait below.)
+      until [ -e build/bg-done ]; do sleep 2; done
       rc=0
       FUZZ_SECONDS=${FUZZ_SECONDS:-30} nice -n 10 scripts/fuzz.sh >build/fuzz.out 2>&1 || rc=$?
       echo "$rc" >build/fuzz.rc
