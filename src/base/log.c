@@ -8,18 +8,28 @@
 
 #include "base/util.h"
 
-static struct log_config g_log = {LOG_INFO, 0, 1};
+/* Set on the loop thread (at start and on a reload), read by every thread
+ * that logs, pool jobs included: each setting on its own, atomically (a
+ * line logged during a reload takes the old or the new one).  ThreadSanitizer
+ * found the plain struct copy of a reload racing with a job's log line. */
+static int g_level = LOG_INFO, g_json = 0, g_to_stderr = 1;
+#define LOAD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
+#define STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
 
 void log_setup(const struct log_config *cfg) {
-  g_log = *cfg;
+  STORE(g_level, (int)cfg->level);
+  STORE(g_json, cfg->json);
+  STORE(g_to_stderr, cfg->to_stderr);
 }
 
 void log_get(struct log_config *out) {
-  *out = g_log;
+  out->level = (enum log_level)LOAD(g_level);
+  out->json = LOAD(g_json);
+  out->to_stderr = LOAD(g_to_stderr);
 }
 
 int log_enabled(enum log_level level) {
-  return level >= g_log.level;
+  return (int)level >= LOAD(g_level);
 }
 
 int log_level_parse(const char *s) {
@@ -102,7 +112,7 @@ void log_vmsg(enum log_level level, const char *db, const char *replica,
 
   struct buf b;
   buf_init(&b, 0);
-  if (g_log.json) {
+  if (LOAD(g_json)) {
     buf_appendf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", when,
                 level_name(level));
     put_json_string(&b, msg);
@@ -128,7 +138,7 @@ void log_vmsg(enum log_level level, const char *db, const char *replica,
     }
     buf_append(&b, "\n", 1);
   }
-  FILE *f = g_log.to_stderr ? stderr : stdout;
+  FILE *f = LOAD(g_to_stderr) ? stderr : stdout;
   fwrite(b.data, 1, b.len, f);
   fflush(f);
   buf_destroy(&b);
