@@ -126,7 +126,7 @@ sqlite3 -cmd ".timeout 5000" "$TEN/gone.db" ".backup $T/gone-copy.db"
 rm -f "$TEN/gone.db" "$TEN/gone.db-wal" "$TEN/gone.db-shm"
 wait_until 20 grep -q "database removed from replication\" db=$TEN/gone.db" "$T/sluice.log" ||
   fail "deleted database not stopped"
-n=$(ls -l "/proc/$SLUICE_PID/fd" 2>/dev/null | grep -c "gone.db")
+n=$(find "/proc/$SLUICE_PID/fd" -lname "*gone.db*" 2>/dev/null | wc -l)
 [ "$n" -eq 0 ] || fail "$n fds still open on the deleted database"
 
 # Renamed: a delete plus a create, as an application renames its
