@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +278,12 @@ done:
 }
 
 int cmd_restore(int argc, char **argv) {
+  /* A restore allocates and frees buffers of megabytes (objects, decoded
+   * blocks, pages): keep them in the heap for reuse instead of mapping
+   * fresh zeroed pages for each one and unmapping them again (a third of
+   * the restore's system time on a WAL-heavy replica). */
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   struct restore_args a = {.parallelism = 8, .timeout = CMD_TIMEOUT_DEFAULT_NS};
   struct flag flags[] = {
       {"config", FLAG_STRING, &a.config, 0},
