@@ -107,6 +107,11 @@ struct widx {
   /* page -> its slot, built by wal_sink */
   struct page_at *map;
   size_t map_cap, map_used;
+  /* Set on the loop before the apply: the later indexes already fetched
+   * (their maps complete and unchanged until they are applied), whose
+   * pages this index need not write. */
+  struct widx **later;
+  size_t n_later;
 };
 
 struct rs {
@@ -217,6 +222,7 @@ static void rs_free(struct rs *rs) {
   for (size_t i = 0; i < rs->n_idx; i++) {
     free(rs->idx[i].staging);
     free(rs->idx[i].map);
+    free(rs->idx[i].later);
     store_free(&rs->idx[i]);
     fetch_destroy(&rs->idx[i].fetch);
   }
@@ -312,12 +318,34 @@ static size_t map_slot(struct widx *w, uint32_t pg) {
   return w->map[h].slot - 1;
 }
 
+/* 1 if applying w writes page pg (w's map still a hash). */
+static int map_writes(const struct widx *w, uint32_t pg) {
+  if (!w->map_cap || pg > w->scan.db_pages)
+    return 0;
+  size_t h = ((size_t)pg * 2654435761u) & (w->map_cap - 1);
+  while (w->map[h].slot && w->map[h].pgno != pg)
+    h = (h + 1) & (w->map_cap - 1);
+  return w->map[h].slot != 0;
+}
+
+/* 1 if a later index in w->later writes pg: whatever w writes there is
+ * overwritten (a truncation in between does not matter, the later write
+ * comes after it), so w leaves it out and each page is written once. */
+static int written_later(const struct widx *w, uint32_t pg) {
+  for (size_t i = 0; i < w->n_later; i++)
+    if (map_writes(w->later[i], pg))
+      return 1;
+  return 0;
+}
+
 /* The map as a list sorted by page number, without the pages past the
- * size the last commit gives (SQLite's checkpoint skips them too). */
+ * size the last commit gives (SQLite's checkpoint skips them too) and
+ * those a later index writes. */
 static size_t map_sorted(struct widx *w) {
   size_t k = 0;
   for (size_t i = 0; i < w->map_cap; i++)
-    if (w->map[i].slot && w->map[i].pgno <= w->scan.db_pages)
+    if (w->map[i].slot && w->map[i].pgno <= w->scan.db_pages &&
+        !written_later(w, w->map[i].pgno))
       w->map[k++] = (struct page_at){w->map[i].pgno, w->map[i].slot - 1};
   if (k)
     qsort(w->map, k, sizeof(*w->map), by_pgno);
@@ -994,6 +1022,16 @@ static void rs_pump(struct rs *rs) {
     if (w->state == WI_READY) {
       rs->applying = 1;
       rs->pending++;
+      if (!rs->o.replay_sqlite) {
+        free(w->later);
+        w->later = NULL;
+        w->n_later = 0;
+        for (size_t j = rs->next_apply + 1; j < rs->n_idx; j++)
+          if (rs->idx[j].state == WI_READY) {
+            w->later = xrealloc(w->later, (w->n_later + 1) * sizeof(*w->later));
+            w->later[w->n_later++] = &rs->idx[j];
+          }
+      }
       loop_work_submit(rs->o.replay_sqlite ? apply_sqlite_work
                                            : apply_pages_work,
                        on_applied, w);
