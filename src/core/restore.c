@@ -5,11 +5,15 @@
  *   prepare (pool): refuse an existing output, mkdir -p, create <out>.tmp
  *   snapshot: fetch + LZ4-decode into <out>.tmp            \  in parallel
  *   each WAL index i (up to `parallelism` at once): fetch   |
- *     its segments in offset order, decode them into        |
- *     <out>.tmp-<i %08x>-wal, verify contiguity, salts,     |
- *     checksum chain and the final commit frame            /
- *   apply, strictly in index order once the snapshot is in: rename the
- *     staging file to <out>.tmp-wal, checkpoint it with SQLite (pool)
+ *     its segments in offset order, check contiguity and,  |
+ *     as they are decoded, salts, checksum chain and the   |
+ *     final commit frame; keep the last version of each    |
+ *     page (memory, then <out>.tmp-<i %08x>-wal)           /
+ *   apply, strictly in index order once the snapshot is in: write the
+ *     kept pages no later fetched index writes, cut the file to the
+ *     commit's size (replay_sqlite, the tests' reference: the raw WAL in
+ *     the staging file, renamed to <out>.tmp-wal and checkpointed by
+ *     SQLite)
  *   integrity_check (pool), then rename <out>.tmp -> <out> (pool)
  * On failure every file created is removed before the callback.
  *
