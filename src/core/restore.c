@@ -53,10 +53,6 @@
 #define SEG_CHUNK (4 << 20)
 #define SEG_WINDOW 2
 #define PAGE_CHUNK (1 << 20) /* memory of a page store, per allocation */
-/* Memory for the pages of the WAL indexes staged at once; past its share
- * an index keeps the rest of its pages in its staging file. */
-#define RESTORE_MEMORY_DEFAULT (256LL << 20)
-#define INDEX_MEMORY_MIN (8LL << 20)
 
 /* ------------------------------------------------------------------ */
 /* The restore.                                                        */
@@ -1166,13 +1162,14 @@ static void plan_apply(struct rs *rs) {
     w->fd = -1;
     w->staging = xasprintf("%s-%08" PRIx32 "-wal", rs->tmp, w->index);
   }
+  /* Up to 2 * parallelism indexes are staged at once (rs_pump); past its
+   * share an index keeps the rest of its pages in its staging file. */
   int par = MAX(1, rs->o.parallelism);
   const char *e = getenv("SLUICE_RESTORE_MEMORY"); /* bytes; tests */
+  int64_t mem = rs->o.memory > 0 ? rs->o.memory : RESTORE_MEMORY_DEFAULT;
   if (e && *e)
-    rs->index_memory = atoll(e) / (2 * par);
-  else
-    rs->index_memory =
-        MAX(INDEX_MEMORY_MIN, RESTORE_MEMORY_DEFAULT / (2 * par));
+    mem = atoll(e);
+  rs->index_memory = mem / (2 * par);
 }
 
 static void on_segments(void *arg, int status, const char *err) {
