@@ -949,6 +949,9 @@ static void on_renamed(void *arg, int status) {
   if (status)
     rs_fail(rs, status, "rename job failed");
   if (!rs->status) {
+    /* In place: a cancel that came during the rename is too late (it
+     * would report a failure and leave the database behind). */
+    rs->canceled = 0;
     int64_t ns = time_mono_ns() - rs->t0;
     char el[40], ck[40] = "0s", bytes[32], rate[32];
     duration_format(ns, el);
