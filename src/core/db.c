@@ -304,9 +304,10 @@ static void db_set_state(struct db *db, enum db_state s) {
 struct db *db_new(struct db_config *cfg) {
   struct db *db = xcalloc(1, sizeof(*db));
   db->cfg = cfg;
-  engine_init_struct(&db->eng, cfg);
-  db->name = db->eng.db_path;
-  db->meta = db->eng.meta;
+  db->eng = xmalloc(sizeof(*db->eng));
+  engine_init_struct(db->eng, cfg);
+  db->name = db->eng->db_path;
+  db->meta = db->eng->meta;
   db->state = DB_INIT;
   db->retry_timer = NULL;
   return db;
@@ -327,6 +328,29 @@ int db_add_replicas(struct db *db, char *err, size_t errlen) {
   return 0;
 }
 
+/* --- the idle stub ---
+ * A deep sleeper with no job keeps its engine packed (engine_pack: a
+ * third of its size), unpacked again on the loop before its next job
+ * (a wake, a probe, a stop): nothing else touches the engine between
+ * jobs.  The loop's own copy of the position (gen, index, shadow_size,
+ * wal_hdr) is published by every job and stays. */
+static void stub_pack(struct db *db) {
+  if (!db->eng || db->job || db->eng->asleep != ENGINE_DEEP ||
+      db->state == DB_CLOSING || db->state == DB_CLOSED)
+    return;
+  size_t len;
+  db->stub = engine_pack(db->eng, &len);
+  db->eng = NULL;
+}
+
+static void stub_unpack(struct db *db) {
+  if (db->eng)
+    return;
+  db->eng = engine_unpack(db->stub);
+  free(db->stub);
+  db->stub = NULL;
+}
+
 /* --- jobs ---
  *
  * A job's inputs and outputs live in a struct db_job handed to the pool
@@ -336,7 +360,8 @@ int db_add_replicas(struct db *db, char *err, size_t errlen) {
 
 struct db_job {
   /* in: owned by the job from submit to done */
-  struct engine *eng; /* lent: &db->eng */
+  struct db *db;
+  struct engine *eng; /* lent: db->eng */
   unsigned todo;      /* DBJ_* */
   uint32_t prune_below;
   char newgen_for[GEN_LEN + 1]; /* DBJ_NEWGEN: only if still current */
@@ -985,9 +1010,9 @@ static void start_done(struct db *db, struct db_job *j) {
 }
 
 /* On the loop: the job is handed back; publish and act on its outputs. */
-static void job_done(void *arg, int status) {
+static void job_done_inner(void *arg, int status) {
   struct db_job *j = arg;
-  struct db *db = container_of(j->eng, struct db, eng);
+  struct db *db = j->db;
   (void)status;
   assert(db->job == j);
   db->job = NULL;
@@ -1053,6 +1078,15 @@ static void job_done(void *arg, int status) {
     close_advance(db);
 }
 
+static void job_done(void *arg, int status) {
+  struct db_job *j = arg;
+  struct db *db = j->db;
+  int closed = (j->todo & DBJ_CLOSE) != 0; /* db may be freed by its cb */
+  job_done_inner(arg, status);
+  if (!closed)
+    stub_pack(db);
+}
+
 static char *format_status(struct db *db) {
   struct buf b;
   buf_init(&b, 0);
@@ -1072,6 +1106,9 @@ static char *format_status(struct db *db) {
 
 static void on_status_timer(void *arg) {
   struct db *db = arg;
+  /* Made again by the next change: an idle database keeps no timer. */
+  loop_timer_free(db->status_timer);
+  db->status_timer = NULL;
   free(db->status_text);
   db->status_text = format_status(db);
   db_kick(db, DBJ_STATUS);
@@ -1133,7 +1170,9 @@ static void submit(struct db *db) {
       return;
   }
   struct db_job *j = xcalloc(1, sizeof(*j));
-  j->eng = &db->eng;
+  stub_unpack(db);
+  j->db = db;
+  j->eng = db->eng;
   j->todo = todo;
   j->may_open = db->hot || db->opened;
   j->prune_below = db->prune_below;
@@ -1392,6 +1431,9 @@ void db_free(struct db *db) {
   free(db->status_text);
   free(db->last_err);
   free(db->last_ckpt_err);
-  engine_destroy(&db->eng);
+  stub_unpack(db);
+  engine_destroy(db->eng);
+  free(db->eng);
+  db->eng = NULL;
   free(db);
 }

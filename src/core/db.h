@@ -105,8 +105,11 @@ struct db {
   const char *name;      /* the database path, for logs */
   const char *meta;      /* the meta directory; immutable */
   /* Lent to the running job (db_job.eng) from submit to done; the loop
-   * never touches it (only its immutable paths, through name and meta). */
-  struct engine eng;
+   * never touches it then (only its immutable paths, through name and
+   * meta).  A deep sleeper between jobs keeps it packed in `stub` (the
+   * idle stub, engine_pack); the strings name and meta point to stay. */
+  struct engine *eng; /* NULL while packed in the idle stub (db.c) */
+  uint8_t *stub;
   enum db_state state;
 
   /* Published by the loop after every job; safe to read on the loop. */

@@ -275,6 +275,12 @@ int engine_close(struct engine *e);
 #define ENGINE_LIGHT 1
 #define ENGINE_DEEP 2
 int engine_sleep(struct engine *e, int how);
+/* The idle stub: a deep sleeper's engine (no fd, no message buffers)
+ * packed into *len bytes (typically a third of the struct), and e freed;
+ * engine_unpack gives back a byte-identical engine to wake or stop.  The
+ * strings it points to (its paths) stay allocated meanwhile. */
+uint8_t *engine_pack(struct engine *e, size_t *len);
+struct engine *engine_unpack(const uint8_t *stub);
 /* Light sleep -> deep: closes the last three fds. */
 void engine_deepen(struct engine *e);
 /* Asleep: whether the -wal is not as it was when the engine went to
