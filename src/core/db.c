@@ -341,6 +341,7 @@ static void stub_pack(struct db *db) {
   size_t len;
   db->stub = engine_pack(db->eng, &len);
   db->eng = NULL;
+  log_debug(db->name, NULL, "idle stub: engine packed in %zu bytes", len);
 }
 
 static void stub_unpack(struct db *db) {
@@ -349,6 +350,7 @@ static void stub_unpack(struct db *db) {
   db->eng = engine_unpack(db->stub);
   free(db->stub);
   db->stub = NULL;
+  log_debug(db->name, NULL, "idle stub: engine unpacked");
 }
 
 /* --- jobs ---

@@ -48,9 +48,13 @@ void engine_global_init(void) {
 
 void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   memset(e, 0, sizeof(*e));
-  e->db_path = xstrdup(cfg->path);
+  /* Borrowed from cfg, which outlives the engine (db.h), as its meta
+   * directory when set (a dir entry's database always has one). */
+  e->db_path = (char *)cfg->path;
   e->wal_path = xasprintf("%s-wal", cfg->path);
-  e->meta = meta_dir_path(cfg->path, cfg->meta_path);
+  e->own_meta = !cfg->meta_path;
+  e->meta =
+      e->own_meta ? meta_dir_path(cfg->path, NULL) : (char *)cfg->meta_path;
   e->name = e->db_path;
   e->min_ckpt_pages = cfg->min_checkpoint_page_count > 0
                           ? cfg->min_checkpoint_page_count
@@ -1987,9 +1991,9 @@ int engine_replaced(struct engine *e) {
 void engine_destroy(struct engine *e) {
   engine_keep_msgs(e); /* close_all may say why it failed */
   close_all(e);
-  free(e->db_path);
   free(e->wal_path);
-  free(e->meta);
+  if (e->own_meta)
+    free(e->meta);
   resync_destroy(&e->rs);
   engine_drop_msgs(e);
   e->db_path = e->wal_path = e->meta = NULL;

@@ -88,9 +88,10 @@ struct engine_msgs {
 
 struct engine {
   /* set by engine_init_struct; immutable afterwards */
-  char *db_path;
+  char *db_path; /* borrowed: the config's */
   char *wal_path;
-  char *meta;
+  char *meta; /* the config's meta_path if set (borrowed), else owned */
+  int own_meta;
   const char *name; /* for logs: the database path */
   int64_t min_ckpt_pages;
   int64_t max_ckpt_pages;
@@ -164,6 +165,7 @@ struct engine {
  * per connection (131 KB -> ~58 KB per connection). */
 void engine_global_init(void);
 
+/* cfg->path (and cfg->meta_path) must outlive the engine: borrowed. */
 void engine_init_struct(struct engine *e, const struct db_config *cfg);
 void engine_destroy(struct engine *e);
 /* e->m exists from engine_init_struct on; a job drops it once the engine
