@@ -73,10 +73,10 @@ echo "N=$N deep-sleep-after=$DEEP"
 echo "heap: baseline $b_heap B (+$b_extra malloc overhead), $N dbs $n_heap B (+$n_extra)"
 # The pool threads' copy buffers (shadow.c copy_buf, one per thread, made
 # by the first copy) are a fixed cost the baseline never allocates.
-cb=$(ms_print --threshold=0 "$T/dbs.snap" | grep -m1 'copy_buf (shadow.c' | sed 's/.*(\([0-9,]*\)B).*/\1/' | tr -d ,)
+cb=$(ms_print --threshold=0 "$T/dbs.snap" | grep -m1 'copy_buf (shadow.c' | sed 's/.*(\([0-9,]*\)B).*/\1/' | tr -d , || true)
 cb=${cb:-0}
 echo "pool threads' copy buffers: $cb B (fixed, not counted)"
 echo "per database: $(((n_heap - b_heap - cb) / N)) B requested, $(((n_heap + n_extra - b_heap - b_extra - cb) / N)) B with malloc overhead"
 if [ -n "${KEEP:-}" ]; then cp "$T/dbs.snap" "$KEEP"; fi
 # Allocation sites, two frames deep (bytes per database = bytes / N).
-ms_print --threshold=0.2 "$T/dbs.snap" 2>/dev/null | grep -E '^ *(\| )*->' | grep -E '^ ?(\| ){0,2}->' | head -80
+ms_print --threshold=0.2 "$T/dbs.snap" 2>/dev/null | grep -E '^ *(\| )*->' | grep -E '^ ?(\| ){0,2}->' | head -80 || true
