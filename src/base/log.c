@@ -1,5 +1,6 @@
 #include "base/log.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,18 +9,26 @@
 
 #include "base/util.h"
 
-static struct log_config g_log = {LOG_INFO, 0, 1};
+/* Pool jobs log while a SIGHUP's reload may set them on the loop: each
+ * field on its own, atomically (a line written across a reload takes the
+ * old or the new value of each). */
+static _Atomic int g_level = LOG_INFO, g_json = 0, g_to_stderr = 1;
 
 void log_setup(const struct log_config *cfg) {
-  g_log = *cfg;
+  atomic_store_explicit(&g_level, (int)cfg->level, memory_order_relaxed);
+  atomic_store_explicit(&g_json, cfg->json, memory_order_relaxed);
+  atomic_store_explicit(&g_to_stderr, cfg->to_stderr, memory_order_relaxed);
 }
 
 void log_get(struct log_config *out) {
-  *out = g_log;
+  out->level =
+      (enum log_level)atomic_load_explicit(&g_level, memory_order_relaxed);
+  out->json = atomic_load_explicit(&g_json, memory_order_relaxed);
+  out->to_stderr = atomic_load_explicit(&g_to_stderr, memory_order_relaxed);
 }
 
 int log_enabled(enum log_level level) {
-  return level >= g_log.level;
+  return (int)level >= atomic_load_explicit(&g_level, memory_order_relaxed);
 }
 
 int log_level_parse(const char *s) {
@@ -102,7 +111,7 @@ void log_vmsg(enum log_level level, const char *db, const char *replica,
 
   struct buf b;
   buf_init(&b, 0);
-  if (g_log.json) {
+  if (atomic_load_explicit(&g_json, memory_order_relaxed)) {
     buf_appendf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", when,
                 level_name(level));
     put_json_string(&b, msg);
@@ -128,7 +137,8 @@ void log_vmsg(enum log_level level, const char *db, const char *replica,
     }
     buf_append(&b, "\n", 1);
   }
-  FILE *f = g_log.to_stderr ? stderr : stdout;
+  FILE *f = atomic_load_explicit(&g_to_stderr, memory_order_relaxed) ? stderr
+                                                                     : stdout;
   fwrite(b.data, 1, b.len, f);
   fflush(f);
   buf_destroy(&b);

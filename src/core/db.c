@@ -805,12 +805,35 @@ static void deliver_snapshot(struct db *db, struct db_snapshot *s) {
   }
 }
 
+/* close_cb may free the database: from a timer of its own, never from
+ * inside a replica's callback (an HTTP abort's, say). */
+static void on_quiet(void *arg) {
+  struct db *db = arg;
+  assert(db->state == DB_CLOSED && !db->quiescing);
+  if (db->close_cb)
+    db->close_cb(db->close_arg);
+}
+
+static void on_replica_quiet(void *arg) {
+  struct db *db = arg;
+  assert(db->state == DB_CLOSED && db->quiescing > 0);
+  if (--db->quiescing > 0)
+    return;
+  db->quiet_timer = loop_timer_new(on_quiet, db);
+  loop_timer_start(db->quiet_timer, 0);
+}
+
 static void done_close(struct db *db, struct db_job *j) {
   if (j->rc)
     log_error(db->name, NULL, "close: %s", j->err);
   db_set_state(db, DB_CLOSED);
-  if (db->close_cb)
-    db->close_cb(db->close_arg);
+  /* A retention pass or a validation restore may still be in flight
+   * (replica_flush only asked them to end): canceled and waited for, so
+   * that db_free after close_cb frees nothing a callback still uses. */
+  db->quiescing = (int)db->n_replicas + 1;
+  for (size_t i = 0; i < db->n_replicas; i++)
+    replica_quiesce(db->replicas[i], on_replica_quiet, db);
+  on_replica_quiet(db);
 }
 
 /* No database file (yet): nothing to copy, nothing pending.  While closing,
@@ -1399,6 +1422,8 @@ void db_close(struct db *db, void (*cb)(void *arg), void *arg) {
   fail_snapshot_waiters(db, ERR_CANCELED);
   /* A validation job still running keeps its copy; job_done removes it. */
   deliver_validation(db, NULL, ERR_CANCELED);
+  for (size_t i = 0; i < db->n_replicas; i++)
+    replica_stop_side(db->replicas[i]);
   close_set(db, DB_CLOSE_SYNC);
   /* Asleep: the final sync wakes it only if something was written. */
   db_kick(db, DBJ_SYNC | (db->sleep ? DBJ_PROBE : 0));
@@ -1414,6 +1439,9 @@ void db_abandon(struct db *db) {
 
 void db_free(struct db *db) {
   assert(!db->job); /* a running job points into the db */
+  /* (Abandoned before its close: a validation waiting for a job that
+   * never ran ends now.) */
+  deliver_validation(db, NULL, ERR_CANCELED);
   start_unqueue(db);
   queue_remove(db);
   woke(db);
@@ -1430,6 +1458,7 @@ void db_free(struct db *db) {
   loop_timer_free(db->retry_timer);
   loop_timer_free(db->status_timer);
   loop_timer_free(db->copy_timer);
+  loop_timer_free(db->quiet_timer);
   free(db->status_text);
   free(db->last_err);
   free(db->last_ckpt_err);

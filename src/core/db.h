@@ -149,6 +149,8 @@ struct db {
   void *close_arg;
   int closing_replicas;
   enum db_close_phase close_phase; /* set by close_set (db.c) */
+  int quiescing; /* closed: replicas (+1) still ending a pass (done_close) */
+  struct loop_timer *quiet_timer; /* then close_cb, from the loop */
   struct loop_timer *status_timer;
   struct loop_timer *copy_timer;
   uint64_t last_copy_ms;
@@ -200,7 +202,10 @@ struct db *db_new(struct db_config *cfg);
 /* Opens the replicas' backends; on failure writes a message. */
 int db_add_replicas(struct db *db, char *err, size_t errlen);
 void db_start(struct db *db);
-/* Final sync, final uploads, then closes everything; cb when done. */
+/* Final sync, final uploads, then closes everything; cb when done: by then
+ * nothing of the database is in flight (its replicas' retention passes
+ * and validation restores were canceled and have come back), so cb may
+ * db_free it. */
 void db_close(struct db *db, void (*cb)(void *arg), void *arg);
 /* The shutdown timeout fired: from now on no database starts a job (a
  * process-wide switch) and its replicas start nothing (replica_abandon);

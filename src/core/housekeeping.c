@@ -9,6 +9,7 @@
  */
 #include "core/housekeeping.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,11 @@ struct housekeeping {
   struct known_snapshot *known;
   size_t n_known;
   int loaded; /* other generations listed */
+  /* A sweep or a pass is in flight (its callbacks are due), or a pass
+   * waits for the lease (lease_wait): hk_busy.  hk_stop ends either at
+   * its next step; replica_side_done says it has. */
   int running;
+  int stopping; /* hk_stop: no next step (hk_start clears it) */
   struct hk_task *tasks;
   struct gen_list gens;
   size_t gen_i;
@@ -113,10 +118,12 @@ static void add_key(struct housekeeping *h, char *key) {
 }
 
 static void done_run(struct housekeeping *h) {
+  assert(h->running && !h->lease_wait);
   h->running = 0;
   free_keys(h);
   obj_list_destroy(&h->objs);
   segment_list_destroy(&h->segs);
+  replica_side_done(h->r); /* a stop may be waiting for this pass */
 }
 
 static void fail_run(struct housekeeping *h, int status, const char *err) {
@@ -132,14 +139,27 @@ static void fail_run(struct housekeeping *h, int status, const char *err) {
   done_run(h);
 }
 
+/* A step of a pass came back: 1 if the pass ended there (a failure, or
+ * hk_stop meanwhile). */
+static int ended(struct housekeeping *h, int status, const char *err) {
+  assert(h->running);
+  if (status) {
+    fail_run(h, status, err);
+    return 1;
+  }
+  if (h->stopping) {
+    fail_run(h, ERR_CANCELED, "pass stopped");
+    return 1;
+  }
+  return 0;
+}
+
 /* --- deleting --- */
 
 static void on_deleted(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   struct hk_task *t = h->tasks;
   h->tasks = t->next;
   if (t->kind == 0 || h->n_keys > 0)
@@ -167,10 +187,8 @@ static void delete_keys(struct housekeeping *h) {
 
 static void on_gen_listed(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   for (size_t i = 0; i < h->objs.n; i++)
     add_key(h, xstrdup(h->objs.objs[i].key));
   obj_list_destroy(&h->objs);
@@ -179,10 +197,8 @@ static void on_gen_listed(void *arg, int status, const char *err) {
 
 static void on_below_listed(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   struct hk_task *t = h->tasks;
   for (size_t i = 0; i < h->segs.n; i++)
     if (h->segs.v[i].index < t->seg_below)
@@ -321,10 +337,8 @@ static void list_next_gen(struct housekeeping *h);
 
 static void on_gen_snaps(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   for (size_t i = 0; i < h->snaps.n; i++)
     hk_add_known(h, h->snaps.v[i].gen, h->snaps.v[i].index,
                  h->snaps.v[i].created_ns);
@@ -345,10 +359,8 @@ static void list_next_gen(struct housekeeping *h) {
 
 static void on_gens(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   h->gen_i = 0;
   list_next_gen(h);
 }
@@ -367,14 +379,18 @@ static void log_swept(struct housekeeping *h, int status, const char *err) {
 /* At start: leftovers of a daemon that was killed mid-upload. */
 static void on_start_sweep(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
+  assert(h->running);
   log_swept(h, status, err);
   h->running = 0;
+  replica_side_done(h->r);
 }
 
 static void on_retention_sweep(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   struct replica *r = h->r;
   log_swept(h, status, err);
+  if (ended(h, 0, NULL))
+    return;
   if (!h->loaded) {
     store_generations(r->b, &h->gens, on_gens, h);
     return;
@@ -395,7 +411,7 @@ void hk_retention_check(struct housekeeping *h) {
     hk_lease_ready(h);
     return;
   }
-  if (h->running || r->cfg->retention <= 0 || !r->db->gen[0])
+  if (h->running || h->stopping || r->cfg->retention <= 0 || !r->db->gen[0])
     return;
   h->running = 1;
   backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_retention_sweep, h);
@@ -441,6 +457,9 @@ struct housekeeping *hk_new(struct replica *r) {
 
 void hk_start(struct housekeeping *h) {
   struct replica *r = h->r;
+  h->stopping = 0;
+  assert(!loop_ltimer_active(&h->retention_timer) &&
+         !loop_ltimer_active(&h->snapshot_timer));
   if (!h->running) {
     h->running = 1;
     backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_start_sweep, h);
@@ -470,6 +489,9 @@ void hk_start(struct housekeeping *h) {
 void hk_free(struct housekeeping *h) {
   if (!h)
     return;
+  /* A callback still due would land on freed memory: the replica's stop
+   * waits for the pass (replica_quiesce). */
+  assert(!h->running);
   loop_ltimer_stop(&h->retention_timer);
   loop_ltimer_stop(&h->snapshot_timer);
   while (h->tasks) {
@@ -493,6 +515,7 @@ int hk_busy(const struct housekeeping *h) {
 void hk_stop(struct housekeeping *h) {
   if (!h)
     return;
+  h->stopping = 1; /* a pass in flight ends at its next step (ended) */
   if (h->lease_wait) {
     h->lease_wait = 0;
     fail_run(h, ERR_CANCELED, "pass dropped: the lease is not ours now");

@@ -21,6 +21,7 @@
  */
 #include "core/restore.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -68,7 +69,7 @@ static int by_pgno(const void *a, const void *b) {
 
 /* One WAL index to replay. */
 struct widx {
-  struct rs *rs;
+  struct restore *rs;
   uint32_t index;
   const struct segment_info *segs; /* borrowed from rs->segs */
   size_t n, next_seg;
@@ -91,7 +92,7 @@ struct widx {
   size_t map_cap, map_used;
 };
 
-struct rs {
+struct restore {
   struct backend *b;
   char gen[GEN_LEN + 1];
   char *db;
@@ -128,15 +129,16 @@ struct rs {
   int status;
   char err[1024];
   int cleaned;
+  int canceled; /* restore_cancel: ends at the next step (canceled()) */
 };
 
-static void rs_pump(struct rs *rs);
+static void rs_pump(struct restore *rs);
 struct final_job;
 
-static void rs_fail(struct rs *rs, int code, const char *fmt, ...)
+static void rs_fail(struct restore *rs, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void rs_fail(struct rs *rs, int code, const char *fmt, ...) {
+static void rs_fail(struct restore *rs, int code, const char *fmt, ...) {
   if (rs->status)
     return;
   rs->status = code ? code : ERR_CORRUPT;
@@ -148,13 +150,20 @@ static void rs_fail(struct rs *rs, int code, const char *fmt, ...) {
   free(msg);
 }
 
+/* Loop, between steps (no pool job of the restore writing its status):
+ * a restore_cancel becomes the restore's failure. */
+static void canceled(struct restore *rs) {
+  if (rs->canceled && !rs->status)
+    rs_fail(rs, ERR_CANCELED, "canceled");
+}
+
 /* "12.3MB" */
 static void mb_format(int64_t bytes, char *out, size_t n) {
   snprintf(out, n, "%.1fMB", (double)bytes / 1e6);
 }
 
 static void on_progress(void *arg) {
-  struct rs *rs = arg;
+  struct restore *rs = arg;
   double secs = (double)(time_mono_ns() - rs->t0) / 1e9;
   char done[32], total[32], rate[32], eta[48] = "-";
   mb_format(rs->bytes_fetched, done, sizeof(done));
@@ -177,7 +186,7 @@ static void on_progress(void *arg) {
   loop_timer_start(rs->prog, rs->prog_ms);
 }
 
-static void progress_start(struct rs *rs) {
+static void progress_start(struct restore *rs) {
   rs->objs_total = 1;
   rs->bytes_total = MAX(rs->snap.size, (int64_t)0);
   for (size_t i = 0; i < rs->n_idx; i++)
@@ -191,7 +200,7 @@ static void progress_start(struct rs *rs) {
   loop_timer_start(rs->prog, rs->prog_ms);
 }
 
-static void rs_free(struct rs *rs) {
+static void rs_free(struct restore *rs) {
   if (rs->prog)
     loop_timer_free(rs->prog);
   for (size_t i = 0; i < rs->n_idx; i++) {
@@ -213,7 +222,7 @@ static void rs_free(struct rs *rs) {
   free(rs);
 }
 
-static void rs_done(struct rs *rs) {
+static void rs_done(struct restore *rs) {
   restore_cb cb = rs->cb;
   void *arg = rs->arg;
   int status = rs->status;
@@ -226,7 +235,7 @@ static void rs_done(struct rs *rs) {
 /* --- failure cleanup --- */
 
 static void cleanup_work(void *arg) {
-  struct rs *rs = arg;
+  struct restore *rs = arg;
   if (rs->tmp_fd >= 0)
     close(rs->tmp_fd);
   rs->tmp_fd = -1;
@@ -389,7 +398,7 @@ static void widx_next_segment(struct widx *w);
 
 static void on_segment_done(struct fetch *f) {
   struct widx *w = f->owner;
-  struct rs *rs = w->rs;
+  struct restore *rs = w->rs;
   rs->pending--;
   if (f->status) {
     rs_fail(rs, f->status, "%s", f->err);
@@ -410,7 +419,7 @@ static void on_segment_done(struct fetch *f) {
 }
 
 static void widx_next_segment(struct widx *w) {
-  struct rs *rs = w->rs;
+  struct restore *rs = w->rs;
   const struct segment_info *s = &w->segs[w->next_seg];
   if (s->offset != w->end) {
     char *key = key_wal_segment(rs->gen, w->index, w->end);
@@ -448,7 +457,7 @@ static void staging_open_work(void *arg) {
 
 static void on_staging_open(void *arg, int status) {
   struct widx *w = arg;
-  struct rs *rs = w->rs;
+  struct restore *rs = w->rs;
   rs->pending--;
   if (status || w->status || rs->status) {
     rs_fail(rs, w->status ? w->status : status, "%s", w->err);
@@ -464,7 +473,7 @@ static void on_staging_open(void *arg, int status) {
  * reference the page writer is tested against). */
 static void apply_sqlite_work(void *arg) {
   struct widx *w = arg;
-  struct rs *rs = w->rs;
+  struct restore *rs = w->rs;
   int64_t t0 = time_mono_ns();
   char tmp[128];
   const char *first_key = NULL;
@@ -555,7 +564,7 @@ out:
 
 /* Copies the pages listed in v from the staging WAL into the database,
  * runs of consecutive pages in one pwrite each. */
-static int write_pages(struct rs *rs, struct widx *w, int fd,
+static int write_pages(struct restore *rs, struct widx *w, int fd,
                        const struct page_at *v, size_t n) {
   uint32_t ps = w->scan.hdr.page_size;
   int64_t fs = wal_frame_size(ps);
@@ -590,7 +599,7 @@ static int write_pages(struct rs *rs, struct widx *w, int fd,
  * the same WAL does, without replaying every frame. */
 static void apply_pages_work(void *arg) {
   struct widx *w = arg;
-  struct rs *rs = w->rs;
+  struct restore *rs = w->rs;
   int64_t t0 = time_mono_ns();
   char tmp[128];
   char *key = key_wal_segment(rs->gen, w->index, 0);
@@ -641,7 +650,7 @@ out:
 
 static void on_applied(void *arg, int status) {
   struct widx *w = arg;
-  struct rs *rs = w->rs;
+  struct restore *rs = w->rs;
   rs->pending--;
   rs->applying = 0;
   if (status || w->status) {
@@ -664,7 +673,7 @@ static void on_applied(void *arg, int status) {
 
 /* Results of the two final jobs, which run at the same time. */
 struct final_job {
-  struct rs *rs;
+  struct restore *rs;
   int status;
   char err[1024];
   const char *check; /* the integrity pragma run, or NULL */
@@ -697,7 +706,7 @@ static const char *integrity_pragma(int mode, int64_t size) {
 
 static void integrity_work(void *arg) {
   struct final_job *j = arg;
-  struct rs *rs = j->rs;
+  struct restore *rs = j->rs;
   int64_t t0 = time_mono_ns();
   struct stat fsb;
   j->check = integrity_pragma(
@@ -748,7 +757,7 @@ static void integrity_work(void *arg) {
  * now on. */
 static void sync_work(void *arg) {
   struct final_job *j = arg;
-  struct rs *rs = j->rs;
+  struct restore *rs = j->rs;
   char tmp[128];
   if (fchmod(rs->tmp_fd, OUT_MODE) || fsync(rs->tmp_fd)) {
     int e = -errno;
@@ -757,7 +766,7 @@ static void sync_work(void *arg) {
 }
 
 static void rename_work(void *arg) {
-  struct rs *rs = arg;
+  struct restore *rs = arg;
   char tmp[128];
   /* Every SQLite connection is closed: the descriptor can go. */
   close(rs->tmp_fd);
@@ -788,7 +797,7 @@ static void rename_work(void *arg) {
 }
 
 static void on_renamed(void *arg, int status) {
-  struct rs *rs = arg;
+  struct restore *rs = arg;
   rs->pending--;
   if (status)
     rs_fail(rs, status, "rename job failed");
@@ -812,7 +821,7 @@ static void on_renamed(void *arg, int status) {
 
 static void on_final_job(void *arg, int status) {
   struct final_job *j = arg;
-  struct rs *rs = j->rs;
+  struct restore *rs = j->rs;
   rs->pending--;
   if (status)
     rs_fail(rs, status, "final job failed");
@@ -830,6 +839,7 @@ static void on_final_job(void *arg, int status) {
     return;
   free(rs->final);
   rs->final = NULL;
+  canceled(rs); /* (not renamed into place after a cancel) */
   if (rs->status) {
     rs_pump(rs);
     return;
@@ -843,14 +853,15 @@ static void on_final_job(void *arg, int status) {
 /* --- the scheduler --- */
 
 static void widx_start(struct widx *w) {
-  struct rs *rs = w->rs;
+  struct restore *rs = w->rs;
   w->state = WI_FETCHING;
   rs->fetching++;
   rs->pending++;
   loop_work_submit(staging_open_work, on_staging_open, w);
 }
 
-static void rs_pump(struct rs *rs) {
+static void rs_pump(struct restore *rs) {
+  canceled(rs);
   if (rs->status) {
     if (!rs->pending && !rs->cleaned) {
       rs->cleaned = 1;
@@ -895,7 +906,7 @@ static void rs_pump(struct rs *rs) {
 /* Pool: the decoded snapshot must look like a database; remember its page
  * size for the WAL checks. */
 static int verify_snapshot(struct fetch *f) {
-  struct rs *rs = f->owner;
+  struct restore *rs = f->owner;
   uint8_t h[100];
   ssize_t r = f->out_len >= 100 ? pread_full(rs->tmp_fd, h, sizeof(h), 0) : 0;
   uint32_t ps = r == 100 ? (uint32_t)h[16] << 8 | h[17] : 0;
@@ -914,7 +925,7 @@ static int verify_snapshot(struct fetch *f) {
 }
 
 static void on_snapshot_done(struct fetch *f) {
-  struct rs *rs = f->owner;
+  struct restore *rs = f->owner;
   rs->pending--;
   if (f->status) {
     rs_fail(rs, f->status, "%s", f->err);
@@ -934,7 +945,7 @@ static void on_snapshot_done(struct fetch *f) {
 }
 
 static void prepare_work(void *arg) {
-  struct rs *rs = arg;
+  struct restore *rs = arg;
   char tmp[128];
   struct stat sb;
   if (!lstat(rs->out, &sb)) {
@@ -963,10 +974,11 @@ static void prepare_work(void *arg) {
 }
 
 static void on_prepared(void *arg, int status) {
-  struct rs *rs = arg;
+  struct restore *rs = arg;
   rs->pending--;
   if (status)
     rs_fail(rs, status, "prepare job failed");
+  canceled(rs);
   if (rs->status) {
     rs_pump(rs);
     return;
@@ -992,7 +1004,7 @@ static void on_prepared(void *arg, int status) {
 }
 
 /* Turns the plan into one widx per WAL index. */
-static void plan_apply(struct rs *rs) {
+static void plan_apply(struct restore *rs) {
   rs->snap = rs->plan.snap;
   rs->n_idx = rs->plan.n_idx;
   rs->idx = rs->n_idx ? xcalloc(rs->n_idx, sizeof(*rs->idx)) : NULL;
@@ -1008,9 +1020,14 @@ static void plan_apply(struct rs *rs) {
 }
 
 static void on_segments(void *arg, int status, const char *err) {
-  struct rs *rs = arg;
+  struct restore *rs = arg;
   rs->pending--;
   char msg[1024];
+  canceled(rs);
+  if (rs->status) {
+    rs_pump(rs);
+    return;
+  }
   if (status) {
     rs_fail(rs, status, "%s", err ? err : err_str(status));
   } else if ((status = restore_plan_make(&rs->snaps, &rs->segs, &rs->o, rs->gen,
@@ -1028,10 +1045,12 @@ static void on_segments(void *arg, int status, const char *err) {
 }
 
 static void on_snapshots(void *arg, int status, const char *err) {
-  struct rs *rs = arg;
+  struct restore *rs = arg;
   rs->pending--;
-  if (status) {
+  if (status)
     rs_fail(rs, status, "%s", err ? err : err_str(status));
+  canceled(rs);
+  if (rs->status) {
     rs_pump(rs);
     return;
   }
@@ -1039,10 +1058,10 @@ static void on_snapshots(void *arg, int status, const char *err) {
   store_segments(rs->b, rs->gen, &rs->segs, on_segments, rs);
 }
 
-void restore_run(struct backend *b, const char *gen,
-                 const struct restore_opts *o, const char *out_path,
-                 restore_cb cb, void *arg) {
-  struct rs *rs = xcalloc(1, sizeof(*rs));
+struct restore *restore_run(struct backend *b, const char *gen,
+                            const struct restore_opts *o, const char *out_path,
+                            restore_cb cb, void *arg) {
+  struct restore *rs = xcalloc(1, sizeof(*rs));
   rs->b = b;
   snprintf(rs->gen, sizeof(rs->gen), "%s", gen);
   rs->o = *o;
@@ -1062,6 +1081,24 @@ void restore_run(struct backend *b, const char *gen,
    * the segments up to its position (core/replica.c), so a snapshot
    * listed while replication runs has them in the later listing. */
   store_snapshots(b, rs->gen, &rs->snaps, on_snapshots, rs);
+  return rs;
+}
+
+/* Something is always in flight until cb (rs->pending > 0): its return
+ * sees the status and winds down (rs_pump), the fetches stop at their
+ * next step, and the cleanup removes what was written. */
+void restore_cancel(struct restore *rs) {
+  if (!rs || rs->canceled)
+    return;
+  /* (Between run and cb something is in flight: a step, or the cleanup
+   * after a failure.) */
+  assert(rs->pending > 0 || rs->cleaned);
+  /* (rs->status itself is folded in on the loop by the next step: a pool
+   * job may be writing it now.) */
+  rs->canceled = 1;
+  fetch_cancel(&rs->snapf);
+  for (size_t i = 0; i < rs->n_idx; i++)
+    fetch_cancel(&rs->idx[i].fetch);
 }
 
 /* ------------------------------------------------------------------ */

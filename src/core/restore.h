@@ -84,10 +84,16 @@ int restore_choose_sync(struct backend *const *backends, size_t n,
  * exist (ERR_EXISTS: "cannot restore, output path already exists: PATH").
  * Parent directories are created.  Works in out_path.tmp (and
  * out_path.tmp-<index>-wal staging files) and renames into place at the
- * end.  `o` and the strings are copied; b must outlive the restore. */
-void restore_run(struct backend *b, const char *gen,
-                 const struct restore_opts *o, const char *out_path,
-                 restore_cb cb, void *arg);
+ * end.  `o` and the strings are copied; b must outlive the restore.
+ * The handle is valid until cb. */
+struct restore;
+struct restore *restore_run(struct backend *b, const char *gen,
+                            const struct restore_opts *o, const char *out_path,
+                            restore_cb cb, void *arg);
+/* Ends a restore early: cb follows (ERR_CANCELED, its files removed) once
+ * what is in flight has come back, never from inside this call.  Only
+ * between restore_run and cb (the handle is freed before cb). */
+void restore_cancel(struct restore *rs);
 int restore_run_sync(struct backend *b, const char *gen,
                      const struct restore_opts *o, const char *out_path,
                      char *err, size_t errlen);

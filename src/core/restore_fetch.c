@@ -743,6 +743,11 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
   fetch_pump(f);
 }
 
+void fetch_cancel(struct fetch *f) {
+  if (f->b && !f->finished && f->pending > 0)
+    fetch_fail(f, ERR_CANCELED, "%s: canceled", f->key);
+}
+
 void fetch_destroy(struct fetch *f) {
   free(f->key);
   free(f->tmp_path);

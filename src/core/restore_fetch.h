@@ -132,6 +132,9 @@ struct fetch {
 void fetch_start(struct fetch *f, struct backend *b, const char *key,
                  int64_t size, int out_fd, int64_t out_off, int64_t whole_max,
                  int64_t chunk, int window, const char *tmp_path);
+/* A fetch in flight stops at its next step (done follows, ERR_CANCELED);
+ * one not started or finished is left alone. */
+void fetch_cancel(struct fetch *f);
 void fetch_destroy(struct fetch *f);
 /* Sets *status to code and err to the message unless *status is already
  * set (the first failure is the one reported). */
