@@ -3,6 +3,7 @@
  */
 #include "backends/backend.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,8 @@ struct backend *backend_open(const struct replica_config *cfg, char *err,
 void backend_close(struct backend *b) {
   if (!b)
     return;
+  /* A request of its pool still due would finish into freed memory. */
+  assert(!b->pool.inflight && !b->pool.queue_head && !b->pool.in_ring);
   if (b->ops->close)
     b->ops->close(b);
   age_keys_destroy(&b->age);

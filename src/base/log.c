@@ -1,5 +1,6 @@
 #include "base/log.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,28 +9,26 @@
 
 #include "base/util.h"
 
-/* Set on the loop thread (at start and on a reload), read by every thread
- * that logs, pool jobs included: each setting on its own, atomically (a
- * line logged during a reload takes the old or the new one).  ThreadSanitizer
- * found the plain struct copy of a reload racing with a job's log line. */
-static int g_level = LOG_INFO, g_json = 0, g_to_stderr = 1;
-#define LOAD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
-#define STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
+/* Pool jobs log while a SIGHUP's reload may set them on the loop: each
+ * field on its own, atomically (a line written across a reload takes the
+ * old or the new value of each). */
+static _Atomic int g_level = LOG_INFO, g_json = 0, g_to_stderr = 1;
 
 void log_setup(const struct log_config *cfg) {
-  STORE(g_level, (int)cfg->level);
-  STORE(g_json, cfg->json);
-  STORE(g_to_stderr, cfg->to_stderr);
+  atomic_store_explicit(&g_level, (int)cfg->level, memory_order_relaxed);
+  atomic_store_explicit(&g_json, cfg->json, memory_order_relaxed);
+  atomic_store_explicit(&g_to_stderr, cfg->to_stderr, memory_order_relaxed);
 }
 
 void log_get(struct log_config *out) {
-  out->level = (enum log_level)LOAD(g_level);
-  out->json = LOAD(g_json);
-  out->to_stderr = LOAD(g_to_stderr);
+  out->level =
+      (enum log_level)atomic_load_explicit(&g_level, memory_order_relaxed);
+  out->json = atomic_load_explicit(&g_json, memory_order_relaxed);
+  out->to_stderr = atomic_load_explicit(&g_to_stderr, memory_order_relaxed);
 }
 
 int log_enabled(enum log_level level) {
-  return (int)level >= LOAD(g_level);
+  return (int)level >= atomic_load_explicit(&g_level, memory_order_relaxed);
 }
 
 int log_level_parse(const char *s) {
@@ -112,7 +111,7 @@ void log_vmsg(enum log_level level, const char *db, const char *replica,
 
   struct buf b;
   buf_init(&b, 0);
-  if (LOAD(g_json)) {
+  if (atomic_load_explicit(&g_json, memory_order_relaxed)) {
     buf_appendf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", when,
                 level_name(level));
     put_json_string(&b, msg);
@@ -138,7 +137,8 @@ void log_vmsg(enum log_level level, const char *db, const char *replica,
     }
     buf_append(&b, "\n", 1);
   }
-  FILE *f = LOAD(g_to_stderr) ? stderr : stdout;
+  FILE *f = atomic_load_explicit(&g_to_stderr, memory_order_relaxed) ? stderr
+                                                                     : stdout;
   fwrite(b.data, 1, b.len, f);
   fflush(f);
   buf_destroy(&b);

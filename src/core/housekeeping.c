@@ -9,6 +9,7 @@
  */
 #include "core/housekeeping.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,18 @@ struct hk_task {
 
 struct housekeeping {
   struct replica *r;
-  struct loop_timer *retention_timer;
-  struct loop_timer *snapshot_timer;
+  /* Light timers (loop.h): one process-wide timer serves every
+   * replica's, so an idle database keeps no timer of its own. */
+  struct loop_ltimer retention_timer;
+  struct loop_ltimer snapshot_timer;
   struct known_snapshot *known;
   size_t n_known;
   int loaded; /* other generations listed */
+  /* A sweep or a pass is in flight (its callbacks are due), or a pass
+   * waits for the lease (lease_wait): hk_busy.  hk_stop ends either at
+   * its next step; replica_side_done says it has. */
   int running;
+  int stopping; /* hk_stop: no next step (hk_start clears it) */
   struct hk_task *tasks;
   struct gen_list gens;
   size_t gen_i;
@@ -111,10 +118,12 @@ static void add_key(struct housekeeping *h, char *key) {
 }
 
 static void done_run(struct housekeeping *h) {
+  assert(h->running && !h->lease_wait);
   h->running = 0;
   free_keys(h);
   obj_list_destroy(&h->objs);
   segment_list_destroy(&h->segs);
+  replica_side_done(h->r); /* a stop may be waiting for this pass */
 }
 
 static void fail_run(struct housekeeping *h, int status, const char *err) {
@@ -130,14 +139,27 @@ static void fail_run(struct housekeeping *h, int status, const char *err) {
   done_run(h);
 }
 
+/* A step of a pass came back: 1 if the pass ended there (a failure, or
+ * hk_stop meanwhile). */
+static int ended(struct housekeeping *h, int status, const char *err) {
+  assert(h->running);
+  if (status) {
+    fail_run(h, status, err);
+    return 1;
+  }
+  if (h->stopping) {
+    fail_run(h, ERR_CANCELED, "pass stopped");
+    return 1;
+  }
+  return 0;
+}
+
 /* --- deleting --- */
 
 static void on_deleted(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   struct hk_task *t = h->tasks;
   h->tasks = t->next;
   if (t->kind == 0 || h->n_keys > 0)
@@ -165,10 +187,8 @@ static void delete_keys(struct housekeeping *h) {
 
 static void on_gen_listed(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   for (size_t i = 0; i < h->objs.n; i++)
     add_key(h, xstrdup(h->objs.objs[i].key));
   obj_list_destroy(&h->objs);
@@ -177,10 +197,8 @@ static void on_gen_listed(void *arg, int status, const char *err) {
 
 static void on_below_listed(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   struct hk_task *t = h->tasks;
   for (size_t i = 0; i < h->segs.n; i++)
     if (h->segs.v[i].index < t->seg_below)
@@ -319,10 +337,8 @@ static void list_next_gen(struct housekeeping *h);
 
 static void on_gen_snaps(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   for (size_t i = 0; i < h->snaps.n; i++)
     hk_add_known(h, h->snaps.v[i].gen, h->snaps.v[i].index,
                  h->snaps.v[i].created_ns);
@@ -343,10 +359,8 @@ static void list_next_gen(struct housekeeping *h) {
 
 static void on_gens(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
-  if (status) {
-    fail_run(h, status, err);
+  if (ended(h, status, err))
     return;
-  }
   h->gen_i = 0;
   list_next_gen(h);
 }
@@ -365,14 +379,18 @@ static void log_swept(struct housekeeping *h, int status, const char *err) {
 /* At start: leftovers of a daemon that was killed mid-upload. */
 static void on_start_sweep(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
+  assert(h->running);
   log_swept(h, status, err);
   h->running = 0;
+  replica_side_done(h->r);
 }
 
 static void on_retention_sweep(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   struct replica *r = h->r;
   log_swept(h, status, err);
+  if (ended(h, 0, NULL))
+    return;
   if (!h->loaded) {
     store_generations(r->b, &h->gens, on_gens, h);
     return;
@@ -393,7 +411,7 @@ void hk_retention_check(struct housekeeping *h) {
     hk_lease_ready(h);
     return;
   }
-  if (h->running || r->cfg->retention <= 0 || !r->db->gen[0])
+  if (h->running || h->stopping || r->cfg->retention <= 0 || !r->db->gen[0])
     return;
   h->running = 1;
   backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_retention_sweep, h);
@@ -405,7 +423,7 @@ static void on_retention_timer(void *arg) {
   int64_t period = MIN(r->cfg->retention_check_interval, r->cfg->retention);
   if (period <= 0)
     period = r->cfg->retention;
-  loop_timer_start(h->retention_timer, (uint64_t)(period / NS_PER_MS));
+  loop_ltimer_start(&h->retention_timer, (uint64_t)(period / NS_PER_MS));
   hk_retention_check(h);
 }
 
@@ -414,8 +432,8 @@ static void on_retention_timer(void *arg) {
 static void on_snapshot_timer(void *arg) {
   struct housekeeping *h = arg;
   struct replica *r = h->r;
-  loop_timer_start(h->snapshot_timer,
-                   (uint64_t)(r->cfg->snapshot_interval / NS_PER_MS));
+  loop_ltimer_start(&h->snapshot_timer,
+                    (uint64_t)(r->cfg->snapshot_interval / NS_PER_MS));
   struct db *db = r->db;
   struct pos now = {"", db->index, db->shadow_size};
   memcpy(now.gen, db->gen, sizeof(now.gen));
@@ -432,11 +450,16 @@ static void on_snapshot_timer(void *arg) {
 struct housekeeping *hk_new(struct replica *r) {
   struct housekeeping *h = xcalloc(1, sizeof(*h));
   h->r = r;
+  loop_ltimer_init(&h->retention_timer, on_retention_timer, h);
+  loop_ltimer_init(&h->snapshot_timer, on_snapshot_timer, h);
   return h;
 }
 
 void hk_start(struct housekeeping *h) {
   struct replica *r = h->r;
+  h->stopping = 0;
+  assert(!loop_ltimer_active(&h->retention_timer) &&
+         !loop_ltimer_active(&h->snapshot_timer));
   if (!h->running) {
     h->running = 1;
     backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_start_sweep, h);
@@ -446,11 +469,9 @@ void hk_start(struct housekeeping *h) {
         r->cfg->retention_check_interval > 0
             ? MIN(r->cfg->retention_check_interval, r->cfg->retention)
             : r->cfg->retention;
-    h->retention_timer = loop_timer_new(on_retention_timer, h);
-    loop_timer_start(h->retention_timer, (uint64_t)(period / NS_PER_MS));
+    loop_ltimer_start(&h->retention_timer, (uint64_t)(period / NS_PER_MS));
   }
   if (r->cfg->snapshot_interval > 0) {
-    h->snapshot_timer = loop_timer_new(on_snapshot_timer, h);
     /* Continue the previous schedule across restarts (spec 3.6): the
      * first run comes interval - age of the newest known snapshot. */
     int64_t newest = 0;
@@ -461,15 +482,18 @@ void hk_start(struct housekeeping *h) {
       int64_t age = time_now_ns() - newest;
       wait = age >= wait ? 0 : wait - age;
     }
-    loop_timer_start(h->snapshot_timer, (uint64_t)(wait / NS_PER_MS));
+    loop_ltimer_start(&h->snapshot_timer, (uint64_t)(wait / NS_PER_MS));
   }
 }
 
 void hk_free(struct housekeeping *h) {
   if (!h)
     return;
-  loop_timer_free(h->retention_timer);
-  loop_timer_free(h->snapshot_timer);
+  /* A callback still due would land on freed memory: the replica's stop
+   * waits for the pass (replica_quiesce). */
+  assert(!h->running);
+  loop_ltimer_stop(&h->retention_timer);
+  loop_ltimer_stop(&h->snapshot_timer);
   while (h->tasks) {
     struct hk_task *t = h->tasks;
     h->tasks = t->next;
@@ -491,11 +515,11 @@ int hk_busy(const struct housekeeping *h) {
 void hk_stop(struct housekeeping *h) {
   if (!h)
     return;
+  h->stopping = 1; /* a pass in flight ends at its next step (ended) */
   if (h->lease_wait) {
     h->lease_wait = 0;
     fail_run(h, ERR_CANCELED, "pass dropped: the lease is not ours now");
   }
-  loop_timer_free(h->retention_timer);
-  loop_timer_free(h->snapshot_timer);
-  h->retention_timer = h->snapshot_timer = NULL;
+  loop_ltimer_stop(&h->retention_timer);
+  loop_ltimer_stop(&h->snapshot_timer);
 }

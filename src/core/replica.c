@@ -25,6 +25,7 @@
 #include "core/codec.h"
 #include "core/shadow.h"
 #include "base/util.h"
+#include "loop/http.h"
 #include "loop/loop.h"
 
 /* A segment covers at most this much WAL (more only for one transaction
@@ -54,6 +55,50 @@ static int in_flight(const struct replica *r) {
 }
 
 static void snap_drop(struct replica *r);
+
+/* Housekeeping and validation, once the replica knows where it stands;
+ * never again once it stops (replica_flush, replica_abandon). */
+static void side_start(struct replica *r) {
+  if (r->hk_started || r->side_stopped || r->flushing || r->state == R_CLOSED)
+    return;
+  r->hk_started = 1;
+  hk_start(r->hk);
+  validator_start(r->val);
+}
+
+void replica_stop_side(struct replica *r) {
+  r->side_stopped = 1;
+  r->want_snapshot = 0;
+  hk_stop(r->hk);
+  validator_stop(r->val);
+}
+
+int replica_busy(const struct replica *r) {
+  return hk_busy(r->hk) || validator_running(r->val);
+}
+
+void replica_side_done(struct replica *r) {
+  if (!r->quiet_cb || replica_busy(r))
+    return;
+  void (*cb)(void *) = r->quiet_cb;
+  r->quiet_cb = NULL;
+  cb(r->quiet_arg);
+}
+
+void replica_quiesce(struct replica *r, void (*cb)(void *arg), void *arg) {
+  assert(!r->quiet_cb && !in_flight(r) && !r->job);
+  r->quiet_cb = cb;
+  r->quiet_arg = arg;
+  hk_stop(r->hk);
+  validator_stop(r->val);
+  /* Only the pass's and the restore's requests are left on this pool (the
+   * uploads are done, the lease released): their callbacks run now, with
+   * ERR_CANCELED, and end them.  Pool jobs (the file backend's, the
+   * restore's) come back by themselves. */
+  if (replica_busy(r))
+    http_pool_abort(&r->b->pool);
+  replica_side_done(r);
+}
 
 /* An operation in flight holds one of the process-wide slots
  * (core/budget.h), granted before kick() starts it.  A snapshot waiting
@@ -159,6 +204,9 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
 
 void replica_free(struct replica *r) {
   assert(!r->job); /* a running build hands itself back to r */
+  /* Nor a retention pass or a validation restore: their callbacks would
+   * land here (replica_quiesce waits for them). */
+  assert(!replica_busy(r));
   if (r->snap)
     db_snapshot_release(r->db, r->snap);
   budget_cancel(&r->bw);
@@ -740,11 +788,7 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
            "snapshot written: generation=%s index=%08x size=%lld", s->gen,
            s->index, (long long)s->size);
   db_snapshot_release(r->db, s);
-  if (!r->hk_started) {
-    r->hk_started = 1;
-    hk_start(r->hk);
-    validator_start(r->val);
-  }
+  side_start(r);
   set_state(r, R_IDLE);
   kick(r);
 }
@@ -823,11 +867,7 @@ static void resume_at(struct replica *r, uint32_t index, int64_t offset) {
   char p[48];
   pos_format(&r->pos, p);
   log_info(db->name, r->name, "resuming replication at position %s", p);
-  if (!r->hk_started) {
-    r->hk_started = 1;
-    hk_start(r->hk);
-    validator_start(r->val);
-  }
+  side_start(r);
   set_state(r, R_IDLE);
   kick(r);
 }
@@ -1092,11 +1132,8 @@ static void kick_once(struct replica *r) {
   if (r->local_pos) {
     /* The lease is ours: the housekeeping a resume starts (resume_at). */
     r->local_pos = 0;
-    if (!r->hk_started && !pos_is_zero(&r->pos)) {
-      r->hk_started = 1;
-      hk_start(r->hk);
-      validator_start(r->val);
-    }
+    if (!pos_is_zero(&r->pos))
+      side_start(r);
   }
   if (pos_is_zero(&r->pos) || strcmp(r->pos.gen, db->gen)) {
     if (!r->pending_since_ns)

@@ -84,6 +84,9 @@ struct replica {
   struct pos val_cap;      /* validation: the next round ends exactly here */
   int val_cap_pending;
   int hk_started;
+  int side_stopped;            /* replica_stop_side: for good */
+  void (*quiet_cb)(void *arg); /* replica_quiesce */
+  void *quiet_arg;
   int local_pos;     /* the position came from the local state (start asleep) */
   int want_snapshot; /* take a snapshot when idle (interval, retention) */
   int64_t log_segs, log_bytes; /* uploads since the last progress line */
@@ -103,6 +106,21 @@ void replica_flush(struct replica *r, void (*cb)(void *arg), void *arg);
  * not uploaded stays in the shadow WAL for the next start.  Never waits:
  * replica_free may follow once the loop's jobs are done. */
 void replica_abandon(struct replica *r);
+/* After the final upload (the database's close job done, or abandoned):
+ * stops housekeeping and validation, cancels what of theirs is in flight
+ * (a retention pass, a validation restore, their requests on this
+ * replica's pool) and calls cb once nothing is (maybe from inside this
+ * call); replica_free may follow then.  replica_flush only stops their
+ * timers and asks them to end, so that the final uploads go first. */
+void replica_quiesce(struct replica *r, void (*cb)(void *arg), void *arg);
+/* The database is closing (db_close): housekeeping and validation stop
+ * for good (no new pass, no interval or retention snapshot; what is in
+ * flight ends at its next step), so the final sync is not held up. */
+void replica_stop_side(struct replica *r);
+/* A retention pass or a validation restore is in flight. */
+int replica_busy(const struct replica *r);
+/* housekeeping.c, validate.c: a pass (or a restore) ended. */
+void replica_side_done(struct replica *r);
 /* Lag: 0 when caught up, else now - oldest change not yet held. */
 int64_t replica_lag_ns(const struct replica *r, int64_t now_ns);
 const char *replica_state_name(enum replica_state s);

@@ -44,7 +44,10 @@ struct restore_opts {
   int integrity;        /* enum restore_integrity */
   int replay_sqlite;    /* apply each WAL index through SQLite checkpoints,
                            frame by frame (tests: the reference) */
+  int64_t memory; /* bytes for the WAL pages of the indexes fetched at once
+                     (past it they go to staging files); 0: 64 MiB */
 };
+#define RESTORE_MEMORY_DEFAULT (64LL << 20)
 
 /* The check of the restored file: AUTO is the full integrity_check up to
  * RESTORE_QUICK_ABOVE bytes and quick_check (no index contents checked
@@ -84,10 +87,16 @@ int restore_choose_sync(struct backend *const *backends, size_t n,
  * exist (ERR_EXISTS: "cannot restore, output path already exists: PATH").
  * Parent directories are created.  Works in out_path.tmp (and
  * out_path.tmp-<index>-wal staging files) and renames into place at the
- * end.  `o` and the strings are copied; b must outlive the restore. */
-void restore_run(struct backend *b, const char *gen,
-                 const struct restore_opts *o, const char *out_path,
-                 restore_cb cb, void *arg);
+ * end.  `o` and the strings are copied; b must outlive the restore.
+ * The handle is valid until cb. */
+struct restore;
+struct restore *restore_run(struct backend *b, const char *gen,
+                            const struct restore_opts *o, const char *out_path,
+                            restore_cb cb, void *arg);
+/* Ends a restore early: cb follows (ERR_CANCELED, its files removed) once
+ * what is in flight has come back, never from inside this call.  Only
+ * between restore_run and cb (the handle is freed before cb). */
+void restore_cancel(struct restore *rs);
 int restore_run_sync(struct backend *b, const char *gen,
                      const struct restore_opts *o, const char *out_path,
                      char *err, size_t errlen);

@@ -712,7 +712,8 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
   f->out_fd = out_fd;
   f->out_off = out_off;
   f->tmp_fd = -1;
-  f->dec = codec_dec_new(b, out_fd, out_off);
+  f->dec = f->sink ? codec_dec_new_sink(b, f->sink, f->sink_arg)
+                   : codec_dec_new(b, out_fd, out_off);
   xxh32_init(&f->hash);
   for (int i = 0; i < MAX_WINDOW; i++) {
     f->chunks[i].f = f;
@@ -741,6 +742,11 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
     return;
   }
   fetch_pump(f);
+}
+
+void fetch_cancel(struct fetch *f) {
+  if (f->b && !f->finished && f->pending > 0)
+    fetch_fail(f, ERR_CANCELED, "%s: canceled", f->key);
 }
 
 void fetch_destroy(struct fetch *f) {

@@ -77,6 +77,10 @@ struct fetch {
   fetch_post_fn post;
   fetch_done_fn done;
   void *owner;
+  /* If set (before fetch_start), the decoded content goes to sink in
+   * order instead of out_fd (pool threads, one call at a time). */
+  lz4_sink_fn sink;
+  void *sink_arg;
   int64_t *fetched; /* if set, bytes downloaded are added here (loop) */
 
   int64_t chunk_size; /* 0: one GET of the whole object */
@@ -132,6 +136,9 @@ struct fetch {
 void fetch_start(struct fetch *f, struct backend *b, const char *key,
                  int64_t size, int out_fd, int64_t out_off, int64_t whole_max,
                  int64_t chunk, int window, const char *tmp_path);
+/* A fetch in flight stops at its next step (done follows, ERR_CANCELED);
+ * one not started or finished is left alone. */
+void fetch_cancel(struct fetch *f);
 void fetch_destroy(struct fetch *f);
 /* Sets *status to code and err to the message unless *status is already
  * set (the first failure is the one reported). */

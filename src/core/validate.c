@@ -17,6 +17,7 @@
  */
 #include "core/validate.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -34,11 +35,20 @@
 
 #define WAIT_FOR_REPLICA_MS 30000
 
+/* What is in flight (validator_running: anything but V_IDLE).  One pass:
+ * IDLE -> COPY (the database job's copy) -> WAIT (the replica reaching
+ * the copy's position; a timer) -> RESTORE (restore_run) -> CMP (a pool
+ * job) -> IDLE; any of them may end the pass (-> IDLE, finish). */
+enum val_phase { V_IDLE, V_COPY, V_WAIT, V_RESTORE, V_CMP };
+
 struct validator {
   struct replica *r;
   struct loop_timer *timer;
   struct loop_timer *poll;
-  int running;
+  enum val_phase phase;
+  int stopping;       /* validator_stop: the pass ends at its next step */
+  struct restore *rs; /* V_RESTORE: the restore, to cancel it */
+  int rs_back;        /* its callback ran (maybe inside restore_run) */
   struct pos at;
   char *truth;    /* copy of the database at `at` */
   char *restored; /* the replica restored to `at` */
@@ -49,6 +59,13 @@ struct validator {
 
 static void schedule(struct validator *v, uint64_t ms) {
   loop_timer_start(v->timer, ms);
+}
+
+/* The one setter: a pass only moves forward, or ends. */
+static void set_phase(struct validator *v, enum val_phase p) {
+  assert(p == V_IDLE ? v->phase != V_IDLE : p == v->phase + 1);
+  assert(p != V_COPY || !v->stopping);
+  v->phase = p;
 }
 
 static void finish(struct validator *v, int ok, const char *msg) {
@@ -77,8 +94,10 @@ static void finish(struct validator *v, int ok, const char *msg) {
   free(v->restored);
   v->truth = v->restored = NULL;
   r->val_cap_pending = 0;
-  v->running = 0;
-  schedule(v, (uint64_t)(r->cfg->validation_interval / NS_PER_MS));
+  set_phase(v, V_IDLE);
+  if (!v->stopping)
+    schedule(v, (uint64_t)(r->cfg->validation_interval / NS_PER_MS));
+  replica_side_done(r); /* a stop may be waiting for this pass */
 }
 
 /* Compares two database files page by page, skipping the page-1 fields a
@@ -136,6 +155,7 @@ static void cmp_work(void *arg) {
 static void cmp_done(void *arg, int status) {
   struct validator *v = arg;
   (void)status;
+  assert(v->phase == V_CMP);
   if (v->cmp_rc < 0)
     finish(v, -1, v->cmp_msg);
   else
@@ -144,7 +164,10 @@ static void cmp_done(void *arg, int status) {
 
 static void on_restored(void *arg, int status, const char *err) {
   struct validator *v = arg;
-  if (status == ERR_CANCELED) {
+  assert(v->phase == V_RESTORE);
+  v->rs = NULL;
+  v->rs_back = 1;
+  if (status == ERR_CANCELED || v->stopping) {
     finish(v, -1, "canceled by shutdown");
     return;
   }
@@ -154,6 +177,7 @@ static void on_restored(void *arg, int status, const char *err) {
     finish(v, 0, err ? err : err_str(status));
     return;
   }
+  set_phase(v, V_CMP);
   loop_work_submit(cmp_work, cmp_done, v);
 }
 
@@ -171,12 +195,18 @@ static void restore_now(struct validator *v) {
   v->restored =
       xasprintf("%s/validate-%s.%d.db", r->db->meta, r->name, (int)getpid());
   unlink(v->restored);
-  restore_run(r->b, v->at.gen, &o, v->restored, on_restored, v);
+  set_phase(v, V_RESTORE);
+  v->rs_back = 0;
+  struct restore *rs =
+      restore_run(r->b, v->at.gen, &o, v->restored, on_restored, v);
+  if (!v->rs_back)
+    v->rs = rs;
 }
 
 static void on_poll(void *arg) {
   struct validator *v = arg;
   struct replica *r = v->r;
+  assert(v->phase == V_WAIT && !v->stopping);
   int same_gen = !strcmp(r->pos.gen, v->at.gen);
   if (same_gen && pos_cmp(&r->pos, &v->at) >= 0 && r->state != R_UPLOAD) {
     restore_now(v);
@@ -197,11 +227,19 @@ static void on_copy(void *arg, int status, const char *path,
                     const struct pos *at) {
   struct validator *v = arg;
   struct replica *r = v->r;
+  assert(v->phase == V_COPY);
   if (status) {
-    finish(v, -1, status == ERR_BUSY ? "database busy" : err_str(status));
+    finish(v, -1,
+           status == ERR_BUSY       ? "database busy"
+           : status == ERR_CANCELED ? "canceled by shutdown"
+                                    : err_str(status));
     return;
   }
-  v->truth = xstrdup(path);
+  v->truth = xstrdup(path); /* ours now: finish removes it */
+  if (v->stopping) {
+    finish(v, -1, "canceled by shutdown");
+    return;
+  }
   v->at = *at;
   /* The next round ends exactly at `at` (see replica.c). */
   r->val_cap = *at;
@@ -209,19 +247,20 @@ static void on_copy(void *arg, int status, const char *path,
   r->last_round_ns = 0; /* upload now, not at the next interval */
   replica_notify(r);
   v->wait_until = time_mono_ns() + WAIT_FOR_REPLICA_MS * NS_PER_MS;
+  set_phase(v, V_WAIT);
   on_poll(v);
 }
 
 static void on_timer(void *arg) {
   struct validator *v = arg;
   struct replica *r = v->r;
-  if (v->running)
+  if (v->phase != V_IDLE || v->stopping)
     return;
   if (!r->db->gen[0] || r->db->state != DB_READY) {
     schedule(v, 1000);
     return;
   }
-  v->running = 1;
+  set_phase(v, V_COPY);
   db_request_validation(r->db, on_copy, v);
 }
 
@@ -242,7 +281,10 @@ struct validator *validator_new(struct replica *r) {
 }
 
 void validator_start(struct validator *v) {
-  if (v && !v->running && !loop_timer_active(v->timer))
+  if (!v)
+    return;
+  v->stopping = 0;
+  if (v->phase == V_IDLE && !loop_timer_active(v->timer))
     schedule(v, (uint64_t)(v->r->cfg->validation_interval / NS_PER_MS));
 }
 
@@ -251,15 +293,31 @@ void validator_stop(struct validator *v) {
     return;
   loop_timer_stop(v->timer);
   loop_timer_stop(v->poll);
+  v->stopping = 1;
+  switch (v->phase) {
+  case V_WAIT: /* only a timer: ends now */
+    finish(v, -1, "canceled by shutdown");
+    break;
+  case V_RESTORE: /* on_restored follows, once its requests and jobs are back */
+    restore_cancel(v->rs);
+    break;
+  case V_COPY: /* the database answers (db_close cancels it) */
+  case V_CMP:  /* a pool job reading two local files: back soon */
+  case V_IDLE:
+    break;
+  }
 }
 
 int validator_running(const struct validator *v) {
-  return v && v->running;
+  return v && v->phase != V_IDLE;
 }
 
 void validator_free(struct validator *v) {
   if (!v)
     return;
+  /* A callback still due would land on freed memory: the replica's stop
+   * waits for the pass (replica_quiesce). */
+  assert(v->phase == V_IDLE);
   loop_timer_free(v->timer);
   loop_timer_free(v->poll);
   if (v->truth)

@@ -10,6 +10,7 @@
 #include "loop/http.h"
 #include "loop/internal.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -921,6 +922,73 @@ void http_abort_all(void) {
     finish(req);
     http_cancel_all();
   }
+}
+
+static void ring_remove(struct http_pool *p) {
+  struct http_pool *prev = NULL;
+  for (struct http_pool *q = g_ring_head; q; prev = q, q = q->rr_next) {
+    if (q != p)
+      continue;
+    if (prev)
+      prev->rr_next = q->rr_next;
+    else
+      g_ring_head = q->rr_next;
+    if (g_ring_tail == q)
+      g_ring_tail = prev;
+    q->in_ring = 0;
+    q->rr_next = NULL;
+    return;
+  }
+}
+
+void http_pool_abort(struct http_pool *p) {
+  if (!g_ready)
+    return;
+  /* One request at a time: a done callback may submit more (to this pool
+   * or another) or finish others. */
+  for (;;) {
+    struct http_request *req = p->queue_head;
+    if (req) {
+      p->queue_head = req->next;
+      if (!p->queue_head)
+        p->queue_tail = NULL;
+      req->next = NULL;
+      cancel(req);
+      g_pending--;
+      p->n_failed++;
+      g_stats.failed++;
+      req->done(req, req->arg);
+      continue;
+    }
+    struct retry_wait **wp = &g_retrying;
+    while (*wp && (*wp)->req->pool != p)
+      wp = &(*wp)->next;
+    if (*wp) {
+      struct retry_wait *w = *wp;
+      *wp = w->next;
+      req = w->req;
+      free(w);
+      loop_timer_free(req->retry_timer);
+      req->retry_timer = NULL;
+      cancel(req);
+      finish(req);
+      continue;
+    }
+    for (req = g_active; req && req->pool != p; req = req->act_next)
+      ;
+    if (!req)
+      break;
+    unfail(req);
+    if (req->easy) {
+      cleanup_easy(req);
+      req->status = 0;
+    }
+    cancel(req);
+    finish(req);
+  }
+  ring_remove(p);
+  assert(!p->inflight && !p->queue_head && !p->in_ring);
+  check_drained();
 }
 
 /* --- drain --- */

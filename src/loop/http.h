@@ -116,6 +116,11 @@ void http_cancel_all(void);
 /* Cancels everything, in-flight transfers too: every done callback runs
  * (with ERR_CANCELED) before this returns. */
 void http_abort_all(void);
+/* Cancels every request of pool p, in flight too (the replica whose
+ * database is being freed): their done callbacks run (ERR_CANCELED)
+ * before this returns; other pools' requests go on.  The pool is then
+ * idle and out of the round-robin ring (it may be freed). */
+void http_pool_abort(struct http_pool *p);
 /* Requests started and not finished (in flight or waiting to retry). */
 int http_inflight(void);
 /* Requests submitted and not finished (queued or started). */

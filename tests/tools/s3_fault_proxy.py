@@ -10,7 +10,7 @@ the first requests follow --faults, a comma list of:
   403      answer 403 AccessDenied
   expired  answer 400 ExpiredToken
   drop     close the connection without answering
-  slow     wait 3 s, then forward
+  slow     wait 3 s (--slow-ms), then forward
   ok       forward
 After the list, every request is forwarded.  While --down-file exists,
 every request gets the fault written in it (or --down-mode, default
@@ -50,6 +50,7 @@ class State:
     down_file = None
     down_mode = "drop"
     down_match = None
+    slow_ms = 3000
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -102,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(xml)
             return
         if fault == "slow":
-            time.sleep(3)
+            time.sleep(State.slow_ms / 1000.0)
         host, port = State.upstream
         conn = http.client.HTTPConnection(host, port, timeout=60)
         headers = {k: v for k, v in self.headers.items()}
@@ -144,6 +145,7 @@ def main():
     ap.add_argument("--upstream", default="127.0.0.1:4568")
     ap.add_argument("--faults", default="")
     ap.add_argument("--always", default=None)
+    ap.add_argument("--slow-ms", type=int, default=3000)
     ap.add_argument("--log", default=None)
     ap.add_argument("--down-file", default=None,
                     help="while this file exists, every request gets "
@@ -156,6 +158,7 @@ def main():
     State.upstream = (h, int(p))
     State.faults = [f for f in a.faults.split(",") if f]
     State.always = a.always
+    State.slow_ms = a.slow_ms
     State.log = a.log
     State.down_file = a.down_file
     State.down_mode = a.down_mode

@@ -222,6 +222,76 @@ TEST(abort_all_calls_every_done_once) {
   close(fd);
 }
 
+/* A replica's stop (core/replica.c replica_quiesce): its pool's requests
+ * end now, in flight, queued and waiting to retry alike, each done once;
+ * another pool's go on; the pool is left idle and out of the ring, so it
+ * may be freed. */
+TEST(pool_abort_ends_only_that_pool) {
+  int port;
+  int fd = listen_silent(&port);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", port);
+  struct http_pool *p = xcalloc(1, sizeof(*p));
+  p->name = "p";
+  struct http_pool q = {.name = "q", .max_inflight = 2};
+  struct rec rp[4], rq[2], rr;
+  http_set_max_inflight(6);
+  reset(4);
+  /* One of p's retrying (a refused connection, retried for long), two in
+   * flight, two queued behind p's bound; q's two in flight. */
+  p->max_inflight = 3;
+  char refused[64];
+  snprintf(refused, sizeof(refused), "http://127.0.0.1:%d/x", closed_port());
+  rec_init(&rr, 'r', refused, p);
+  rr.req.max_retries = 100;
+  http_submit(&rr.req);
+  for (int i = 0; i < 4; i++) {
+    rec_init(&rp[i], 'p', url, p);
+    http_submit(&rp[i].req);
+  }
+  for (int i = 0; i < 2; i++) {
+    rec_init(&rq[i], 'q', url, &q);
+    rq[i].req.timeout_ms = 300;
+    rq[i].req.max_retries = 0;
+    http_submit(&rq[i].req);
+  }
+  volatile int later = 0;
+  struct loop_timer *t = loop_timer_new(set_flag, (void *)&later);
+  loop_timer_start(t, 50);
+  loop_run_until(&later);
+  loop_timer_free(t);
+  CHECK_INT(p->inflight, 3);
+  CHECK(p->queue_head != NULL);
+  CHECK_INT(q.inflight, 2);
+  http_pool_abort(p);
+  for (int i = 0; i < 4; i++) {
+    CHECK_INT(rp[i].done_calls, 1);
+    CHECK_INT(rp[i].req.error, ERR_CANCELED);
+  }
+  CHECK_INT(rr.done_calls, 1);
+  CHECK_INT(rr.req.error, ERR_CANCELED);
+  CHECK_INT(p->inflight, 0);
+  CHECK(!p->queue_head && !p->in_ring);
+  free(p); /* (ASan: nothing of http.c points to it now) */
+  for (int i = 0; i < 2; i++)
+    CHECK_INT(rq[i].done_calls, 0);
+  g_done = 0;
+  g_all_done = 0;
+  g_expect = 2;
+  loop_run_until(&g_all_done);
+  for (int i = 0; i < 2; i++) {
+    CHECK_INT(rq[i].done_calls, 1);
+    CHECK(rq[i].req.error != ERR_CANCELED);
+    http_request_free(&rq[i].req);
+  }
+  for (int i = 0; i < 4; i++)
+    http_request_free(&rp[i].req);
+  http_request_free(&rr.req);
+  CHECK_INT(http_pending(), 0);
+  http_set_max_inflight(64);
+  close(fd);
+}
+
 static int fail_prepare(struct http_request *req, void *arg) {
   (void)req;
   (void)arg;
@@ -291,6 +361,7 @@ int main(void) {
   RUN(refused_retried_with_backoff_then_reported);
   RUN(fair_round_robin_across_pools_and_limits);
   RUN(abort_all_calls_every_done_once);
+  RUN(pool_abort_ends_only_that_pool);
   RUN(drain_with_nothing_pending_is_async);
   RUN(failed_prepare_completes_later_once);
   http_shutdown();
