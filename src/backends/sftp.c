@@ -714,11 +714,36 @@ static char *remote_path(struct sftp_priv *s, const char *key) {
   return path_join(s->root, key);
 }
 
-/* One directory entry of the directory being listed. */
-static void list_entry(struct sop *o, const char *name,
-                       const LIBSSH2_SFTP_ATTRIBUTES *a) {
+/* Reads the entries of the directory open in o->h (dir names it in an
+ * error), calling each(o, name, attrs) until the end or until each returns
+ * nonzero.  <0: the connection's result (-EAGAIN: call again, it resumes);
+ * 0: done, or a failure recorded in o. */
+static int readdir_each(struct sftp_priv *s, struct sop *o, const char *dir,
+                        int (*each)(struct sop *, const char *,
+                                    const LIBSSH2_SFTP_ATTRIBUTES *)) {
+  for (;;) {
+    unsigned long fx = 0;
+    char name[512];
+    LIBSSH2_SFTP_ATTRIBUTES a;
+    int rc = libssh2_sftp_readdir_ex(o->h, name, sizeof(name), NULL, 0, &a);
+    if (rc < 0) {
+      if ((rc = sftp_rc(s, rc, &fx)) < 0)
+        return rc;
+      sop_fail(s, o, fx_code(fx), "cannot read directory %s: %s", dir,
+               fx_name(fx));
+      return 0;
+    }
+    if (rc == 0 || each(o, name, &a))
+      return 0;
+  }
+}
+
+/* One directory entry of the directory being listed; nonzero when a probe
+ * found its file (the rest of the directory is not needed). */
+static int list_entry(struct sop *o, const char *name,
+                      const LIBSSH2_SFTP_ATTRIBUTES *a) {
   if (!strcmp(name, ".") || !strcmp(name, ".."))
-    return;
+    return 0;
   char *key = xasprintf("%s%s", o->cur.key, name);
   int is_dir = (a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
                LIBSSH2_SFTP_S_ISDIR(a->permissions);
@@ -747,6 +772,7 @@ static void list_entry(struct sop *o, const char *name,
     obj_list_add(&o->list, key, size, mtime);
   }
   free(key);
+  return o->cur.owner && has_prefix_listed(&o->list, o->cur.owner);
 }
 
 static int list_step(struct sftp_priv *s, struct sop *o) {
@@ -798,24 +824,9 @@ static int list_step(struct sftp_priv *s, struct sop *o) {
     return STEP_NEXT;
   }
   case L_READDIR:
-    for (;;) {
-      char name[512];
-      LIBSSH2_SFTP_ATTRIBUTES a;
-      rc = libssh2_sftp_readdir_ex(o->h, name, sizeof(name), NULL, 0, &a);
-      if (rc < 0) {
-        if ((rc = sftp_rc(s, rc, &fx)) < 0)
-          return rc;
-        sop_fail(s, o, fx_code(fx), "cannot read directory %s: %s",
-                 *o->cur.key ? o->cur.key : ".", fx_name(fx));
-        o->phase = L_CLOSEDIR;
-        return STEP_NEXT;
-      }
-      if (rc == 0)
-        break;
-      list_entry(o, name, &a);
-      if (o->cur.owner && has_prefix_listed(&o->list, o->cur.owner))
-        break; /* the probe found its file */
-    }
+    rc = readdir_each(s, o, *o->cur.key ? o->cur.key : ".", list_entry);
+    if (rc < 0)
+      return rc;
     o->phase = L_CLOSEDIR;
     return STEP_NEXT;
   case L_CLOSEDIR:
@@ -1010,6 +1021,20 @@ static int cond_close(struct sftp_priv *s, struct sop *o) {
   return 0;
 }
 
+/* One entry of <key>.d: a version raises the highest seen and, below the
+ * one a put_cond replaces, is one to remove. */
+static int cond_entry(struct sop *o, const char *name,
+                      const LIBSSH2_SFTP_ATTRIBUTES *a) {
+  (void)a;
+  uint64_t seq = cond_seq(name);
+  if (!seq)
+    return 0;
+  o->max_seq = MAX(o->max_seq, seq);
+  if (o->kind == S_PUT_COND && seq + 1 < o->seq && o->n_gc < COND_GC_MAX)
+    o->gc[o->n_gc++] = seq;
+  return 0;
+}
+
 /* The listing of <key>.d: the highest version, and (put_cond) the versions
  * below the one replaced, to remove. */
 static int cond_list_step(struct sftp_priv *s, struct sop *o, int *missing) {
@@ -1035,27 +1060,8 @@ static int cond_list_step(struct sftp_priv *s, struct sop *o, int *missing) {
     o->phase = K_READDIR;
     return STEP_NEXT;
   case K_READDIR:
-    for (;;) {
-      char name[512];
-      LIBSSH2_SFTP_ATTRIBUTES a;
-      rc = libssh2_sftp_readdir_ex(o->h, name, sizeof(name), NULL, 0, &a);
-      if (rc < 0) {
-        if ((rc = sftp_rc(s, rc, &fx)) < 0)
-          return rc;
-        sop_fail(s, o, fx_code(fx), "cannot read directory %s: %s", o->dir,
-                 fx_name(fx));
-        o->phase = K_CLOSEDIR;
-        return STEP_NEXT;
-      }
-      if (rc == 0)
-        break;
-      uint64_t seq = cond_seq(name);
-      if (!seq)
-        continue;
-      o->max_seq = MAX(o->max_seq, seq);
-      if (o->kind == S_PUT_COND && seq + 1 < o->seq && o->n_gc < COND_GC_MAX)
-        o->gc[o->n_gc++] = seq;
-    }
+    if ((rc = readdir_each(s, o, o->dir, cond_entry)) < 0)
+      return rc;
     o->phase = K_CLOSEDIR;
     return STEP_NEXT;
   case K_CLOSEDIR:

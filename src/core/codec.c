@@ -90,6 +90,14 @@ struct codec_dec *codec_dec_new(const struct backend *b, int out_fd,
   return d;
 }
 
+struct codec_dec *codec_dec_new_sink(const struct backend *b, lz4_sink_fn fn,
+                                     void *arg) {
+  struct codec_dec *d = xcalloc(1, sizeof(*d));
+  d->keys = b ? &b->age : NULL;
+  d->lz = lz4_dec_new_sink(fn, arg);
+  return d;
+}
+
 static int to_lz4(void *arg, const uint8_t *p, size_t n) {
   return lz4_dec_feed(arg, p, n);
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
+#include "format/lz4frame.h"
 
 /* 1 if objects written to b are age-encrypted. */
 int codec_encrypts(const struct backend *b);
@@ -44,6 +45,9 @@ int codec_decode(const struct backend *b, const uint8_t *src, size_t n,
 struct codec_dec;
 struct codec_dec *codec_dec_new(const struct backend *b, int out_fd,
                                 int64_t out_off);
+/* The same, the decoded content given to fn in order (lz4_dec_new_sink). */
+struct codec_dec *codec_dec_new_sink(const struct backend *b, lz4_sink_fn fn,
+                                     void *arg);
 int codec_dec_feed(struct codec_dec *d, const uint8_t *src, size_t n);
 int codec_dec_end(struct codec_dec *d, int64_t *out_len);
 void codec_dec_free(struct codec_dec *d);

@@ -56,16 +56,16 @@ static void close_advance(struct db *db);
 static struct {
   struct db_limits lim;
   size_t hot, light, deep;
-  struct db *q_head, *q_tail; /* waiting for a hot slot */
+  struct list hot_q; /* waiting for a hot slot (db->qlink) */
   size_t queued;
-  struct db *lru_head, *lru_tail;
+  struct list lru; /* light sleepers, oldest first (db->lru) */
   struct loop_timer *deep_timer;
   size_t snaps;
-  struct db *sq_head, *sq_tail;
-  struct db *st_head, *st_tail; /* waiting for their start check */
-  size_t st_running;            /* start checks on the pool */
-  size_t starting;              /* starts not decided yet */
-  int abandoned;                /* db_abandon: no job starts any more */
+  struct list snap_q;  /* waiting for a snapshot slot (db->snap_link) */
+  struct list start_q; /* waiting for their start check (db->qlink) */
+  size_t st_running;   /* start checks on the pool */
+  size_t starting;     /* starts not decided yet */
+  int abandoned;       /* db_abandon: no job starts any more */
 } g = {.lim = {.max_hot = 256,
                .max_light = 8192,
                .deep_after_ns = 600 * NS_PER_SEC,
@@ -126,12 +126,8 @@ static void hot_release(struct db *db) {
   snap_dequeue(db);
   if (db->snap_slot && db->snap_waiters)
     snap_release(db);
-  while (g.q_head && g.hot < g.lim.max_hot) {
-    struct db *n = g.q_head;
-    g.q_head = n->q_next;
-    if (!g.q_head)
-      g.q_tail = NULL;
-    n->q_next = NULL;
+  while (!list_empty(&g.hot_q) && g.hot < g.lim.max_hot) {
+    struct db *n = container_of(list_pop_head(&g.hot_q), struct db, qlink);
     n->queued = 0;
     g.queued--;
     n->hot = 1; /* its turn: the slot is given, not raced for */
@@ -151,46 +147,31 @@ static void hot_unqueue(struct db *db);
 static int hot_acquire(struct db *db) {
   if (db->hot)
     return 1;
-  if (g.hot < g.lim.max_hot && !g.q_head) {
+  if (g.hot < g.lim.max_hot && list_empty(&g.hot_q)) {
     db->hot = 1;
     g.hot++;
     return 1;
   }
-  if (db->snap_waiters && db->queued && g.q_head != db)
+  if (db->snap_waiters && db->queued && g.hot_q.head != &db->qlink)
     hot_unqueue(db); /* (to the front, below) */
   if (!db->queued) {
     db->queued = 1;
     g.queued++;
-    if (db->snap_waiters) {
-      db->q_next = g.q_head;
-      g.q_head = db;
-      if (!g.q_tail)
-        g.q_tail = db;
-    } else {
-      if (g.q_tail)
-        g.q_tail->q_next = db;
-      else
-        g.q_head = db;
-      g.q_tail = db;
-    }
+    assert(!list_linked(&g.start_q, &db->qlink));
+    if (db->snap_waiters)
+      list_push_head(&g.hot_q, &db->qlink);
+    else
+      list_push_tail(&g.hot_q, &db->qlink);
   }
   return 0;
 }
 
 static void hot_unqueue(struct db *db) {
-  if (!db->queued)
-    return;
-  struct db **pp = &g.q_head, *prev = NULL;
-  while (*pp && *pp != db)
-    prev = *pp, pp = &(*pp)->q_next;
-  if (*pp) {
-    *pp = db->q_next;
-    if (g.q_tail == db)
-      g.q_tail = prev;
+  if (db->queued) {
+    list_remove(&g.hot_q, &db->qlink);
+    db->queued = 0;
+    g.queued--;
   }
-  db->queued = 0;
-  db->q_next = NULL;
-  g.queued--;
 }
 
 static void queue_remove(struct db *db) {
@@ -200,16 +181,8 @@ static void queue_remove(struct db *db) {
 
 static void snap_dequeue(struct db *db) {
   if (db->snap_queued) {
-    struct db **pp = &g.sq_head, *prev = NULL;
-    while (*pp && *pp != db)
-      prev = *pp, pp = &(*pp)->snap_next;
-    if (*pp) {
-      *pp = db->snap_next;
-      if (g.sq_tail == db)
-        g.sq_tail = prev;
-    }
+    list_remove(&g.snap_q, &db->snap_link);
     db->snap_queued = 0;
-    db->snap_next = NULL;
   }
 }
 
@@ -218,12 +191,8 @@ static void snap_release(struct db *db) {
     return;
   db->snap_slot = 0;
   g.snaps--;
-  while (g.sq_head && g.snaps < g.lim.max_snapshots) {
-    struct db *n = g.sq_head;
-    g.sq_head = n->snap_next;
-    if (!g.sq_head)
-      g.sq_tail = NULL;
-    n->snap_next = NULL;
+  while (!list_empty(&g.snap_q) && g.snaps < g.lim.max_snapshots) {
+    struct db *n = container_of(list_pop_head(&g.snap_q), struct db, snap_link);
     n->snap_queued = 0;
     if (!n->hot && !n->opened)
       continue; /* it queues again once it holds a hot slot (hot_release) */
@@ -236,18 +205,14 @@ static void snap_release(struct db *db) {
 static int snap_acquire(struct db *db) {
   if (db->snap_slot)
     return 1;
-  if (g.snaps < g.lim.max_snapshots && !g.sq_head) {
+  if (g.snaps < g.lim.max_snapshots && list_empty(&g.snap_q)) {
     db->snap_slot = 1;
     g.snaps++;
     return 1;
   }
   if (!db->snap_queued) {
     db->snap_queued = 1;
-    if (g.sq_tail)
-      g.sq_tail->snap_next = db;
-    else
-      g.sq_head = db;
-    g.sq_tail = db;
+    list_push_tail(&g.snap_q, &db->snap_link);
   }
   return 0;
 }
@@ -255,26 +220,23 @@ static int snap_acquire(struct db *db) {
 static void lru_remove(struct db *db) {
   if (db->sleep != ENGINE_LIGHT)
     return;
-  if (db->lru_prev)
-    db->lru_prev->lru_next = db->lru_next;
-  else
-    g.lru_head = db->lru_next;
-  if (db->lru_next)
-    db->lru_next->lru_prev = db->lru_prev;
-  else
-    g.lru_tail = db->lru_prev;
-  db->lru_prev = db->lru_next = NULL;
+  list_remove(&g.lru, &db->lru);
   g.light--;
 }
 
 static void on_deep_timer(void *arg);
 
+/* The oldest light sleeper, or NULL. */
+static struct db *lru_oldest(void) {
+  return g.lru.head ? container_of(g.lru.head, struct db, lru) : NULL;
+}
+
 static void deep_schedule(void) {
-  if (!g.lru_head || g.lim.deep_after_ns <= 0)
+  if (!lru_oldest() || g.lim.deep_after_ns <= 0)
     return;
   if (!g.deep_timer)
     g.deep_timer = loop_timer_new(on_deep_timer, NULL);
-  int64_t due = g.lru_head->slept_at_ns + g.lim.deep_after_ns;
+  int64_t due = lru_oldest()->slept_at_ns + g.lim.deep_after_ns;
   int64_t now = time_mono_ns();
   loop_timer_start(g.deep_timer,
                    due > now ? (uint64_t)((due - now) / NS_PER_MS) + 1 : 0);
@@ -282,7 +244,7 @@ static void deep_schedule(void) {
 
 /* The oldest light sleeper goes deep (its job closes the fds). */
 static void deepen_oldest(void) {
-  struct db *db = g.lru_head;
+  struct db *db = lru_oldest();
   log_debug(db->name, NULL, "asleep (deep): no fd");
   lru_remove(db);
   db->sleep = ENGINE_DEEP; /* as far as the loop is concerned, from now */
@@ -293,8 +255,8 @@ static void deepen_oldest(void) {
 static void on_deep_timer(void *arg) {
   (void)arg;
   int64_t now = time_mono_ns();
-  while (g.lru_head && g.lim.deep_after_ns > 0 &&
-         now - g.lru_head->slept_at_ns >= g.lim.deep_after_ns)
+  while (lru_oldest() && g.lim.deep_after_ns > 0 &&
+         now - lru_oldest()->slept_at_ns >= g.lim.deep_after_ns)
     deepen_oldest();
   deep_schedule();
 }
@@ -320,17 +282,11 @@ static void slept(struct db *db, int how) {
   if (how == ENGINE_LIGHT) {
     db->sleep = ENGINE_LIGHT;
     db->slept_at_ns = time_mono_ns();
-    db->lru_prev = g.lru_tail;
-    db->lru_next = NULL;
-    if (g.lru_tail)
-      g.lru_tail->lru_next = db;
-    else
-      g.lru_head = db;
-    g.lru_tail = db;
+    list_push_tail(&g.lru, &db->lru);
     g.light++;
     while (g.light > g.lim.max_light)
       deepen_oldest();
-    if (g.lru_head == db)
+    if (lru_oldest() == db)
       deep_schedule();
   } else {
     db->sleep = ENGINE_DEEP;
@@ -364,9 +320,10 @@ static void db_set_state(struct db *db, enum db_state s) {
 struct db *db_new(struct db_config *cfg) {
   struct db *db = xcalloc(1, sizeof(*db));
   db->cfg = cfg;
-  engine_init_struct(&db->eng, cfg);
-  db->name = db->eng.db_path;
-  db->meta = db->eng.meta;
+  db->eng = xmalloc(sizeof(*db->eng));
+  engine_init_struct(db->eng, cfg);
+  db->name = db->eng->db_path;
+  db->meta = db->eng->meta;
   db->state = DB_INIT;
   db->retry_timer = NULL;
   return db;
@@ -387,6 +344,31 @@ int db_add_replicas(struct db *db, char *err, size_t errlen) {
   return 0;
 }
 
+/* --- the idle stub ---
+ * A deep sleeper with no job keeps its engine packed (engine_pack: a
+ * third of its size), unpacked again on the loop before its next job
+ * (a wake, a probe, a stop): nothing else touches the engine between
+ * jobs.  The loop's own copy of the position (gen, index, shadow_size,
+ * wal_hdr) is published by every job and stays. */
+static void stub_pack(struct db *db) {
+  if (!db->eng || db->job || db->eng->asleep != ENGINE_DEEP ||
+      db->state == DB_CLOSING || db->state == DB_CLOSED)
+    return;
+  size_t len;
+  db->stub = engine_pack(db->eng, &len);
+  db->eng = NULL;
+  log_debug(db->name, NULL, "idle stub: engine packed in %zu bytes", len);
+}
+
+static void stub_unpack(struct db *db) {
+  if (db->eng)
+    return;
+  db->eng = engine_unpack(db->stub);
+  free(db->stub);
+  db->stub = NULL;
+  log_debug(db->name, NULL, "idle stub: engine unpacked");
+}
+
 /* --- jobs ---
  *
  * A job's inputs and outputs live in a struct db_job handed to the pool
@@ -396,7 +378,8 @@ int db_add_replicas(struct db *db, char *err, size_t errlen) {
 
 struct db_job {
   /* in: owned by the job from submit to done */
-  struct engine *eng; /* lent: &db->eng */
+  struct db *db;
+  struct engine *eng; /* lent: db->eng */
   unsigned todo;      /* DBJ_* */
   uint32_t prune_below;
   char newgen_for[GEN_LEN + 1]; /* DBJ_NEWGEN: only if still current */
@@ -936,7 +919,7 @@ static void done_ok(struct db *db, struct db_job *j) {
       /* A long application read keeps every checkpoint from completing. */
       db->idle_retries = j->grew ? 0 : MIN(db->idle_retries + 1, 5);
       quiet <<= db->idle_retries;
-      if (g.q_head && j->grew && !db->no_sleep)
+      if (!list_empty(&g.hot_q) && j->grew && !db->no_sleep)
         quiet = 0; /* others wait for the slot: sleep as soon as quiet */
       loop_timer_start(db->idle_timer, (uint64_t)(quiet / NS_PER_MS));
     }
@@ -949,9 +932,10 @@ static void done_ok(struct db *db, struct db_job *j) {
     if (!loop_timer_active(db->idle_timer))
       loop_timer_start(
           db->idle_timer,
-          g.q_head ? 0
-                   : (uint64_t)(MIN(db->cfg->checkpoint_interval, NS_PER_SEC) /
-                                NS_PER_MS));
+          !list_empty(&g.hot_q)
+              ? 0
+              : (uint64_t)(MIN(db->cfg->checkpoint_interval, NS_PER_SEC) /
+                           NS_PER_MS));
   }
   if (j->snap) {
     struct db_snapshot *s = j->snap;
@@ -963,7 +947,8 @@ static void done_ok(struct db *db, struct db_job *j) {
       if (!db->idle_timer)
         db->idle_timer = loop_timer_new(on_idle, db);
       if (!loop_timer_active(db->idle_timer))
-        loop_timer_start(db->idle_timer, g.q_head ? 0 : SETTLE_POLL_MS);
+        loop_timer_start(db->idle_timer,
+                         !list_empty(&g.hot_q) ? 0 : SETTLE_POLL_MS);
     }
   }
 }
@@ -1027,12 +1012,8 @@ static void start_check(struct db *db) {
 }
 
 static void start_next(void) {
-  while (g.st_head && g.st_running < START_CHECKS) {
-    struct db *n = g.st_head;
-    g.st_head = n->start_next;
-    if (!g.st_head)
-      g.st_tail = NULL;
-    n->start_next = NULL;
+  while (!list_empty(&g.start_q) && g.st_running < START_CHECKS) {
+    struct db *n = container_of(list_pop_head(&g.start_q), struct db, qlink);
     start_check(n);
   }
 }
@@ -1040,15 +1021,7 @@ static void start_next(void) {
 static void start_unqueue(struct db *db) {
   if (db->start != DB_START_QUEUED)
     return;
-  struct db **pp = &g.st_head, *prev = NULL;
-  while (*pp && *pp != db)
-    prev = *pp, pp = &(*pp)->start_next;
-  if (*pp) {
-    *pp = db->start_next;
-    if (g.st_tail == db)
-      g.st_tail = prev;
-  }
-  db->start_next = NULL;
+  list_remove(&g.start_q, &db->qlink);
   start_decided(db, DB_START_FULL);
 }
 
@@ -1078,9 +1051,9 @@ static void start_done(struct db *db, struct db_job *j) {
 }
 
 /* On the loop: the job is handed back; publish and act on its outputs. */
-static void job_done(void *arg, int status) {
+static void job_done_inner(void *arg, int status) {
   struct db_job *j = arg;
-  struct db *db = container_of(j->eng, struct db, eng);
+  struct db *db = j->db;
   (void)status;
   assert(db->job == j);
   db->job = NULL;
@@ -1146,6 +1119,15 @@ static void job_done(void *arg, int status) {
     close_advance(db);
 }
 
+static void job_done(void *arg, int status) {
+  struct db_job *j = arg;
+  struct db *db = j->db;
+  int closed = (j->todo & DBJ_CLOSE) != 0; /* db may be freed by its cb */
+  job_done_inner(arg, status);
+  if (!closed)
+    stub_pack(db);
+}
+
 static char *format_status(struct db *db) {
   struct buf b;
   buf_init(&b, 0);
@@ -1165,6 +1147,9 @@ static char *format_status(struct db *db) {
 
 static void on_status_timer(void *arg) {
   struct db *db = arg;
+  /* Made again by the next change: an idle database keeps no timer. */
+  loop_timer_free(db->status_timer);
+  db->status_timer = NULL;
   free(db->status_text);
   db->status_text = format_status(db);
   db_kick(db, DBJ_STATUS);
@@ -1226,7 +1211,9 @@ static void submit(struct db *db) {
       return;
   }
   struct db_job *j = xcalloc(1, sizeof(*j));
-  j->eng = &db->eng;
+  stub_unpack(db);
+  j->db = db;
+  j->eng = db->eng;
   j->todo = todo;
   j->may_open = db->hot || db->opened;
   j->prune_below = db->prune_below;
@@ -1353,11 +1340,8 @@ void db_start(struct db *db) {
   if (db->n_replicas && db->cfg->checkpoint_interval > 0 && !db->no_sleep) {
     g.starting++;
     db->start = DB_START_QUEUED;
-    if (g.st_tail)
-      g.st_tail->start_next = db;
-    else
-      g.st_head = db;
-    g.st_tail = db;
+    assert(!db->queued);
+    list_push_tail(&g.start_q, &db->qlink);
     start_next();
     return;
   }
@@ -1494,6 +1478,9 @@ void db_free(struct db *db) {
   free(db->status_text);
   free(db->last_err);
   free(db->last_ckpt_err);
-  engine_destroy(&db->eng);
+  stub_unpack(db);
+  engine_destroy(db->eng);
+  free(db->eng);
+  db->eng = NULL;
   free(db);
 }

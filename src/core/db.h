@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "base/list.h"
 #include "config/config.h"
 #include "core/engine.h"
 
@@ -104,8 +105,11 @@ struct db {
   const char *name;      /* the database path, for logs */
   const char *meta;      /* the meta directory; immutable */
   /* Lent to the running job (db_job.eng) from submit to done; the loop
-   * never touches it (only its immutable paths, through name and meta). */
-  struct engine eng;
+   * never touches it then (only its immutable paths, through name and
+   * meta).  A deep sleeper between jobs keeps it packed in `stub` (the
+   * idle stub, engine_pack); the strings name and meta point to stay. */
+  struct engine *eng; /* NULL while packed in the idle stub (db.c) */
+  uint8_t *stub;
   enum db_state state;
 
   /* Published by the loop after every job; safe to read on the loop. */
@@ -153,18 +157,18 @@ struct db {
   struct val_waiter *val_waiters;
   char *status_text; /* formatted on the loop, handed to the next job */
   /* sleep bookkeeping (db.c) */
-  int no_sleep;                   /* engine_sleep cannot prove anything */
-  int hot;                        /* holds a hot slot */
-  int queued;                     /* waits for one */
-  struct db *q_next;              /* in the hot queue */
-  struct db *lru_prev, *lru_next; /* light sleepers, oldest first */
-  int64_t slept_at_ns;            /* monotonic */
-  int64_t opened_at_ns;           /* monotonic: the engine last opened */
-  int start;                      /* DB_START_* (db_start) */
-  struct db *start_next;          /* in the start queue */
-  int snap_slot;                  /* holds a snapshot slot */
+  int no_sleep;           /* engine_sleep cannot prove anything */
+  int hot;                /* holds a hot slot */
+  int queued;             /* waits for one */
+  struct list_node qlink; /* in the start queue, later (never at
+                             once) in the hot queue */
+  struct list_node lru;   /* light sleepers, oldest first */
+  int64_t slept_at_ns;    /* monotonic */
+  int64_t opened_at_ns;   /* monotonic: the engine last opened */
+  int start;              /* DB_START_* (db_start) */
+  int snap_slot;          /* holds a snapshot slot */
   int snap_queued;
-  struct db *snap_next;
+  struct list_node snap_link; /* in the snapshot queue */
 };
 
 /* The status file in the meta directory, one line per replica, read by

@@ -48,9 +48,13 @@ void engine_global_init(void) {
 
 void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   memset(e, 0, sizeof(*e));
-  e->db_path = xstrdup(cfg->path);
+  /* Borrowed from cfg, which outlives the engine (db.h), as its meta
+   * directory when set (a dir entry's database always has one). */
+  e->db_path = (char *)cfg->path;
   e->wal_path = xasprintf("%s-wal", cfg->path);
-  e->meta = meta_dir_path(cfg->path, cfg->meta_path);
+  e->own_meta = !cfg->meta_path;
+  e->meta =
+      e->own_meta ? meta_dir_path(cfg->path, NULL) : (char *)cfg->meta_path;
   e->name = e->db_path;
   e->min_ckpt_pages = cfg->min_checkpoint_page_count > 0
                           ? cfg->min_checkpoint_page_count
@@ -65,6 +69,68 @@ void engine_init_struct(struct engine *e, const struct db_config *cfg) {
   e->shadow_fd = -1;
   resync_init(&e->rs);
   engine_keep_msgs(e);
+}
+
+/* --- the idle stub ---
+ * A deep sleeper's engine, packed: every byte of the struct XORed with a
+ * fresh engine's defaults (so an fd of -1 is a zero), then its zero runs
+ * encoded as (zeros, literals, the literal bytes), one byte each count.
+ * Byte-exact: engine_unpack gives back the very same struct (its pointers
+ * too: the paths stay where they are), so the wake proves continuity from
+ * the same sleep record, positions and WAL header as if it never left. */
+static void stub_template(struct engine *t) {
+  memset(t, 0, sizeof(*t));
+  t->pin = -1;
+  t->wal_fd = t->db_fd = t->shm_fd = t->shadow_fd = -1;
+}
+
+uint8_t *engine_pack(struct engine *e, size_t *len) {
+  assert(e->asleep == ENGINE_DEEP && !e->opened && !e->m);
+  assert(e->wal_fd < 0 && e->db_fd < 0 && e->shm_fd < 0 && e->shadow_fd < 0);
+  struct engine t;
+  stub_template(&t);
+  const uint8_t *a = (const uint8_t *)e, *b = (const uint8_t *)&t;
+  uint8_t out[2 * sizeof(*e) + 2];
+  size_t o = 0, i = 0, n = sizeof(*e);
+  while (i < n) {
+    size_t z = 0;
+    while (i + z < n && z < 255 && a[i + z] == b[i + z])
+      z++;
+    i += z;
+    /* Literals up to the next run of two equal bytes (a lone zero costs
+     * less as a literal than as a run). */
+    size_t l = 0;
+    while (i + l < n && l < 255 &&
+           !(a[i + l] == b[i + l] &&
+             (i + l + 1 >= n || a[i + l + 1] == b[i + l + 1])))
+      l++;
+    out[o++] = (uint8_t)z;
+    out[o++] = (uint8_t)l;
+    for (size_t k = 0; k < l; k++)
+      out[o++] = a[i + k] ^ b[i + k];
+    i += l;
+  }
+  uint8_t *p = xmalloc(o);
+  memcpy(p, out, o);
+  *len = o;
+  free(e);
+  return p;
+}
+
+struct engine *engine_unpack(const uint8_t *p) {
+  struct engine *e = xmalloc(sizeof(*e));
+  stub_template(e);
+  uint8_t *a = (uint8_t *)e;
+  size_t i = 0, n = sizeof(*e);
+  while (i < n) {
+    size_t z = *p++, l = *p++;
+    i += z;
+    assert(i + l <= n);
+    for (size_t k = 0; k < l; k++)
+      a[i + k] ^= *p++;
+    i += l;
+  }
+  return e;
 }
 
 void engine_keep_msgs(struct engine *e) {
@@ -1925,9 +1991,9 @@ int engine_replaced(struct engine *e) {
 void engine_destroy(struct engine *e) {
   engine_keep_msgs(e); /* close_all may say why it failed */
   close_all(e);
-  free(e->db_path);
   free(e->wal_path);
-  free(e->meta);
+  if (e->own_meta)
+    free(e->meta);
   resync_destroy(&e->rs);
   engine_drop_msgs(e);
   e->db_path = e->wal_path = e->meta = NULL;

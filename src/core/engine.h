@@ -88,9 +88,10 @@ struct engine_msgs {
 
 struct engine {
   /* set by engine_init_struct; immutable afterwards */
-  char *db_path;
+  char *db_path; /* borrowed: the config's */
   char *wal_path;
-  char *meta;
+  char *meta; /* the config's meta_path if set (borrowed), else owned */
+  int own_meta;
   const char *name; /* for logs: the database path */
   int64_t min_ckpt_pages;
   int64_t max_ckpt_pages;
@@ -164,6 +165,7 @@ struct engine {
  * per connection (131 KB -> ~58 KB per connection). */
 void engine_global_init(void);
 
+/* cfg->path (and cfg->meta_path) must outlive the engine: borrowed. */
 void engine_init_struct(struct engine *e, const struct db_config *cfg);
 void engine_destroy(struct engine *e);
 /* e->m exists from engine_init_struct on; a job drops it once the engine
@@ -275,6 +277,12 @@ int engine_close(struct engine *e);
 #define ENGINE_LIGHT 1
 #define ENGINE_DEEP 2
 int engine_sleep(struct engine *e, int how);
+/* The idle stub: a deep sleeper's engine (no fd, no message buffers)
+ * packed into *len bytes (typically a third of the struct), and e freed;
+ * engine_unpack gives back a byte-identical engine to wake or stop.  The
+ * strings it points to (its paths) stay allocated meanwhile. */
+uint8_t *engine_pack(struct engine *e, size_t *len);
+struct engine *engine_unpack(const uint8_t *stub);
 /* Light sleep -> deep: closes the last three fds. */
 void engine_deepen(struct engine *e);
 /* Asleep: whether the -wal is not as it was when the engine went to

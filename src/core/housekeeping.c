@@ -32,8 +32,10 @@ struct hk_task {
 
 struct housekeeping {
   struct replica *r;
-  struct loop_timer *retention_timer;
-  struct loop_timer *snapshot_timer;
+  /* Light timers (loop.h): one process-wide timer serves every
+   * replica's, so an idle database keeps no timer of its own. */
+  struct loop_ltimer retention_timer;
+  struct loop_ltimer snapshot_timer;
   struct known_snapshot *known;
   size_t n_known;
   int loaded; /* other generations listed */
@@ -421,7 +423,7 @@ static void on_retention_timer(void *arg) {
   int64_t period = MIN(r->cfg->retention_check_interval, r->cfg->retention);
   if (period <= 0)
     period = r->cfg->retention;
-  loop_timer_start(h->retention_timer, (uint64_t)(period / NS_PER_MS));
+  loop_ltimer_start(&h->retention_timer, (uint64_t)(period / NS_PER_MS));
   hk_retention_check(h);
 }
 
@@ -430,8 +432,8 @@ static void on_retention_timer(void *arg) {
 static void on_snapshot_timer(void *arg) {
   struct housekeeping *h = arg;
   struct replica *r = h->r;
-  loop_timer_start(h->snapshot_timer,
-                   (uint64_t)(r->cfg->snapshot_interval / NS_PER_MS));
+  loop_ltimer_start(&h->snapshot_timer,
+                    (uint64_t)(r->cfg->snapshot_interval / NS_PER_MS));
   struct db *db = r->db;
   struct pos now = {"", db->index, db->shadow_size};
   memcpy(now.gen, db->gen, sizeof(now.gen));
@@ -448,13 +450,16 @@ static void on_snapshot_timer(void *arg) {
 struct housekeeping *hk_new(struct replica *r) {
   struct housekeeping *h = xcalloc(1, sizeof(*h));
   h->r = r;
+  loop_ltimer_init(&h->retention_timer, on_retention_timer, h);
+  loop_ltimer_init(&h->snapshot_timer, on_snapshot_timer, h);
   return h;
 }
 
 void hk_start(struct housekeeping *h) {
   struct replica *r = h->r;
   h->stopping = 0;
-  assert(!h->retention_timer && !h->snapshot_timer);
+  assert(!loop_ltimer_active(&h->retention_timer) &&
+         !loop_ltimer_active(&h->snapshot_timer));
   if (!h->running) {
     h->running = 1;
     backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_start_sweep, h);
@@ -464,11 +469,9 @@ void hk_start(struct housekeeping *h) {
         r->cfg->retention_check_interval > 0
             ? MIN(r->cfg->retention_check_interval, r->cfg->retention)
             : r->cfg->retention;
-    h->retention_timer = loop_timer_new(on_retention_timer, h);
-    loop_timer_start(h->retention_timer, (uint64_t)(period / NS_PER_MS));
+    loop_ltimer_start(&h->retention_timer, (uint64_t)(period / NS_PER_MS));
   }
   if (r->cfg->snapshot_interval > 0) {
-    h->snapshot_timer = loop_timer_new(on_snapshot_timer, h);
     /* Continue the previous schedule across restarts (spec 3.6): the
      * first run comes interval - age of the newest known snapshot. */
     int64_t newest = 0;
@@ -479,7 +482,7 @@ void hk_start(struct housekeeping *h) {
       int64_t age = time_now_ns() - newest;
       wait = age >= wait ? 0 : wait - age;
     }
-    loop_timer_start(h->snapshot_timer, (uint64_t)(wait / NS_PER_MS));
+    loop_ltimer_start(&h->snapshot_timer, (uint64_t)(wait / NS_PER_MS));
   }
 }
 
@@ -489,8 +492,8 @@ void hk_free(struct housekeeping *h) {
   /* A callback still due would land on freed memory: the replica's stop
    * waits for the pass (replica_quiesce). */
   assert(!h->running);
-  loop_timer_free(h->retention_timer);
-  loop_timer_free(h->snapshot_timer);
+  loop_ltimer_stop(&h->retention_timer);
+  loop_ltimer_stop(&h->snapshot_timer);
   while (h->tasks) {
     struct hk_task *t = h->tasks;
     h->tasks = t->next;
@@ -517,7 +520,6 @@ void hk_stop(struct housekeeping *h) {
     h->lease_wait = 0;
     fail_run(h, ERR_CANCELED, "pass dropped: the lease is not ours now");
   }
-  loop_timer_free(h->retention_timer);
-  loop_timer_free(h->snapshot_timer);
-  h->retention_timer = h->snapshot_timer = NULL;
+  loop_ltimer_stop(&h->retention_timer);
+  loop_ltimer_stop(&h->snapshot_timer);
 }

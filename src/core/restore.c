@@ -5,11 +5,15 @@
  *   prepare (pool): refuse an existing output, mkdir -p, create <out>.tmp
  *   snapshot: fetch + LZ4-decode into <out>.tmp            \  in parallel
  *   each WAL index i (up to `parallelism` at once): fetch   |
- *     its segments in offset order, decode them into        |
- *     <out>.tmp-<i %08x>-wal, verify contiguity, salts,     |
- *     checksum chain and the final commit frame            /
- *   apply, strictly in index order once the snapshot is in: rename the
- *     staging file to <out>.tmp-wal, checkpoint it with SQLite (pool)
+ *     its segments in offset order, check contiguity and,  |
+ *     as they are decoded, salts, checksum chain and the   |
+ *     final commit frame; keep the last version of each    |
+ *     page (memory, then <out>.tmp-<i %08x>-wal)           /
+ *   apply, strictly in index order once the snapshot is in: write the
+ *     kept pages no later fetched index writes, cut the file to the
+ *     commit's size (replay_sqlite, the tests' reference: the raw WAL in
+ *     the staging file, renamed to <out>.tmp-wal and checkpointed by
+ *     SQLite)
  *   integrity_check (pool), then rename <out>.tmp -> <out> (pool)
  * On failure every file created is removed before the callback.
  *
@@ -30,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -48,17 +53,17 @@
 #define SEG_WHOLE_MAX (4 << 20)
 #define SEG_CHUNK (4 << 20)
 #define SEG_WINDOW 2
-#define VERIFY_BUF (1 << 20)
+#define PAGE_CHUNK (1 << 20) /* memory of a page store, per allocation */
 
 /* ------------------------------------------------------------------ */
 /* The restore.                                                        */
 
 enum widx_state { WI_WAIT, WI_FETCHING, WI_READY, WI_APPLIED };
 
-/* Where the last version of one page is in a staging WAL. */
+/* Where the last version of one page of a WAL index is kept. */
 struct page_at {
   uint32_t pgno;
-  uint32_t frame; /* frame number in the index, from 0 */
+  uint32_t slot; /* in the index's page store, from 0 */
 };
 
 static int by_pgno(const void *a, const void *b) {
@@ -74,11 +79,25 @@ struct widx {
   const struct segment_info *segs; /* borrowed from rs->segs */
   size_t n, next_seg;
   char *staging; /* <tmp>-<index>-wal */
-  int fd;
+  int fd;        /* staging: the raw WAL (replay_sqlite), else the pages
+                    past mem_max */
   int created;
   int64_t end; /* bytes decoded so far = offset of the next segment */
   struct wal_scan scan;
   int have_hdr;
+  /* Decoding (wal_sink, pool jobs of this index one at a time): each
+   * frame is checked as it is decoded and its page kept, the last version
+   * of each page overwriting the one before, so nothing is read back. */
+  int64_t pos; /* bytes of the index decoded so far */
+  uint8_t hdr[WAL_HEADER_SIZE];
+  uint8_t *part; /* a frame split between two decoded pieces */
+  size_t part_len;
+  size_t fsize;   /* frame size */
+  size_t per_mem; /* pages per memory chunk */
+  uint8_t **mem;  /* page store: slots 0 .. mem_max-1 in memory */
+  size_t mem_n;   /* chunks allocated */
+  size_t mem_max; /* slots kept in memory; the rest go to fd */
+  size_t slots;   /* pages stored */
   enum widx_state state;
   struct fetch fetch;
   /* pool job results */
@@ -86,10 +105,14 @@ struct widx {
   char err[1024];
   int64_t elapsed_ns;
   size_t pages; /* pages written by apply_pages_work */
-  /* page -> its last frame, built by verify_segment (pool jobs of this
-   * index run one at a time) */
+  /* page -> its slot, built by wal_sink */
   struct page_at *map;
   size_t map_cap, map_used;
+  /* Set on the loop before the apply: the later indexes already fetched
+   * (their maps complete and unchanged until they are applied), whose
+   * pages this index need not write. */
+  struct widx **later;
+  size_t n_later;
 };
 
 struct restore {
@@ -113,6 +136,7 @@ struct restore {
   int tmp_created;
   int tmp_fd;
   uint32_t page_size;
+  int64_t index_memory; /* bytes of pages each index keeps in memory */
   struct fetch snapf;
   struct final_job *final; /* integrity check and fsync */
   int final_left;
@@ -133,6 +157,7 @@ struct restore {
 };
 
 static void rs_pump(struct restore *rs);
+static void store_free(struct widx *w);
 struct final_job;
 
 static void rs_fail(struct restore *rs, int code, const char *fmt, ...)
@@ -206,6 +231,8 @@ static void rs_free(struct restore *rs) {
   for (size_t i = 0; i < rs->n_idx; i++) {
     free(rs->idx[i].staging);
     free(rs->idx[i].map);
+    free(rs->idx[i].later);
+    store_free(&rs->idx[i]);
     fetch_destroy(&rs->idx[i].fetch);
   }
   free(rs->idx);
@@ -271,18 +298,17 @@ static void widx_fail(struct widx *w, int code, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Records that frame `frame` of w holds page pg (the last one seen wins).
- * Called by verify_segment as it checks each frame, so the map is built
- * while the segments arrive. */
-static void map_put(struct widx *w, uint32_t pg, uint32_t frame) {
+/* The slot of page pg in w's page store: its own if it was seen in this
+ * index before (the last version overwrites it), else the next free one. */
+static size_t map_slot(struct widx *w, uint32_t pg) {
   if (w->map_used * 2 >= w->map_cap) {
     size_t cap = w->map_cap ? w->map_cap * 2 : 1024;
     struct page_at *t = xcalloc(cap, sizeof(*t));
     for (size_t i = 0; i < w->map_cap; i++) {
-      if (!w->map[i].frame)
+      if (!w->map[i].slot)
         continue;
       size_t h = ((size_t)w->map[i].pgno * 2654435761u) & (cap - 1);
-      while (t[h].frame)
+      while (t[h].slot)
         h = (h + 1) & (cap - 1);
       t[h] = w->map[i];
     }
@@ -291,90 +317,181 @@ static void map_put(struct widx *w, uint32_t pg, uint32_t frame) {
     w->map_cap = cap;
   }
   size_t h = ((size_t)pg * 2654435761u) & (w->map_cap - 1);
-  while (w->map[h].frame && w->map[h].pgno != pg)
+  while (w->map[h].slot && w->map[h].pgno != pg)
     h = (h + 1) & (w->map_cap - 1);
-  if (!w->map[h].frame)
+  if (!w->map[h].slot) {
     w->map_used++;
-  w->map[h].pgno = pg;
-  w->map[h].frame = frame + 1; /* 0 = empty */
+    w->map[h].pgno = pg;
+    w->map[h].slot = (uint32_t)++w->slots; /* slot + 1; 0 = empty */
+  }
+  return w->map[h].slot - 1;
+}
+
+/* 1 if applying w writes page pg (w's map still a hash). */
+static int map_writes(const struct widx *w, uint32_t pg) {
+  if (!w->map_cap || pg > w->scan.db_pages)
+    return 0;
+  size_t h = ((size_t)pg * 2654435761u) & (w->map_cap - 1);
+  while (w->map[h].slot && w->map[h].pgno != pg)
+    h = (h + 1) & (w->map_cap - 1);
+  return w->map[h].slot != 0;
+}
+
+/* 1 if a later index in w->later writes pg: whatever w writes there is
+ * overwritten (a truncation in between does not matter, the later write
+ * comes after it), so w leaves it out and each page is written once. */
+static int written_later(const struct widx *w, uint32_t pg) {
+  for (size_t i = 0; i < w->n_later; i++)
+    if (map_writes(w->later[i], pg))
+      return 1;
+  return 0;
 }
 
 /* The map as a list sorted by page number, without the pages past the
- * size the last commit gives (SQLite's checkpoint skips them too). */
+ * size the last commit gives (SQLite's checkpoint skips them too) and
+ * those a later index writes. */
 static size_t map_sorted(struct widx *w) {
   size_t k = 0;
   for (size_t i = 0; i < w->map_cap; i++)
-    if (w->map[i].frame && w->map[i].pgno <= w->scan.db_pages)
-      w->map[k++] = (struct page_at){w->map[i].pgno, w->map[i].frame - 1};
+    if (w->map[i].slot && w->map[i].pgno <= w->scan.db_pages &&
+        !written_later(w, w->map[i].pgno))
+      w->map[k++] = (struct page_at){w->map[i].pgno, w->map[i].slot - 1};
   if (k)
     qsort(w->map, k, sizeof(*w->map), by_pgno);
   return k;
 }
 
-/*
- * Pool: checks the segment just decoded at [off, off+len) of the staging
- * file: the WAL header (first segment), whole frames, salts and the
- * checksum chain; after the last segment, that the WAL ends on a commit.
- */
-static int verify_segment(struct fetch *f) {
-  struct widx *w = f->owner;
-  int64_t off = f->out_off, end = f->out_off + f->out_len;
-  char tmp[128];
-  uint8_t *b = NULL;
-  int rc = 0;
-  if (off == 0) {
-    uint8_t hdr[WAL_HEADER_SIZE];
-    ssize_t r = f->out_len < WAL_HEADER_SIZE
-                    ? 0
-                    : pread_full(w->fd, hdr, sizeof(hdr), 0);
-    if (r != WAL_HEADER_SIZE || wal_header_parse(hdr, &w->scan.hdr)) {
-      job_fail(f, ERR_WAL_HEADER, "%s: invalid WAL header", f->key);
-      return ERR_WAL_HEADER;
+static void store_free(struct widx *w) {
+  for (size_t i = 0; i < w->mem_n; i++)
+    free(w->mem[i]);
+  free(w->mem);
+  w->mem = NULL;
+  w->mem_n = 0;
+  free(w->part);
+  w->part = NULL;
+}
+
+/* Where slot `slot` is in memory (NULL: in the staging file). */
+static uint8_t *slot_mem(struct widx *w, size_t slot) {
+  if (slot >= w->mem_max)
+    return NULL;
+  return w->mem[slot / w->per_mem] +
+         (slot % w->per_mem) * (size_t)w->scan.hdr.page_size;
+}
+
+/* Pool: keeps the page of a frame in its slot. */
+static int store_page(struct widx *w, size_t slot, const uint8_t *page) {
+  uint32_t ps = w->scan.hdr.page_size;
+  if (slot < w->mem_max) {
+    size_t c = slot / w->per_mem;
+    if (c >= w->mem_n) { /* slots are given out in order */
+      w->mem = xrealloc(w->mem, (c + 1) * sizeof(*w->mem));
+      w->mem[c] = xmalloc(MIN(w->per_mem, w->mem_max - c * w->per_mem) * ps);
+      w->mem_n = c + 1;
     }
-    struct wal_header h = w->scan.hdr;
-    wal_scan_init(&w->scan, &h);
-    w->have_hdr = 1;
+    memcpy(slot_mem(w, slot), page, ps);
+    return 0;
   }
-  if (!w->have_hdr) {
-    job_fail(f, ERR_WAL_HEADER, "%s: no WAL header before it", f->key);
-    return ERR_WAL_HEADER;
-  }
-  int64_t fs = wal_frame_size(w->scan.hdr.page_size);
-  if ((end - WAL_HEADER_SIZE) % fs) {
-    job_fail(f, ERR_WAL_CORRUPT,
-             "%s: ends inside a WAL frame (decompressed length %" PRId64
-             ", frame size %" PRId64 ")",
-             f->key, f->out_len, fs);
+  char tmp[128];
+  int rc = pwrite_full(w->fd, page, ps, (off_t)(slot - w->mem_max) * ps);
+  if (rc)
+    job_fail(&w->fetch, rc, "%s: %s", w->staging,
+             errtext(rc, tmp, sizeof(tmp)));
+  return rc;
+}
+
+/* Pool: checks one frame (salts, checksum chain) and keeps its page. */
+static int wal_frame(struct widx *w, const uint8_t *fr) {
+  int64_t at = w->scan.end;
+  if (!wal_scan_frame(&w->scan, fr)) {
+    job_fail(&w->fetch, ERR_WAL_CORRUPT,
+             "%s: WAL frame at offset %" PRId64
+             " fails its salt or checksum check",
+             w->fetch.key, at);
     return ERR_WAL_CORRUPT;
   }
-  int64_t per = MAX(1, VERIFY_BUF / fs);
-  b = xmalloc((size_t)(per * fs));
-  for (int64_t pos = w->scan.end; pos < end && !rc;) {
-    int64_t n = MIN(per, (end - pos) / fs);
-    ssize_t r = pread_full(w->fd, b, (size_t)(n * fs), (off_t)pos);
-    if (r != n * fs) {
-      rc = r < 0 ? (int)r : -EIO;
-      job_fail(f, rc, "%s: cannot read back: %s", w->staging,
-               errtext(rc, tmp, sizeof(tmp)));
-      break;
-    }
-    for (int64_t i = 0; i < n; i++, pos += fs) {
-      const uint8_t *fr = b + i * fs;
-      if (wal_scan_frame(&w->scan, fr)) {
-        map_put(w, get_be32(fr), (uint32_t)((pos - WAL_HEADER_SIZE) / fs));
-      } else {
-        rc = ERR_WAL_CORRUPT;
-        job_fail(f, rc,
-                 "%s: WAL frame at offset %" PRId64
-                 " fails its salt or checksum check",
-                 f->key, pos);
-        break;
-      }
-    }
-  }
-  free(b);
-  if (rc)
+  if (w->rs->o.replay_sqlite)
+    return 0;
+  return store_page(w, map_slot(w, get_be32(fr)), fr + WAL_FRAME_HEADER_SIZE);
+}
+
+/* Pool: the decoded bytes of the index's segments, in order: the WAL
+ * header, then whole frames (a frame split between two pieces is put
+ * together in w->part).  With replay_sqlite the bytes also go to the
+ * staging WAL as they are. */
+static int wal_sink(void *arg, const uint8_t *p, size_t n) {
+  struct widx *w = arg;
+  struct restore *rs = w->rs;
+  char tmp[128];
+  int rc;
+  if (rs->o.replay_sqlite && (rc = pwrite_full(w->fd, p, n, (off_t)w->pos))) {
+    job_fail(&w->fetch, rc, "%s: %s", w->staging,
+             errtext(rc, tmp, sizeof(tmp)));
     return rc;
+  }
+  int64_t at = w->pos;
+  w->pos += (int64_t)n;
+  if (!w->have_hdr) {
+    size_t k = MIN(n, (size_t)(WAL_HEADER_SIZE - at));
+    memcpy(w->hdr + at, p, k);
+    p += k;
+    n -= k;
+    if (at + (int64_t)k < WAL_HEADER_SIZE)
+      return 0;
+    struct wal_header h;
+    if (wal_header_parse(w->hdr, &h)) {
+      job_fail(&w->fetch, ERR_WAL_HEADER, "%s: invalid WAL header",
+               w->fetch.key);
+      return ERR_WAL_HEADER;
+    }
+    wal_scan_init(&w->scan, &h);
+    w->have_hdr = 1;
+    w->fsize = (size_t)wal_frame_size(h.page_size);
+    w->part = xmalloc(w->fsize);
+    w->per_mem = MAX((size_t)1, (size_t)PAGE_CHUNK / h.page_size);
+    w->mem_max = (size_t)(rs->index_memory / h.page_size);
+  }
+  size_t fs = w->fsize;
+  if (w->part_len) {
+    size_t k = MIN(n, fs - w->part_len);
+    memcpy(w->part + w->part_len, p, k);
+    w->part_len += k;
+    p += k;
+    n -= k;
+    if (w->part_len < fs)
+      return 0;
+    w->part_len = 0;
+    if ((rc = wal_frame(w, w->part)))
+      return rc;
+  }
+  for (; n >= fs; p += fs, n -= fs)
+    if ((rc = wal_frame(w, p)))
+      return rc;
+  memcpy(w->part, p, n);
+  w->part_len = n;
+  return 0;
+}
+
+/*
+ * Pool, after a segment was decoded (and each frame checked by wal_sink):
+ * it must hold the WAL header (first segment) and end on a frame
+ * boundary; after the last segment, the WAL must end on a commit.
+ */
+static int segment_end(struct fetch *f) {
+  struct widx *w = f->owner;
+  char tmp[128];
+  int rc = 0;
+  if (!w->have_hdr) {
+    job_fail(f, ERR_WAL_HEADER, "%s: invalid WAL header", f->key);
+    return ERR_WAL_HEADER;
+  }
+  if (w->part_len) {
+    job_fail(f, ERR_WAL_CORRUPT,
+             "%s: ends inside a WAL frame (decompressed length %" PRId64
+             ", frame size %zu)",
+             f->key, f->out_len, w->fsize);
+    return ERR_WAL_CORRUPT;
+  }
   if (w->next_seg == w->n - 1) {
     if (w->scan.commit_end != w->scan.end) {
       job_fail(f, ERR_WAL_CORRUPT,
@@ -435,7 +552,9 @@ static void widx_next_segment(struct widx *w) {
   char *tmp = xasprintf("%s.lz4", w->staging);
   w->fetch.owner = w;
   w->fetch.fetched = &rs->bytes_fetched;
-  w->fetch.post = verify_segment;
+  w->fetch.post = segment_end;
+  w->fetch.sink = wal_sink;
+  w->fetch.sink_arg = w;
   w->fetch.done = on_segment_done;
   rs->pending++;
   fetch_start(&w->fetch, rs->b, key, s->size, w->fd, w->end, SEG_WHOLE_MAX,
@@ -560,36 +679,62 @@ out:
   w->elapsed_ns = time_mono_ns() - t0;
 }
 
-#define RUN_PAGES 64 /* pages gathered into one pwrite */
+#define RUN_PAGES 256 /* pages written by one pwritev */
 
-/* Copies the pages listed in v from the staging WAL into the database,
- * runs of consecutive pages in one pwrite each. */
+/* pwritev of the whole run, or the same bytes again one piece at a time
+ * after a short or interrupted write. */
+static int pwritev_full(int fd, const struct iovec *iov, int cnt, off_t off) {
+  size_t total = 0;
+  for (int i = 0; i < cnt; i++)
+    total += iov[i].iov_len;
+  ssize_t r = pwritev(fd, iov, cnt, off);
+  if (r == (ssize_t)total)
+    return 0;
+  if (r < 0 && errno != EINTR)
+    return -errno;
+  for (int i = 0; i < cnt; i++) {
+    int rc = pwrite_full(fd, iov[i].iov_base, iov[i].iov_len, off);
+    if (rc)
+      return rc;
+    off += (off_t)iov[i].iov_len;
+  }
+  return 0;
+}
+
+/* Writes the pages listed in v (sorted) from the index's page store into
+ * the database, runs of consecutive pages in one pwritev each. */
 static int write_pages(struct restore *rs, struct widx *w, int fd,
                        const struct page_at *v, size_t n) {
   uint32_t ps = w->scan.hdr.page_size;
-  int64_t fs = wal_frame_size(ps);
-  uint8_t *buf = xmalloc((size_t)ps * RUN_PAGES);
+  struct iovec iov[RUN_PAGES];
+  uint8_t *bounce = NULL; /* pages read back from the staging file */
   int rc = 0;
   for (size_t i = 0; i < n && !rc;) {
     size_t run = 0;
     while (i + run < n && run < RUN_PAGES &&
            v[i + run].pgno == v[i].pgno + run) {
-      ssize_t r =
-          pread_full(fd, buf + run * ps, ps,
-                     (off_t)(WAL_HEADER_SIZE + (int64_t)v[i + run].frame * fs +
-                             WAL_FRAME_HEADER_SIZE));
-      if (r != (ssize_t)ps) {
-        rc = r < 0 ? (int)r : -EIO;
-        break;
+      uint8_t *m = slot_mem(w, v[i + run].slot);
+      if (!m) {
+        if (!bounce)
+          bounce = xmalloc((size_t)ps * RUN_PAGES);
+        m = bounce + run * ps;
+        ssize_t r =
+            pread_full(fd, m, ps, (off_t)(v[i + run].slot - w->mem_max) * ps);
+        if (r != (ssize_t)ps) {
+          rc = r < 0 ? (int)r : -EIO;
+          break;
+        }
       }
+      iov[run].iov_base = m;
+      iov[run].iov_len = ps;
       run++;
     }
     if (!rc)
-      rc = pwrite_full(rs->tmp_fd, buf, run * ps,
-                       (off_t)(v[i].pgno - 1) * (off_t)ps);
+      rc = pwritev_full(rs->tmp_fd, iov, (int)run,
+                        (off_t)(v[i].pgno - 1) * (off_t)ps);
     i += run;
   }
-  free(buf);
+  free(bounce);
   return rc;
 }
 
@@ -611,8 +756,9 @@ static void apply_pages_work(void *arg) {
               w->scan.hdr.page_size, rs->page_size);
     goto out;
   }
-  fd = open(w->staging, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  if (w->slots > w->mem_max)
+    fd = open(w->staging, O_RDONLY | O_CLOEXEC);
+  if (w->slots > w->mem_max && fd < 0) {
     rc = -errno;
     widx_fail(w, rc, "%s: %s", w->staging, errtext(rc, tmp, sizeof(tmp)));
     goto out;
@@ -640,6 +786,7 @@ out:
   free(w->map);
   w->map = NULL;
   w->map_cap = w->map_used = 0;
+  store_free(w);
   if (fd >= 0)
     close(fd);
   if (w->created && !unlink(w->staging))
@@ -802,6 +949,9 @@ static void on_renamed(void *arg, int status) {
   if (status)
     rs_fail(rs, status, "rename job failed");
   if (!rs->status) {
+    /* In place: a cancel that came during the rename is too late (it
+     * would report a failure and leave the database behind). */
+    rs->canceled = 0;
     int64_t ns = time_mono_ns() - rs->t0;
     char el[40], ck[40] = "0s", bytes[32], rate[32];
     duration_format(ns, el);
@@ -886,6 +1036,16 @@ static void rs_pump(struct restore *rs) {
     if (w->state == WI_READY) {
       rs->applying = 1;
       rs->pending++;
+      if (!rs->o.replay_sqlite) {
+        free(w->later);
+        w->later = NULL;
+        w->n_later = 0;
+        for (size_t j = rs->next_apply + 1; j < rs->n_idx; j++)
+          if (rs->idx[j].state == WI_READY) {
+            w->later = xrealloc(w->later, (w->n_later + 1) * sizeof(*w->later));
+            w->later[w->n_later++] = &rs->idx[j];
+          }
+      }
       loop_work_submit(rs->o.replay_sqlite ? apply_sqlite_work
                                            : apply_pages_work,
                        on_applied, w);
@@ -1017,6 +1177,14 @@ static void plan_apply(struct restore *rs) {
     w->fd = -1;
     w->staging = xasprintf("%s-%08" PRIx32 "-wal", rs->tmp, w->index);
   }
+  /* Up to 2 * parallelism indexes are staged at once (rs_pump); past its
+   * share an index keeps the rest of its pages in its staging file. */
+  int par = MAX(1, rs->o.parallelism);
+  const char *e = getenv("SLUICE_RESTORE_MEMORY"); /* bytes; tests */
+  int64_t mem = rs->o.memory > 0 ? rs->o.memory : RESTORE_MEMORY_DEFAULT;
+  if (e && *e)
+    mem = atoll(e);
+  rs->index_memory = mem / (2 * par);
 }
 
 static void on_segments(void *arg, int status, const char *err) {

@@ -44,7 +44,10 @@ struct restore_opts {
   int integrity;        /* enum restore_integrity */
   int replay_sqlite;    /* apply each WAL index through SQLite checkpoints,
                            frame by frame (tests: the reference) */
+  int64_t memory; /* bytes for the WAL pages of the indexes fetched at once
+                     (past it they go to staging files); 0: 64 MiB */
 };
+#define RESTORE_MEMORY_DEFAULT (64LL << 20)
 
 /* The check of the restored file: AUTO is the full integrity_check up to
  * RESTORE_QUICK_ABOVE bytes and quick_check (no index contents checked

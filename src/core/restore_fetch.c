@@ -712,7 +712,8 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
   f->out_fd = out_fd;
   f->out_off = out_off;
   f->tmp_fd = -1;
-  f->dec = codec_dec_new(b, out_fd, out_off);
+  f->dec = f->sink ? codec_dec_new_sink(b, f->sink, f->sink_arg)
+                   : codec_dec_new(b, out_fd, out_off);
   xxh32_init(&f->hash);
   for (int i = 0; i < MAX_WINDOW; i++) {
     f->chunks[i].f = f;

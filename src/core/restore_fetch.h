@@ -77,6 +77,10 @@ struct fetch {
   fetch_post_fn post;
   fetch_done_fn done;
   void *owner;
+  /* If set (before fetch_start), the decoded content goes to sink in
+   * order instead of out_fd (pool threads, one call at a time). */
+  lz4_sink_fn sink;
+  void *sink_arg;
   int64_t *fetched; /* if set, bytes downloaded are added here (loop) */
 
   int64_t chunk_size; /* 0: one GET of the whole object */

@@ -90,13 +90,17 @@ struct dec_out {
   int fd;
   int64_t off;
   int64_t total;
+  lz4_sink_fn fn; /* if set, instead of buf and fd */
+  void *fn_arg;
 };
 
 static int dec_emit(struct dec_out *o, const uint8_t *p, size_t n) {
   if (!n)
     return 0;
   int rc;
-  if (o->buf)
+  if (o->fn)
+    rc = o->fn(o->fn_arg, p, n);
+  else if (o->buf)
     rc = buf_append(o->buf, p, n);
   else
     rc = pwrite_full(o->fd, p, n, (off_t)(o->off + o->total));
@@ -158,7 +162,7 @@ static int decompress_mem(const uint8_t *src, size_t n, struct dec_out *o) {
 }
 
 int lz4_decompress(const uint8_t *src, size_t n, struct buf *out) {
-  struct dec_out o = {out, -1, 0, 0};
+  struct dec_out o = {out, -1, 0, 0, NULL, NULL};
   size_t before = out->len;
   int rc = decompress_mem(src, n, &o);
   if (rc)
@@ -168,7 +172,7 @@ int lz4_decompress(const uint8_t *src, size_t n, struct buf *out) {
 
 int lz4_decompress_to_fd(const uint8_t *src, size_t n, int out_fd,
                          int64_t out_off, int64_t *out_len) {
-  struct dec_out o = {NULL, out_fd, out_off, 0};
+  struct dec_out o = {NULL, out_fd, out_off, 0, NULL, NULL};
   int rc = decompress_mem(src, n, &o);
   if (!rc && out_len)
     *out_len = o.total;
@@ -181,7 +185,7 @@ int lz4_decompress_fd(int in_fd, int out_fd, int64_t *out_len) {
     return ERR_LZ4;
   size_t incap = 1u << 20, cap = 4u << 20;
   uint8_t *in = xmalloc(incap), *tmp = xmalloc(cap);
-  struct dec_out o = {NULL, out_fd, 0, 0};
+  struct dec_out o = {NULL, out_fd, 0, 0, NULL, NULL};
   size_t hint = 1;
   int64_t pos = 0;
   int rc = 0, any = 0;
@@ -229,6 +233,13 @@ struct lz4_dec *lz4_dec_new(int out_fd, int64_t out_off) {
   d->out.fd = out_fd;
   d->out.off = out_off;
   d->hint = 1;
+  return d;
+}
+
+struct lz4_dec *lz4_dec_new_sink(lz4_sink_fn fn, void *arg) {
+  struct lz4_dec *d = lz4_dec_new(-1, 0);
+  d->out.fn = fn;
+  d->out.fn_arg = arg;
   return d;
 }
 

@@ -49,6 +49,10 @@ int lz4_decompress_to_fd(const uint8_t *src, size_t n, int out_fd,
 struct lz4_dec;
 /* Returns owned; free with lz4_dec_free. */
 struct lz4_dec *lz4_dec_new(int out_fd, int64_t out_off);
+/* The same, the content given to fn in order instead (pieces of up to one
+ * block; fn's non-zero return ends the decoding with that code). */
+typedef int (*lz4_sink_fn)(void *arg, const uint8_t *p, size_t n);
+struct lz4_dec *lz4_dec_new_sink(lz4_sink_fn fn, void *arg);
 int lz4_dec_feed(struct lz4_dec *d, const uint8_t *src, size_t n);
 /* *out_len gets the number of content bytes written. */
 int lz4_dec_end(struct lz4_dec *d, int64_t *out_len);

@@ -27,6 +27,15 @@ uv_loop_t *loop_uv(void) {
   return &g_loop;
 }
 
+/* Light timers (loop_ltimer_*, below). */
+static struct {
+  struct loop_ltimer **h;
+  size_t n, cap;
+  uint64_t seq;
+  uv_timer_t timer;
+  int timer_init;
+} g_lt;
+
 int loop_init(void) {
   if (g_loop_ready)
     return 0;
@@ -79,6 +88,15 @@ int loop_close(void) {
   if (!g_loop_ready)
     return 0;
   lane_stop();
+  if (g_lt.timer_init) {
+    uv_close((uv_handle_t *)&g_lt.timer, NULL);
+    g_lt.timer_init = 0;
+  }
+  for (size_t i = 0; i < g_lt.n; i++)
+    g_lt.h[i]->slot = 0; /* (still armed: stopping it later is a no-op) */
+  free(g_lt.h);
+  g_lt.h = NULL;
+  g_lt.n = g_lt.cap = 0;
   /* Let pending close callbacks run first. */
   uv_run(&g_loop, UV_RUN_NOWAIT);
   int rc = uv_loop_close(&g_loop);
@@ -138,6 +156,119 @@ void loop_timer_free(struct loop_timer *t) {
     return;
   uv_timer_stop(&t->h);
   uv_close((uv_handle_t *)&t->h, on_timer_close);
+}
+
+/* --- light timers: a binary min-heap of deadlines, one uv timer --- */
+
+static int lt_less(const struct loop_ltimer *a, const struct loop_ltimer *b) {
+  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void lt_set(size_t i, struct loop_ltimer *t) {
+  g_lt.h[i] = t;
+  t->slot = i + 1;
+}
+
+static void lt_up(size_t i) {
+  struct loop_ltimer *t = g_lt.h[i];
+  while (i > 0 && lt_less(t, g_lt.h[(i - 1) / 2])) {
+    lt_set(i, g_lt.h[(i - 1) / 2]);
+    i = (i - 1) / 2;
+  }
+  lt_set(i, t);
+}
+
+static void lt_down(size_t i) {
+  struct loop_ltimer *t = g_lt.h[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= g_lt.n)
+      break;
+    if (c + 1 < g_lt.n && lt_less(g_lt.h[c + 1], g_lt.h[c]))
+      c++;
+    if (!lt_less(g_lt.h[c], t))
+      break;
+    lt_set(i, g_lt.h[c]);
+    i = c;
+  }
+  lt_set(i, t);
+}
+
+static void on_ltimer(uv_timer_t *h);
+
+static void lt_arm(void) {
+  if (!g_lt.timer_init) {
+    uv_timer_init(&g_loop, &g_lt.timer);
+    g_lt.timer_init = 1;
+  }
+  if (!g_lt.n) {
+    uv_timer_stop(&g_lt.timer);
+    return;
+  }
+  uint64_t now = uv_now(&g_loop), due = g_lt.h[0]->due;
+  uv_timer_start(&g_lt.timer, on_ltimer, due > now ? due - now : 0, 0);
+}
+
+static void lt_remove(struct loop_ltimer *t) {
+  size_t i = t->slot - 1;
+  t->slot = 0;
+  struct loop_ltimer *last = g_lt.h[--g_lt.n];
+  if (i < g_lt.n) {
+    lt_set(i, last);
+    lt_down(i);
+    lt_up(last->slot - 1);
+  }
+}
+
+static void on_ltimer(uv_timer_t *h) {
+  (void)h;
+  uint64_t now = uv_now(&g_loop);
+  /* Each callback may arm or stop any timer: take the head each time. */
+  while (g_lt.n && g_lt.h[0]->due <= now) {
+    struct loop_ltimer *t = g_lt.h[0];
+    lt_remove(t);
+    t->cb(t->arg);
+  }
+  lt_arm();
+}
+
+void loop_ltimer_init(struct loop_ltimer *t, loop_timer_cb cb, void *arg) {
+  memset(t, 0, sizeof(*t));
+  t->cb = cb;
+  t->arg = arg;
+}
+
+void loop_ltimer_start(struct loop_ltimer *t, uint64_t ms) {
+  if (t->slot)
+    lt_remove(t);
+  if (g_lt.n == g_lt.cap) {
+    g_lt.cap = g_lt.cap ? g_lt.cap * 2 : 64;
+    g_lt.h = xrealloc(g_lt.h, g_lt.cap * sizeof(*g_lt.h));
+  }
+  t->due = uv_now(&g_loop) + ms;
+  t->seq = ++g_lt.seq;
+  g_lt.n++;
+  lt_set(g_lt.n - 1, t);
+  lt_up(g_lt.n - 1);
+  if (g_lt.h[0] == t || g_lt.n == 1)
+    lt_arm();
+}
+
+void loop_ltimer_stop(struct loop_ltimer *t) {
+  if (!t->slot)
+    return;
+  int head = t->slot == 1;
+  lt_remove(t);
+  if (head)
+    lt_arm();
+}
+
+int loop_ltimer_active(const struct loop_ltimer *t) {
+  return t->slot != 0;
+}
+
+size_t loop_ltimer_count(void) {
+  return g_lt.n;
 }
 
 /* --- thread pool --- */

@@ -7,6 +7,7 @@
 #ifndef SLUICE_LOOP_H
 #define SLUICE_LOOP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 int loop_init(void);
@@ -35,6 +36,27 @@ void loop_timer_stop(struct loop_timer *t);
 int loop_timer_active(const struct loop_timer *t);
 /* Stops and frees the timer (asynchronously; safe inside its callback). */
 void loop_timer_free(struct loop_timer *t);
+
+/* Light timers: one-shot as above, but embedded in their owner (a few
+ * words, nothing allocated) and all served by one process-wide timer and
+ * a min-heap of deadlines, so 100,000 idle databases' periodic work
+ * (retention checks, snapshot intervals) costs no timer each.  Millisecond
+ * precision; callbacks run in deadline order.  Stop it before its owner
+ * is freed (loop_ltimer_stop; safe when not armed, and inside its own
+ * callback). */
+struct loop_ltimer {
+  uint64_t due; /* loop_now_ms() at which it fires */
+  size_t slot;  /* 1 + its index in the heap; 0: not armed */
+  uint64_t seq; /* arming order: equal deadlines fire first armed first */
+  loop_timer_cb cb;
+  void *arg;
+};
+void loop_ltimer_init(struct loop_ltimer *t, loop_timer_cb cb, void *arg);
+void loop_ltimer_start(struct loop_ltimer *t, uint64_t ms);
+void loop_ltimer_stop(struct loop_ltimer *t);
+int loop_ltimer_active(const struct loop_ltimer *t);
+/* Light timers armed (every owner's). */
+size_t loop_ltimer_count(void);
 
 /* Thread pool.  `work` runs on a pool thread; `done` runs on the loop
  * thread afterwards.  Pool size is bounded (UV_THREADPOOL_SIZE). */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The files in deploy/: systemd units accepted by systemd-analyze and
-# consistent with what sluice does; shell scripts clean under shellcheck;
+# consistent with what sluice does (shellcheck: e2e/shellcheck);
 # the Docker entrypoint and restore-on-startup.sh restore a missing
 # database from a real replica and start the application under
 # `replicate -exec`; the Dockerfile installs every library the binary
@@ -11,40 +11,6 @@ source "$SRCDIR/tests/lib/common.sh"
 D=$SRCDIR/deploy
 NOTES=()
 
-# --- shellcheck ----------------------------------------------------------
-# Strict for deploy/, scripts/, the test library and this issue's tests;
-# the other test scripts (other branches' work) are checked at warning
-# level and their findings shown as a note, not a failure.  It keeps a CPU
-# busy for a while, so it runs beside the rest of this test (its verdict is
-# taken at the end).  The sanitizer suite of `make check` sets
-# SLUICE_STATIC_CHECKED: these files are the same, its plain suite checked
-# them.
-shellcheck_all() { # writes notes to $T/shellcheck.notes
-  local own mine others
-  mapfile -t own < <(find "$D" "$SRCDIR/scripts" -name '*.sh' | sort)
-  shellcheck "${own[@]}" || { echo "FAIL: shellcheck: deploy/ and scripts/"; return 1; }
-  mine=(tests/lib/common.sh tests/e2e/exec.sh tests/e2e/sdnotify.sh
-    tests/e2e/metrics.sh tests/e2e/config_check.sh tests/e2e/deploy.sh)
-  (cd "$SRCDIR" && shellcheck -x -P SCRIPTDIR "${mine[@]}") ||
-    { echo "FAIL: shellcheck: tests of deploy/"; return 1; }
-  mapfile -t others < <(cd "$SRCDIR" && find tests -name '*.sh' \
-    -not -path '*/node_modules/*' | sort | grep -v -x -F "${mine[@]/#/-e}")
-  if [ ${#others[@]} -gt 0 ] &&
-    ! (cd "$SRCDIR" && shellcheck -x -P SCRIPTDIR -S warning -f gcc "${others[@]}"); then
-    echo "shellcheck warnings in other test scripts (above)" >>"$T/shellcheck.notes"
-  fi
-  echo "shellcheck: ${#own[@]} scripts in deploy/ and scripts/, ${#mine[@]} tests strict, ${#others[@]} other tests"
-}
-SC_PID=
-if [ -n "${SLUICE_STATIC_CHECKED:-}" ]; then
-  NOTES+=("shellcheck: checked by the plain suite of this run (SLUICE_STATIC_CHECKED)")
-elif command -v shellcheck >/dev/null; then
-  shellcheck_all >"$T/shellcheck.out" 2>&1 &
-  SC_PID=$!
-  PIDS+=("$SC_PID")
-else
-  NOTES+=("shellcheck not installed")
-fi
 
 # --- systemd -----------------------------------------------------------
 if command -v systemd-analyze >/dev/null; then
@@ -260,8 +226,8 @@ runtime=$(awk '/^FROM debian:12-slim/ { r = 1 } r' "$DF")
 # (One dpkg -S for all of them: each search reads every package's list.)
 libs=()
 for so in $(objdump -p "$SLUICE" | awk '$1 == "NEEDED" { print $2 }'); do
-  # libc, and the sanitizer runtimes of an ASan build.
-  case $so in libc.so.* | libm.so.* | libpthread.so.* | ld-linux* | libasan* | libubsan* | liblsan*) continue ;; esac
+  # libc, and the sanitizer runtimes (ASan, UBSan, TSan builds).
+  case $so in libc.so.* | libm.so.* | libpthread.so.* | ld-linux* | libasan* | libubsan* | liblsan* | libtsan*) continue ;; esac
   libs+=("$so")
 done
 dpkg -S "${libs[@]/#/*/}" >"$T/dpkg-S" 2>/dev/null
@@ -392,12 +358,5 @@ if command -v kubectl >/dev/null; then
     { cat "$T/kustomize.err"; fail "kubectl kustomize deploy/kubernetes"; }
 fi
 
-if [ -n "$SC_PID" ]; then
-  rc=0
-  wait "$SC_PID" || rc=$?
-  cat "$T/shellcheck.out"
-  [ "$rc" -eq 0 ] || fail "shellcheck (above)"
-  [ ! -s "$T/shellcheck.notes" ] || mapfile -t -O "${#NOTES[@]}" NOTES <"$T/shellcheck.notes"
-fi
 for n in "${NOTES[@]}"; do echo "note: $n"; done
 echo PASS

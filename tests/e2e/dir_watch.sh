@@ -126,14 +126,24 @@ sqlite3 -cmd ".timeout 5000" "$TEN/gone.db" ".backup $T/gone-copy.db"
 rm -f "$TEN/gone.db" "$TEN/gone.db-wal" "$TEN/gone.db-shm"
 wait_until 20 grep -q "database removed from replication\" db=$TEN/gone.db" "$T/sluice.log" ||
   fail "deleted database not stopped"
-n=$(ls -l "/proc/$SLUICE_PID/fd" 2>/dev/null | grep -c "gone.db")
+n=$(find "/proc/$SLUICE_PID/fd" -lname "*gone.db*" 2>/dev/null | wc -l)
 [ "$n" -eq 0 ] || fail "$n fds still open on the deleted database"
 
-# Renamed: a delete plus a create.
+# Renamed: a delete plus a create, as an application renames its
+# database: once nothing writes it and every row is in the database file
+# (here: sluice's idle checkpoint done, the database in light sleep), so
+# the -wal left behind holds nothing.  A database and its -wal cannot be
+# renamed in one step: whoever opens the new name in between (sluice does,
+# within milliseconds) creates a new -wal, which the second mv then
+# replaces under its open descriptors, and the rows only in the moved
+# -wal are lost to every connection (this test did that once: a row of
+# new-name.db missing under load 30).
 add_rows "$TEN/old-name.db" 5
+fds() { find "/proc/$SLUICE_PID/fd" -lname "$1" 2>/dev/null | wc -l; }
+light() { [ "$(fds "$1")$(fds "$1-wal")$(fds "$1-shm")" = 111 ]; }
+wait_until 60 light "$TEN/old-name.db" || fail "old-name.db not in light sleep"
 mv "$TEN/old-name.db" "$TEN/new-name.db"
-[ -e "$TEN/old-name.db-wal" ] && mv "$TEN/old-name.db-wal" "$TEN/new-name.db-wal"
-rm -f "$TEN/old-name.db-shm"
+rm -f "$TEN/old-name.db-wal" "$TEN/old-name.db-shm"
 wait_until 20 grep -q "database removed from replication\" db=$TEN/old-name.db" "$T/sluice.log" ||
   fail "renamed database not stopped under its old name"
 wait_until 20 replicated new-name.db || fail "renamed database not replicated under its new name"
@@ -145,6 +155,9 @@ wait "${WPIDS[@]}"
 sleep 0.5
 sluice_stop
 grep -q "level=ERROR" "$T/sluice.log" && fail "errors logged: $(grep level=ERROR "$T/sluice.log" | head -3)"
+
+# (Compared with its source below: rows lost from the source too would pass.)
+[ "$(rows "$TEN/new-name.db")" -eq 20 ] || fail "new-name.db has $(rows "$TEN/new-name.db") rows, want 20"
 
 # Each tenant restores by its path.
 for r in acme/app.db beta.db new.db late.db gamma/deep/g.db new-name.db; do

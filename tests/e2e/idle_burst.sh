@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idle databases (core/db.h, engine_sleep): a quiet, replicated database
 # holds no SQLite connection and three fds (its -shm with the checkpoint
-# lock, its database file with a shared lock, its -wal), then none at all once it has slept deep-sleep-after.  Bursts larger
+# lock, its database file with a shared lock, its -wal), then none at all
+# once it has slept deep-sleep-after (an idle stub: its engine packed, rebuilt
+# by the wake).  Bursts larger
 # than the application's autocheckpoint threshold, each ending with the
 # application's own wal_checkpoint(TRUNCATE), are written to sleeping
 # databases: by short-lived connections (the sqlite3 CLI) and by a process
@@ -77,8 +79,17 @@ done
 
 # 2. Deep sleep: no fd at all, then the same bursts.
 wait_until 60 all_asleep deep || { ls -l "/proc/$SLUICE_PID/fd" >&2; fail "no deep sleep"; }
+# Each deep sleeper is an idle stub (its engine packed, core/db.c): the
+# wake below rebuilds it.
+stubs() { [ "$(grep -c "idle stub: engine packed" "$T/sluice.log")" -ge "$1" ]; }
+wait_until 30 stubs "$N" || fail "deep sleepers not packed into idle stubs"
+line0=$(wc -l <"$T/sluice.log")
 bursts
 wait_until 60 all_asleep light || fail "not asleep after the deep-sleep bursts"
+for i in $(seq 1 "$N"); do
+  tail -n "+$line0" "$T/sluice.log" | grep "idle stub: engine unpacked" |
+    grep -q "db$i\.db" || fail "db$i: the wake did not rebuild it from its idle stub"
+done
 
 # 3. The same with sluice stopped (SIGSTOP) while it sleeps, so that the
 # application's commits and checkpoints all happen before any wake, by a
@@ -119,6 +130,8 @@ wait_until 60 asleep 1 light || fail "db1 not asleep after 3a"
 # 3b. Deep sleep: nothing held, the TRUNCATEs complete, the frames exist
 # only in the database file: the wake resyncs (same generation).
 wait_until 60 asleep 2 deep || fail "db2 not in deep sleep"
+stub2() { [ "$(grep "idle stub: engine packed" "$T/sluice.log" | grep -c "db2\.db")" -ge 2 ]; }
+wait_until 30 stub2 || fail "db2 not an idle stub again"
 kill -STOP "$SLUICE_PID"
 read -r ok wal < <(writer "$T/db2.db")
 kill -CONT "$SLUICE_PID"

@@ -64,8 +64,8 @@ restore_equals() { # db
 }
 field() { # name: from the lease as last written (read again if a newer
   # version replaced it between the listing and the read)
-  local try
-  for try in 1 2 3 4 5; do
+  local _
+  for _ in 1 2 3 4 5; do
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
       "$(lock_file)" "$1" 2>/dev/null && return 0
   done

@@ -79,7 +79,7 @@ mkdir -p "$T/live"
   i=0
   while [ ! -f "$T/writer.done" ]; do
     i=$((i + 1))
-    name=file
+    name="file"
     [ "$S3" = 1 ] && [ $((i % 2)) = 0 ] && name=s3
     "$SLUICE" restore -config "$T/sluice.yml" -replica "$name" \
       -o "$T/live/$i.db" "$T/app.db" >"$T/live.log" 2>&1 </dev/null ||

@@ -13,22 +13,11 @@
 # stops left in the shadow, and every database restores with every row,
 # in 1 generation.
 source "$SRCDIR/tests/lib/common.sh"
+source "$SRCDIR/tests/lib/many_dbs.sh"
 
 N=200
 W=50
-mkdir -p "$T/dbs"
-python3 - "$T/dbs" "$N" <<'PY' || fail "cannot create the databases"
-import sqlite3, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    c = sqlite3.connect(f"{d}/t{i:04d}.db", isolation_level=None)
-    c.execute("PRAGMA journal_mode=off")
-    c.execute("BEGIN")
-    c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-    c.execute("INSERT INTO t(v) VALUES (?)", (f"tenant {i} first",))
-    c.execute("COMMIT")
-    c.close()
-PY
+make_dbs "$T/dbs" "$N" 4 1
 
 S3=""
 MOTO=http://127.0.0.1:5000
@@ -168,36 +157,9 @@ if grep -qE 'level=ERROR' "$T/sluice.log"; then
 fi
 
 check_restores() { # check_restores LABEL ARGS...: every database, every row
-  local label=$1
-  shift
-  rm -rf "$T/out"
-  "$SLUICE" restore -config "$T/sluice.yml" "$@" -o "$T/out" "$T/dbs" >"$T/restore.log" 2>&1 ||
-    fail "$label: restore failed: $(tail -3 "$T/restore.log")"
-  grep -q "restored $N, skipped 0, failed 0" "$T/restore.log" ||
-    fail "$label: restore summary: $(tail -1 "$T/restore.log")"
-  python3 - "$T/dbs" "$T/out" "$N" "$label" <<'PY' || fail "$label: restored databases differ"
-import sqlite3, sys
-src, out, n, label = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-bad = []
-for i in range(n):
-    f = f"t{i:04d}.db"
-    r = sqlite3.connect(f"file:{out}/{f}?mode=ro", uri=True)
-    ok = r.execute("PRAGMA integrity_check").fetchone()[0]
-    got = r.execute("SELECT id, v FROM t ORDER BY id").fetchall()
-    r.close()
-    s = sqlite3.connect(f"file:{src}/{f}?mode=ro", uri=True)
-    want = s.execute("SELECT id, v FROM t ORDER BY id").fetchall()
-    s.close()
-    if ok != "ok" or got != want:
-        bad.append(f"{f}: integrity {ok}, {len(got)} rows of {len(want)}")
-for b in bad[:10]:
-    print(b, file=sys.stderr)
-print(f"{label}: {n - len(bad)} of {n} restored with every row")
-sys.exit(1 if bad else 0)
-PY
+  restore_dbs "$1" "$N" "$T/dbs" "$T/out" -config "$T/sluice.yml" "${@:2}"
+  compare_dbs "$1" "$T/dbs" "$T/out" "$N" 4 --rep "$T/rep" --gens 1
 }
 check_restores "file replica" -replica file
 [ -z "$S3" ] || check_restores "s3 replica" -replica s3
-gens=$(for d in "$T"/rep/t*.db; do ls "$d/generations" | wc -l; done | sort -u | tr '\n' ' ')
-[ "$gens" = "1 " ] || fail "generations per database: $gens (expected 1 each)"
 echo PASS

@@ -14,21 +14,12 @@
 # ok).  A last restart with nothing changed: every database asleep from
 # the start, READY=1, and 0 store requests.
 source "$SRCDIR/tests/lib/common.sh"
+source "$SRCDIR/tests/lib/many_dbs.sh"
 command -v python3 >/dev/null || skip "python3 not installed"
 command -v curl >/dev/null || skip "curl not installed"
 
 N=16
-mkdir -p "$T/dbs"
-python3 - "$T/dbs" "$N" <<'PY' || fail "cannot create the databases"
-import sqlite3, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    c = sqlite3.connect(f"{d}/t{i:02d}.db", isolation_level=None)
-    c.execute("PRAGMA journal_mode=wal")
-    c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-    c.executemany("INSERT INTO t(v) VALUES (?)", [(f"t{i:02d} row {k}",) for k in range(3)])
-    c.close()
-PY
+make_dbs "$T/dbs" "$N" 2 3 wal
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$T/sluice.yml" <<YML
@@ -176,33 +167,12 @@ sluice_stop
 grep -E 'level=ERROR' "$T/sluice.log" && fail "errors in the log"
 
 # --- 4. everything restores, every row, generations ---
-"$SLUICE" restore -config "$T/sluice.yml" -o "$T/out" "$T/dbs" >"$T/restore.log" 2>&1 ||
-  fail "restore of the directory failed: $(tail -3 "$T/restore.log")"
-python3 - "$T/dbs" "$T/out" "$T/rep" "$N" <<'PY' || fail "restored databases differ"
-import os, sqlite3, sys
-src, out, rep, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-bad = []
-for i in range(n):
-    f = f"t{i:02d}.db"
-    r = sqlite3.connect(f"file:{out}/{f}?mode=ro", uri=True)
-    ok = r.execute("PRAGMA integrity_check").fetchone()[0]
-    got = r.execute("SELECT id, v FROM t ORDER BY id").fetchall()
-    r.close()
-    s = sqlite3.connect(f"file:{src}/{f}?mode=ro", uri=True)
-    want = s.execute("SELECT id, v FROM t ORDER BY id").fetchall()
-    s.close()
-    gens = len(os.listdir(f"{rep}/{f}/generations"))
-    want_gens = 2 if i == 11 else 1
-    written = {0: 4, 1: 6, 8: 4, 9: 6, 10: 6, 11: 5, 13: 4}.get(i, 3)
-    if ok != "ok" or got != want or len(want) != written or gens != want_gens:
-        bad.append(f"{f}: integrity {ok}, {len(got)} rows of {len(want)} (want {written}), {gens} generations (want {want_gens})")
-    if i == 12 and ("t12 changed while down",) not in [(v,) for _, v in got]:
-        bad.append(f"{f}: the change made while down is not in the restore")
-for b in bad:
-    print(b, file=sys.stderr)
-print(f"{n - len(bad)} of {n} restored with every row, integrity ok, generations as expected")
-sys.exit(1 if bad else 0)
-PY
+restore_dbs "restore" "$N" "$T/dbs" "$T/out" -config "$T/sluice.yml"
+compare_dbs "restore" "$T/dbs" "$T/out" "$N" 2 --rep "$T/rep" \
+  --rows '{0: 4, 1: 6, 8: 4, 9: 6, 10: 6, 11: 5, 13: 4}.get(i, 3)' \
+  --gens '2 if i == 11 else 1'
+[ "$(sqlite3 "$T/out/t12.db" "SELECT count(*) FROM t WHERE v = 't12 changed while down'")" -eq 1 ] ||
+  fail "t12.db: the change made while down is not in the restore"
 
 # --- 5. nothing changed: all asleep at once, no request ---
 mv "$T/sluice.log" "$T/sluice.log.2"

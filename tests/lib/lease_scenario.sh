@@ -19,7 +19,8 @@
 #     restore holds all of b's writes.
 # (lease-idle-ttl: 0 here; e2e/lease_idle covers idle leases.)
 TTL=5s
-PID_a= PID_b= PID_c=
+# shellcheck disable=SC2034 # (set and read through eval "PID_$h")
+PID_a='' PID_b='' PID_c=''
 
 host_config() { # host
   local h=$1

@@ -70,8 +70,8 @@ sshd_launch() {
 
 sshd_start() {
   sshd_setup
-  local try
-  for try in 1 2 3 4 5; do
+  local _
+  for _ in 1 2 3 4 5; do
     SSHD_PORT=$(( 20000 + RANDOM % 20000 ))
     sshd_write_config
     if sshd_launch; then return 0; fi

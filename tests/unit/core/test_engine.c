@@ -602,6 +602,92 @@ TEST(stop_asleep_truncates_without_waking) {
   free(path);
 }
 
+/* The idle stub (engine_pack): a deep sleeper packs to well under half
+ * its struct and unpacks byte-identical; woken after the application
+ * wrote more than its autocheckpoint threshold, with its own TRUNCATE
+ * checkpoints, while sluice held nothing, the wake continues the same
+ * generation (no new one: the changed pages are shipped) and the shadow
+ * restores every row. */
+TEST(stub_pack_wake_after_truncate_checkpoints) {
+  char *path = xasprintf("%s/stub.db", dir);
+  sqlite3 *w;
+  sqlite3_open(path, &w);
+  sqlite3_busy_timeout(w, 5000);
+  w_exec(w, "PRAGMA journal_mode=wal;"
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  struct db_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.path = path;
+  struct engine *e = xmalloc(sizeof(*e));
+  engine_init_struct(e, &cfg);
+  e->ckpt_min_interval_ns = 0;
+  CHECK_INT(engine_open(e), 0);
+  char *snap = xasprintf("%s/stub-snap.lz4", dir);
+  int sfd = open(snap, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  int64_t slen;
+  char sgen[GEN_LEN + 1];
+  uint32_t sidx;
+  CHECK_INT(engine_snapshot(e, sfd, &slen, sgen, &sidx), 0);
+  close(sfd);
+  for (int i = 0; i < 20; i++)
+    w_exec(w, "INSERT INTO t(v) VALUES(randomblob(100))");
+  int ng = 0;
+  CHECK_INT(engine_sync(e, &ng), 0);
+  CHECK_INT(sleep_now(e, ENGINE_LIGHT), 0);
+  engine_deepen(e);
+  engine_drop_msgs(e);
+  CHECK_INT(e->asleep, ENGINE_DEEP);
+  char gen[GEN_LEN + 1];
+  memcpy(gen, e->gen, sizeof(gen));
+  uint32_t index = e->index;
+  struct engine *copy = xmalloc(sizeof(*copy));
+  memcpy(copy, e, sizeof(*e));
+  size_t len = 0;
+  uint8_t *stub = engine_pack(e, &len);
+  e = NULL;
+  CHECK(len > 0 && len < sizeof(struct engine) / 2);
+  printf("  stub: %zu of %zu bytes\n", len, sizeof(struct engine));
+
+  /* Asleep in the stub: a burst past the autocheckpoint threshold (1000
+   * pages), two TRUNCATE checkpoints of the application's own. */
+  for (int round = 0; round < 2; round++) {
+    w_exec(w, "BEGIN");
+    for (int i = 0; i < 700; i++)
+      w_exec(w, "INSERT INTO t(v) VALUES(randomblob(3000))");
+    w_exec(w, "COMMIT");
+    w_exec(w, "PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+  w_exec(w, "INSERT INTO t(v) VALUES('after the checkpoints')");
+
+  e = engine_unpack(stub);
+  free(stub);
+  CHECK(memcmp(e, copy, sizeof(*e)) == 0);
+  free(copy);
+  CHECK_INT(engine_wal_changed(e), 1);
+  engine_keep_msgs(e); /* as every job does first */
+  CHECK_INT(engine_open(e), 0); /* the wake */
+  CHECK_STR(e->gen, gen);
+  CHECK(e->index > index);
+  CHECK_INT(engine_sync(e, &ng), 0);
+  CHECK_INT(ng, 0);
+  CHECK_STR(e->gen, sgen);
+  char *out = xasprintf("%s/stub-restored.db", dir);
+  CHECK_INT(replay(e, snap, sidx, e->index, out), 0);
+  CHECK_INT(count(out, "SELECT count(*) FROM t"),
+            count(path, "SELECT count(*) FROM t"));
+  CHECK_INT(count(out, "SELECT count(*) FROM t"), 20 + 1400 + 1);
+  CHECK_INT(count(out, "SELECT count(*) FROM pragma_integrity_check "
+                       "WHERE integrity_check = 'ok'"),
+            1);
+  engine_close(e);
+  engine_destroy(e);
+  free(e);
+  sqlite3_close(w);
+  free(out);
+  free(snap);
+  free(path);
+}
+
 int main(void) {
   engine_global_init();
   snprintf(dir, sizeof(dir), "/tmp/sluice-engine.XXXXXX");
@@ -614,6 +700,7 @@ int main(void) {
   RUN(sleep_sees_a_commit_during_the_sleep);
   RUN(start_asleep_only_when_unchanged);
   RUN(stop_asleep_truncates_without_waking);
+  RUN(stub_pack_wake_after_truncate_checkpoints);
   rm_rf(dir);
   T_DONE();
 }
