@@ -664,7 +664,7 @@ TEST(stub_pack_wake_after_truncate_checkpoints) {
   CHECK(memcmp(e, copy, sizeof(*e)) == 0);
   free(copy);
   CHECK_INT(engine_wal_changed(e), 1);
-  engine_keep_msgs(e); /* as every job does first */
+  engine_keep_msgs(e);          /* as every job does first */
   CHECK_INT(engine_open(e), 0); /* the wake */
   CHECK_STR(e->gen, gen);
   CHECK(e->index > index);
