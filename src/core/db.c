@@ -1051,6 +1051,16 @@ static void start_done(struct db *db, struct db_job *j) {
 }
 
 /* On the loop: the job is handed back; publish and act on its outputs. */
+/* A job that leaves nothing else to do: the next one, or the close's
+ * next step. */
+static void job_end(struct db *db, struct db_job *j) {
+  job_free(j);
+  if (db->pending)
+    submit(db);
+  if (db->state == DB_CLOSING)
+    close_advance(db);
+}
+
 static void job_done_inner(void *arg, int status) {
   struct db_job *j = arg;
   struct db *db = j->db;
@@ -1080,19 +1090,11 @@ static void job_done_inner(void *arg, int status) {
 
   if (todo & DBJ_START) {
     start_done(db, j);
-    job_free(j);
-    if (db->pending)
-      submit(db);
-    if (db->state == DB_CLOSING)
-      close_advance(db);
+    job_end(db, j);
     return;
   }
   if (todo == DBJ_STATUS) {
-    job_free(j);
-    if (db->pending)
-      submit(db);
-    if (db->state == DB_CLOSING)
-      close_advance(db);
+    job_end(db, j);
     return;
   }
   if (todo & DBJ_CLOSE) {

@@ -905,6 +905,18 @@ void http_cancel_all(void) {
   check_drained();
 }
 
+/* Ends an active request as canceled: its transfer is torn down and
+ * its done callback runs (once). */
+static void abort_active(struct http_request *req) {
+  unfail(req);
+  if (req->easy) {
+    cleanup_easy(req);
+    req->status = 0;
+  }
+  cancel(req);
+  finish(req);
+}
+
 void http_abort_all(void) {
   if (!g_ready)
     return;
@@ -913,13 +925,7 @@ void http_abort_all(void) {
    * may submit more: cancel again after each abort. */
   while (g_active) {
     struct http_request *req = g_active;
-    unfail(req);
-    if (req->easy) {
-      cleanup_easy(req);
-      req->status = 0;
-    }
-    cancel(req);
-    finish(req);
+    abort_active(req);
     http_cancel_all();
   }
 }
@@ -978,13 +984,7 @@ void http_pool_abort(struct http_pool *p) {
       ;
     if (!req)
       break;
-    unfail(req);
-    if (req->easy) {
-      cleanup_easy(req);
-      req->status = 0;
-    }
-    cancel(req);
-    finish(req);
+    abort_active(req);
   }
   ring_remove(p);
   assert(!p->inflight && !p->queue_head && !p->in_ring);
