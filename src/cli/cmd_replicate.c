@@ -100,6 +100,7 @@ int cmd_replicate(int argc, char **argv) {
     log_setup(&o.cfg.logging);
   } else {
     config_dir_warnings(1);
+    config_share_dir_replicas(1); /* (the daemon's databases: db_config) */
     if (cmd_load_config(config_path, no_expand, &o.cfg))
       goto out;
     int explicit_;

@@ -1190,6 +1190,10 @@ void config_replica_copy(struct replica_config *dst,
 void config_db_destroy(struct db_config *d) {
   free(d->path);
   free(d->meta_path);
+  if (d->shared) { /* the rest is its entry's */
+    memset(d, 0, sizeof(*d));
+    return;
+  }
   free(d->dir);
   free(d->pattern);
   for (size_t i = 0; i < d->n_replicas; i++)
@@ -1232,7 +1236,10 @@ char *config_db_fingerprint(const struct db_config *d) {
               (long long)d->min_checkpoint_page_count,
               (long long)d->max_checkpoint_page_count, d->n_replicas);
   for (size_t i = 0; i < d->n_replicas; i++) {
-    const struct replica_config *r = &d->replicas[i];
+    /* (Each as the database's own: shared with its entry or not.) */
+    struct replica_config own;
+    config_db_replica(d, i, &own);
+    const struct replica_config *r = &own;
     buf_appendf(&b,
                 "%s|%s|%s|%lld|%lld|%lld|%lld|%lld|%s|%s|%s|%s|%d|%d|%s|%s|"
                 "%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%lld",
@@ -1252,6 +1259,7 @@ char *config_db_fingerprint(const struct db_config *d) {
     for (size_t j = 0; j < r->n_age_recipients; j++)
       buf_appendf(&b, "|r:%s", r->age_recipients[j]);
     buf_append(&b, "\n", 1);
+    config_replica_destroy(&own);
   }
 #undef S
   return (char *)buf_steal(&b, NULL);

@@ -113,6 +113,12 @@ struct db_config {
   char *pattern;
   int recursive;
   int watch;
+  /* A database of a dir entry made while config_share_dir_replicas is on
+   * (the daemon): dir, pattern and the replicas are its entry's, borrowed
+   * (the entry outlives it), instead of a copy per database.  A replica's
+   * own path and URL (the entry's joined with the database's path
+   * relative to dir) are then derived: config_db_replica. */
+  int shared;
 };
 
 struct config {
@@ -197,6 +203,19 @@ int config_dir_skip_subdir(const char *name);
 /* The database of entry e for the file at rel (relative to e->dir). */
 void config_dir_make_db(const struct db_config *e, const char *rel,
                         struct db_config *out);
+/* From now on config_expand_dirs and config_dir_make_db make databases
+ * that share their entry's replica configs (db_config.shared), and give
+ * each entry's replicas their lease root.  The daemon only: a shared
+ * replica config's path and URL are the entry's, not the database's. */
+void config_share_dir_replicas(int on);
+/* A database's path relative to its entry's dir ("" for other entries). */
+const char *config_db_rel(const struct db_config *d);
+/* Replica i of database d as if copied for it alone (its own path and
+ * URL, shared or not): owned by the caller (config_replica_destroy). */
+void config_db_replica(const struct db_config *d, size_t i,
+                       struct replica_config *out);
+/* Its replica path alone (owned; NULL when the replica has none). */
+char *config_db_replica_path(const struct db_config *d, size_t i);
 /* 0, or -1 with the reason when a pattern is invalid (Go's filepath.Match
  * rules: unterminated [, trailing backslash; no '/'). */
 int config_pattern_check(const char *pattern, char *why, size_t n);

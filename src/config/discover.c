@@ -169,12 +169,70 @@ int config_pattern_check(const char *pattern, char *why, size_t n) {
   return 0;
 }
 
+static int g_share;
+
+void config_share_dir_replicas(int on) {
+  g_share = on;
+}
+
+const char *config_db_rel(const struct db_config *d) {
+  if (!d->dir || !d->path)
+    return "";
+  size_t n = strlen(d->dir);
+  if (strncmp(d->path, d->dir, n))
+    return "";
+  const char *r = d->path + n;
+  while (*r == '/')
+    r++;
+  return r;
+}
+
+/* A replica of entry e for the database at rel: its path and URL. */
+static void own_location(struct replica_config *r, const char *rel) {
+  char *p = config_join_replica_path(r->path, rel);
+  free(r->path);
+  r->path = p;
+  if (r->url) {
+    p = join_url(r->url, rel);
+    free(r->url);
+    r->url = p;
+  }
+}
+
+void config_db_replica(const struct db_config *d, size_t i,
+                       struct replica_config *out) {
+  config_replica_copy(out, &d->replicas[i]);
+  if (d->shared)
+    own_location(out, config_db_rel(d));
+}
+
+char *config_db_replica_path(const struct db_config *d, size_t i) {
+  const char *p = d->replicas[i].path;
+  if (d->shared)
+    return config_join_replica_path(p, config_db_rel(d));
+  return p ? xstrdup(p) : NULL;
+}
+
+/* An entry's replicas lease at their root (the entry's replica path). */
+static void set_lease_roots(struct db_config *e) {
+  for (size_t i = 0; i < e->n_replicas; i++) {
+    struct replica_config *r = &e->replicas[i];
+    if (!r->lease_root)
+      r->lease_root = xstrdup(r->path ? r->path : "");
+  }
+}
+
 /* The database of entry e for the file at rel (relative to e->dir). */
 void config_dir_make_db(const struct db_config *e, const char *rel,
                         struct db_config *d) {
   *d = *e;
   d->path = path_join(e->dir, rel);
   d->meta_path = meta_dir_path(d->path, NULL);
+  if (g_share) { /* (set_lease_roots gave e's replicas theirs) */
+    d->shared = 1;
+    return;
+  }
+  d->shared = 0;
   d->dir = xstrdup(e->dir);
   d->pattern = xstrdup(e->pattern);
   d->replicas =
@@ -184,14 +242,7 @@ void config_dir_make_db(const struct db_config *e, const char *rel,
     config_replica_copy(r, &e->replicas[i]);
     free(r->lease_root);
     r->lease_root = xstrdup(r->path ? r->path : "");
-    char *p = config_join_replica_path(r->path, rel);
-    free(r->path);
-    r->path = p;
-    if (r->url) {
-      p = join_url(r->url, rel);
-      free(r->url);
-      r->url = p;
-    }
+    own_location(r, rel);
   }
 }
 
@@ -274,6 +325,9 @@ static int cmp_db_path(const void *a, const void *b) {
 int config_expand_dirs(struct config *c, char *err, size_t errlen) {
   if (c->n_dirs == 0)
     return 0;
+  if (g_share)
+    for (size_t i = 0; i < c->n_dirs; i++)
+      set_lease_roots(&c->dirs[i]);
   for (size_t i = 0; i < c->n_dirs; i++) {
     const struct db_config *e = &c->dirs[i];
     struct stat st;

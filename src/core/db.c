@@ -334,7 +334,11 @@ int db_add_replicas(struct db *db, char *err, size_t errlen) {
   for (size_t i = 0; i < db->cfg->n_replicas; i++) {
     struct replica_config *rc = &db->cfg->replicas[i];
     char e[512];
-    struct backend *b = backend_open(rc, e, sizeof(e));
+    /* Opened with its own path (the config may be its dir entry's). */
+    struct replica_config own;
+    config_db_replica(db->cfg, i, &own);
+    struct backend *b = backend_open(&own, e, sizeof(e));
+    config_replica_destroy(&own);
     if (!b) {
       snprintf(err, errlen, "%s: %s", db->name, e);
       return ERR_CONFIG;
@@ -975,7 +979,14 @@ static void note_checkpoint(struct db *db, const struct db_job *j) {
  * trusts a saved position only for the replica it was saved for. */
 static uint64_t replica_identity(const struct replica *r) {
   const struct replica_config *c = r->cfg;
-  const char *parts[] = {r->name,         c->type,   c->path, c->bucket,
+  /* The replica's own path (its config may be its dir entry's). */
+  size_t ri = 0;
+  while (ri < r->db->cfg->n_replicas && &r->db->cfg->replicas[ri] != c)
+    ri++;
+  char *path = ri < r->db->cfg->n_replicas
+                   ? config_db_replica_path(r->db->cfg, ri)
+                   : (c->path ? xstrdup(c->path) : NULL);
+  const char *parts[] = {r->name,         c->type,   path,    c->bucket,
                          c->endpoint,     c->region, c->host, c->user,
                          c->account_name, r->b->desc};
   uint64_t h = 1469598103934665603ULL; /* FNV-1a */
@@ -984,6 +995,7 @@ static uint64_t replica_identity(const struct replica *r) {
       h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     h = (h ^ 0xff) * 1099511628211ULL;
   }
+  free(path);
   return h;
 }
 

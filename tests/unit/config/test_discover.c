@@ -296,6 +296,81 @@ TEST(expand) {
   free(cmd);
 }
 
+/* The daemon's databases share their entry's replica configs: each
+ * replica, made its own (config_db_replica), is what the copy per database
+ * is (path, URL, lease root), and so is the fingerprint a reload compares. */
+TEST(shared_replicas_same_as_copies) {
+  char tmpl[] = "/tmp/sluice-discover-XXXXXX";
+  char *root = mkdtemp(tmpl);
+  CHECK(root != NULL);
+  if (!root)
+    return;
+  char *p;
+  MKDIR("acme");
+  MK("top.db", HDR, sizeof(HDR));
+  MK("acme/app.db", HDR, sizeof(HDR));
+  char *yml = xasprintf("dbs:\n"
+                        "  - dir: %s\n"
+                        "    pattern: '*.db'\n"
+                        "    recursive: true\n"
+                        "    replicas:\n"
+                        "      - url: s3://bkt/tenants?endpoint=http://h:1\n"
+                        "        lease-ttl: 30s\n"
+                        "      - path: /bk/t\n",
+                        root);
+  struct config a, b;
+  CHECK_INT(parse(yml, &a), 0);
+  CHECK_INT(config_expand_dirs(&a, errbuf, sizeof(errbuf)), 0);
+  config_share_dir_replicas(1);
+  CHECK_INT(parse(yml, &b), 0);
+  CHECK_INT(config_expand_dirs(&b, errbuf, sizeof(errbuf)), 0);
+  config_share_dir_replicas(0);
+  free(yml);
+  CHECK_INT((int)a.n_dbs, 2);
+  CHECK_INT((int)b.n_dbs, 2);
+  for (size_t i = 0; i < a.n_dbs && i < b.n_dbs; i++) {
+    const struct db_config *x = &a.dbs[i], *y = &b.dbs[i];
+    CHECK(!x->shared && y->shared);
+    CHECK_STR(y->path, x->path);
+    CHECK_STR(y->meta_path, x->meta_path);
+    CHECK_STR(y->dir, x->dir);
+    CHECK(y->replicas == b.dirs[0].replicas); /* not a copy */
+    CHECK(y->dir == b.dirs[0].dir);
+    CHECK_STR(config_db_rel(y), config_db_rel(x));
+    CHECK_INT((int)y->n_replicas, 2);
+    for (size_t j = 0; j < x->n_replicas && j < y->n_replicas; j++) {
+      struct replica_config own;
+      config_db_replica(y, j, &own);
+      CHECK_STR(str_or_empty(own.path), str_or_empty(x->replicas[j].path));
+      CHECK_STR(str_or_empty(own.url), str_or_empty(x->replicas[j].url));
+      CHECK_STR(str_or_empty(own.lease_root),
+                str_or_empty(x->replicas[j].lease_root));
+      CHECK(own.lease_ttl == x->replicas[j].lease_ttl);
+      config_replica_destroy(&own);
+      char *rp = config_db_replica_path(y, j);
+      CHECK_STR(str_or_empty(rp), str_or_empty(x->replicas[j].path));
+      free(rp);
+    }
+    char *fx = config_db_fingerprint(x), *fy = config_db_fingerprint(y);
+    CHECK_STR(fy, fx);
+    free(fx);
+    free(fy);
+  }
+  struct db_config *d = find(&b, root, "acme/app.db");
+  CHECK(d != NULL);
+  if (d) {
+    CHECK_STR(config_db_rel(d), "acme/app.db");
+    char *rp = config_db_replica_path(d, 0);
+    CHECK_STR(rp, "tenants/acme/app.db");
+    free(rp);
+  }
+  config_destroy(&a);
+  config_destroy(&b); /* (ASan: the shared configs freed once) */
+  char *cmd = xasprintf("rm -rf '%s'", root);
+  CHECK_INT(system(cmd), 0);
+  free(cmd);
+}
+
 int main(void) {
   struct log_config lc = {LOG_INFO, 0, 1};
   log_setup(&lc);
@@ -304,5 +379,6 @@ int main(void) {
   RUN(parse_dir_entry);
   RUN(parse_errors);
   RUN(expand);
+  RUN(shared_replicas_same_as_copies);
   T_DONE();
 }
