@@ -58,6 +58,8 @@ static void grow(struct smap *m) {
 void smap_put(struct smap *m, const char *key, void *val) {
   struct smap_slot *s = find(m, key);
   if (s) {
+    if (m->borrow)
+      s->key = (char *)key;
     s->val = val;
     return;
   }
@@ -69,7 +71,7 @@ void smap_put(struct smap *m, const char *key, void *val) {
     i = (i + 1) & mask;
   if (!m->slots[i].key)
     m->used++;
-  m->slots[i].key = xstrdup(key);
+  m->slots[i].key = m->borrow ? (char *)key : xstrdup(key);
   m->slots[i].val = val;
   m->n++;
 }
@@ -79,7 +81,8 @@ void *smap_del(struct smap *m, const char *key) {
   if (!s)
     return NULL;
   void *v = s->val;
-  free(s->key);
+  if (!m->borrow)
+    free(s->key);
   s->key = SMAP_TOMB;
   s->val = NULL;
   m->n--;
@@ -99,9 +102,11 @@ size_t smap_next(const struct smap *m, size_t i, const char **key, void **val) {
 }
 
 void smap_destroy(struct smap *m) {
-  for (size_t i = 0; i < m->cap; i++)
+  int borrow = m->borrow;
+  for (size_t i = 0; i < m->cap && !borrow; i++)
     if (m->slots[i].key && m->slots[i].key != SMAP_TOMB)
       free(m->slots[i].key);
   free(m->slots);
   memset(m, 0, sizeof(*m));
+  m->borrow = borrow; /* (empty, still borrowing) */
 }

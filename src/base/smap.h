@@ -1,7 +1,7 @@
 /*
  * A map from strings to pointers (open addressing, linear probing, keys
- * copied).  Zero-initialised is empty.  Used where a linear search would
- * grow with the number of databases (100,000 in one process).
+ * copied unless borrowed).  Zero-initialised is empty.  Used where a linear
+ * search would grow with the number of databases (100,000 in one process).
  */
 #ifndef SLUICE_SMAP_H
 #define SLUICE_SMAP_H
@@ -15,6 +15,10 @@ struct smap_slot {
 struct smap {
   struct smap_slot *slots;
   size_t cap, n, used; /* used counts tombstones too */
+  /* Set before use: keys are borrowed, not copied (each must outlive its
+   * entry; a put of a key already there takes the new pointer).  For a
+   * map keyed by a string its value holds (100,000 database paths). */
+  int borrow;
 };
 /* The value for key, or NULL. */
 void *smap_get(const struct smap *m, const char *key);

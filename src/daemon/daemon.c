@@ -793,6 +793,7 @@ static int start_exec(const char *cmdline) {
 int daemon_run(struct daemon_opts *o) {
   int rc = 1;
   memset(&g_d, 0, sizeof(g_d));
+  g_d.by_path.borrow = 1; /* keyed by db->name, which outlives the entry */
   g_d.cfg = o->cfg;
   memset(&o->cfg, 0, sizeof(o->cfg));
   g_d.config_path = o->config_path;
