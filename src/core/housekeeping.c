@@ -43,15 +43,8 @@ struct housekeeping {
    * waits for the lease (lease_wait): hk_busy.  hk_stop ends either at
    * its next step; replica_side_done says it has. */
   int running;
-  int stopping; /* hk_stop: no next step (hk_start clears it) */
-  struct hk_task *tasks;
-  struct gen_list gens;
-  size_t gen_i;
-  struct snapshot_list snaps;
-  struct obj_list objs;
-  struct segment_list segs;
-  char **keys;
-  size_t n_keys;
+  int stopping;         /* hk_stop: no next step (hk_start clears it) */
+  struct hk_pass *pass; /* the retention pass in flight, or NULL */
   /* position at the last snapshot-interval snapshot */
   struct pos snap_pos;
   size_t swept; /* leftover temporary files removed by the last sweep */
@@ -61,6 +54,20 @@ struct housekeeping {
   char owed_gen[GEN_LEN + 1];
   uint32_t owed_below;
   int lease_wait; /* deletions found, waiting for lease_use (hk_lease_ready) */
+};
+
+/* What a retention pass works on, from hk_retention_check to done_run:
+ * allocated for the pass only (an idle replica, 100,000 in a process,
+ * keeps none). */
+struct hk_pass {
+  struct hk_task *tasks;
+  struct gen_list gens;
+  size_t gen_i;
+  struct snapshot_list snaps;
+  struct obj_list objs;
+  struct segment_list segs;
+  char **keys;
+  size_t n_keys;
 };
 
 /* A leftover *.tmp must be this old (and held by no upload) to go. */
@@ -105,24 +112,41 @@ static void forget(struct housekeeping *h, const char *gen, uint32_t below,
 }
 
 static void free_keys(struct housekeeping *h) {
-  for (size_t i = 0; i < h->n_keys; i++)
-    free(h->keys[i]);
-  free(h->keys);
-  h->keys = NULL;
-  h->n_keys = 0;
+  for (size_t i = 0; i < h->pass->n_keys; i++)
+    free(h->pass->keys[i]);
+  free(h->pass->keys);
+  h->pass->keys = NULL;
+  h->pass->n_keys = 0;
 }
 
 static void add_key(struct housekeeping *h, char *key) {
-  h->keys = xrealloc(h->keys, (h->n_keys + 1) * sizeof(char *));
-  h->keys[h->n_keys++] = key;
+  h->pass->keys =
+      xrealloc(h->pass->keys, (h->pass->n_keys + 1) * sizeof(char *));
+  h->pass->keys[h->pass->n_keys++] = key;
+}
+
+static void pass_free(struct housekeeping *h) {
+  struct hk_pass *p = h->pass;
+  if (!p)
+    return;
+  while (p->tasks) {
+    struct hk_task *t = p->tasks;
+    p->tasks = t->next;
+    free(t);
+  }
+  free_keys(h);
+  gen_list_destroy(&p->gens);
+  snapshot_list_destroy(&p->snaps);
+  obj_list_destroy(&p->objs);
+  segment_list_destroy(&p->segs);
+  free(p);
+  h->pass = NULL;
 }
 
 static void done_run(struct housekeeping *h) {
-  assert(h->running && !h->lease_wait);
+  assert(h->running && !h->lease_wait && h->pass);
   h->running = 0;
-  free_keys(h);
-  obj_list_destroy(&h->objs);
-  segment_list_destroy(&h->segs);
+  pass_free(h);
   replica_side_done(h->r); /* a stop may be waiting for this pass */
 }
 
@@ -131,12 +155,7 @@ static void fail_run(struct housekeeping *h, int status, const char *err) {
     log_debug(h->r->db->name, h->r->name, "retention: %s", err);
   else
     log_error(h->r->db->name, h->r->name, "retention: %s", err);
-  while (h->tasks) {
-    struct hk_task *t = h->tasks;
-    h->tasks = t->next;
-    free(t);
-  }
-  done_run(h);
+  done_run(h); /* (its tasks go with the pass) */
 }
 
 /* A step of a pass came back: 1 if the pass ended there (a failure, or
@@ -160,14 +179,14 @@ static void on_deleted(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (ended(h, status, err))
     return;
-  struct hk_task *t = h->tasks;
-  h->tasks = t->next;
-  if (t->kind == 0 || h->n_keys > 0)
+  struct hk_task *t = h->pass->tasks;
+  h->pass->tasks = t->next;
+  if (t->kind == 0 || h->pass->n_keys > 0)
     log_info(h->r->db->name, h->r->name,
              t->kind == 0
                  ? "retention: generation %s deleted (%zu objects)"
                  : "retention: %s: %zu objects below index %08x deleted",
-             t->gen, h->n_keys, t->below);
+             t->gen, h->pass->n_keys, t->below);
   forget(h, t->gen, t->below, t->kind == 0);
   if (!strcmp(h->owed_gen, t->gen) &&
       (t->kind == 0 || t->seg_below >= h->owed_below))
@@ -178,20 +197,20 @@ static void on_deleted(void *arg, int status, const char *err) {
 }
 
 static void delete_keys(struct housekeeping *h) {
-  if (!h->n_keys) {
+  if (!h->pass->n_keys) {
     on_deleted(h, 0, NULL);
     return;
   }
-  backend_del(h->r->b, h->keys, h->n_keys, on_deleted, h);
+  backend_del(h->r->b, h->pass->keys, h->pass->n_keys, on_deleted, h);
 }
 
 static void on_gen_listed(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (ended(h, status, err))
     return;
-  for (size_t i = 0; i < h->objs.n; i++)
-    add_key(h, xstrdup(h->objs.objs[i].key));
-  obj_list_destroy(&h->objs);
+  for (size_t i = 0; i < h->pass->objs.n; i++)
+    add_key(h, xstrdup(h->pass->objs.objs[i].key));
+  obj_list_destroy(&h->pass->objs);
   delete_keys(h);
 }
 
@@ -199,20 +218,20 @@ static void on_below_listed(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (ended(h, status, err))
     return;
-  struct hk_task *t = h->tasks;
-  for (size_t i = 0; i < h->segs.n; i++)
-    if (h->segs.v[i].index < t->seg_below)
-      add_key(h,
-              key_wal_segment(t->gen, h->segs.v[i].index, h->segs.v[i].offset));
+  struct hk_task *t = h->pass->tasks;
+  for (size_t i = 0; i < h->pass->segs.n; i++)
+    if (h->pass->segs.v[i].index < t->seg_below)
+      add_key(h, key_wal_segment(t->gen, h->pass->segs.v[i].index,
+                                 h->pass->segs.v[i].offset));
   for (size_t i = 0; i < h->n_known; i++)
     if (!strcmp(h->known[i].gen, t->gen) && h->known[i].index < t->below)
       add_key(h, key_snapshot(t->gen, h->known[i].index));
-  segment_list_destroy(&h->segs);
+  segment_list_destroy(&h->pass->segs);
   delete_keys(h);
 }
 
 static void run_next(struct housekeeping *h) {
-  struct hk_task *t = h->tasks;
+  struct hk_task *t = h->pass->tasks;
   if (!t) {
     done_run(h);
     return;
@@ -225,10 +244,10 @@ static void run_next(struct housekeeping *h) {
   }
   if (t->kind == 0) {
     char *prefix = key_generation_dir(t->gen);
-    backend_list(h->r->b, prefix, 0, &h->objs, on_gen_listed, h);
+    backend_list(h->r->b, prefix, 0, &h->pass->objs, on_gen_listed, h);
     free(prefix);
   } else {
-    store_segments(h->r->b, t->gen, &h->segs, on_below_listed, h);
+    store_segments(h->r->b, t->gen, &h->pass->segs, on_below_listed, h);
   }
 }
 
@@ -239,7 +258,7 @@ static void push_task(struct housekeeping *h, int kind, const char *gen,
   memcpy(t->gen, gen, GEN_LEN + 1);
   t->below = below;
   t->seg_below = seg_below;
-  struct hk_task **pp = &h->tasks;
+  struct hk_task **pp = &h->pass->tasks;
   while (*pp)
     pp = &(*pp)->next;
   *pp = t;
@@ -339,29 +358,30 @@ static void on_gen_snaps(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (ended(h, status, err))
     return;
-  for (size_t i = 0; i < h->snaps.n; i++)
-    hk_add_known(h, h->snaps.v[i].gen, h->snaps.v[i].index,
-                 h->snaps.v[i].created_ns);
-  snapshot_list_destroy(&h->snaps);
-  h->gen_i++;
+  for (size_t i = 0; i < h->pass->snaps.n; i++)
+    hk_add_known(h, h->pass->snaps.v[i].gen, h->pass->snaps.v[i].index,
+                 h->pass->snaps.v[i].created_ns);
+  snapshot_list_destroy(&h->pass->snaps);
+  h->pass->gen_i++;
   list_next_gen(h);
 }
 
 static void list_next_gen(struct housekeeping *h) {
-  if (h->gen_i >= h->gens.n) {
-    gen_list_destroy(&h->gens);
+  if (h->pass->gen_i >= h->pass->gens.n) {
+    gen_list_destroy(&h->pass->gens);
     h->loaded = 1;
     evaluate(h);
     return;
   }
-  store_snapshots(h->r->b, h->gens.gens[h->gen_i], &h->snaps, on_gen_snaps, h);
+  store_snapshots(h->r->b, h->pass->gens.gens[h->pass->gen_i], &h->pass->snaps,
+                  on_gen_snaps, h);
 }
 
 static void on_gens(void *arg, int status, const char *err) {
   struct housekeeping *h = arg;
   if (ended(h, status, err))
     return;
-  h->gen_i = 0;
+  h->pass->gen_i = 0;
   list_next_gen(h);
 }
 
@@ -392,7 +412,7 @@ static void on_retention_sweep(void *arg, int status, const char *err) {
   if (ended(h, 0, NULL))
     return;
   if (!h->loaded) {
-    store_generations(r->b, &h->gens, on_gens, h);
+    store_generations(r->b, &h->pass->gens, on_gens, h);
     return;
   }
   evaluate(h);
@@ -414,6 +434,8 @@ void hk_retention_check(struct housekeeping *h) {
   if (h->running || h->stopping || r->cfg->retention <= 0 || !r->db->gen[0])
     return;
   h->running = 1;
+  assert(!h->pass);
+  h->pass = xcalloc(1, sizeof(*h->pass));
   backend_sweep(r->b, HK_TMP_MIN_AGE_NS, &h->swept, on_retention_sweep, h);
 }
 
@@ -494,16 +516,7 @@ void hk_free(struct housekeeping *h) {
   assert(!h->running);
   loop_ltimer_stop(&h->retention_timer);
   loop_ltimer_stop(&h->snapshot_timer);
-  while (h->tasks) {
-    struct hk_task *t = h->tasks;
-    h->tasks = t->next;
-    free(t);
-  }
-  free_keys(h);
-  gen_list_destroy(&h->gens);
-  snapshot_list_destroy(&h->snaps);
-  obj_list_destroy(&h->objs);
-  segment_list_destroy(&h->segs);
+  pass_free(h);
   free(h->known);
   free(h);
 }
