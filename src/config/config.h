@@ -100,6 +100,12 @@ struct db_config {
   char *path;      /* absolute; NULL for a dir entry */
   char *meta_path; /* absolute; default <dir>/.<file>-litestream */
   int line;
+  /* A database of a dir entry made while config_share_dir_replicas is on
+   * (the daemon): dir, pattern and the replicas are its entry's, borrowed
+   * (the entry outlives it), instead of a copy per database.  A replica's
+   * own path and URL (the entry's joined with the database's path
+   * relative to dir) are then derived: config_db_replica. */
+  int shared;
   int64_t monitor_interval;
   int64_t checkpoint_interval;
   int64_t min_checkpoint_page_count;
@@ -113,12 +119,6 @@ struct db_config {
   char *pattern;
   int recursive;
   int watch;
-  /* A database of a dir entry made while config_share_dir_replicas is on
-   * (the daemon): dir, pattern and the replicas are its entry's, borrowed
-   * (the entry outlives it), instead of a copy per database.  A replica's
-   * own path and URL (the entry's joined with the database's path
-   * relative to dir) are then derived: config_db_replica. */
-  int shared;
 };
 
 struct config {
