@@ -6,6 +6,7 @@
  * close job) from each state, and what the replica holds afterwards,
  * restored and compared row for row.
  */
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/t_db.h"
@@ -139,12 +140,106 @@ TEST(close_while_waiting_and_in_error) {
   fx_free(&f);
 }
 
+static uint32_t g_index;
+/* Moved past g_index:g_before (a wake starts the next WAL index) and
+ * caught up. */
+static int moved_and_caught_up(void *a) {
+  const struct db *db = ((struct fixture *)a)->db;
+  return (db->index != g_index || db->shadow_size > g_before) && caught_up(a);
+}
+
+static int start_decided(void *a) {
+  return db_start_decided(((struct fixture *)a)->db);
+}
+
+/* Opens the only database of c's dir entry (as the daemon does). */
+static void fx_open_dir_db(struct fixture *f, struct config *c) {
+  memset(f, 0, sizeof(*f));
+  char err[512];
+  f->db = db_new(&c->dbs[0]);
+  CHECK_INT(db_add_replicas(f->db, err, sizeof(err)), 0);
+}
+
+/* A dir entry's database sharing its entry's replica config (the daemon
+ * now) is the same replica as with a copy of its own (before, and every
+ * command): the same location, and the same identity in its status file,
+ * so the daemon restarted across the change starts it asleep (its saved
+ * position trusted, no request), and the other way round. */
+TEST(dir_db_shared_config_is_the_same_replica) {
+  char ten[256], path[300];
+  snprintf(ten, sizeof(ten), "%s/ten", g_dir);
+  snprintf(path, sizeof(path), "%s/acme", ten);
+  CHECK_INT(mkdir(ten, 0755), 0);
+  CHECK_INT(mkdir(path, 0755), 0);
+  snprintf(path, sizeof(path), "%s/acme/a.db", ten);
+  w_exec(path, "PRAGMA journal_mode=WAL;"
+               "CREATE TABLE t(id INTEGER PRIMARY KEY, v);"
+               "INSERT INTO t(v) VALUES (1), (2), (3);");
+  char *yml = xasprintf("dbs:\n"
+                        "  - dir: %s\n"
+                        "    pattern: '*.db'\n"
+                        "    recursive: true\n"
+                        "    replica:\n"
+                        "      url: file://%s/rep\n"
+                        "      sync-interval: 10ms\n"
+                        "      lease-ttl: 0\n",
+                        ten, g_dir);
+  struct config own, shared;
+  char err[512];
+  CHECK_INT(config_parse("t.yml", yml, 0, &own, err, sizeof(err)), 0);
+  CHECK_INT(config_expand_dirs(&own, err, sizeof(err)), 0);
+  config_share_dir_replicas(1);
+  CHECK_INT(config_parse("t.yml", yml, 0, &shared, err, sizeof(err)), 0);
+  CHECK_INT(config_expand_dirs(&shared, err, sizeof(err)), 0);
+  config_share_dir_replicas(0);
+  free(yml);
+  CHECK_INT((int)own.n_dbs, 1);
+  CHECK_INT((int)shared.n_dbs, 1);
+  if (own.n_dbs != 1 || shared.n_dbs != 1)
+    return;
+  CHECK(shared.dbs[0].shared && !own.dbs[0].shared);
+
+  struct config *order[2][2] = {{&shared, &own}, {&own, &shared}};
+  for (int k = 0; k < 2; k++) {
+    struct fixture f;
+    fx_open_dir_db(&f, order[k][0]);
+    db_start(f.db);
+    CHECK(t_run_until(caught_up, &f, 10000));
+    char *desc = xstrdup(f.db->replicas[0]->b->desc);
+    fx_close(&f);
+    db_free(f.db);
+    /* Restarted with the other kind of config: asleep from the start. */
+    fx_open_dir_db(&f, order[k][1]);
+    CHECK_STR(f.db->replicas[0]->b->desc, desc);
+    db_start(f.db);
+    CHECK(t_run_until(start_decided, &f, 10000));
+    CHECK_INT(f.db->start, DB_START_ASLEEP);
+    CHECK_INT(query_int(path, "SELECT count(*) FROM t"), 3 + k);
+    g_before = f.db->shadow_size; /* woken by the write, same generation */
+    g_index = f.db->index;
+    char gen[GEN_LEN + 1];
+    memcpy(gen, f.db->gen, sizeof(gen));
+    w_exec(path, "INSERT INTO t(v) VALUES (4);");
+    CHECK(t_run_until(moved_and_caught_up, &f, 10000));
+    CHECK_STR(f.db->gen, gen);
+    char out[300];
+    snprintf(out, sizeof(out), "%s/restored-shared-%d.db", g_dir, k);
+    check_restore(&f, out, 4 + k);
+    fx_close(&f);
+    db_free(f.db);
+    free(desc);
+  }
+  config_destroy(&own);
+  config_destroy(&shared);
+}
+
 int main(void) {
   if (t_db_init())
     return 1;
   RUN(waiting_then_replicating);
   RUN(error_backoff_recovery);
   RUN(close_while_waiting_and_in_error);
+  RUN(dir_db_shared_config_is_the_same_replica);
   t_db_done();
   T_DONE();
 }
