@@ -307,8 +307,9 @@ static void on_work(uv_work_t *req) {
  * job gives it back (malloc_trim).  Only pool work arms it, so an idle
  * process does nothing; the timer is unreferenced (it keeps no loop
  * alive) and the trim job is not counted in loop_work_pending. */
-#define TRIM_QUIET_MS 1000
-#define TRIM_MIN_GAP_MS 10000
+#define TRIM_QUIET_MS 2000
+#define TRIM_MIN_GAP_MS 30000
+
 
 static void trim_work(uv_work_t *req) {
   (void)req;
