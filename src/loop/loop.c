@@ -27,15 +27,6 @@ uv_loop_t *loop_uv(void) {
   return &g_loop;
 }
 
-/* The quiet trim (below). */
-static struct {
-  uv_timer_t timer;
-  int timer_init;
-  int running;      /* the trim job is on the pool */
-  uint64_t last_ms; /* uv_now when the last trim was submitted */
-  uint64_t trims;   /* done, for tests */
-} g_trim;
-
 /* Light timers (loop_ltimer_*, below). */
 static struct {
   struct loop_ltimer **h;
@@ -97,11 +88,6 @@ int loop_close(void) {
   if (!g_loop_ready)
     return 0;
   lane_stop();
-  if (g_trim.timer_init) {
-    uv_close((uv_handle_t *)&g_trim.timer, NULL);
-    g_trim.timer_init = 0;
-  }
-  g_trim.last_ms = 0;
   if (g_lt.timer_init) {
     uv_close((uv_handle_t *)&g_lt.timer, NULL);
     g_lt.timer_init = 0;
@@ -299,68 +285,12 @@ static void on_work(uv_work_t *req) {
   w->work(w->arg);
 }
 
-/* --- the quiet trim ---
- * Pool threads free what they allocated (start checks, copies, listings)
- * into malloc's arenas, which keep it: 10,000 databases asleep after a
- * restart left ~3 KB each of free heap in RSS.  Once the pool has been
- * idle for TRIM_QUIET_MS (and at most once per TRIM_MIN_GAP_MS), one pool
- * job gives it back (malloc_trim).  Only pool work arms it, so an idle
- * process does nothing; the timer is unreferenced (it keeps no loop
- * alive) and the trim job is not counted in loop_work_pending. */
-#define TRIM_QUIET_MS 2000
-#define TRIM_MIN_GAP_MS 30000
-
-
-static void trim_work(uv_work_t *req) {
-  (void)req;
-  loop_release_memory();
-}
-
-static void trim_done(uv_work_t *req, int status) {
-  (void)status;
-  free(req);
-  g_trim.running = 0;
-  g_trim.trims++;
-}
-
-static void on_trim_timer(uv_timer_t *h) {
-  (void)h;
-  if (g_work_pending || g_trim.running)
-    return; /* busy again: the next job's end re-arms it */
-  uv_work_t *req = xcalloc(1, sizeof(*req));
-  g_trim.last_ms = uv_now(&g_loop);
-  g_trim.running = 1;
-  if (uv_queue_work(&g_loop, req, trim_work, trim_done)) {
-    free(req);
-    g_trim.running = 0;
-  }
-}
-
-static void trim_arm(void) {
-  if (!g_trim.timer_init) {
-    uv_timer_init(&g_loop, &g_trim.timer);
-    uv_unref((uv_handle_t *)&g_trim.timer);
-    g_trim.timer_init = 1;
-  }
-  uint64_t now = uv_now(&g_loop), ms = TRIM_QUIET_MS;
-  if (g_trim.last_ms && now < g_trim.last_ms + TRIM_MIN_GAP_MS &&
-      g_trim.last_ms + TRIM_MIN_GAP_MS - now > ms)
-    ms = g_trim.last_ms + TRIM_MIN_GAP_MS - now;
-  uv_timer_start(&g_trim.timer, on_trim_timer, ms, 0);
-}
-
-uint64_t loop_trim_count(void) {
-  return g_trim.trims;
-}
-
 static void on_work_done(uv_work_t *req, int status) {
   struct work *w = container_of(req, struct work, req);
   g_work_pending--;
   if (w->done)
     w->done(w->arg, status);
   free(w);
-  if (!g_work_pending && g_loop_ready)
-    trim_arm();
 }
 
 void loop_work_submit(loop_work_fn work, loop_done_fn done, void *arg) {

@@ -74,9 +74,6 @@ void loop_work_submit_urgent(loop_work_fn work, loop_done_fn done, void *arg);
  * pool job when a database goes quiet.  Its cost grows with the heap, so
  * never on the loop thread. */
 void loop_release_memory(void);
-/* Quiet trims done (loop.c "the quiet trim": loop_release_memory on the
- * pool once its work has stopped for a while), for tests. */
-uint64_t loop_trim_count(void);
 /* Number of jobs submitted (to the pool or the urgent lane) and not yet
  * done. */
 int loop_work_pending(void);

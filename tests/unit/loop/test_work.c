@@ -91,42 +91,9 @@ TEST(urgent_jobs_do_not_wait_behind_the_pool) {
   CHECK_INT(g_urgent_done, 4);
 }
 
-static void quick_work(void *arg) {
-  (void)arg;
-}
-
-/* The quiet trim: once the pool has been idle a while, one trim job gives
- * free heap back; it does not re-arm itself (an idle process stays idle)
- * and keeps no loop alive. */
-TEST(quiet_trim_runs_once_after_pool_work) {
-  uint64_t c0 = loop_trim_count();
-  loop_work_submit(quick_work, pool_done, NULL);
-  int timed_out = 0;
-  struct loop_timer *t = loop_timer_new(on_deadline, &timed_out);
-  loop_timer_start(t, 20000);
-  while (loop_trim_count() == c0 && !timed_out)
-    loop_run_once();
-  CHECK(!timed_out);
-  uint64_t c1 = loop_trim_count();
-  CHECK(c1 >= c0 + 1);
-  /* Nothing else ran on the pool: no second trim within twice the quiet
-   * time. */
-  int quiet_over = 0;
-  struct loop_timer *q = loop_timer_new(on_deadline, &quiet_over);
-  loop_timer_start(q, 4500);
-  while (!quiet_over && !timed_out)
-    loop_run_once();
-  CHECK_INT((int)(loop_trim_count() - c1), 0);
-  CHECK_INT(loop_work_pending(), 0);
-  loop_timer_free(q);
-  loop_timer_free(t);
-  CHECK_INT(loop_run(), 0);
-}
-
 int main(void) {
   CHECK_INT(loop_init(), 0);
   RUN(urgent_jobs_do_not_wait_behind_the_pool);
-  RUN(quiet_trim_runs_once_after_pool_work);
   CHECK_INT(loop_close(), 0);
   T_DONE();
 }
