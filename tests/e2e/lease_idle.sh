@@ -150,18 +150,8 @@ T=$T0
 echo "$KIND: ok"
 }
 
-# The two cases at once, each in its own directory with its own daemons:
-# most of their time is waiting out TTLs.  The file case in a subshell
-# (started before sshd, so that the PIDs it kills on exit are its own).
-(
-  trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done' EXIT
-  trap 'exit 1' TERM
-  run_case file
-) >"$T/file.out" 2>&1 &
-FILE_CASE=$!
+run_case file
 sshd_start
-trap 'kill -TERM "$FILE_CASE" 2>/dev/null && wait "$FILE_CASE"; sshd_stop; cleanup' EXIT
+trap 'sshd_stop; cleanup' EXIT
 run_case sftp
-wait "$FILE_CASE" || { cat "$T/file.out"; fail "the file case failed"; }
-cat "$T/file.out"
 echo PASS
