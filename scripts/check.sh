@@ -58,16 +58,14 @@ fi
 # which the tests' network namespace cannot reach: build it here, when its
 # inputs changed (the Debian base is made once), in build/image-cache.  It
 # is mostly download and unpacking, so it runs in the background beside the
-# builds, at nice 10: its minutes of dpkg and compiling shared the CPU
-# with the first tests (test_abs_live, bound by Azurite's CPU, took 135 s
-# beside it, 47 s in the ASan suite).  The image test waits for it (the
-# cache's lock).
+# builds; the image test waits for it (the cache's lock).  (Not niced: beside
+# two CPU hogs it would not be done when the image test needs it.)
 IMAGE_PID=
 if [ -z "${SANITIZE_ONLY:-}" ]; then
   SLUICE_IMAGE_CACHE=$ROOT/build/image-cache
   export SLUICE_IMAGE_CACHE
   mkdir -p "$SLUICE_IMAGE_CACHE"
-  nice -n 10 tests/e2e/image.sh --prepare >"$SLUICE_IMAGE_CACHE/prepare.out" 2>&1 &
+  tests/e2e/image.sh --prepare >"$SLUICE_IMAGE_CACHE/prepare.out" 2>&1 &
   IMAGE_PID=$!
 fi
 
