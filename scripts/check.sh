@@ -7,20 +7,6 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
-# The load from others, before this run adds its own builds (the 1-minute
-# average would count them for a minute after; ctest-with-servers.sh runs
-# one test fewer per unit of it): the larger of the 1-minute average and
-# the processes runnable now, less this one, so that a load that just
-# began (two CPU hogs started with the run) counts too.
-if [ -z "${SLUICE_OUTSIDE_LOAD:-}" ]; then
-  SLUICE_OUTSIDE_LOAD=$(for _ in 1 2 3 4 5; do
-    grep '^procs_running' /proc/stat; sleep 0.2
-  done 2>/dev/null | awk -v avg="$(cut -d' ' -f1 /proc/loadavg 2>/dev/null)" '
-    { n += $2 - 1; k++ }
-    END { r = int((k ? n / k : 0) + 0.5); l = int(avg); print (l > r ? l : r) }')
-  export SLUICE_OUTSIDE_LOAD
-fi
-
 scripts/install-deps.sh --test
 # The test servers' npm packages, keyed by package-lock.json: an installed
 # tree is kept in $SLUICE_CACHE (default ~/.cache/sluice), so a fresh
@@ -151,9 +137,9 @@ if [ -z "${NO_SANITIZE:-}" ]; then
   build_dir build-asan $ASAN_ARGS
   # (Tests that do not exercise the binary's code, such as e2e/shellcheck,
   # are disabled in this build: CMakeLists.txt.)  Sanitized tests take
-  # several times the CPU: 1.5 per CPU (3 at once on 2 idle CPUs; with two
-  # CPU hogs beside, one per CPU).
-  CTEST_JOBS_PER_CPU=${CTEST_JOBS_PER_CPU:-1.5} \
+  # several times the CPU: one per CPU, as every green run so far (1.5
+  # per CPU is not yet shown green on an idle machine).
+  CTEST_JOBS_PER_CPU=${CTEST_JOBS_PER_CPU:-1} \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     test_dir build-asan

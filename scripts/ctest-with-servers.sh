@@ -9,14 +9,12 @@ export RUN
 trap '"$ROOT/tests/servers/test-servers.sh" stop >/dev/null 2>&1; rm -rf "$RUN"' EXIT INT TERM
 "$ROOT/tests/servers/test-servers.sh" start || exit 1
 # Extra arguments go to ctest (e.g. -R REGEX).  CTEST_JOBS_PER_CPU (default
-# 2; 1.5 is fine) tests per CPU: most wait on timers, I/O and the servers.
+# 2) tests per CPU: most wait on timers, I/O and the servers.
 # (CTest's PROCESSORS would make a test run alone at -j 2.)  On a machine
 # busy already, one fewer per unit of load, down to one per CPU: more
 # would only stretch every test towards its deadline.  The load is
-# SLUICE_OUTSIDE_LOAD when given (scripts/check.sh measures it before its
-# own builds, which the 1-minute average would count for a minute after:
-# an idle machine's plain suite ran one test fewer), else the 1-minute
-# average above the CPUs.  CTEST_JOBS sets the number.
+# SLUICE_OUTSIDE_LOAD when given, else the 1-minute average above the
+# CPUs.  CTEST_JOBS sets the number.
 shift
 ncpu=$(nproc 2>/dev/null || echo 2)
 if [ -n "${SLUICE_OUTSIDE_LOAD:-}" ]; then
