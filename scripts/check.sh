@@ -44,7 +44,8 @@ fi
 # which the tests' network namespace cannot reach: build it here, when its
 # inputs changed (the Debian base is made once), in build/image-cache.  It
 # is mostly download and unpacking, so it runs in the background beside the
-# builds; the image test waits for it (the cache's lock).
+# builds; the image test waits for it (the cache's lock).  (Not niced: beside
+# two CPU hogs it would not be done when the image test needs it.)
 IMAGE_PID=
 if [ -z "${SANITIZE_ONLY:-}" ]; then
   SLUICE_IMAGE_CACHE=$ROOT/build/image-cache
@@ -73,23 +74,24 @@ test_dir() { # builddir
 # The sanitizer and fuzzing builds compile at the lowest priority while the
 # plain suite runs (its tests mostly wait on I/O and timers): minutes saved,
 # and the suite gets a loaded machine, which it must pass on anyway.
-renice_tree() { # pid: it and its descendants back to nice 0
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do renice_tree "$c"; done
-  renice -n 0 -p "$1" >/dev/null 2>&1 || true
+renice_tree() { # pid nice: it and its descendants to that niceness
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do renice_tree "$c" "$2"; done
+  renice -n "$2" -p "$1" >/dev/null 2>&1 || true
 }
-bg_nice() { if [ -f build/bg-fast ]; then echo 0; else echo 19; fi; }
+bg_nice() { if [ -f build/bg-fast ]; then echo 10; else echo 19; fi; }
 BG_PID=
 FUZZ_PID=
 rm -f build/fuzz.out build/fuzz.rc
 if [ -z "${SANITIZE_ONLY:-}" ]; then
   build_dir build -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  rm -f build/bg-fast build/bg-done
+  rm -f build/bg-fast build/bg-done build/bg-asan-done
   (
     if [ -z "${NO_SANITIZE:-}" ]; then
       # shellcheck disable=SC2086
       nice -n "$(bg_nice)" sh -c "cmake -S . -B build-asan $ASAN_ARGS >/dev/null &&
         cmake --build build-asan -j $JOBS" >build/bg-asan.log 2>&1 || true
     fi
+    touch build/bg-asan-done
     if [ -z "${NO_FUZZ:-}" ] && command -v clang >/dev/null; then
       nice -n "$(bg_nice)" sh -c "CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null &&
         cmake --build build-fuzz -j $JOBS --target fuzz_all" >build/bg-fuzz.log 2>&1 || true
@@ -113,23 +115,30 @@ if [ -z "${SANITIZE_ONLY:-}" ]; then
     FUZZ_PID=$!
   fi
   test_dir build
-  # Whatever is left of those builds now gets the machine: at nice 19 beside
-  # other work (two CPU hogs) it would barely move.  Lowering the niceness
+  # Whatever is left of those builds now gets more of the machine: at nice
+  # 19 beside other work (two CPU hogs) it would barely move.  The ASan
+  # build, which the ASan suite waits for, at nice 0; the fuzzing build
+  # (beside the ASan suite) at 10, as the fuzzing.  Lowering the niceness
   # again needs root; otherwise it just finishes as it is.
-  touch build/bg-fast # (a build not started yet starts at nice 0)
-  renice_tree "$BG_PID"
+  touch build/bg-fast # (a build not started yet starts at nice 10)
+  if [ -e build/bg-asan-done ]; then renice_tree "$BG_PID" 10; else renice_tree "$BG_PID" 0; fi
   wait "$IMAGE_PID" 2>/dev/null || true
   cat "$SLUICE_IMAGE_CACHE/prepare.out"
 fi
-# The background builds: finished (or failed: the builds below say why).
-[ -z "$BG_PID" ] || wait "$BG_PID" 2>/dev/null || true
+# The background ASan build: finished (or failed: the build below says
+# why).  Not the fuzzing build after it: that goes on beside the ASan
+# suite, and the fuzzing after it (waited for at the end).
+if [ -n "$BG_PID" ]; then
+  until [ -e build/bg-asan-done ] || [ -e build/bg-done ]; do sleep 1; done
+fi
 if [ -z "${NO_SANITIZE:-}" ]; then
   echo "== again under ASan+UBSan =="
   # shellcheck disable=SC2086
   build_dir build-asan $ASAN_ARGS
   # (Tests that do not exercise the binary's code, such as e2e/shellcheck,
   # are disabled in this build: CMakeLists.txt.)  Sanitized tests take
-  # several times the CPU: one per CPU, as every green run so far.
+  # several times the CPU: one per CPU, as every green run so far (1.5
+  # per CPU is not yet shown green on an idle machine).
   CTEST_JOBS_PER_CPU=${CTEST_JOBS_PER_CPU:-1} \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -200,8 +200,7 @@ s3run() { # dir endpoint bucket prefix
   s3config "$1/sluice.yml" "$2" "$3" "$4"
   sed -i "s|path: $T/app.db|path: $1/app.db|" "$1/sluice.yml"
   sluice_start -config "$1/sluice.yml"
-  wait_until 30 sh -c "AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=us-east-1 \
-    /usr/bin/aws --endpoint-url $2 s3 ls --recursive s3://$3/$4/ | grep -q snapshot.lz4" ||
+  wait_until 30 sh -c "python3 '$SRCDIR/tests/tools/s3_list.py' --keys $2 $3 $4/ | grep -q snapshot.lz4" ||
     fail "$4: no snapshot in S3"
   "$SQLWRITER" -db "$1/app.db" -duration 2 -rate 500 -update-every 3 >"$1/writer.out" ||
     fail "writer failed"
@@ -224,13 +223,13 @@ echo "s3rver: $(cat "$D/writer.out"); $n objects read back with the AWS CLI, ope
 MOTO=http://127.0.0.1:5000
 if curl -s -o /dev/null --max-time 1 "$MOTO/moto-api/"; then
   B=sluice-age-$$-$RANDOM
-  awscli "$MOTO" s3api create-bucket --bucket "$B" >/dev/null || fail "create moto bucket"
+  s3_mb "$MOTO" "$B" || fail "create moto bucket"
   D=$T/moto
   s3run "$D" "$MOTO" "$B" app
   "$SLUICE" restore -config "$D/sluice.yml" -o "$D/restored.db" "$D/app.db" >"$D/restore.log" 2>&1 ||
     { cat "$D/restore.log"; fail "restore from S3 (moto)"; }
   assert_same_db "$D/app.db" "$D/restored.db"
-  ng=$(awscli "$MOTO" s3 ls --recursive "s3://$B/app/" | grep -Eo "generations/[0-9a-f]{16}/" | sort -u | wc -l)
+  ng=$(s3_list --keys "$MOTO" "$B" app/ | grep -Eo "generations/[0-9a-f]{16}/" | sort -u | wc -l)
   [ "$ng" = 1 ] || fail "moto: expected one generation, got $ng"
   "$SLUICE" generations -config "$D/sluice.yml" "$D/app.db" >"$D/gens" 2>&1 ||
     fail "generations on encrypted S3"

@@ -16,7 +16,7 @@ export AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/nonexistent
 export AWS_CONFIG_FILE=/nonexistent AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 export AWS_DEFAULT_REGION=us-east-1
 B=sluice-budget-$$-$RANDOM
-/usr/bin/aws --endpoint-url "$MOTO" s3api create-bucket --bucket "$B" >/dev/null ||
+s3_mb "$MOTO" "$B" ||
   fail "create moto bucket"
 N=20
 RPS=10
@@ -145,10 +145,18 @@ awk -v q="$qmax" 'BEGIN {exit !(q > 0)}' || fail "no lag sampled (the metric is 
 # --- the final sync uploads the rest; every database restores ---
 sluice_stop
 grep -q 'level=ERROR' "$T/sluice.log" && fail "errors while replicating"
+# (The restores at once: each is a process of its own, mostly waiting on
+# the store.)
+RP=()
 for i in $(seq 1 $N); do
   rm -f "$T/r$i.db"
-  "$SLUICE" restore -config "$T/sluice.yml" -o "$T/r$i.db" "$T/d$i.db" >"$T/restore$i.log" 2>&1 ||
-    { cat "$T/restore$i.log"; fail "restore d$i failed"; }
+  "$SLUICE" restore -config "$T/sluice.yml" -o "$T/r$i.db" "$T/d$i.db" >"$T/restore$i.log" 2>&1 &
+  RP+=($!)
+done
+for i in $(seq 1 $N); do
+  wait "${RP[$((i - 1))]}" || { cat "$T/restore$i.log"; fail "restore d$i failed"; }
+done
+for i in $(seq 1 $N); do
   assert_same_db "$T/d$i.db" "$T/r$i.db"
   g=$("$SLUICE" generations -config "$T/sluice.yml" "$T/d$i.db" | tail -n +2 | wc -l)
   [ "$g" -eq 1 ] || fail "d$i: $g generations"

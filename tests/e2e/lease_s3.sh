@@ -12,7 +12,7 @@ export AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/nonexistent
 export AWS_CONFIG_FILE=/nonexistent AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 export AWS_DEFAULT_REGION=us-east-1
 B=sluice-lease-$$-$RANDOM
-/usr/bin/aws --endpoint-url "$MOTO" s3api create-bucket --bucket "$B" >/dev/null ||
+s3_mb "$MOTO" "$B" ||
   fail "create moto bucket"
 
 shared_replica() { # name

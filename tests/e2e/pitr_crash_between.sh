@@ -20,7 +20,7 @@ export AWS_DEFAULT_REGION=us-east-1
 need_servers
 curl -s -o /dev/null --max-time 1 "$MOTO/moto-api/" || skip "moto not running"
 B=sluice-crash-$$-$RANDOM
-aws --endpoint-url "$MOTO" s3api create-bucket --bucket "$B" >/dev/null ||
+s3_mb "$MOTO" "$B" ||
   fail "create moto bucket"
 python3 "$SRCDIR/tests/tools/s3_fault_proxy.py" --upstream 127.0.0.1:5000 \
   --down-file "$T/down" --down-match /wal/ --down-mode 503 >"$T/proxy.port" \
@@ -57,7 +57,7 @@ PIDS+=("$WRITER")
 # then a slow writer (the index stays), and segments of the current index
 # (past its offset 0) before the segments stop going through.
 listing() {
-  aws --endpoint-url "$MOTO" s3 ls --recursive "s3://$B/crash/" |
+  s3_list --keys "$MOTO" "$B" crash/ |
     grep -oE '/wal/[0-9a-f]{8}_[0-9a-f]{8}' | sed 's|/wal/||' | sort >"$T/ls"
 }
 later_index() {
@@ -87,8 +87,7 @@ touch "$T/stop"
 wait "$WRITER" || { cat "$T/writer.err"; fail "writer failed"; }
 rm -f "$T/down"
 
-aws --endpoint-url "$MOTO" s3api list-objects-v2 --bucket "$B" --prefix crash/ \
-  --output json >"$T/list.json" || fail "list the S3 replica"
+s3_list "$MOTO" "$B" crash/ >"$T/list.json" || fail "list the S3 replica"
 python3 - "$T/list.json" >"$T/times.s3" <<'PY' || fail "parse the S3 listing"
 import datetime, json, sys
 for o in json.load(open(sys.argv[1])).get("Contents", []):

@@ -30,7 +30,7 @@ if [ -z "${PITR_NO_S3:-}" ]; then
 fi
 B=sluice-pitr-$$-$RANDOM
 if [ "$S3" = 1 ]; then
-  aws --endpoint-url "$MOTO" s3api create-bucket --bucket "$B" >/dev/null ||
+  s3_mb "$MOTO" "$B" ||
     fail "create moto bucket"
 fi
 
@@ -66,7 +66,7 @@ sluice_start -config "$T/sluice.yml"
 wait_until 20 sh -c "ls $T/replica/generations/*/snapshots/*.lz4" ||
   fail "no snapshot uploaded"
 s3_snapshot() {
-  aws --endpoint-url "$MOTO" s3 ls --recursive "s3://$B/pitr/" | grep -q snapshot.lz4
+  s3_list --keys "$MOTO" "$B" pitr/ | grep -q snapshot.lz4
 }
 if [ "$S3" = 1 ]; then
   wait_until 20 s3_snapshot || fail "no snapshot uploaded to S3"
@@ -105,8 +105,7 @@ find "$T/replica" -path "*/generations/*" -name '*.lz4' -printf '%T@ %P\n' |
   awk '{split($1, a, "."); printf "%s%s %s\n", a[1], substr(a[2] "000000000", 1, 9), $2}' \
     >"$T/times.file"
 if [ "$S3" = 1 ]; then
-  aws --endpoint-url "$MOTO" s3api list-objects-v2 --bucket "$B" --prefix pitr/ \
-    --output json >"$T/list.json" || fail "list the S3 replica"
+  s3_list "$MOTO" "$B" pitr/ >"$T/list.json" || fail "list the S3 replica"
   python3 - "$T/list.json" >"$T/times.s3" <<'PY' || fail "parse the S3 listing"
 import datetime, json, sys
 for o in json.load(open(sys.argv[1])).get("Contents", []):

@@ -20,8 +20,7 @@ curl -s -o /dev/null --max-time 2 "$MOTO/moto-api/" || skip "moto not running"
 export AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/nonexistent
 export AWS_CONFIG_FILE=/nonexistent
 B=sluice-inflight-$$-$RANDOM
-AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=us-east-1 \
-  /usr/bin/aws --endpoint-url "$MOTO" s3api create-bucket --bucket "$B" >/dev/null ||
+s3_mb "$MOTO" "$B" ||
   fail "create moto bucket"
 python3 "$SRCDIR/tests/tools/s3_fault_proxy.py" --upstream 127.0.0.1:5000 \
   --always slow --slow-ms 700 >"$T/proxy.port" 2>"$T/proxy.err" &

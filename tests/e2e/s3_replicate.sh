@@ -36,8 +36,8 @@ awscli() { # endpoint args...
     $AWS --endpoint-url "$ep" "$@"
 }
 
-has_snapshot() { # endpoint bucket prefix
-  awscli "$1" s3 ls --recursive "s3://$2/$3/" 2>/dev/null | grep -q snapshot.lz4
+has_snapshot() { # endpoint bucket prefix (polled: not with the AWS CLI)
+  s3_list --keys "$1" "$2" "$3/" 2>/dev/null | grep -q snapshot.lz4
 }
 
 start_proxy() { # args... ; sets PROXY_PORT
@@ -131,7 +131,7 @@ if ! curl -s -o /dev/null --max-time 1 "$MOTO/moto-api/"; then
   exit 0
 fi
 B=sluice-e2e-$$-$RANDOM
-awscli "$MOTO" s3api create-bucket --bucket "$B" >/dev/null || fail "create moto bucket"
+s3_mb "$MOTO" "$B" || fail "create moto bucket"
 D=$T/moto; mkdir -p "$D"
 config "$D" "$MOTO" "$B" S3RVER
 replicate_burst "$D" "$MOTO" "$B"
@@ -159,7 +159,7 @@ wait "$W" || fail "writer failed"
 sleep 2
 sluice_stop
 restore_from_s3 "$D"
-awscli "$MOTO" s3 ls --recursive "s3://$B/$PREFIX/outage/" >"$D/ls"
+s3_list --keys "$MOTO" "$B" "$PREFIX/outage/" >"$D/ls"
 ngen=$(grep -Eo "generations/[0-9a-f]{16}/" "$D/ls" | sort -u | wc -l)
 [ "$ngen" = 1 ] || { cat "$D/ls"; fail "outage: expected one generation, got $ngen"; }
 nerr=$(grep -c "level=ERROR\|level=WARN" "$T/sluice.log")

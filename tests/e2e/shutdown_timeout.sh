@@ -25,8 +25,7 @@ if curl -s -o /dev/null --max-time 2 "$MOTO/moto-api/"; then
   export AWS_EC2_METADATA_DISABLED=true AWS_SHARED_CREDENTIALS_FILE=/nonexistent
   export AWS_CONFIG_FILE=/nonexistent
   B=sluice-shutdown-$$-$RANDOM
-  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_DEFAULT_REGION=us-east-1 \
-    aws --endpoint-url "$MOTO" s3api create-bucket --bucket "$B" >/dev/null ||
+  s3_mb "$MOTO" "$B" ||
     fail "cannot create the moto bucket"
   S3="      - type: s3
         bucket: $B

@@ -19,7 +19,14 @@ PIDS=()
 cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  if [ -n "${KEEP_TMP:-}" ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
+  if [ -n "${KEEP_TMP:-}" ]; then
+    echo "kept $T" >&2
+  else
+    # Deleted in the background, detached: the scale tests leave tens of
+    # thousands of files, which take ext4 (mounted with discard, on a busy
+    # disk) up to a minute to unlink, a minute CTest's slot would wait.
+    setsid rm -rf "$T" </dev/null >/dev/null 2>&1 &
+  fi
 }
 trap cleanup EXIT
 
@@ -46,6 +53,20 @@ wait_until() {
     sleep 0.05
   done
   return 1
+}
+
+# s3_mb ENDPOINT BUCKET: creates BUCKET on an S3 test server (moto, s3rver:
+# both take an unsigned PUT).  (`aws s3api create-bucket` did it in seconds
+# of CPU: the AWS CLI's start-up.)
+s3_mb() {
+  curl -sf -o /dev/null --max-time 30 -X PUT "$1/$2"
+}
+
+# s3_list [--keys] ENDPOINT BUCKET [PREFIX]: the objects under PREFIX, as
+# `aws s3api list-objects-v2 --output json` prints them (or one key a
+# line), from unsigned requests: for listings polled in a loop.
+s3_list() {
+  python3 "$SRCDIR/tests/tools/s3_list.py" "$@"
 }
 
 # sluice_start ARGS...: runs `sluice replicate ARGS` in the background,
