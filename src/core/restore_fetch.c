@@ -26,10 +26,11 @@ const char *errtext(int code, char *buf, size_t n) {
 
 #define HUGE_SZ (2u << 20)
 
-void bufpool_init(struct bufpool *bp, size_t max) {
+void bufpool_init(struct bufpool *bp, size_t max, int huge) {
   memset(bp, 0, sizeof(*bp));
   pthread_mutex_init(&bp->mu, NULL);
   bp->max = max;
+  bp->huge = huge;
 }
 
 void bufpool_destroy(struct bufpool *bp) {
@@ -59,7 +60,7 @@ uint8_t *bufpool_get(struct bufpool *bp, size_t want, size_t *cap) {
     pthread_mutex_unlock(&bp->mu);
   }
   *cap = MAX(want, (size_t)1);
-  if (*cap < HUGE_SZ)
+  if (*cap < HUGE_SZ || !bp || !bp->huge)
     return xmalloc(*cap);
   /* Whole huge pages where the kernel has them (transparent huge pages
    * on madvise): one fault per 2 MiB instead of 512. */
