@@ -50,10 +50,11 @@
 #define SNAP_WHOLE_MAX (16 << 20) /* one GET up to this size */
 #define SNAP_CHUNK (8 << 20)
 #define SNAP_WINDOW 4
-#define SEG_WHOLE_MAX (4 << 20)
-#define SEG_CHUNK (4 << 20)
+#define SEG_WHOLE_MAX (16 << 20)
+#define SEG_CHUNK (8 << 20) /* a 4 MiB block fits in two (block mode) */
 #define SEG_WINDOW 2
-#define PAGE_CHUNK (1 << 20) /* memory of a page store, per allocation */
+/* Memory of a page store, per allocation: one huge page (bufpool). */
+#define PAGE_CHUNK (2 << 20)
 
 /* ------------------------------------------------------------------ */
 /* The restore.                                                        */
@@ -92,12 +93,13 @@ struct widx {
   uint8_t hdr[WAL_HEADER_SIZE];
   uint8_t *part; /* a frame split between two decoded pieces */
   size_t part_len;
-  size_t fsize;   /* frame size */
-  size_t per_mem; /* pages per memory chunk */
-  uint8_t **mem;  /* page store: slots 0 .. mem_max-1 in memory */
-  size_t mem_n;   /* chunks allocated */
-  size_t mem_max; /* slots kept in memory; the rest go to fd */
-  size_t slots;   /* pages stored */
+  size_t fsize;    /* frame size */
+  size_t per_mem;  /* pages per memory chunk */
+  uint8_t **mem;   /* page store: slots 0 .. mem_max-1 in memory */
+  size_t *mem_cap; /* (bytes of each, for the pool) */
+  size_t mem_n;    /* chunks allocated */
+  size_t mem_max;  /* slots kept in memory; the rest go to fd */
+  size_t slots;    /* pages stored */
   enum widx_state state;
   struct fetch fetch;
   /* pool job results */
@@ -138,6 +140,7 @@ struct restore {
   uint32_t page_size;
   int64_t index_memory; /* bytes of pages each index keeps in memory */
   struct fetch snapf;
+  struct bufpool pool;     /* the fetches' and page stores' large buffers */
   struct final_job *final; /* integrity check and fsync */
   int final_left;
   int64_t t0;
@@ -237,6 +240,7 @@ static void rs_free(struct restore *rs) {
   }
   free(rs->idx);
   fetch_destroy(&rs->snapf);
+  bufpool_destroy(&rs->pool);
   snapshot_list_destroy(&rs->snaps);
   restore_plan_destroy(&rs->plan);
   segment_list_destroy(&rs->segs);
@@ -363,7 +367,9 @@ static size_t map_sorted(struct widx *w) {
 
 static void store_free(struct widx *w) {
   for (size_t i = 0; i < w->mem_n; i++)
-    free(w->mem[i]);
+    bufpool_put(&w->rs->pool, w->mem[i], w->mem_cap[i]);
+  free(w->mem_cap);
+  w->mem_cap = NULL;
   free(w->mem);
   w->mem = NULL;
   w->mem_n = 0;
@@ -386,7 +392,10 @@ static int store_page(struct widx *w, size_t slot, const uint8_t *page) {
     size_t c = slot / w->per_mem;
     if (c >= w->mem_n) { /* slots are given out in order */
       w->mem = xrealloc(w->mem, (c + 1) * sizeof(*w->mem));
-      w->mem[c] = xmalloc(MIN(w->per_mem, w->mem_max - c * w->per_mem) * ps);
+      w->mem_cap = xrealloc(w->mem_cap, (c + 1) * sizeof(*w->mem_cap));
+      w->mem[c] = bufpool_get(&w->rs->pool,
+                              MIN(w->per_mem, w->mem_max - c * w->per_mem) * ps,
+                              &w->mem_cap[c]);
       w->mem_n = c + 1;
     }
     memcpy(slot_mem(w, slot), page, ps);
@@ -555,6 +564,8 @@ static void widx_next_segment(struct widx *w) {
   w->fetch.post = segment_end;
   w->fetch.sink = wal_sink;
   w->fetch.sink_arg = w;
+  w->fetch.blocks = 1;
+  w->fetch.pool = &rs->pool;
   w->fetch.done = on_segment_done;
   rs->pending++;
   fetch_start(&w->fetch, rs->b, key, s->size, w->fd, w->end, SEG_WHOLE_MAX,
@@ -1152,6 +1163,7 @@ static void on_prepared(void *arg, int status) {
   rs->snapf.owner = rs;
   rs->snapf.writeback = 1;
   rs->snapf.blocks = 1;
+  rs->snapf.pool = &rs->pool;
   rs->snapf.fetched = &rs->bytes_fetched;
   rs->snapf.post = verify_snapshot;
   rs->snapf.done = on_snapshot_done;
@@ -1241,6 +1253,9 @@ struct restore *restore_run(struct backend *b, const char *gen,
   rs->tmp_wal = xasprintf("%s-wal", rs->tmp);
   rs->tmp_shm = xasprintf("%s-shm", rs->tmp);
   rs->tmp_fd = -1;
+  bufpool_init(&rs->pool,
+               (size_t)(o->memory > 0 ? o->memory : RESTORE_MEMORY_DEFAULT) / 2,
+               o->huge_pages);
   rs->cb = cb;
   rs->arg = arg;
   rs->t0 = time_mono_ns();

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -18,6 +19,83 @@ const char *errtext(int code, char *buf, size_t n) {
   if (code < 0 && code > -4096)
     return strerror_r(-code, buf, n);
   return err_str(code);
+}
+
+/* ------------------------------------------------------------------ */
+/* Buffers kept for reuse.                                             */
+
+#define HUGE_SZ (2u << 20)
+
+void bufpool_init(struct bufpool *bp, size_t max, int huge) {
+  memset(bp, 0, sizeof(*bp));
+  pthread_mutex_init(&bp->mu, NULL);
+  bp->max = max;
+  bp->huge = huge;
+}
+
+void bufpool_destroy(struct bufpool *bp) {
+  for (size_t i = 0; i < bp->n; i++)
+    free(bp->v[i].p);
+  free(bp->v);
+  pthread_mutex_destroy(&bp->mu);
+  memset(bp, 0, sizeof(*bp));
+}
+
+uint8_t *bufpool_get(struct bufpool *bp, size_t want, size_t *cap) {
+  if (bp) {
+    pthread_mutex_lock(&bp->mu);
+    size_t best = bp->n;
+    for (size_t i = 0; i < bp->n; i++)
+      if (bp->v[i].cap >= want &&
+          (best == bp->n || bp->v[i].cap < bp->v[best].cap))
+        best = i;
+    if (best < bp->n) {
+      uint8_t *p = bp->v[best].p;
+      *cap = bp->v[best].cap;
+      bp->bytes -= *cap;
+      bp->v[best] = bp->v[--bp->n];
+      pthread_mutex_unlock(&bp->mu);
+      return p;
+    }
+    pthread_mutex_unlock(&bp->mu);
+  }
+  *cap = MAX(want, (size_t)1);
+  if (*cap < HUGE_SZ || !bp || !bp->huge)
+    return xmalloc(*cap);
+  /* Whole huge pages where the kernel has them (transparent huge pages
+   * on madvise): one fault per 2 MiB instead of 512. */
+  *cap = (*cap + HUGE_SZ - 1) & ~(size_t)(HUGE_SZ - 1);
+  void *p = NULL;
+  if (posix_memalign(&p, HUGE_SZ, *cap))
+    return xmalloc(*cap);
+  madvise(p, *cap, MADV_HUGEPAGE);
+  return p;
+}
+
+void bufpool_put(struct bufpool *bp, uint8_t *p, size_t cap) {
+  if (!p)
+    return;
+  if (bp) {
+    pthread_mutex_lock(&bp->mu);
+    if (bp->bytes + cap <= bp->max) {
+      if (bp->n == bp->alloc) {
+        bp->alloc = bp->alloc ? bp->alloc * 2 : 16;
+        bp->v = xrealloc(bp->v, bp->alloc * sizeof(*bp->v));
+      }
+      bp->v[bp->n++] = (struct bufpool_ent){p, cap};
+      bp->bytes += cap;
+      p = NULL;
+    }
+    pthread_mutex_unlock(&bp->mu);
+  }
+  free(p);
+}
+
+/* A chunk's buffer holds at least want bytes, taken from the pool when it
+ * has none yet. */
+static void chunk_buf(struct fetch *f, struct buf *b, size_t want) {
+  if (!b->data && f->pool && want)
+    b->data = bufpool_get(f->pool, want, &b->cap);
 }
 
 /* ------------------------------------------------------------------ */
@@ -72,13 +150,16 @@ static void fetch_pump(struct fetch *f);
 
 static void fetch_finish(struct fetch *f) {
   f->finished = 1;
-  for (int i = 0; i < MAX_WINDOW; i++)
+  for (int i = 0; i < MAX_WINDOW; i++) {
+    bufpool_put(f->pool, f->chunks[i].buf.data, f->chunks[i].buf.cap);
+    f->chunks[i].buf.data = NULL;
     buf_destroy(&f->chunks[i].buf);
+  }
   codec_dec_free(f->dec);
   f->dec = NULL;
   for (int i = 0; i < MAX_BLOCKS; i++) {
-    free(f->blk[i].out);
-    free(f->blk[i].gather);
+    bufpool_put(f->pool, f->blk[i].out, f->blk[i].out_cap);
+    bufpool_put(f->pool, f->blk[i].gather, f->blk[i].gather_cap);
     f->blk[i].out = f->blk[i].gather = NULL;
     f->blk[i].out_cap = f->blk[i].gather_cap = 0;
   }
@@ -207,9 +288,8 @@ static void blk_decode_work(void *arg) {
   size_t n = b->n[0];
   if (b->p[1]) {
     if (b->gather_cap < n + b->n[1]) {
-      free(b->gather);
-      b->gather_cap = b->block_max;
-      b->gather = xmalloc(b->gather_cap);
+      bufpool_put(b->f->pool, b->gather, b->gather_cap);
+      b->gather = bufpool_get(b->f->pool, b->block_max, &b->gather_cap);
     }
     memcpy(b->gather, b->p[0], b->n[0]);
     memcpy(b->gather + b->n[0], b->p[1], b->n[1]);
@@ -227,9 +307,8 @@ static void blk_decode_work(void *arg) {
     }
   }
   if (b->out_cap < b->block_max) {
-    free(b->out);
-    b->out_cap = b->block_max;
-    b->out = xmalloc(b->out_cap);
+    bufpool_put(b->f->pool, b->out, b->out_cap);
+    b->out = bufpool_get(b->f->pool, b->block_max, &b->out_cap);
   }
   if (lz4_block_decode(src, n, b->stored, b->out, b->block_max, &b->out_len))
     blk_fail(b, ERR_LZ4, "%s: %s", b->f->key, err_str(ERR_LZ4));
@@ -260,6 +339,19 @@ static void blk_hash_work(void *arg) {
   if (!b->end) {
     if (b->hash_it)
       xxh32_update(&f->hash, b->out, b->out_len);
+    /* A sink takes the content in order, one call at a time: here, where
+     * the blocks pass one by one in order.  Its failure (in f->jerr) is
+     * reported at the frame's end, unless the frame's content checksum
+     * fails there: a corrupt object is named as such, not by what its
+     * garbage made the sink see. */
+    int rc = f->sink && b->out_len && !f->sink_rc
+                 ? f->sink(f->sink_arg, b->out, b->out_len)
+                 : 0;
+    if (rc) {
+      char tmp[128];
+      job_fail(f, rc, "%s: %s", f->key, errtext(rc, tmp, sizeof(tmp)));
+      f->sink_rc = rc;
+    }
     return;
   }
   if (b->has_csum && xxh32_digest(&f->hash) != b->csum)
@@ -307,10 +399,12 @@ static void on_blk_hashed(void *arg, int status) {
   f->pending--;
   f->hashing = 0;
   if (status)
-    fetch_fail(f, status, "%s: pool job failed", f->key);
+    job_merge(f, status);
   else if (b->hstatus)
     fetch_fail(f, b->hstatus, "%s: %s (content checksum)", f->key,
                err_str(b->hstatus));
+  else if (f->sink_rc && (b->end || !b->hash_it))
+    job_merge(f, 0); /* the sink's failure */
   b->hashed = 1;
   f->next_hash++;
   fetch_pump(f);
@@ -333,7 +427,7 @@ static void on_blk_final(void *arg, int status) {
 /* Adds the block of n bytes at pos (all fetched) and starts decoding it. */
 static void blk_add(struct fetch *f, int64_t pos, size_t n, int stored,
                     int has_bsum, uint32_t bsum) {
-  struct blk *b = &f->blk[f->next_blk++ % MAX_BLOCKS];
+  struct blk *b = &f->blk[f->next_blk++ % f->max_blocks];
   b->f = f;
   b->end = 0;
   b->status = b->hstatus = 0;
@@ -363,7 +457,7 @@ static void blk_add(struct fetch *f, int64_t pos, size_t n, int stored,
 }
 
 static void blk_add_end(struct fetch *f, int has_csum, uint32_t csum) {
-  struct blk *b = &f->blk[f->next_blk++ % MAX_BLOCKS];
+  struct blk *b = &f->blk[f->next_blk++ % f->max_blocks];
   b->f = f;
   b->end = 1;
   b->status = b->hstatus = 0;
@@ -432,7 +526,7 @@ static int blk_parse(struct fetch *f) {
       f->pstate = P_BLOCK;
       continue;
     }
-    if (f->next_blk - f->next_done >= MAX_BLOCKS)
+    if (f->next_blk - f->next_done >= f->max_blocks)
       break;
     if (left < 4) {
       if (complete)
@@ -505,7 +599,7 @@ static int blk_step(struct fetch *f, int *switched) {
   send_gets(f);
   /* Offsets, in order, as the blocks before are decoded. */
   while (f->next_off < f->next_blk) {
-    struct blk *b = &f->blk[f->next_off % MAX_BLOCKS];
+    struct blk *b = &f->blk[f->next_off % f->max_blocks];
     if (b->state != BLK_DECODED)
       break;
     b->state = BLK_WRITING;
@@ -521,12 +615,16 @@ static int blk_step(struct fetch *f, int *switched) {
     b->off = f->out_off + f->assigned;
     f->assigned += (int64_t)b->out_len;
     f->frame_total += (int64_t)b->out_len;
+    if (f->sink) { /* given to the sink by its hash job */
+      b->written = 1;
+      continue;
+    }
     f->pending++;
     loop_work_submit(blk_write_work, on_blk_written, b);
   }
   if (f->status)
     return 0;
-  struct blk *h = &f->blk[f->next_hash % MAX_BLOCKS];
+  struct blk *h = &f->blk[f->next_hash % f->max_blocks];
   if (!f->hashing && f->next_hash < f->next_off) {
     f->hashing = 1;
     f->pending++;
@@ -534,7 +632,7 @@ static int blk_step(struct fetch *f, int *switched) {
   }
   /* Slots are reused in order once written and hashed. */
   while (f->next_done < f->next_hash) {
-    struct blk *b = &f->blk[f->next_done % MAX_BLOCKS];
+    struct blk *b = &f->blk[f->next_done % f->max_blocks];
     if (!b->written || !b->hashed)
       break;
     b->state = BLK_FREE;
@@ -573,6 +671,7 @@ static void send_gets(struct fetch *f) {
     if (f->chunk_size) {
       off = c->no * f->chunk_size;
       len = MIN(f->chunk_size, f->size - off);
+      chunk_buf(f, &c->buf, (size_t)f->chunk_size);
     }
     f->pending++;
     backend_get(f->b, f->key, off, len, &c->sink, on_chunk, c);
@@ -712,6 +811,9 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
   f->out_fd = out_fd;
   f->out_off = out_off;
   f->tmp_fd = -1;
+  f->max_blocks = MAX_BLOCKS;
+  if (f->sink) /* a few decoded ahead of the sink, which runs in order */
+    f->max_blocks = MIN(MAX_BLOCKS, 3);
   f->dec = f->sink ? codec_dec_new_sink(b, f->sink, f->sink_arg)
                    : codec_dec_new(b, out_fd, out_off);
   xxh32_init(&f->hash);
@@ -724,6 +826,7 @@ void fetch_start(struct fetch *f, struct backend *b, const char *key,
   if (size >= 0 && size <= whole_max) {
     /* One GET; the cap guards against an object that grew meanwhile. */
     f->chunks[0].buf.max = (size_t)(whole_max * 2);
+    chunk_buf(f, &f->chunks[0].buf, (size_t)size);
     buf_reserve(&f->chunks[0].buf, (size_t)size);
     f->nchunks = 1;
     f->window = 1;

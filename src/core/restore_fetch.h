@@ -13,6 +13,7 @@
 #ifndef SLUICE_RESTORE_FETCH_H
 #define SLUICE_RESTORE_FETCH_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +30,27 @@
 
 struct codec_dec;
 struct fetch;
+
+/* Large buffers a restore gives back and takes again (object bodies,
+ * decoded blocks, page stores), so each is mapped and faulted in once per
+ * restore rather than once per object: up to `max` bytes kept, freed
+ * with the restore.  Any thread. */
+struct bufpool {
+  pthread_mutex_t mu;
+  struct bufpool_ent {
+    uint8_t *p;
+    size_t cap;
+  } * v;
+  size_t n, alloc;
+  size_t bytes, max;
+  int huge; /* buffers of 2 MiB and more on transparent huge pages */
+};
+void bufpool_init(struct bufpool *bp, size_t max, int huge);
+void bufpool_destroy(struct bufpool *bp);
+/* A buffer of at least want bytes (*cap: its size); bp may be NULL. */
+uint8_t *bufpool_get(struct bufpool *bp, size_t want, size_t *cap);
+/* Gives p (cap bytes, or NULL) back; freed if bp is NULL or full. */
+void bufpool_put(struct bufpool *bp, uint8_t *p, size_t cap);
 
 struct chunk {
   struct fetch *f;
@@ -81,7 +103,8 @@ struct fetch {
    * order instead of out_fd (pool threads, one call at a time). */
   lz4_sink_fn sink;
   void *sink_arg;
-  int64_t *fetched; /* if set, bytes downloaded are added here (loop) */
+  int64_t *fetched;     /* if set, bytes downloaded are added here (loop) */
+  struct bufpool *pool; /* if set, where the large buffers come from */
 
   int64_t chunk_size; /* 0: one GET of the whole object */
   int window;
@@ -110,15 +133,18 @@ struct fetch {
    * header bytes per block), its blocks are decoded on the pool in
    * parallel and written in order (pwrite at the running offset, the
    * content checksum updated), so decoding overlaps the downloads and
-   * uses every core.  Anything else (age, linked blocks) falls back to
+   * uses every core (with a sink, the blocks go to it in order instead of
+   * being written).  Anything else (age, linked blocks) falls back to
    * the one-context decoder before anything was decoded. */
   int blocks;
   int bmode;
+  int max_blocks; /* slots in use at once, up to MAX_BLOCKS */
   struct blk blk[MAX_BLOCKS];
   /* Block sequence numbers: next to parse, to get an offset, to hash,
    * to free. */
   int64_t next_blk, next_off, next_hash, next_done;
   int hashing;
+  int sink_rc; /* the sink's failure (hash jobs), reported at a frame end */
   int chunk_refs[MAX_WINDOW];
   int pstate;
   int64_t ppos; /* parser position in the object */

@@ -227,8 +227,23 @@ void xxh32_update(struct xxh32 *h, const uint8_t *p, size_t n) {
     n -= fill;
     h->memlen = 0;
   }
-  for (; n >= 16; p += 16, n -= 16)
-    stripe(h, p);
+  /* The lanes in locals (stored through h each stripe, they would be
+   * reloaded after every read of p, a byte pointer that may alias them),
+   * each kept in a general register: vectorized, the four lanes take
+   * SSE multiplies of three times the latency (3.0 against 0.8-2.3 GB/s
+   * for the other two forms, measured). */
+  uint32_t v0 = h->v[0], v1 = h->v[1], v2 = h->v[2], v3 = h->v[3];
+  for (; n >= 16; p += 16, n -= 16) {
+    v0 = xround(v0, le32(p));
+    v1 = xround(v1, le32(p + 4));
+    v2 = xround(v2, le32(p + 8));
+    v3 = xround(v3, le32(p + 12));
+    __asm__("" : "+r"(v0), "+r"(v1), "+r"(v2), "+r"(v3));
+  }
+  h->v[0] = v0;
+  h->v[1] = v1;
+  h->v[2] = v2;
+  h->v[3] = v3;
   memcpy(h->mem, p, n);
   h->memlen = n;
 }
