@@ -9,7 +9,7 @@ BUILD="cmake make gcc pkg-config libuv1-dev libsqlite3-dev sqlite3 \
 libcurl4-openssl-dev libssl-dev libyaml-dev liblz4-dev lz4 libexpat1-dev \
 libjansson-dev libssh2-1-dev ca-certificates"
 TEST="awscli nodejs npm shellcheck systemd prometheus iproute2 python3 curl \
-python3-yaml openssh-server openssh-client clang libclang-rt-14-dev age"
+python3-yaml openssh-server openssh-client clang libclang-rt-14-dev age gdb"
 
 pkgs=$BUILD
 [ "${1:-}" = "--test" ] && pkgs="$BUILD $TEST"

@@ -30,6 +30,38 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A watchdog: a test still running SLUICE_WATCHDOG seconds after it began
+# (default 270, before CTest's 300 s limit kills it silently) prints its
+# process tree, every sluice process's threads' stacks (gdb) and the tail
+# of the daemon's log, so a hang shows where it is.  It only reports; the
+# test goes on.  (Its sleep holds no pipe of CTest's: killed by cleanup.)
+watchdog_report() {
+  local top=$1 pids p
+  echo "WATCHDOG: $(basename "$0") still running after ${SLUICE_WATCHDOG:-270} s" >&2
+  pids=$(descendants "$top")
+  # shellcheck disable=SC2086
+  [ -z "$pids" ] || ps -o pid,ppid,etimes,stat,args -p "$(echo $pids | tr ' ' ,)" >&2
+  for p in $pids; do
+    case "$(cat "/proc/$p/comm" 2>/dev/null)" in
+    sluice)
+      echo "--- stacks of sluice pid $p ---" >&2
+      command -v gdb >/dev/null &&
+        timeout 60 gdb -p "$p" -batch -ex 'thread apply all bt' 2>&1 |
+        grep -E '^(Thread|#)' >&2
+      ;;
+    esac
+  done
+  [ ! -f "$T/sluice.log" ] || { echo "--- tail of sluice.log ---" >&2; tail -20 "$T/sluice.log" >&2; }
+}
+descendants() { # pid: its descendants, one level after another
+  local c
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do echo "$c"; descendants "$c"; done
+}
+if [ "${SLUICE_WATCHDOG:-270}" != 0 ]; then
+  ( sleep "${SLUICE_WATCHDOG:-270}" >/dev/null 2>&1; watchdog_report $$ ) &
+  PIDS+=("$!")
+fi
+
 fail() {
   echo "FAIL: $*" >&2
   if [ -f "$T/sluice.log" ]; then
