@@ -13,7 +13,10 @@ for _ in 1 2 3 4 5; do
   az_up || break
 done
 AZ_ENDPOINT=http://127.0.0.1:$AZ_PORT/$AZ_ACCOUNT
-az_start_own "$T/azurite" "$AZ_PORT" || skip "cannot start Azurite"
+[ -f "$SRCDIR/tests/servers/node_modules/azurite/dist/src/blob/main.js" ] ||
+  skip "Azurite not installed (tests/servers)"
+az_start_own "$T/azurite" "$AZ_PORT" ||
+  fail "cannot start Azurite on port $AZ_PORT: $(tail -3 "$T/azurite/azurite.log" 2>/dev/null)"
 C=fault
 [ "$(az_container_create "$C")" = 201 ] || fail "cannot create container"
 

@@ -61,7 +61,8 @@ az_start_own() {
     >>"$1/azurite.log" 2>&1 &
   AZ_OWN_PID=$!
   PIDS+=("$AZ_OWN_PID")
-  wait_until 30 curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$2/"
+  # (90 s: beside a loaded CI machine's builds it once took over 30.)
+  wait_until 90 curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$2/"
 }
 az_stop_own() {
   kill "-${1:-TERM}" "$AZ_OWN_PID" 2>/dev/null
