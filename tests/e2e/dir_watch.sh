@@ -141,6 +141,13 @@ add_rows "$TEN/old-name.db" 5
 fds() { find "/proc/$SLUICE_PID/fd" -lname "$1" 2>/dev/null | wc -l; }
 light() { [ "$(fds "$1")$(fds "$1-wal")$(fds "$1-shm")" = 111 ]; }
 wait_until 60 light "$TEN/old-name.db" || fail "old-name.db not in light sleep"
+# (Light sleep's fds are the same as a woken database's: wait until every
+# row is in the database file itself, none only in its -wal.)
+in_file() {
+  rm -f "$T/infile.db" "$T/infile.db-wal" "$T/infile.db-shm"
+  cp "$1" "$T/infile.db" && [ "$(rows "$T/infile.db")" -eq "$(rows "$1")" ]
+}
+wait_until 60 in_file "$TEN/old-name.db" || fail "old-name.db's rows not checkpointed"
 mv "$TEN/old-name.db" "$TEN/new-name.db"
 rm -f "$TEN/old-name.db-wal" "$TEN/old-name.db-shm"
 wait_until 20 grep -q "database removed from replication\" db=$TEN/old-name.db" "$T/sluice.log" ||

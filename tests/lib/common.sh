@@ -168,7 +168,8 @@ need_servers() {
   (
     flock 9
     if ! curl -s -o /dev/null --max-time 1 http://127.0.0.1:4568/; then
-      RUN=/tmp/sluice-test-servers "$SRCDIR/tests/servers/test-servers.sh" start >/dev/null
+      # (9>&-: servers that kept the lock's fd would hold it for ever.)
+      RUN=/tmp/sluice-test-servers "$SRCDIR/tests/servers/test-servers.sh" start >/dev/null 9>&-
     fi
   ) 9>/tmp/sluice-test-servers.lock
 }
