@@ -79,6 +79,7 @@ struct lease {
   struct backend *own_b;
   char *own_meta, *own_db;
   struct lease *next_shared;
+  const char *(*meta_of)(void *arg); /* a subscriber's meta directory */
 };
 
 struct lease_sub {
@@ -186,7 +187,8 @@ int lease_owner_persist(const char *meta, const char *id) {
   return rc;
 }
 
-char *lease_owner_id(const char *meta, int *persisted) {
+/* The id kept in meta for this host, or NULL. */
+static char *owner_read(const char *meta) {
   char host[256] = "localhost";
   gethostname(host, sizeof(host) - 1);
   host[strcspn(host, ":\n")] = '\0';
@@ -205,19 +207,52 @@ char *lease_owner_id(const char *meta, int *persisted) {
       id = xstrdup(s);
   }
   buf_destroy(&b);
-  if (!id) {
-    /* Seconds with nanoseconds: unique even for databases of one process
-     * started in the same second. */
-    int64_t now = time_now_ns();
-    id = xasprintf("%s:%d:%" PRId64 ".%09" PRId64, host, (int)getpid(),
-                   (int64_t)(now / NS_PER_SEC), (int64_t)(now % NS_PER_SEC));
-    if (persisted)
-      *persisted = 0;
-  } else if (persisted) {
-    *persisted = 1;
-  }
   free(path);
   return id;
+}
+
+char *lease_owner_id(const char *meta, int *persisted) {
+  char *id = owner_read(meta);
+  if (persisted)
+    *persisted = id != NULL;
+  if (id)
+    return id;
+  char host[256] = "localhost";
+  gethostname(host, sizeof(host) - 1);
+  host[strcspn(host, ":\n")] = '\0';
+  /* Seconds with nanoseconds: unique even for databases of one process
+   * started in the same second. */
+  int64_t now = time_now_ns();
+  return xasprintf("%s:%d:%" PRId64 ".%09" PRId64, host, (int)getpid(),
+                   (int64_t)(now / NS_PER_SEC), (int64_t)(now % NS_PER_SEC));
+}
+
+/* A shared lease whose first database has no id kept (a database created
+ * while sluice was down sorts first, or the first run stopped before that
+ * database's meta directory existed): the id kept by one of the next
+ * subscribers, so a restart still knows the lease in the store as its own
+ * (lease_last_ours) and the databases asleep from the start list nothing.
+ * Written to l->meta once taken. */
+#define OWNER_SEARCH_MAX 64
+static void owner_from_subs(struct lease *l) {
+  if (!l->meta_of)
+    return;
+  size_t tried = 0;
+  for (size_t i = l->first_live; i < l->n_subs && tried < OWNER_SEARCH_MAX;
+       i++) {
+    if (!l->subs[i].cb)
+      continue;
+    const char *m = l->meta_of(l->subs[i].arg);
+    if (!m || !strcmp(m, l->meta))
+      continue;
+    tried++;
+    char *id = owner_read(m);
+    if (id) {
+      free(l->owner);
+      l->owner = id;
+      return;
+    }
+  }
 }
 
 /* --- lock.json --- */
@@ -340,6 +375,10 @@ static void on_released(void *arg, int status, const char *err) {
 }
 
 static void start_release(struct lease *l) {
+  /* Not kept when taken (the meta directory did not exist yet): now, so
+   * the next start knows this version as its own. */
+  if (!l->persisted)
+    l->persisted = lease_owner_persist(l->meta, l->owner) == 0;
   set_state(l, L_RELEASING);
   loop_timer_stop(l->timer);
   l->w_idle = 0;
@@ -661,6 +700,8 @@ void lease_start(struct lease *l) {
   l->started = 1;
   l->last_use_ns = time_mono_ns();
   l->owner = lease_owner_id(l->meta, &l->persisted);
+  if (!l->persisted)
+    owner_from_subs(l);
   if (!(l->b->ops->caps & BACKEND_CAP_COND))
     log_warn(l->db, l->name,
              "%s has no conditional writes: the single-writer lease on this "
@@ -676,6 +717,10 @@ int lease_last_ours(const struct lease *l) {
 
 int lease_held(const struct lease *l) {
   return l->state == L_HELD && time_mono_ns() < l->valid_until;
+}
+
+void lease_set_meta_of(struct lease *l, const char *(*meta_of)(void *arg)) {
+  l->meta_of = meta_of;
 }
 
 void lease_set_idle_ttl(struct lease *l, int64_t idle_ttl_ns) {

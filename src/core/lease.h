@@ -78,6 +78,9 @@ int lease_use(struct lease *l);
 int lease_waking(const struct lease *l);
 /* The idle TTL (0, or not above the TTL: renewals always at the TTL). */
 void lease_set_idle_ttl(struct lease *l, int64_t idle_ttl_ns);
+/* A shared lease: how to find a subscriber's meta directory, where a
+ * restart looks for the owner id kept when the first database has none. */
+void lease_set_meta_of(struct lease *l, const char *(*meta_of)(void *arg));
 enum lease_state lease_state(const struct lease *l);
 /* Taken (or being taken) from a lock.json our own owner id wrote last: no
  * other owner took the path since (so a position known locally from

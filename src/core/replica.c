@@ -171,6 +171,12 @@ static void on_budget(void *arg) {
   kick(arg);
 }
 
+/* A lease subscriber's meta directory (lease_set_meta_of). */
+static const char *replica_meta(void *arg) {
+  struct replica *r = arg;
+  return r->db->meta;
+}
+
 struct replica *replica_new(struct db *db, struct replica_config *cfg,
                             struct backend *b) {
   struct replica *r = xcalloc(1, sizeof(*r));
@@ -189,7 +195,9 @@ struct replica *replica_new(struct db *db, struct replica_config *cfg,
     r->lease = lease_join(cfg, db->meta, db->cfg->dir ? db->cfg->dir : db->name,
                           cfg->lease_ttl, cfg->force_takeover, on_lease, r, err,
                           sizeof(err));
-    if (!r->lease)
+    if (r->lease)
+      lease_set_meta_of(r->lease, replica_meta);
+    else
       log_warn(db->name, r->name,
                "lease at the replica root: %s (leasing this database's path "
                "instead)",
