@@ -187,11 +187,18 @@ int lease_owner_persist(const char *meta, const char *id) {
   return rc;
 }
 
+/* This host's name as an owner id begins with it (no ':'). */
+static void owner_host(char *host, size_t n) {
+  snprintf(host, n, "localhost");
+  gethostname(host, n - 1);
+  host[n - 1] = '\0'; /* (a truncated name is not terminated) */
+  host[strcspn(host, ":\n")] = '\0';
+}
+
 /* The id kept in meta for this host, or NULL. */
 static char *owner_read(const char *meta) {
-  char host[256] = "localhost";
-  gethostname(host, sizeof(host) - 1);
-  host[strcspn(host, ":\n")] = '\0';
+  char host[256];
+  owner_host(host, sizeof(host));
   char *path = path_join(meta, LEASE_OWNER_FILE);
   struct buf b;
   buf_init(&b, 1024);
@@ -217,9 +224,8 @@ char *lease_owner_id(const char *meta, int *persisted) {
     *persisted = id != NULL;
   if (id)
     return id;
-  char host[256] = "localhost";
-  gethostname(host, sizeof(host) - 1);
-  host[strcspn(host, ":\n")] = '\0';
+  char host[256];
+  owner_host(host, sizeof(host));
   /* Seconds with nanoseconds: unique even for databases of one process
    * started in the same second. */
   int64_t now = time_now_ns();
