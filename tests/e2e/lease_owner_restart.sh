@@ -25,18 +25,11 @@ dbs:
       sync-interval: 100ms
 YML
 
-rows_of() { sqlite3 "$1" "SELECT id, v FROM t ORDER BY id"; }
-replicated() {
-  local f=$1 out=$T/chk-$1
-  rm -f "$out"
-  "$SLUICE" restore -config "$T/sluice.yml" -o "$out" "$T/dbs/$f" >/dev/null 2>&1 &&
-    [ "$(rows_of "$out")" = "$(rows_of "$T/dbs/$f")" ]
-}
 owner_of() { grep -o 'held (owner [^,]*' "$1" | head -1 | sed 's/.*owner //'; }
 
 sluice_start -config "$T/sluice.yml"
 for i in $(seq 0 $((N - 1))); do
-  wait_until 60 replicated "t$i.db" || fail "t$i.db not replicated"
+  wait_until 60 restores_now "t$i.db" || fail "t$i.db not replicated"
 done
 sluice_stop
 first=$(owner_of "$T/sluice.log")
@@ -48,7 +41,7 @@ sqlite3 "$T/dbs/a.db" "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMAR
 
 mv "$T/sluice.log" "$T/sluice.log.1"
 sluice_start -config "$T/sluice.yml"
-wait_until 60 replicated a.db || fail "a.db (created while down) not replicated"
+wait_until 60 restores_now a.db || fail "a.db (created while down) not replicated"
 for i in $(seq 0 $((N - 1))); do
   wait_until 30 grep -q "asleep from the start.*t$i\.db" "$T/sluice.log" ||
     fail "t$i.db not asleep from the start"

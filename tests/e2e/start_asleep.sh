@@ -58,20 +58,11 @@ requests() {
     awk '/^sluice_store_requests_total/ { n += $2 } END { print n + 0 }'
 }
 
-# rows_of DIR/FILE: the rows, as text (same query for source and restore).
-rows_of() { sqlite3 "$1" "SELECT id, v FROM t ORDER BY id"; }
-# replicated DB: the replica restores to what the database holds now.
-replicated() {
-  local f=$1 out=$T/chk-$1
-  rm -f "$out"
-  "$SLUICE" restore -config "$T/sluice.yml" -o "$out" "$T/dbs/$f" >/dev/null 2>&1 &&
-    [ "$(rows_of "$out")" = "$(rows_of "$T/dbs/$f")" ]
-}
 
 # --- 1. first run: everything replicated, clean stop ---
 start_notified
 for i in $(seq -w 0 $((N - 1))); do
-  wait_until 60 replicated "t$i.db" || fail "t$i.db not replicated"
+  wait_until 60 restores_now "t$i.db" || fail "t$i.db not replicated"
 done
 sluice_stop
 
@@ -141,7 +132,7 @@ want_full="t08.db t09.db t10.db t11.db t12.db t13.db "
 [ "$(full)" = "$want_full" ] || fail "full starts: '$(full)', want '$want_full'"
 grep "full start: " "$T/sluice.log" | sed 's/.*msg="//; s/" db=.*dbs\// /'
 for f in t08 t09 t10 t11 t12 t13; do
-  wait_until 60 replicated "$f.db" || fail "$f.db: changes made while down not replicated"
+  wait_until 60 restores_now "$f.db" || fail "$f.db: changes made while down not replicated"
 done
 # No listing of the store for the ones asleep.
 if grep "resuming replication" "$T/sluice.log" | grep -qE 't0[0-7]\.db|t1[45]\.db'; then
@@ -159,7 +150,7 @@ H01=$!
 PIDS+=("$H01")
 wait_until 10 test -e "$T/h01" || fail "t01 writer did not start"
 for f in t00 t01; do
-  wait_until 60 replicated "$f.db" || fail "$f.db: written while asleep from the start, not replicated"
+  wait_until 60 restores_now "$f.db" || fail "$f.db: written while asleep from the start, not replicated"
 done
 kill -9 "$H09" "$H10" "$H01" 2>/dev/null
 wait "$H09" "$H10" "$H01" 2>/dev/null

@@ -31,3 +31,15 @@ compare_dbs() {
   python3 "$MANY_DBS_PY" compare "$@" --label "$label" ||
     fail "$label: restored databases differ"
 }
+
+# rows_of DB: its rows, as text (the same query for a source and a restore).
+rows_of() { sqlite3 "$1" "SELECT id, v FROM t ORDER BY id"; }
+
+# restores_now FILE: $T/dbs/FILE restores (config $T/sluice.yml) to the
+# rows it holds now.
+restores_now() {
+  local f=$1 out=$T/chk-$1
+  rm -f "$out"
+  "$SLUICE" restore -config "$T/sluice.yml" -o "$out" "$T/dbs/$f" >/dev/null 2>&1 &&
+    [ "$(rows_of "$out")" = "$(rows_of "$T/dbs/$f")" ]
+}
