@@ -14,6 +14,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "base/slab.h"
 #include "base/util.h"
 #include "loop/loop.h"
 #include "loop/internal.h"
@@ -116,9 +117,14 @@ static void files_grow(struct watch_dir *d) {
   d->nbuckets = n;
 }
 
+/* A subscriber and its file name are one slab object (base/slab.h):
+ * 100,000 of them stay packed. */
+static size_t sub_size(const char *file) {
+  return sizeof(struct watch_sub) + (file ? strlen(file) + 1 : 0);
+}
+
 static void sub_free(struct watch_sub *s) {
-  free(s->name);
-  free(s);
+  slab_free(s, sub_size(s->name));
 }
 
 static void free_list(struct watch_sub **pp, int all) {
@@ -237,12 +243,13 @@ static int subscribe(const char *path, const char *file, watch_cb cb, void *arg,
     g_dirs[dh & (g_ndirs_buckets - 1)] = d;
     g_ndirs++;
   }
-  struct watch_sub *s = xcalloc(1, sizeof(*s));
+  struct watch_sub *s = slab_alloc(sub_size(file));
   s->dir = d;
   s->cb = cb;
   s->arg = arg;
   if (file) {
-    s->name = xstrdup(file);
+    s->name = (char *)(s + 1);
+    memcpy(s->name, file, strlen(file) + 1);
     s->hash = hash_str(file, strlen(file));
     if (d->nfiles + 1 > d->nbuckets)
       files_grow(d);
