@@ -71,6 +71,14 @@ struct lease {
   struct lease_sub *subs;
   size_t n_subs, cap_subs, live_subs;
   size_t first_live; /* no live subscriber below this index */
+  /* Subscribers gone dormant (lease_park): each holds a ref and keeps the
+   * lease held and renewed as if it still replicated. */
+  size_t parked;
+  /* An owner id found in a parked subscriber's meta directory before the
+   * lease started (owner_from_subs can no longer see that one). */
+  char *owner_hint;
+  size_t hints_tried;
+  int owner_from_sub; /* owner_from_subs found it */
   int notifying;
   void (*release_cb)(void *arg);
   void *release_arg;
@@ -256,9 +264,14 @@ static void owner_from_subs(struct lease *l) {
     if (id) {
       free(l->owner);
       l->owner = id;
+      l->owner_from_sub = 1;
       return;
     }
   }
+}
+
+static int owner_found(const struct lease *l) {
+  return l->owner_from_sub;
 }
 
 /* --- lock.json --- */
@@ -708,6 +721,11 @@ void lease_start(struct lease *l) {
   l->owner = lease_owner_id(l->meta, &l->persisted);
   if (!l->persisted)
     owner_from_subs(l);
+  if (!l->persisted && l->owner_hint && !owner_found(l)) {
+    free(l->owner);
+    l->owner = l->owner_hint;
+    l->owner_hint = NULL;
+  }
   if (!(l->b->ops->caps & BACKEND_CAP_COND))
     log_warn(l->db, l->name,
              "%s has no conditional writes: the single-writer lease on this "
@@ -793,6 +811,7 @@ void lease_free(struct lease *l) {
   buf_destroy(&l->rd);
   free(l->wr);
   free(l->owner);
+  free(l->owner_hint);
   free(l->subs);
   free(l->key);
   free(l->own_meta);
@@ -867,7 +886,7 @@ void lease_leave(struct lease *l, void *sub, void (*cb)(void *arg), void *arg) {
     return;
   }
   int was = sub_remove(l, sub);
-  if (!was || l->live_subs > 0 || l->release_cb) {
+  if (!was || l->live_subs > 0 || l->parked > 0 || l->release_cb) {
     cb(arg); /* others still replicate under it (or it is being released) */
     return;
   }
@@ -886,4 +905,69 @@ void lease_drop(struct lease *l, void *sub) {
   if (l->key)
     unregister(l);
   lease_free(l);
+}
+
+int lease_shared(const struct lease *l) {
+  return l && l->key != NULL;
+}
+
+void lease_park(struct lease *l, void *sub) {
+  assert(l->key);
+  if (!l->started && !l->owner_hint && l->meta_of &&
+      l->hints_tried < OWNER_SEARCH_MAX) {
+    const char *m = l->meta_of(sub);
+    if (m && strcmp(m, l->meta)) {
+      l->hints_tried++;
+      l->owner_hint = owner_read(m);
+    }
+  }
+  sub_remove(l, sub);
+  l->parked++;
+  l->refs++; /* the park's own (the subscriber's goes with lease_drop) */
+}
+
+void lease_unpark(struct lease *l) {
+  assert(l->parked > 0);
+  l->parked--;
+  if (--l->refs > 0)
+    return;
+  unregister(l);
+  lease_free(l);
+}
+
+struct unpark_leave {
+  struct lease *l;
+  void (*cb)(void *arg);
+  void *arg;
+};
+
+static void unpark_released(void *arg) {
+  struct unpark_leave *u = arg;
+  struct lease *l = u->l;
+  void (*cb)(void *) = u->cb;
+  void *cb_arg = u->arg;
+  free(u);
+  if (--l->refs == 0)
+    lease_free(l);
+  if (cb)
+    cb(cb_arg);
+}
+
+void lease_unpark_leave(struct lease *l, void (*cb)(void *arg), void *arg) {
+  assert(l->parked > 0);
+  l->parked--;
+  if (l->live_subs > 0 || l->parked > 0 || l->release_cb) {
+    if (--l->refs == 0) { /* (only a release in flight holds it now) */
+      unregister(l);
+      lease_free(l);
+    }
+    if (cb)
+      cb(arg);
+    return;
+  }
+  /* The last holder of the entry's lease: released, as lease_leave does. */
+  unregister(l);
+  struct unpark_leave *u = xmalloc(sizeof(*u));
+  *u = (struct unpark_leave){l, cb, arg};
+  lease_release(l, unpark_released, u);
 }

@@ -114,6 +114,19 @@ void lease_leave(struct lease *l, void *sub, void (*cb)(void *arg), void *arg);
 /* The subscriber lets go of l (lease_free once nobody holds it). */
 void lease_drop(struct lease *l, void *sub);
 
+/* A dir entry's lease (lease_join), not one of lease_new. */
+int lease_shared(const struct lease *l);
+/* A subscriber of a shared lease goes dormant (its database closed while
+ * idle, daemon.c): no more callbacks for it, but the lease stays held and
+ * renewed as if it still replicated; the subscriber's lease_drop follows
+ * as usual.  lease_unpark, once its next instance has joined again, or
+ * lease_unpark_leave (deleted, shutdown, reload) end the park. */
+void lease_park(struct lease *l, void *sub);
+void lease_unpark(struct lease *l);
+/* As lease_leave for a parked subscriber: the last holder releases the
+ * lease, then cb (NULL: none). */
+void lease_unpark_leave(struct lease *l, void (*cb)(void *arg), void *arg);
+
 /* The owner id kept in meta for this host, or a new one
  * "HOST:PID:SEC.NSEC" (returns owned); *persisted (if set) says whether
  * it is in meta already.  Never creates meta (the engine does). */

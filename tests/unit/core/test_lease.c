@@ -173,6 +173,10 @@ static int is_lost(void *arg) {
   return !((struct holder *)arg)->held;
 }
 
+static int not_held(void *arg) {
+  return !lease_held(arg);
+}
+
 static void on_released(void *arg) {
   *(volatile int *)arg = 1;
 }
@@ -382,6 +386,84 @@ TEST(lease_shared_by_a_dir_entry) {
   free(m1);
 }
 
+/* 1 if lock.json at path says released, 0 if not, -1 unreadable. */
+static int lock_released(const char *path) {
+  struct buf b;
+  buf_init(&b, 4096);
+  int rc = file_read_all(path, 4096, &b);
+  buf_append(&b, "", 1);
+  int r = rc ? -1 : strstr((const char *)b.data, "\"released\":true") != NULL;
+  buf_destroy(&b);
+  return r;
+}
+
+/* A dormant database parks its place in its entry's lease (lease_park):
+ * with every subscriber parked or gone the lease stays held and renewed
+ * (no release), a subscriber that joins again and unparks takes its place,
+ * and the last holder's lease_unpark_leave releases it. */
+TEST(lease_parked_stays_held) {
+  const int64_t ttl = 3000 * NS_PER_MS;
+  char *root = path_join(g_dir, "parkroot");
+  struct replica_config rc = {0};
+  rc.type = "file";
+  rc.name = "file";
+  rc.path = path_join(root, "t1/app.db");
+  rc.lease_root = root;
+  char *m1 = path_join(g_dir, "pm1");
+  struct holder h1 = {0}, h2 = {0}, h3 = {0};
+  struct lease *l1 =
+      lease_join(&rc, m1, "dir", ttl, 0, on_change, &h1, g_err, sizeof(g_err));
+  struct lease *l2 =
+      lease_join(&rc, m1, "dir", ttl, 0, on_change, &h2, g_err, sizeof(g_err));
+  CHECK(l1 && l1 == l2 && lease_shared(l1));
+  lease_start(l1);
+  CHECK(run_until(is_held, &h1, 5000));
+  /* Both go dormant: parked, then their instances are freed. */
+  lease_park(l1, &h1);
+  lease_drop(l1, &h1);
+  lease_park(l2, &h2);
+  lease_drop(l2, &h2);
+  CHECK(lease_held(l1));
+  /* Renewed past a TTL with no subscriber left (none hears of it). */
+  CHECK(!run_until(not_held, l1, 3500));
+  char *lock = path_join(root, "lock.json");
+  CHECK_INT(lock_released(lock), 0);
+  /* One wakes: its new instance joins the same lease, then unparks. */
+  struct lease *l3 =
+      lease_join(&rc, m1, "dir", ttl, 0, on_change, &h3, g_err, sizeof(g_err));
+  CHECK(l3 == l1);
+  lease_unpark(l3);
+  CHECK(lease_held(l3));
+  /* The other is deleted: its park ends, the live one keeps the lease. */
+  volatile int rel = 0;
+  lease_unpark_leave(l1, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  CHECK(lease_held(l3));
+  /* The last one out releases it. */
+  rel = 0;
+  lease_leave(l3, &h3, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  CHECK_INT(lease_state(l3), L_CLOSED);
+  CHECK_INT(lock_released(lock), 1);
+  lease_drop(l3, &h3);
+  /* Parked last: lease_unpark_leave releases it. */
+  struct holder h4 = {0};
+  struct lease *l4 =
+      lease_join(&rc, m1, "dir", ttl, 0, on_change, &h4, g_err, sizeof(g_err));
+  lease_start(l4);
+  CHECK(run_until(is_held, &h4, 5000));
+  lease_park(l4, &h4);
+  lease_drop(l4, &h4);
+  rel = 0;
+  lease_unpark_leave(l4, on_released, (void *)&rel);
+  CHECK_INT(loop_run_until(&rel), 0);
+  CHECK_INT(lock_released(lock), 1);
+  free(lock);
+  free(rc.path);
+  free(root);
+  free(m1);
+}
+
 int main(void) {
   if (!mkdtemp(g_dir) || loop_init()) {
     perror("setup");
@@ -392,6 +474,7 @@ int main(void) {
   RUN(owner_id_persisted_per_host);
   RUN(lease_one_owner_release_force);
   RUN(lease_shared_by_a_dir_entry);
+  RUN(lease_parked_stays_held);
   RUN(lease_idle_renews_late_then_wakes);
   CHECK_INT(loop_close(), 0);
   rm_rf(g_dir);
