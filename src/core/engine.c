@@ -1856,11 +1856,29 @@ static void truncate_asleep(struct engine *e) {
               crc == SQLITE_OK ? "frames left" : sqlite3_errstr(crc));
 }
 
+static int stop_same(const struct shadow_stop *a, const struct shadow_stop *b) {
+  return !strcmp(a->gen, b->gen) && a->index == b->index &&
+         a->size == b->size && a->dev == b->dev && a->ino == b->ino &&
+         a->db_size == b->db_size && a->mtime_ns == b->mtime_ns &&
+         a->ctime_ns == b->ctime_ns;
+}
+
 int engine_close_asleep(struct engine *e) {
   if (!e->asleep)
     return 0;
-  if (e->sleep_wal_size > WAL_HEADER_SIZE)
+  int truncated = e->sleep_wal_size > WAL_HEADER_SIZE;
+  if (truncated)
     truncate_asleep(e);
+  /* A record on disk that says the same already (a sleeper that has not
+   * woken since a start or a dormancy that wrote it) stays: no write, no
+   * fsync. */
+  struct shadow_stop on_disk;
+  if (!truncated && !shadow_read_stop(e->meta, &on_disk) &&
+      stop_same(&on_disk, &e->sleep_rec)) {
+    close_sleep_fds(e);
+    e->asleep = ENGINE_DEEP;
+    return 0;
+  }
   int rc = shadow_write_stop(e->meta, &e->sleep_rec);
   if (rc)
     log_warn(e->name, NULL, "write %s/%s: %s", e->meta, SHADOW_STOP_FILE,
