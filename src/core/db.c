@@ -1047,11 +1047,11 @@ static void start_done(struct db *db, struct db_job *j) {
                            j->rep[k].last_sync_ns);
     if (db->state != DB_CLOSING)
       db_set_state(db, DB_READY);
-    log_info(db->name, NULL,
-             "asleep from the start: generation %s index %08x offset %lld is "
-             "replicated and unchanged since sluice stopped (no connection, "
-             "no request)",
-             db->gen, db->index, (long long)db->shadow_size);
+    log_msg(db->revived ? LOG_DEBUG : LOG_INFO, db->name, NULL,
+            "asleep from the start: generation %s index %08x offset %lld is "
+            "replicated and unchanged since sluice stopped (no connection, "
+            "no request)",
+            db->gen, db->index, (long long)db->shadow_size);
     return;
   }
   start_decided(db, DB_START_FULL);
@@ -1133,13 +1133,27 @@ static void job_done_inner(void *arg, int status) {
     close_advance(db);
 }
 
+static void (*g_stub_hook)(struct db *db);
+
+void db_set_stub_hook(void (*fn)(struct db *db)) {
+  g_stub_hook = fn;
+}
+
+int db_is_stub(const struct db *db) {
+  return db->stub && !db->job && !db->pending && db->state == DB_READY &&
+         db->close_phase == DB_CLOSE_NONE;
+}
+
 static void job_done(void *arg, int status) {
   struct db_job *j = arg;
   struct db *db = j->db;
   int closed = (j->todo & DBJ_CLOSE) != 0; /* db may be freed by its cb */
   job_done_inner(arg, status);
-  if (!closed)
+  if (!closed) {
     stub_pack(db);
+    if (g_stub_hook && db_is_stub(db))
+      g_stub_hook(db);
+  }
 }
 
 static char *format_status(struct db *db) {
@@ -1339,11 +1353,12 @@ void db_start(struct db *db) {
     }
   }
   free(dir);
-  log_info(db->name, NULL, "initialized db");
+  log_msg(db->revived ? LOG_DEBUG : LOG_INFO, db->name, NULL, "initialized db");
   for (size_t i = 0; i < db->n_replicas; i++) {
     struct replica *r = db->replicas[i];
-    log_info(db->name, r->name, "replicating to %s%s", r->b->desc,
-             codec_encrypts(r->b) ? " (age-encrypted)" : "");
+    log_msg(db->revived ? LOG_DEBUG : LOG_INFO, db->name, r->name,
+            "replicating to %s%s", r->b->desc,
+            codec_encrypts(r->b) ? " (age-encrypted)" : "");
     if (!codec_encrypts(r->b) && r->b->age.n_identities)
       log_warn(db->name, r->name,
                "age identities but no recipients: new objects are uploaded "
@@ -1457,6 +1472,11 @@ void db_close(struct db *db, void (*cb)(void *arg), void *arg) {
   close_set(db, DB_CLOSE_SYNC);
   /* Asleep: the final sync wakes it only if something was written. */
   db_kick(db, DBJ_SYNC | (db->sleep ? DBJ_PROBE : 0));
+}
+
+void db_close_dormant(struct db *db, void (*cb)(void *arg), void *arg) {
+  db->park = 1;
+  db_close(db, cb, arg);
 }
 
 void db_abandon(struct db *db) {

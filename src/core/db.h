@@ -169,6 +169,8 @@ struct db {
   int snap_slot;          /* holds a snapshot slot */
   int snap_queued;
   struct list_node snap_link; /* in the snapshot queue */
+  int park;                   /* closing to go dormant (db_close_dormant) */
+  int revived; /* started again after dormancy: its start logs quietly */
 };
 
 /* The status file in the meta directory, one line per replica, read by
@@ -207,6 +209,16 @@ void db_start(struct db *db);
  * and validation restores were canceled and have come back), so cb may
  * db_free it. */
 void db_close(struct db *db, void (*cb)(void *arg), void *arg);
+/* db_close for a database going dormant (the daemon frees it and keeps
+ * only its path until its files change): the same final sync and close,
+ * but a dir entry's shared lease stays held for it (lease_park). */
+void db_close_dormant(struct db *db, void (*cb)(void *arg), void *arg);
+/* Called on the loop each time a database becomes an idle stub (a deep
+ * sleeper with no job): the daemon's chance to make it dormant. */
+void db_set_stub_hook(void (*fn)(struct db *db));
+/* Whether db is an idle stub now: deep asleep, packed, no job, nothing
+ * pending, not closing. */
+int db_is_stub(const struct db *db);
 /* The shutdown timeout fired: from now on no database starts a job (a
  * process-wide switch) and its replicas start nothing (replica_abandon);
  * the jobs in flight end, their results kept (what is copied stays in the

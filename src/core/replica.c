@@ -250,6 +250,12 @@ static void flush_done(struct replica *r) {
     return;
   void (*cb)(void *) = r->flush_cb;
   r->flush_cb = NULL;
+  if (r->db->park && lease_shared(r->lease)) {
+    /* Closed to go dormant (db_close_dormant): the entry's lease stays. */
+    lease_park(r->lease, r);
+    cb(r->flush_arg);
+    return;
+  }
   lease_leave(r->lease, r, cb, r->flush_arg);
 }
 

@@ -12,17 +12,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/slab.h"
 #include "base/smap.h"
 #include "base/util.h"
 #include "config/url.h"
 #include "core/budget.h"
 #include "core/db.h"
 #include "core/engine.h"
+#include "core/lease.h"
 #include "core/replica.h"
 #include "daemon/discover.h"
 #include "daemon/metrics.h"
@@ -70,6 +73,15 @@ struct daemon {
   struct smap vanishing;     /* entry dir -> (intptr) count */
   struct smap vanishing_dbs; /* "%p" of the db -> its entry dir (owned) */
   struct deferred *deferred;
+  /* Dormant databases (idle stubs of dir entries, closed): path ->
+   * struct dormant.  Each costs its path, this record and a watch. */
+  struct smap dormant;
+  size_t n_dormant, n_dormant_replicas;
+  char **rest_q; /* paths of new idle stubs, to consider (on_rest) */
+  size_t n_rest_q;
+  struct loop_timer *rest_timer;
+  struct loop_timer *trim_timer; /* gives back what dormancy freed */
+  int trimming;
 };
 
 struct deferred {
@@ -79,6 +91,23 @@ struct deferred {
 };
 
 static struct daemon g_d;
+
+/* A dormant database (see "dormancy" below). */
+struct dormant {
+  struct status_dormant s; /* path, generation, entry (status, metrics) */
+  struct watch_sub *watch;
+  struct lease **leases; /* parked: one per replica under the entry's lease */
+  size_t n_leases;
+  struct db *db;     /* its instance, while it closes */
+  int woken;         /* its files changed while it closed */
+  int dropped;       /* deleted, or a reload, while it closed */
+  int shutdown_left; /* lease releases still to end (dormant_drop) */
+  int counted;       /* in shutdown_all's count of what is open */
+  size_t size;       /* of the slab object: record, path, leases */
+  char path[];
+};
+static void dormant_drop(struct dormant *d);
+static char **dormant_paths(size_t *n);
 
 /* Databases waiting for their old instance to close (reload). */
 struct pending_start {
@@ -249,6 +278,11 @@ static void on_shutdown_timeout(void *arg) {
     db_abandon(g_d.dbs[i]);
   for (size_t i = 0; i < g_d.n_closing; i++)
     db_abandon(g_d.closing[i]);
+  const char *key;
+  void *val;
+  for (size_t i = 0; (i = smap_next(&g_d.dormant, i, &key, &val));)
+    if (((struct dormant *)val)->db)
+      db_abandon(((struct dormant *)val)->db);
   finish();
 }
 
@@ -257,15 +291,25 @@ static int serve(void *arg, const char *path, struct buf *body,
   (void)arg;
   if (!strcmp(path, "/metrics")) {
     *ctype = "text/plain; version=0.0.4; charset=utf-8";
-    metrics_render(g_d.dbs, g_d.n_dbs,
-                   (int64_t)g_d.n_dbs <= g_d.cfg.metrics_per_database_max,
+    struct metrics_dormant md = {g_d.n_dormant, g_d.n_dormant_replicas};
+    metrics_render(g_d.dbs, g_d.n_dbs, &md,
+                   (int64_t)(g_d.n_dbs + g_d.n_dormant) <=
+                       g_d.cfg.metrics_per_database_max,
                    body);
     return 200;
   }
   if (!strcmp(path, "/status") || !strcmp(path, "/status.json")) {
     int json = path[7] == '.';
     *ctype = json ? "application/json" : "text/plain; charset=utf-8";
-    status_render(g_d.dbs, g_d.n_dbs, json, body);
+    const struct status_dormant **dv = xcalloc(g_d.n_dormant + 1, sizeof(*dv));
+    size_t k = 0;
+    const char *key;
+    void *val;
+    for (size_t i = 0; (i = smap_next(&g_d.dormant, i, &key, &val));)
+      if (k < g_d.n_dormant)
+        dv[k++] = &((struct dormant *)val)->s;
+    status_render(g_d.dbs, g_d.n_dbs, dv, k, json, body);
+    free(dv);
     return 200;
   }
   if (!strcmp(path, "/healthz"))
@@ -320,9 +364,28 @@ static void shutdown_all(void) {
   size_t n_pending = 0;
   for (struct pending_start *p = g_pending; p; p = p->next)
     n_pending++;
-  g_d.open_dbs = (int)(g_d.n_dbs + g_d.n_closing + n_pending) + 1;
+  g_d.open_dbs =
+      (int)(g_d.n_dbs + g_d.n_closing + n_pending + g_d.n_dormant) + 1;
+  size_t nd;
+  char **dp = dormant_paths(&nd);
   for (size_t i = 0; i < g_d.n_dbs; i++)
     db_close(g_d.dbs[i], on_db_closed, NULL);
+  /* Dormant ones after the others: the last holder of an entry's lease
+   * releases it. */
+  for (size_t i = 0; i < nd; i++) {
+    struct dormant *d = smap_get(&g_d.dormant, dp[i]);
+    free(dp[i]);
+    if (!d)
+      continue;
+    d->counted = 1;
+    if (!d->db) { /* (closing: on_rested drops it) */
+      smap_del(&g_d.dormant, d->path);
+      g_d.n_dormant--;
+      g_d.n_dormant_replicas -= d->s.n_replicas;
+      dormant_drop(d);
+    }
+  }
+  free(dp);
   on_db_closed(NULL);
 }
 
@@ -355,11 +418,13 @@ static void on_child_exit(void *arg, int code, int term_signal) {
  * final sync), then changed ones start again with the new settings; new
  * ones start.  A broken new config is rejected and the old one kept. */
 
+static struct dormant *dormant_closing(const char *path);
+
 static int db_path_busy(const char *path) {
   for (size_t i = 0; i < g_d.n_closing; i++)
     if (!strcmp(g_d.closing[i]->name, path))
       return 1;
-  return 0;
+  return dormant_closing(path) != NULL;
 }
 
 static void start_db(struct db *db) {
@@ -370,6 +435,7 @@ static void start_db(struct db *db) {
 }
 
 static void vanish_done(struct db *db);
+static void start_pending_for(const char *path);
 
 static void on_reload_closed(void *arg) {
   struct db *db = arg;
@@ -383,8 +449,15 @@ static void on_reload_closed(void *arg) {
   char *path = xstrdup(db->name);
   log_info(path, NULL, "database removed from replication");
   free_db_and_cfg(db);
-  /* A changed database starts again once its old instance is gone; while
-   * shutting down, only for a final sync. */
+  start_pending_for(path);
+  free(path);
+  if (g_d.shutting_down)
+    on_db_closed(NULL);
+}
+
+/* A changed database starts again once its old instance is gone; while
+ * shutting down, only for a final sync. */
+static void start_pending_for(const char *path) {
   struct pending_start **pp = &g_pending;
   while (*pp) {
     struct pending_start *p = *pp;
@@ -398,15 +471,289 @@ static void on_reload_closed(void *arg) {
     }
     pp = &p->next;
   }
+}
+
+/* --- dormancy ---
+ * A database of a dir entry that is an idle stub (deep asleep: no fd, no
+ * connection, every replica caught up) is closed as at a clean stop (its
+ * record written, so that its next start is asleep from the start:
+ * engine_start_asleep) and freed; what stays is its path, its entry, a
+ * watch on its files and the entry's lease, parked (lease_park).  A change
+ * to its files starts it again from that record (no request when nothing
+ * was written; the same generation when something was).  Housekeeping,
+ * like a database started asleep, runs again once it has something to
+ * upload. */
+
+static void dormant_free(struct dormant *d) {
+  watch_remove(d->watch);
+  slab_free(d, d->size);
+}
+
+static void revive(struct dormant *d);
+
+static void on_dormant_change(void *arg, const char *name) {
+  (void)name;
+  struct dormant *d = arg;
+  /* Deleted or renamed away: discovery says so (daemon_vanished); there
+   * is nothing to start. */
+  struct stat st;
+  if (stat(d->path, &st) != 0 && errno == ENOENT)
+    return;
+  if (d->db) {
+    d->woken = 1;
+    return;
+  }
+  revive(d);
+}
+
+static const struct db_config *entry_of(const struct db *db) {
+  for (size_t i = 0; i < g_d.cfg.n_dirs; i++) {
+    const struct db_config *e = &g_d.cfg.dirs[i];
+    if (!strcmp(e->dir, db->cfg->dir) && config_dir_match(e, db->name))
+      return e;
+  }
+  return NULL;
+}
+
+/* An idle stub that may close: a watched dir entry database whose every
+ * replica holds everything, with nothing in flight or owed. */
+static int dormant_ok(const struct db *db) {
+  if (g_d.shutting_down || g_d.reloading || !db->cfg->dir || !db->watch ||
+      db->park || !db_is_stub(db) || db->last_err || db->disk_full ||
+      !db->gen[0] || !entry_of(db))
+    return 0;
+  int64_t now = time_now_ns();
+  for (size_t j = 0; j < db->n_replicas; j++) {
+    const struct replica *r = db->replicas[j];
+    if (r->state != R_IDLE || replica_busy(r) || r->want_snapshot ||
+        replica_lag_ns(r, now) > 0 || r->last_err || r->bw.queued || r->job ||
+        r->snap || r->cfg->validation_interval > 0 ||
+        (r->cfg->lease_ttl > 0 && !lease_shared(r->lease)) ||
+        strcmp(r->pos.gen, db->gen))
+      return 0;
+  }
+  return 1;
+}
+
+/* Memory a database freed when it went dormant goes back to the system
+ * (malloc_trim, on the pool: its cost grows with the heap) once a batch
+ * of them has closed: 1 s after the first, at most one trim at a time. */
+static void trim_work(void *arg) {
+  (void)arg;
+  loop_release_memory();
+}
+
+static void trim_done(void *arg, int status) {
+  (void)arg;
+  (void)status;
+  g_d.trimming = 0;
+}
+
+static void on_trim(void *arg) {
+  (void)arg;
+  if (g_d.trimming || g_d.shutting_down)
+    return;
+  g_d.trimming = 1;
+  loop_work_submit(trim_work, trim_done, NULL);
+}
+
+static void trim_soon(void) {
+  if (g_d.trim_timer && !loop_timer_active(g_d.trim_timer))
+    loop_timer_start(g_d.trim_timer, 1000);
+}
+
+static void on_rested(void *arg) {
+  struct dormant *d = arg;
+  struct db *db = d->db;
+  d->db = NULL;
+  free_db_and_cfg(db);
+  if (g_d.shutting_down || d->dropped) {
+    /* (shutdown_all counted it: on_dormant_dropped ends it) */
+    smap_del(&g_d.dormant, d->path);
+    g_d.n_dormant--;
+    g_d.n_dormant_replicas -= d->s.n_replicas;
+    dormant_drop(d);
+    return;
+  }
+  log_debug(d->path, NULL,
+            "dormant: closed (no fd, no connection; %zu "
+            "dormant)",
+            g_d.n_dormant);
+  trim_soon();
+  if (d->woken)
+    revive(d);
+}
+
+static void on_dormant_released(void *arg) {
+  struct dormant *d = arg;
+  if (--d->shutdown_left > 0)
+    return;
+  int counted = d->counted;
+  char *path = xstrdup(d->path);
+  dormant_free(d);
+  start_pending_for(path);
   free(path);
-  if (g_d.shutting_down)
+  if (counted)
     on_db_closed(NULL);
+}
+
+/* Out of the map already: lets go of its parked leases (the last holder
+ * of an entry's lease releases it), then frees it. */
+static void dormant_drop(struct dormant *d) {
+  d->shutdown_left = (int)d->n_leases + 1;
+  for (size_t i = 0; i < d->n_leases; i++)
+    lease_unpark_leave(d->leases[i], on_dormant_released, d);
+  on_dormant_released(d);
+}
+
+static void go_dormant(struct db *db) {
+  const struct db_config *e = entry_of(db);
+  size_t n_leases = 0;
+  for (size_t j = 0; j < db->n_replicas; j++)
+    n_leases += lease_shared(db->replicas[j]->lease) != 0;
+  /* One slab object (base/slab.h): the record, its path, its leases. */
+  size_t at = (sizeof(struct dormant) + strlen(db->name) + 1 + 7) & ~(size_t)7;
+  size_t size = at + n_leases * sizeof(struct lease *);
+  struct dormant *d = slab_alloc(size);
+  d->size = size;
+  strcpy(d->path, db->name);
+  d->s.path = d->path;
+  d->s.entry = e;
+  memcpy(d->s.gen, db->gen, sizeof(d->s.gen));
+  char *dir = path_dir(db->name);
+  int rc =
+      watch_add_file(dir, path_base(db->name), on_dormant_change, d, &d->watch);
+  free(dir);
+  if (rc) {
+    slab_free(d, size);
+    return;
+  }
+  d->n_leases = n_leases;
+  d->leases = (struct lease **)((char *)d + at);
+  for (size_t j = 0, k = 0; j < db->n_replicas; j++)
+    if (lease_shared(db->replicas[j]->lease))
+      d->leases[k++] = db->replicas[j]->lease;
+  d->s.n_replicas = db->n_replicas;
+  d->db = db;
+  smap_del(&g_d.by_path, db->name);
+  smap_put(&g_d.dormant, d->path, d);
+  g_d.n_dormant++;
+  g_d.n_dormant_replicas += d->s.n_replicas;
+  db_close_dormant(db, on_rested, d); /* (sets db->park: out of g_d.dbs) */
+}
+
+static void on_rest(void *arg) {
+  (void)arg;
+  size_t n = g_d.n_rest_q, gone = 0;
+  char **q = g_d.rest_q;
+  g_d.rest_q = NULL;
+  g_d.n_rest_q = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct db *db = smap_get(&g_d.by_path, q[i]);
+    if (db && dormant_ok(db)) {
+      go_dormant(db);
+      gone++;
+    }
+    free(q[i]);
+  }
+  free(q);
+  if (!gone)
+    return;
+  size_t k = 0;
+  for (size_t i = 0; i < g_d.n_dbs; i++)
+    if (!g_d.dbs[i]->park)
+      g_d.dbs[k++] = g_d.dbs[i];
+  g_d.n_dbs = k;
+}
+
+/* db.c: db became an idle stub (from a job's end: decided later). */
+static void on_stub(struct db *db) {
+  if (!db->cfg->dir || g_d.shutting_down || db->park)
+    return;
+  g_d.rest_q = xrealloc(g_d.rest_q, (g_d.n_rest_q + 1) * sizeof(char *));
+  g_d.rest_q[g_d.n_rest_q++] = xstrdup(db->name);
+  if (!loop_timer_active(g_d.rest_timer))
+    loop_timer_start(g_d.rest_timer, 0);
+}
+
+static void start_db(struct db *db);
+
+static void revive(struct dormant *d) {
+  smap_del(&g_d.dormant, d->path);
+  g_d.n_dormant--;
+  g_d.n_dormant_replicas -= d->s.n_replicas;
+  const struct db_config *e = d->s.entry;
+  size_t n = strlen(e->dir);
+  const char *rel = d->path + n;
+  while (*rel == '/')
+    rel++;
+  struct db_config *c = xcalloc(1, sizeof(*c));
+  config_dir_make_db(e, rel, c);
+  struct db *db = new_db(c);
+  db->revived = 1;
+  char err[1024];
+  if (db_add_replicas(db, err, sizeof(err))) {
+    log_error(d->path, NULL, "cannot start: %s", err);
+    free_db_and_cfg(db);
+    dormant_drop(d);
+    return;
+  }
+  log_debug(d->path, NULL, "dormant: its files changed: starting again");
+  start_db(db);
+  /* Joined again: the parked holds end (a lease it did not join again,
+   * the entry's replica root changed, is let go of). */
+  for (size_t i = 0; i < d->n_leases; i++) {
+    int joined = 0;
+    for (size_t j = 0; j < db->n_replicas; j++)
+      joined |= db->replicas[j]->lease == d->leases[i];
+    if (joined)
+      lease_unpark(d->leases[i]);
+    else
+      lease_unpark_leave(d->leases[i], NULL, NULL);
+  }
+  dormant_free(d);
+}
+
+/* Deleted, renamed, or its entry reloaded: forgotten (nothing of it is
+ * unreplicated: it went dormant caught up, and a change since woke it). */
+static int dormant_forget(const char *path) {
+  struct dormant *d = smap_get(&g_d.dormant, path);
+  if (!d)
+    return 0;
+  if (d->db) {
+    d->dropped = 1; /* on_rested drops it */
+    return 1;
+  }
+  smap_del(&g_d.dormant, path);
+  g_d.n_dormant--;
+  g_d.n_dormant_replicas -= d->s.n_replicas;
+  dormant_drop(d);
+  return 1;
+}
+
+static struct dormant *dormant_closing(const char *path) {
+  struct dormant *d = smap_get(&g_d.dormant, path);
+  return d && d->db ? d : NULL;
+}
+
+/* Every dormant record's path (owned), for changes while iterating. */
+static char **dormant_paths(size_t *n) {
+  char **v = xcalloc(g_d.n_dormant + 1, sizeof(char *));
+  size_t k = 0;
+  const char *key;
+  void *val;
+  for (size_t i = 0; (i = smap_next(&g_d.dormant, i, &key, &val));)
+    if (k < g_d.n_dormant)
+      v[k++] = xstrdup(key);
+  *n = k;
+  return v;
 }
 
 /* --- live discovery (daemon/discover.c) --- */
 
 int daemon_is_running(const char *path) {
-  return smap_get(&g_d.by_path, path) != NULL;
+  return smap_get(&g_d.by_path, path) != NULL ||
+         smap_get(&g_d.dormant, path) != NULL;
 }
 
 static struct pending_start *find_pending(const char *path) {
@@ -467,7 +814,9 @@ void daemon_discovered(const struct db_config *e, const char *rel) {
   if (g_d.shutting_down)
     return;
   char *path = path_join(e->dir, rel);
-  if (smap_get(&g_d.by_path, path) || find_pending(path))
+  struct dormant *dor = smap_get(&g_d.dormant, path);
+  if (smap_get(&g_d.by_path, path) || find_pending(path) ||
+      (dor && !dor->dropped))
     goto out;
   if (smap_get(&g_d.vanishing, e->dir)) {
     for (struct deferred *d = g_d.deferred; d; d = d->next)
@@ -562,6 +911,12 @@ void daemon_vanished(const char *path) {
       dp = &d->next;
     }
   }
+  if (dormant_forget(path)) {
+    log_info(path, NULL,
+             "database deleted or renamed: stopped (it was dormant: nothing "
+             "to sync)");
+    return;
+  }
   struct db *db = smap_get(&g_d.by_path, path);
   if (!db)
     return;
@@ -578,7 +933,14 @@ void daemon_vanished(const char *path) {
 void daemon_vanished_under(const char *abs) {
   if (g_d.shutting_down)
     return;
-  size_t n = strlen(abs);
+  size_t n = strlen(abs), nd;
+  char **dp = dormant_paths(&nd);
+  for (size_t i = 0; i < nd; i++) {
+    if (!strncmp(dp[i], abs, n) && dp[i][n] == '/')
+      daemon_vanished(dp[i]);
+    free(dp[i]);
+  }
+  free(dp);
   for (size_t i = 0; i < g_d.n_dbs;) {
     struct db *db = g_d.dbs[i];
     if (!strncmp(db->name, abs, n) && db->name[n] == '/' && db->cfg->dir) {
@@ -672,6 +1034,25 @@ static void reload_apply(struct config *nc) {
     nc->logging.level = LOG_DEBUG;
   log_setup(&nc->logging);
   apply_budget(nc);
+  /* Dormant databases start again under the new configuration (asleep
+   * from the start, unless written); their records go after, so that an
+   * entry's lease they parked is joined again before they let go. */
+  size_t n_dor, n_old = 0;
+  char **dor = dormant_paths(&n_dor);
+  struct dormant **old_dor = xcalloc(n_dor + 1, sizeof(*old_dor));
+  for (size_t i = 0; i < n_dor; i++) {
+    struct dormant *d = smap_get(&g_d.dormant, dor[i]);
+    free(dor[i]);
+    if (d && !d->db) { /* out of the way of the new instance */
+      smap_del(&g_d.dormant, d->path);
+      g_d.n_dormant--;
+      g_d.n_dormant_replicas -= d->s.n_replicas;
+      old_dor[n_old++] = d;
+    } else if (d) {
+      d->dropped = 1; /* its close ends first (db_path_busy) */
+    }
+  }
+  free(dor);
   int *kept = xcalloc(nc->n_dbs + 1, sizeof(int));
   size_t n_keep = 0, n_changed = 0, n_removed = 0;
   struct db **keep = xcalloc(g_d.n_dbs + 1, sizeof(struct db *));
@@ -744,6 +1125,9 @@ static void reload_apply(struct config *nc) {
     }
   }
   free(kept);
+  for (size_t i = 0; i < n_old; i++)
+    dormant_drop(old_dor[i]);
+  free(old_dor);
   /* The metrics server follows `addr`. */
   if (!nc->addr != !g_d.cfg.addr ||
       (nc->addr && strcmp(nc->addr, g_d.cfg.addr))) {
@@ -794,6 +1178,7 @@ int daemon_run(struct daemon_opts *o) {
   int rc = 1;
   memset(&g_d, 0, sizeof(g_d));
   g_d.by_path.borrow = 1; /* keyed by db->name, which outlives the entry */
+  g_d.dormant.borrow = 1; /* keyed by the record's path */
   g_d.cfg = o->cfg;
   memset(&o->cfg, 0, sizeof(o->cfg));
   g_d.config_path = o->config_path;
@@ -837,6 +1222,9 @@ int daemon_run(struct daemon_opts *o) {
   }
   for (size_t i = 0; i < g_d.n_dbs; i++)
     db_start(g_d.dbs[i]);
+  g_d.rest_timer = loop_timer_new(on_rest, NULL);
+  g_d.trim_timer = loop_timer_new(on_trim, NULL);
+  db_set_stub_hook(on_stub);
   g_d.disc = discover_start(&g_d.cfg);
 
   if (g_d.cfg.addr && g_d.cfg.addr[0]) {
@@ -877,6 +1265,10 @@ out_loop:
   loop_timer_free(g_d.shutdown_timer);
   loop_timer_free(g_d.ready_timer);
   loop_timer_free(g_d.watchdog_timer);
+  loop_timer_free(g_d.rest_timer);
+  loop_timer_free(g_d.trim_timer);
+  g_d.rest_timer = g_d.trim_timer = NULL;
+  db_set_stub_hook(NULL);
   httpd_stop(g_d.httpd);
   /* Callbacks run now, while the replicas exist.  Pool jobs point into the
    * databases: let them finish first.  A job's completion may submit a new
@@ -898,6 +1290,23 @@ out_loop:
     free_db_and_cfg(g_d.closing[i]);
   g_d.n_closing = 0;
   smap_destroy(&g_d.by_path);
+  {
+    size_t nd;
+    char **dp = dormant_paths(&nd);
+    for (size_t i = 0; i < nd; i++) {
+      struct dormant *d = smap_del(&g_d.dormant, dp[i]);
+      if (d && d->db)
+        free_db_and_cfg(d->db); /* abandoned while it closed */
+      if (d)
+        dormant_free(d);
+      free(dp[i]);
+    }
+    free(dp);
+    smap_destroy(&g_d.dormant);
+    for (size_t i = 0; i < g_d.n_rest_q; i++)
+      free(g_d.rest_q[i]);
+    free(g_d.rest_q);
+  }
   smap_destroy(&g_d.conflicts);
   free_deferred();
   smap_destroy(&g_d.vanishing);

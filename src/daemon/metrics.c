@@ -253,7 +253,8 @@ static void budget_series(struct buf *out) {
 static const double lag_le[] = {0, 1, 5, 10, 30, 60, 300, 900, 3600};
 
 /* Series whose count does not grow with the number of databases. */
-static void aggregates(struct db *const *dbs, size_t n, int64_t now,
+static void aggregates(struct db *const *dbs, size_t n,
+                       const struct metrics_dormant *dor, int64_t now,
                        struct buf *out) {
   size_t by_state[DB__STATES] = {0};
   int64_t sync_err = 0, ckpt_err = 0, upload_err = 0, in_backoff = 0;
@@ -277,10 +278,20 @@ static void aggregates(struct db *const *dbs, size_t n, int64_t now,
     upload_err += r->upload_errors;
     in_backoff += r->state == R_BACKOFF;
   }
+  if (dor) {
+    by_state[DB_READY] += dor->dbs;
+    replicas += (int64_t)dor->replicas;
+    for (size_t k = 0; k < ARRAY_SIZE(lag_le); k++)
+      buckets[k] += (int64_t)dor->replicas;
+  }
   head(out, "sluice_databases", "gauge", "Databases by state");
   for (int s = 0; s < DB__STATES; s++)
     buf_appendf(out, "sluice_databases{state=\"%s\"} %zu\n",
                 db_state_name((enum db_state)s), by_state[s]);
+  head(out, "sluice_databases_dormant", "gauge",
+       "Idle databases closed until their files change (no fd, no memory "
+       "but their path); counted as ready above");
+  buf_appendf(out, "sluice_databases_dormant %zu\n", dor ? dor->dbs : 0);
   head(out, "sluice_replicas_failing", "gauge",
        "Replicas whose last upload failed (retrying with backoff)");
   buf_appendf(out, "sluice_replicas_failing %lld\n", (long long)in_backoff);
@@ -310,7 +321,8 @@ static void aggregates(struct db *const *dbs, size_t n, int64_t now,
   budget_series(out);
 }
 
-void metrics_render(struct db *const *dbs, size_t n, int per_db,
+void metrics_render(struct db *const *dbs, size_t n,
+                    const struct metrics_dormant *dormant, int per_db,
                     struct buf *out) {
   int64_t now = time_now_ns();
   if (per_db)
@@ -321,7 +333,7 @@ void metrics_render(struct db *const *dbs, size_t n, int per_db,
            "The number of bytes used by replica operations", 1, out);
   if (per_db)
     per_replica(dbs, n, now, out);
-  aggregates(dbs, n, now, out);
+  aggregates(dbs, n, dormant, now, out);
 }
 
 int metrics_health(struct db *const *dbs, size_t n, int64_t max_age_ns,

@@ -16,7 +16,13 @@ struct db;
 /* per_db: also the series with a db label (one or more per database);
  * the aggregates (databases by state, lag maximum and histogram, errors)
  * are always there. */
-void metrics_render(struct db *const *dbs, size_t n, int per_db,
+/* Dormant databases (daemon.c): closed while idle, every replica caught
+ * up; counted in the aggregates only (as ready, lag 0). */
+struct metrics_dormant {
+  size_t dbs, replicas;
+};
+void metrics_render(struct db *const *dbs, size_t n,
+                    const struct metrics_dormant *dormant, int per_db,
                     struct buf *out);
 /* 200 if every replica synced within max_age (or has nothing to upload),
  * else 503; the body lists each replica. */

@@ -7,6 +7,17 @@
 #include "core/db.h"
 #include "core/lease.h"
 #include "core/replica.h"
+#include "config/config.h"
+
+static const char *dor_rep_name(const struct status_dormant *d, size_t j) {
+  const struct replica_config *rc = &d->entry->replicas[j];
+  return rc->name ? rc->name : rc->type ? rc->type : "file";
+}
+
+static size_t dor_reps(const struct status_dormant *d) {
+  return d->entry->n_replicas < d->n_replicas ? d->entry->n_replicas
+                                              : d->n_replicas;
+}
 
 /* A replica that does not hold its single-writer lease uploads nothing. */
 static int lease_missing(const struct replica *r) {
@@ -51,8 +62,9 @@ static void json_str(struct buf *b, const char *v) {
   buf_append(b, "\"", 1);
 }
 
-static void render_json(struct db *const *dbs, size_t n, int64_t now,
-                        struct buf *out) {
+static void render_json(struct db *const *dbs, size_t n,
+                        const struct status_dormant *const *dor, size_t n_dor,
+                        int64_t now, struct buf *out) {
   buf_appendf(out, "{\"databases\":[");
   for (size_t i = 0; i < n; i++) {
     const struct db *db = dbs[i];
@@ -88,6 +100,22 @@ static void render_json(struct db *const *dbs, size_t n, int64_t now,
     }
     buf_appendf(out, "]}");
   }
+  for (size_t i = 0; i < n_dor; i++) {
+    const struct status_dormant *d = dor[i];
+    buf_appendf(out, "%s\n{\"database\":", i + n ? "," : "");
+    json_str(out, d->path);
+    buf_appendf(out, ",\"state\":\"idle\",\"generation\":");
+    json_str(out, d->gen);
+    buf_appendf(out, ",\"sleep\":\"dormant\",\"started_asleep\":false,"
+                     "\"error\":\"\",\"replicas\":[");
+    for (size_t j = 0; j < dor_reps(d); j++) {
+      buf_appendf(out, "%s{\"name\":", j ? "," : "");
+      json_str(out, dor_rep_name(d, j));
+      buf_appendf(out, ",\"state\":\"idle\",\"lease\":\"\",\"lag_seconds\":0,"
+                       "\"error\":\"\",\"budget_wait\":false}");
+    }
+    buf_appendf(out, "]}");
+  }
   struct budget_stats st;
   budget_get_stats(&st);
   buf_appendf(out,
@@ -114,23 +142,29 @@ static size_t max_sz(size_t a, size_t b) {
 
 /* One line per replica (one with "-" for a database without), columns
  * aligned: database, state, replica, lag, error. */
-static void render_text(struct db *const *dbs, size_t n, int64_t now,
-                        struct buf *out) {
+static void render_text(struct db *const *dbs, size_t n,
+                        const struct status_dormant *const *dor, size_t n_dor,
+                        int64_t now, struct buf *out) {
   size_t wd = strlen("database"), ws = strlen("state"), wr = strlen("replica");
+  for (size_t i = 0; i < n_dor; i++) {
+    wd = max_sz(wd, strlen(dor[i]->path));
+    for (size_t j = 0; j < dor_reps(dor[i]); j++)
+      wr = max_sz(wr, strlen(dor_rep_name(dor[i], j)));
+  }
   for (size_t i = 0; i < n; i++) {
     wd = max_sz(wd, strlen(dbs[i]->name));
     ws = max_sz(ws, strlen(status_state(dbs[i], now)));
     for (size_t j = 0; j < dbs[i]->n_replicas; j++)
       wr = max_sz(wr, strlen(dbs[i]->replicas[j]->name));
   }
-  buf_appendf(out, "%-*s  %-*s  %-5s  %-*s  %-8s  %s\n", (int)wd, "database",
+  buf_appendf(out, "%-*s  %-*s  %-7s  %-*s  %-8s  %s\n", (int)wd, "database",
               (int)ws, "state", "sleep", (int)wr, "replica", "lag", "error");
   for (size_t i = 0; i < n; i++) {
     const struct db *db = dbs[i];
     const char *st = status_state(db, now);
     const char *sl = sleep_name(db);
     if (!db->n_replicas)
-      buf_appendf(out, "%-*s  %-*s  %-5s  %-*s  %-8s  %s\n", (int)wd, db->name,
+      buf_appendf(out, "%-*s  %-*s  %-7s  %-*s  %-8s  %s\n", (int)wd, db->name,
                   (int)ws, st, sl, (int)wr, "-", "-",
                   db->last_err ? db->last_err : "-");
     for (size_t j = 0; j < db->n_replicas; j++) {
@@ -149,19 +183,28 @@ static void render_text(struct db *const *dbs, size_t n, int64_t now,
       } else if (!e[0] && r->bw.queued) {
         e = "waiting for its turn (max-requests-per-second)";
       }
-      buf_appendf(out, "%-*s  %-*s  %-5s  %-*s  %-8s  %s\n", (int)wd, db->name,
+      buf_appendf(out, "%-*s  %-*s  %-7s  %-*s  %-8s  %s\n", (int)wd, db->name,
                   (int)ws, st, sl, (int)wr, r->name, lag, e[0] ? e : "-");
     }
   }
+  for (size_t i = 0; i < n_dor; i++) {
+    const struct status_dormant *d = dor[i];
+    for (size_t j = 0; j < dor_reps(d) || j == 0; j++)
+      buf_appendf(out, "%-*s  %-*s  %-7s  %-*s  %-8s  %s\n", (int)wd, d->path,
+                  (int)ws, "idle", "dormant", (int)wr,
+                  j < dor_reps(d) ? dor_rep_name(d, j) : "-", "0s", "-");
+  }
 }
 
-void status_render(struct db *const *dbs, size_t n, int json, struct buf *out) {
+void status_render(struct db *const *dbs, size_t n,
+                   const struct status_dormant *const *dor, size_t n_dor,
+                   int json, struct buf *out) {
   int64_t now = time_now_ns();
   if (json) {
-    render_json(dbs, n, now, out);
+    render_json(dbs, n, dor, n_dor, now, out);
     return;
   }
-  render_text(dbs, n, now, out);
+  render_text(dbs, n, dor, n_dor, now, out);
   struct budget_stats st;
   budget_get_stats(&st);
   if (st.rps > 0)

@@ -11,8 +11,19 @@
 #include <stdint.h>
 
 #include "base/util.h"
+#include "format/names.h"
 
 struct db;
+struct db_config;
+
+/* A dormant database (daemon.c): closed while idle, caught up; shown as
+ * idle, sleep "dormant", its entry's replicas with no lag. */
+struct status_dormant {
+  const char *path;
+  const struct db_config *entry;
+  size_t n_replicas;
+  char gen[GEN_LEN + 1];
+};
 
 /* What `sluice status` shows: "error" (the database or one of its
  * replicas failed and is retrying), "waiting" (no file yet, or a replica
@@ -21,6 +32,8 @@ struct db;
  * holds everything), else db_state_name() of the database's state. */
 const char *status_state(const struct db *db, int64_t now_ns);
 
-void status_render(struct db *const *dbs, size_t n, int json, struct buf *out);
+void status_render(struct db *const *dbs, size_t n,
+                   const struct status_dormant *const *dor, size_t n_dor,
+                   int json, struct buf *out);
 
 #endif

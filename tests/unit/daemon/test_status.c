@@ -63,7 +63,7 @@ TEST(states) {
   str_set(&db->replicas[1]->last_err, "put x: \"quoted\"\n");
   struct buf b;
   buf_init(&b, 0);
-  status_render(&db, 1, 0, &b);
+  status_render(&db, 1, NULL, 0, 0, &b);
   buf_append(&b, "", 1);
   const char *s = (const char *)b.data;
   CHECK(strncmp(s, "database", 8) == 0);
@@ -76,7 +76,7 @@ TEST(states) {
   buf_destroy(&b);
   /* JSON escapes it. */
   buf_init(&b, 0);
-  status_render(&db, 1, 1, &b);
+  status_render(&db, 1, NULL, 0, 1, &b);
   buf_append(&b, "", 1);
   CHECK(strstr((const char *)b.data, "\"put x: \\\"quoted\\\"\\u000a\"") !=
         NULL);
@@ -115,9 +115,9 @@ TEST(scale) {
     buf_init(&b, 0);
     int64_t t0 = time_now_ns();
     if (kind < 2)
-      status_render(dbs, n, kind, &b);
+      status_render(dbs, n, NULL, 0, kind, &b);
     else
-      metrics_render(dbs, n, 0, &b);
+      metrics_render(dbs, n, NULL, 0, &b);
     double s = secs_since(t0);
     printf("%zu databases: %s %.3f s, %zu bytes\n", n,
            kind == 0   ? "/status"
