@@ -35,8 +35,10 @@ for i in range(n):
     c.close()
 PY
 
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 conf() { # DIR
   cat <<YML
+addr: 127.0.0.1:$PORT
 deep-sleep-after: $DEEP
 shutdown-timeout: ${SHUTDOWN_TIMEOUT:-30s}
 dbs:
@@ -117,9 +119,10 @@ measure() { # LABEL
   t0=$(cpu_ticks "$PID")
   sleep "$IDLE"
   t1=$(cpu_ticks "$PID")
-  printf '%s rss_kb=%s fds=%s threads=%s cpu_s_per_%ss=%s\n' "$1" \
+  printf '%s rss_kb=%s fds=%s threads=%s cpu_s_per_%ss=%s dormant=%s\n' "$1" \
     "$(field "$PID" VmRSS)" "$(nfds "$PID")" "$(field "$PID" Threads)" \
-    "$IDLE" "$(echo "scale=2; ($t1 - $t0) / $(getconf CLK_TCK)" | bc)"
+    "$IDLE" "$(echo "scale=2; ($t1 - $t0) / $(getconf CLK_TCK)" | bc)" \
+    "$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '$1 == "sluice_databases_dormant" { print $2 }')"
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB, load $(cut -d' ' -f1-3 /proc/loadavg), nofile $(ulimit -Sn)/$(ulimit -Hn)"
