@@ -15,7 +15,7 @@ fi
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$(nproc 2>/dev/null || echo 2)"
 rm -f build-tsan/tsan.*
-TESTS='e2e/(abs_replicate|lease_dir|lease_file|age_encryption|dir_watch|dir_watch_s3|exec|gcs_replicate|idle_burst|lease_s3|metrics|reload|replicas_lag|replicate_basic|replicate_cli_mode|replicate_pitr|restore_large|retention|sdnotify|sftp_replicate|shutdown_no_db|validation|validation_shutdown)$|unit/test_(db|engine|http|lease|replica|restore|restore_fetch|stop_inflight|store|work)$'
+TESTS='e2e/(abs_replicate|dormant|start_asleep|lease_dir|lease_file|age_encryption|dir_watch|dir_watch_s3|exec|gcs_replicate|idle_burst|lease_s3|metrics|reload|replicas_lag|replicate_basic|replicate_cli_mode|replicate_pitr|restore_large|retention|sdnotify|sftp_replicate|shutdown_no_db|validation|validation_shutdown)$|unit/test_(db|engine|http|lease|replica|restore|restore_fetch|stop_inflight|store|work)$'
 TSAN_OPTIONS="log_path=$ROOT/build-tsan/tsan second_deadlock_stack=1 suppressions=$ROOT/tests/tsan.supp"
 export TSAN_OPTIONS
 run="'$ROOT/scripts/ctest-with-servers.sh' build-tsan -R '$TESTS'"
