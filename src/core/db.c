@@ -1139,6 +1139,11 @@ void db_set_stub_hook(void (*fn)(struct db *db)) {
   g_stub_hook = fn;
 }
 
+void db_stub_check(struct db *db) {
+  if (g_stub_hook && db_is_stub(db))
+    g_stub_hook(db);
+}
+
 int db_is_stub(const struct db *db) {
   return db->stub && !db->job && !db->pending && db->state == DB_READY &&
          db->close_phase == DB_CLOSE_NONE;
@@ -1151,8 +1156,7 @@ static void job_done(void *arg, int status) {
   job_done_inner(arg, status);
   if (!closed) {
     stub_pack(db);
-    if (g_stub_hook && db_is_stub(db))
-      g_stub_hook(db);
+    db_stub_check(db);
   }
 }
 

@@ -216,6 +216,10 @@ void db_close_dormant(struct db *db, void (*cb)(void *arg), void *arg);
 /* Called on the loop each time a database becomes an idle stub (a deep
  * sleeper with no job): the daemon's chance to make it dormant. */
 void db_set_stub_hook(void (*fn)(struct db *db));
+/* Calls that hook if db is an idle stub now: also when a replica of a
+ * stub catches up or ends a housekeeping pass (replica.c), since a stub
+ * whose upload was still waiting for its interval was not eligible yet. */
+void db_stub_check(struct db *db);
 /* Whether db is an idle stub now: deep asleep, packed, no job, nothing
  * pending, not closing. */
 int db_is_stub(const struct db *db);

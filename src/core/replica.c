@@ -78,6 +78,8 @@ int replica_busy(const struct replica *r) {
 }
 
 void replica_side_done(struct replica *r) {
+  if (!r->quiet_cb && !replica_busy(r))
+    db_stub_check(r->db);
   if (!r->quiet_cb || replica_busy(r))
     return;
   void (*cb)(void *) = r->quiet_cb;
@@ -264,6 +266,7 @@ static void caught_up(struct replica *r) {
   set_state(r, R_IDLE);
   r->pending_since_ns = 0;
   flush_done(r);
+  db_stub_check(r->db); /* (may go dormant now: daemon.c) */
 }
 
 static void fail(struct replica *r, int rc, const char *msg) {

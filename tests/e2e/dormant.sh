@@ -36,8 +36,18 @@ dbs:
     watch: true
     replica:
       url: file://$T/rep
-      sync-interval: 100ms
+  # A database whose last upload waits for its interval after it went
+  # deep: it goes dormant once that upload is done.
+  - dir: $T/slow
+    pattern: "*.db"
+    watch: true
+    replica:
+      url: file://$T/rep-slow
+      sync-interval: 3s
 YML
+mkdir -p "$T/slow"
+sqlite3 "$T/slow/s0.db" "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+  INSERT INTO t(v) VALUES ('s0 first');" >/dev/null || fail "create s0"
 
 # dormant NAME...: each is dormant now (sluice status -json).
 status_json() { curl -sf "http://127.0.0.1:$PORT/status.json"; }
@@ -102,11 +112,26 @@ for i in $(seq 0 $((N - 1))); do
   wait_until 60 restores_now "t$i.db" || fail "t$i.db not replicated"
 done
 # shellcheck disable=SC2046
-wait_until 60 dormant $(names $(seq 0 $((N - 1)))) || fail "not dormant: $(status_json)"
+wait_until 60 dormant $(names $(seq 0 $((N - 1)))) s0.db || fail "not dormant: $(status_json)"
 [ "$(db_fds)" -eq 0 ] || { ls -l "/proc/$SLUICE_PID/fd" >&2; fail "dormant databases hold fds"; }
-[ "$(metric sluice_databases_dormant)" = "$N" ] || fail "metrics: $(metric sluice_databases_dormant) dormant, want $N"
+[ "$(metric sluice_databases_dormant)" = "$((N + 1))" ] || fail "metrics: $(metric sluice_databases_dormant) dormant, want $((N + 1))"
 "$SLUICE" status -config "$T/sluice.yml" | grep -q "t0\.db .* idle .*dormant" ||
   fail "status text does not show t0.db dormant: $("$SLUICE" status -config "$T/sluice.yml")"
+
+# 0. Two commits in a row on a dormant database of the slow entry: the
+# first is uploaded at once, the second waits for the 3 s interval, by
+# which time the database sleeps deep (deep-sleep-after 1s): dormant once
+# that upload is done.
+wait_until 60 dormant s0.db || fail "s0.db not dormant: $(status_json)"
+sqlite3 "$T/slow/s0.db" "INSERT INTO t(v) VALUES ('s0 one')"
+sqlite3 "$T/slow/s0.db" "INSERT INTO t(v) VALUES ('s0 two')"
+s0_restores() {
+  rm -f "$T/chk-s0.db"
+  "$SLUICE" restore -config "$T/sluice.yml" -o "$T/chk-s0.db" "$T/slow/s0.db" >/dev/null 2>&1 &&
+    [ "$(rows_of "$T/chk-s0.db")" = "$(rows_of "$T/slow/s0.db")" ]
+}
+wait_until 60 s0_restores || fail "s0.db: its two commits not replicated"
+wait_until 30 dormant s0.db || fail "s0.db not dormant after its delayed upload: $(status_json)"
 
 # 1. Bursts with the application's TRUNCATE, on every dormant database at
 # once (several processes), twice.
@@ -169,7 +194,7 @@ sqlite3 "$T/dbs/t0.db" "INSERT INTO t(v) VALUES ('after the reload')"
 wait_until 60 restores_now t0.db || fail "t0.db: written after the reload, not replicated"
 wait_until 60 dormant t0.db || fail "t0.db not dormant again"
 
-owner_of() { grep -o 'held (owner [^,]*' "$1" | sed 's/.*owner //' | sort -u; }
+owner_of() { grep -o "lease on file://$T/rep held (owner [^,]*" "$1" | sed 's/.*owner //' | sort -u; }
 sluice_stop
 grep -q '"released":true' "$T/rep/lock.json" || fail "the stop did not release the lease: $(cat "$T/rep/lock.json")"
 [ "$(owner_of "$T/sluice.log" | wc -l)" -eq 1 ] || fail "the lease changed owner: $(owner_of "$T/sluice.log")"
@@ -194,4 +219,7 @@ for f in "${live[@]}"; do
     { cat "$T/restore-$base.log"; fail "restore $f"; }
   assert_same_db "$T/dbs/$f" "$T/out-$base.db"
 done
+"$SLUICE" restore -config "$T/sluice.yml" -o "$T/out-s0.db" "$T/slow/s0.db" >"$T/restore-s0.log" 2>&1 ||
+  { cat "$T/restore-s0.log"; fail "restore s0.db"; }
+assert_same_db "$T/slow/s0.db" "$T/out-s0.db"
 echo "ok: ${#live[@]} databases, $(grep -c "dormant: its files changed" "$T/sluice.log.1") wakes from dormancy, rows $(rows "$T/dbs/t1.db") in t1"
