@@ -271,6 +271,7 @@ void resync_save(struct engine *e) {
     if (fdatasync(e->shadow_fd))
       return;
     e->shadow_dirty = 0;
+    e->shadow_unstarted = 0;
   }
   memcpy(r->map.gen, e->gen, sizeof(r->map.gen));
   r->map.index = e->index;
