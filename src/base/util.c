@@ -683,6 +683,11 @@ int fsync_dir(const char *dir) {
 
 int file_write_atomic(const char *path, const void *data, size_t len,
                       mode_t mode) {
+  return file_write_atomic_dir(path, data, len, mode, 1);
+}
+
+int file_write_atomic_dir(const char *path, const void *data, size_t len,
+                          mode_t mode, int sync_dir) {
   char *tmp = xasprintf("%s.tmp", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   int rc = 0;
@@ -697,11 +702,11 @@ int file_write_atomic(const char *path, const void *data, size_t len,
     rc = -errno;
   if (!rc && rename(tmp, path))
     rc = -errno;
-  if (!rc) {
+  if (!rc && sync_dir) {
     char *dir = path_dir(path);
     fsync_dir(dir);
     free(dir);
-  } else {
+  } else if (rc) {
     unlink(tmp);
   }
 out:

@@ -136,6 +136,11 @@ int file_read_all(const char *path, size_t max, struct buf *out);
  * directory).  mode is used for a new file. */
 int file_write_atomic(const char *path, const void *data, size_t len,
                       mode_t mode);
+/* The same; the directory is fsynced only if sync_dir (without it, after
+ * a crash of the machine path may still hold its previous contents, whole:
+ * the new file's data is durable, its rename may not be). */
+int file_write_atomic_dir(const char *path, const void *data, size_t len,
+                          mode_t mode, int sync_dir);
 /* mkdir -p with the given mode for directories it creates. */
 int mkdir_p(const char *path, mode_t mode);
 /* Removes a directory tree; missing is not an error. */

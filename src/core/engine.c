@@ -1712,12 +1712,14 @@ int engine_sleep(struct engine *e, int how) {
   e->wal_fd = walfd;
   e->ckpt_held = shm >= 0;
   /* The page map is on disk (resync_save): free it; a wake loads it. */
-  int saved = e->rs.saved;
-  uint32_t saved_index = e->rs.saved_index;
+  struct resync kept = e->rs;
   resync_destroy(&e->rs);
   resync_init(&e->rs);
-  e->rs.saved = saved;
-  e->rs.saved_index = saved_index;
+  e->rs.saved = kept.saved;
+  e->rs.saved_index = kept.saved_index;
+  e->rs.synced = kept.synced;
+  e->rs.saved_ns = kept.saved_ns;
+  e->rs.save_period_ns = kept.save_period_ns;
   e->sleep_rec = r;
   e->asleep = how;
   return 0;

@@ -120,6 +120,7 @@ struct engine {
   int64_t db_size;
   int64_t last_ckpt_ns;
   int shadow_dirty;          /* appended since the last fsync */
+  int64_t shadow_unstarted;  /* ... bytes whose writeback is not started */
   enum engine_pin pin_state; /* set with pin (pin_set in engine.c) */
   int64_t lock_held_ns;      /* write lock hold time of the last checkpoint */
   int ckpt_busy;             /* quiet checkpoints failed in a row */

@@ -27,6 +27,7 @@
 void resync_init(struct resync *r) {
   memset(r, 0, sizeof(*r));
   pagemap_init(&r->map, 0);
+  r->save_period_ns = RESYNC_SAVE_PERIOD_NS;
 }
 
 void resync_destroy(struct resync *r) {
@@ -87,6 +88,7 @@ void resync_forget(struct engine *e) {
   struct resync *r = &e->rs;
   r->valid = 0;
   r->saved = 0;
+  r->synced = 0;
   r->rebuild_failed = 0;
   r->round_n = 0;
   r->unsaved = 0;
@@ -97,6 +99,7 @@ void resync_drop_saved(struct engine *e) {
   unlink(path);
   free(path);
   e->rs.saved = 0;
+  e->rs.synced = 0;
 }
 
 uint32_t resync_prune_floor(const struct engine *e) {
@@ -268,6 +271,7 @@ void resync_save(struct engine *e) {
     if (fdatasync(e->shadow_fd))
       return;
     e->shadow_dirty = 0;
+    e->shadow_unstarted = 0;
   }
   memcpy(r->map.gen, e->gen, sizeof(r->map.gen));
   r->map.index = e->index;
@@ -276,14 +280,29 @@ void resync_save(struct engine *e) {
   size_t len;
   uint8_t *data = pagemap_encode(&r->map, &len);
   char *path = path_join(e->meta, RESYNC_MAP_FILE);
-  int rc = file_write_atomic(path, data, len, 0600);
+  /* The map file is fsynced before its rename (a crash of the machine
+   * never finds a torn map under the name), but the rename itself is
+   * durable only once the meta directory is fsynced.  That fsync is needed
+   * when the index moves: shadow files below saved_index are then pruned,
+   * and a machine crash that lost the rename would find the previous map,
+   * whose shadow files are gone (a new generation instead of a resync).
+   * Within one index it is not: whichever map a crash leaves, the previous
+   * or this one, names a position in the same, kept shadow file that was
+   * durable when it was saved, so it is correct and only replays a little
+   * more.  Hence the directory is fsynced unless the last map with a
+   * durable name is of this generation and index.  (A kill -9 of sluice
+   * alone needs none of these flushes: the page cache survives it.) */
+  int sync_dir = !(r->saved && r->synced && r->saved_index == e->index);
+  int rc = file_write_atomic_dir(path, data, len, 0600, sync_dir);
   if (rc) {
     log_warn(e->name, NULL, "cannot write page map %s: %s", path,
              strerror(-rc));
   } else {
     r->saved = 1;
+    r->synced = 1;
     r->saved_index = e->index;
     r->unsaved = 0;
+    r->saved_ns = time_mono_ns();
   }
   free(path);
   free(data);
@@ -312,6 +331,7 @@ void resync_load(struct engine *e) {
   r->map = m;
   r->valid = 1;
   r->saved = 1;
+  r->synced = 1; /* (read from the directory: see resync_save) */
   r->saved_index = saved_index;
   r->unsaved = bytes;
 }
@@ -392,7 +412,8 @@ void resync_maintain(struct engine *e) {
       rebuild(e);
     return;
   }
-  if (r->unsaved >= save_threshold(r))
+  if (r->unsaved >= save_threshold(r) &&
+      time_mono_ns() - r->saved_ns >= r->save_period_ns)
     resync_save(e);
 }
 

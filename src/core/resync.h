@@ -37,6 +37,15 @@
 #include "format/pagemap.h"
 
 #define RESYNC_MAP_FILE "sluice-pagemap"
+/* The periodic save (resync_maintain) runs at most once per this period,
+ * when enough has been copied since the last one.  A save is three flushes
+ * (the shadow, the map, the meta directory) on the device the
+ * application's commits wait for; a map saved less often is still correct
+ * (never ahead of the durable shadow), it only leaves more shadow WAL to
+ * replay after a kill -9 and keeps shadow files a little longer
+ * (resync_prune_floor).  Every other save (stop, sleep, resync, rebuild,
+ * full disk) is unconditional. */
+#define RESYNC_SAVE_PERIOD_NS (1000 * 1000 * 1000LL)
 
 struct engine;
 
@@ -52,7 +61,10 @@ struct resync {
   int rebuild_failed;   /* don't retry a failed rebuild every sync */
   int saved;            /* a map of this generation is in the meta dir */
   uint32_t saved_index; /* ... at this index (shadow files kept from it) */
+  int synced;           /* ... and its name is durable (resync_save) */
   int64_t unsaved;      /* shadow bytes copied since the last save */
+  int64_t saved_ns;     /* time_mono_ns of the last save, 0 if none */
+  int64_t save_period_ns; /* RESYNC_SAVE_PERIOD_NS (tests change it) */
   /* Frames of the copy round in progress, applied at its end. */
   struct resync_frame *round;
   size_t round_n, round_cap;
@@ -74,7 +86,8 @@ void resync_forget(struct engine *e);
  * rebuild. */
 void resync_load(struct engine *e);
 /* After a sync, outside the write lock: rebuilds a missing map, saves it
- * when due. */
+ * when due (enough bytes copied, and not within save_period_ns of the last
+ * save). */
 void resync_maintain(struct engine *e);
 /* Saves the map now (after an fsync of the shadow WAL). */
 void resync_save(struct engine *e);

@@ -17,6 +17,11 @@
 /* --- the shadow WAL writer (the engine's state, on its job's thread) --- */
 
 #define COPY_CHUNK (1 << 20)
+/* Writeback of the shadow's new bytes is started (sync_file_range) once
+ * this much has been appended since the last start or fsync, not after
+ * every copy round: at full speed a round is a few kilobytes, and each
+ * start queues I/O beside the application's commit fsyncs. */
+#define WRITEBACK_BYTES (1 << 20)
 
 /* One copy buffer per pool thread, reused by every database it serves:
  * no allocation (and page faults) per copy round, and memory bounded by
@@ -108,10 +113,13 @@ static int copy_frames(struct engine *e) {
   if (scan.commit_end > e->shadow_size) {
     /* Start writing the new bytes back now, without waiting: a later
      * fsync (ours, or the application's on the same filesystem) then has
-     * little left to flush. */
-    sync_file_range(e->shadow_fd, (off_t)e->shadow_size,
-                    (off_t)(scan.commit_end - e->shadow_size),
-                    SYNC_FILE_RANGE_WRITE);
+     * little left to flush.  In batches of WRITEBACK_BYTES: the whole
+     * file's dirty pages (the earlier rounds' too). */
+    e->shadow_unstarted += scan.commit_end - e->shadow_size;
+    if (e->shadow_unstarted >= WRITEBACK_BYTES) {
+      sync_file_range(e->shadow_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+      e->shadow_unstarted = 0;
+    }
     e->stats.total_wal_bytes += scan.commit_end - e->shadow_size;
     e->shadow_size = scan.commit_end;
     e->s0 = scan.commit_s0;
@@ -273,6 +281,7 @@ int shadow_fsync(struct engine *e) {
     return -errno;
   }
   e->shadow_dirty = 0;
+  e->shadow_unstarted = 0;
   return 0;
 }
 

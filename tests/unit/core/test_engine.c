@@ -17,8 +17,10 @@
 #include "core/engine.h"
 #include "base/err.h"
 #include "format/lz4frame.h"
+#include "core/resync.h"
 #include "core/shadow.h"
 #include "base/util.h"
+#include "format/pagemap.h"
 #include "t.h"
 
 static char dir[256];
@@ -688,6 +690,82 @@ TEST(stub_pack_wake_after_truncate_checkpoints) {
   free(path);
 }
 
+/* Where the saved page map stands: (index, offset), or index -1. */
+static void saved_map(struct engine *e, int64_t *index, int64_t *offset) {
+  char *path = path_join(e->meta, RESYNC_MAP_FILE);
+  struct buf b;
+  struct pagemap m;
+  char err[160];
+  *index = *offset = -1;
+  pagemap_init(&m, 0);
+  if (!file_read_all(path, 0, &b)) {
+    if (!pagemap_decode(b.data, b.len, &m, err, sizeof(err))) {
+      *index = m.index;
+      *offset = m.offset;
+    }
+    buf_destroy(&b);
+  }
+  pagemap_destroy(&m);
+  free(path);
+}
+
+/* The periodic page-map save (resync_maintain) waits for save_period_ns
+ * after the last one however much was copied; a close saves at once. */
+TEST(page_map_saves_are_rate_limited) {
+  char *path = xasprintf("%s/pagemap.db", dir);
+  sqlite3 *w;
+  sqlite3_open(path, &w);
+  sqlite3_busy_timeout(w, 5000);
+  w_exec(w, "PRAGMA journal_mode=wal; PRAGMA wal_autocheckpoint=0;"
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+  struct db_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.path = path;
+  struct engine e;
+  engine_init_struct(&e, &cfg);
+  CHECK_INT(engine_open(&e), 0);
+  CHECK_INT(e.rs.save_period_ns, RESYNC_SAVE_PERIOD_NS);
+  int ng = 0;
+  CHECK_INT(engine_sync(&e, &ng), 0); /* builds the map and saves it */
+  int64_t idx, off, first;
+  saved_map(&e, &idx, &off);
+  CHECK_INT(idx, e.index);
+  CHECK_INT(off, e.shadow_size);
+  first = off;
+  e.rs.save_period_ns = 3600 * NS_PER_SEC;
+  for (int round = 0; round < 3; round++) {
+    /* 2 MiB of WAL, twice the byte threshold. */
+    for (int i = 0; i < 500; i++)
+      w_exec(w, "INSERT INTO t(v) VALUES(randomblob(4000))");
+    CHECK_INT(engine_sync(&e, &ng), 0);
+    CHECK_INT(ng, 0);
+    CHECK(e.rs.valid);
+    CHECK(round == 1 ? e.rs.unsaved == 0 : e.rs.unsaved >= (1 << 20));
+    saved_map(&e, &idx, &off);
+    if (round == 0) {
+      CHECK_INT(off, first); /* within the period: not saved */
+      e.rs.save_period_ns = 0;
+    } else if (round == 1) {
+      CHECK_INT(idx, e.index); /* the period passed: saved */
+      CHECK_INT(off, e.shadow_size);
+      CHECK(off > first);
+      first = off;
+      e.rs.save_period_ns = 3600 * NS_PER_SEC;
+    } else {
+      CHECK_INT(off, first);
+    }
+  }
+  int64_t end = e.shadow_size;
+  uint32_t end_index = e.index;
+  CHECK_INT(engine_close(&e), 0);
+  saved_map(&e, &idx, &off); /* a stop always saves */
+  CHECK_INT(idx, end_index);
+  CHECK_INT(off, end);
+  engine_destroy(&e);
+  sqlite3_close(w);
+  free(path);
+}
+
 int main(void) {
   engine_global_init();
   snprintf(dir, sizeof(dir), "/tmp/sluice-engine.XXXXXX");
@@ -701,6 +779,7 @@ int main(void) {
   RUN(start_asleep_only_when_unchanged);
   RUN(stop_asleep_truncates_without_waking);
   RUN(stub_pack_wake_after_truncate_checkpoints);
+  RUN(page_map_saves_are_rate_limited);
   rm_rf(dir);
   T_DONE();
 }
