@@ -422,6 +422,7 @@ struct db_job {
    * out, its position from the local state when start_ok. */
   struct start_rep *rep;
   size_t n_rep;
+  int keep_wal;        /* DBJ_CLOSE of a database going dormant */
   int start_ok;        /* asleep from the start, every replica caught up */
   int start_seen;      /* a clean-stop record was there */
   char start_why[200]; /* not proven: why */
@@ -441,7 +442,7 @@ static int work_close(struct db_job *j) {
    * engine_close_asleep).  Measured at 3,000 sleepers: waking each to stop
    * it took 48 s. */
   if (e->asleep && !engine_wal_changed(e))
-    return engine_close_asleep(e);
+    return engine_close_asleep(e, j->keep_wal);
   if (e->asleep) {
     /* Written since the last sync: wake to copy it, then stop. */
     int rc = engine_open(e);
@@ -1249,6 +1250,7 @@ static void submit(struct db *db) {
   j->todo = todo;
   j->may_open = db->hot || db->opened;
   j->prune_below = db->prune_below;
+  j->keep_wal = db->park;
   j->release_below = db->disk_full ? replicas_hold_below(db) : 0;
   memcpy(j->release_gen, db->gen, sizeof(j->release_gen));
   memcpy(j->newgen_for, db->newgen_for, sizeof(j->newgen_for));

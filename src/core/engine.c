@@ -1865,10 +1865,10 @@ static int stop_same(const struct shadow_stop *a, const struct shadow_stop *b) {
          a->ctime_ns == b->ctime_ns;
 }
 
-int engine_close_asleep(struct engine *e) {
+int engine_close_asleep(struct engine *e, int keep_wal) {
   if (!e->asleep)
     return 0;
-  int truncated = e->sleep_wal_size > WAL_HEADER_SIZE;
+  int truncated = !keep_wal && e->sleep_wal_size > WAL_HEADER_SIZE;
   if (truncated)
     truncate_asleep(e);
   /* A record on disk that says the same already (a sleeper that has not

@@ -292,8 +292,13 @@ int engine_wal_changed(const struct engine *e);
 /* Asleep, stopping, the -wal unchanged (engine_wal_changed): a WAL left
  * with frames is truncated if no one else has the database open (one
  * plain connection, no pin: every frame is copied), the sleep record
- * becomes the clean-stop record (shadow.h) and every fd is closed. */
-int engine_close_asleep(struct engine *e);
+ * becomes the clean-stop record (shadow.h) and every fd is closed.
+ * keep_wal (a database going dormant): no truncation.  That checkpoint
+ * may write frames the application left unbackfilled into the database
+ * file, after which the record no longer describes the file: the next
+ * start (the dormant database's wake) would be a full start with a
+ * listing instead of asleep from the start. */
+int engine_close_asleep(struct engine *e, int keep_wal);
 
 /* Start straight into sleep, before any connection: whether the local
  * state proves that nothing changed since a clean stop, so the engine can

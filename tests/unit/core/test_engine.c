@@ -580,7 +580,7 @@ TEST(stop_asleep_truncates_without_waking) {
     CHECK(file_size(wal) > 32); /* a sleep leaves the frames */
     int64_t mtime = file_mtime(path);
     CHECK(!engine_wal_changed(&e));
-    CHECK_INT(engine_close_asleep(&e), 0);
+    CHECK_INT(engine_close_asleep(&e, 0), 0);
     CHECK_INT(e.wal_fd, -1);
     CHECK_INT(e.shm_fd, -1);
     CHECK_INT(e.db_fd, -1);
@@ -600,6 +600,55 @@ TEST(stop_asleep_truncates_without_waking) {
     }
   }
   sqlite3_close(w);
+  free(wal);
+  free(path);
+}
+
+/* A database going dormant (engine_close_asleep with keep_wal) leaves the
+ * WAL and the database file exactly as they are (no truncating
+ * checkpoint, which could write frames into the file and leave a record
+ * that no longer describes it), and the record it leaves proves the next
+ * start asleep. */
+TEST(dormant_close_keeps_the_wal) {
+  char *path = xasprintf("%s/dormantclose.db", dir);
+  char *wal = xasprintf("%s-wal", path);
+  sqlite3 *w;
+  sqlite3_open(path, &w);
+  sqlite3_busy_timeout(w, 5000);
+  w_exec(w, "PRAGMA journal_mode=wal; PRAGMA wal_autocheckpoint=0;"
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  struct db_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.path = path;
+  struct engine e;
+  engine_init_struct(&e, &cfg);
+  e.ckpt_min_interval_ns = 0;
+  CHECK_INT(engine_open(&e), 0);
+  w_exec(w, "INSERT INTO t(v) VALUES('one')");
+  sqlite3_close(w);
+  int ng = 0;
+  CHECK_INT(engine_sync(&e, &ng), 0);
+  CHECK_INT(sleep_now(&e, ENGINE_LIGHT), 0);
+  engine_deepen(&e);
+  int64_t wsize = file_size(wal), mtime = file_mtime(path);
+  CHECK(wsize > 32);
+  CHECK_INT(engine_close_asleep(&e, 1), 0);
+  CHECK_INT(file_size(wal), wsize); /* left as it is */
+  CHECK(file_mtime(path) == mtime);
+  engine_destroy(&e);
+  char why[200];
+  struct engine a;
+  engine_init_struct(&a, &cfg);
+  CHECK_INT(engine_start_asleep(&a, why, sizeof(why)), 0);
+  /* Asleep again, the same close leaves the same record: no rewrite. */
+  struct shadow_stop r1, r2;
+  CHECK_INT(shadow_read_stop(a.meta, &r1), 0);
+  CHECK_INT(engine_close_asleep(&a, 1), 0);
+  CHECK_INT(shadow_read_stop(a.meta, &r2), 0);
+  CHECK(r1.mtime_ns == r2.mtime_ns && r1.size == r2.size &&
+        r1.index == r2.index);
+  CHECK_INT(file_size(wal), wsize);
+  engine_destroy(&a);
   free(wal);
   free(path);
 }
@@ -778,6 +827,7 @@ int main(void) {
   RUN(sleep_sees_a_commit_during_the_sleep);
   RUN(start_asleep_only_when_unchanged);
   RUN(stop_asleep_truncates_without_waking);
+  RUN(dormant_close_keeps_the_wal);
   RUN(stub_pack_wake_after_truncate_checkpoints);
   RUN(page_map_saves_are_rate_limited);
   rm_rf(dir);
