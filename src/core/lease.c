@@ -78,7 +78,6 @@ struct lease {
    * lease started (owner_from_subs can no longer see that one). */
   char *owner_hint;
   size_t hints_tried;
-  int owner_from_sub; /* owner_from_subs found it */
   int notifying;
   void (*release_cb)(void *arg);
   void *release_arg;
@@ -248,9 +247,9 @@ char *lease_owner_id(const char *meta, int *persisted) {
  * (lease_last_ours) and the databases asleep from the start list nothing.
  * Written to l->meta once taken. */
 #define OWNER_SEARCH_MAX 64
-static void owner_from_subs(struct lease *l) {
+static int owner_from_subs(struct lease *l) {
   if (!l->meta_of)
-    return;
+    return 0;
   size_t tried = 0;
   for (size_t i = l->first_live; i < l->n_subs && tried < OWNER_SEARCH_MAX;
        i++) {
@@ -264,14 +263,10 @@ static void owner_from_subs(struct lease *l) {
     if (id) {
       free(l->owner);
       l->owner = id;
-      l->owner_from_sub = 1;
-      return;
+      return 1;
     }
   }
-}
-
-static int owner_found(const struct lease *l) {
-  return l->owner_from_sub;
+  return 0;
 }
 
 /* --- lock.json --- */
@@ -719,9 +714,7 @@ void lease_start(struct lease *l) {
   l->started = 1;
   l->last_use_ns = time_mono_ns();
   l->owner = lease_owner_id(l->meta, &l->persisted);
-  if (!l->persisted)
-    owner_from_subs(l);
-  if (!l->persisted && l->owner_hint && !owner_found(l)) {
+  if (!l->persisted && !owner_from_subs(l) && l->owner_hint) {
     free(l->owner);
     l->owner = l->owner_hint;
     l->owner_hint = NULL;
@@ -896,15 +889,20 @@ void lease_leave(struct lease *l, void *sub, void (*cb)(void *arg), void *arg) {
   lease_release(l, cb, arg);
 }
 
-void lease_drop(struct lease *l, void *sub) {
-  if (!l)
-    return;
-  sub_remove(l, sub);
+/* One holder fewer: the last one frees it. */
+static void unref(struct lease *l) {
   if (--l->refs > 0)
     return;
   if (l->key)
     unregister(l);
   lease_free(l);
+}
+
+void lease_drop(struct lease *l, void *sub) {
+  if (!l)
+    return;
+  sub_remove(l, sub);
+  unref(l);
 }
 
 int lease_shared(const struct lease *l) {
@@ -929,10 +927,7 @@ void lease_park(struct lease *l, void *sub) {
 void lease_unpark(struct lease *l) {
   assert(l->parked > 0);
   l->parked--;
-  if (--l->refs > 0)
-    return;
-  unregister(l);
-  lease_free(l);
+  unref(l);
 }
 
 struct unpark_leave {
@@ -947,8 +942,7 @@ static void unpark_released(void *arg) {
   void (*cb)(void *) = u->cb;
   void *cb_arg = u->arg;
   free(u);
-  if (--l->refs == 0)
-    lease_free(l);
+  unref(l);
   if (cb)
     cb(cb_arg);
 }
@@ -957,10 +951,7 @@ void lease_unpark_leave(struct lease *l, void (*cb)(void *arg), void *arg) {
   assert(l->parked > 0);
   l->parked--;
   if (l->live_subs > 0 || l->parked > 0 || l->release_cb) {
-    if (--l->refs == 0) { /* (only a release in flight holds it now) */
-      unregister(l);
-      lease_free(l);
-    }
+    unref(l); /* (the last when only a release in flight holds it) */
     if (cb)
       cb(arg);
     return;
