@@ -101,12 +101,13 @@ struct dormant {
   struct db *db;     /* its instance, while it closes */
   int woken;         /* its files changed while it closed */
   int dropped;       /* deleted, or a reload, while it closed */
-  int shutdown_left; /* lease releases still to end (dormant_drop) */
+  int releases_left; /* lease releases still to end (dormant_drop) */
   int counted;       /* in shutdown_all's count of what is open */
   size_t size;       /* of the slab object: record, path, leases */
   char path[];
 };
 static void dormant_drop(struct dormant *d);
+static void dormant_unlist(struct dormant *d);
 static char **dormant_paths(size_t *n);
 
 /* Databases waiting for their old instance to close (reload). */
@@ -379,9 +380,7 @@ static void shutdown_all(void) {
       continue;
     d->counted = 1;
     if (!d->db) { /* (closing: on_rested drops it) */
-      smap_del(&g_d.dormant, d->path);
-      g_d.n_dormant--;
-      g_d.n_dormant_replicas -= d->s.n_replicas;
+      dormant_unlist(d);
       dormant_drop(d);
     }
   }
@@ -484,6 +483,13 @@ static void start_pending_for(const char *path) {
  * like a database started asleep, runs again once it has something to
  * upload. */
 
+/* Out of the map (its next instance may start, or it is dropped). */
+static void dormant_unlist(struct dormant *d) {
+  smap_del(&g_d.dormant, d->path);
+  g_d.n_dormant--;
+  g_d.n_dormant_replicas -= d->s.entry->n_replicas;
+}
+
 static void dormant_free(struct dormant *d) {
   watch_remove(d->watch);
   slab_free(d, d->size);
@@ -516,12 +522,13 @@ static const struct db_config *entry_of(const struct db *db) {
 }
 
 /* An idle stub that may close: a watched dir entry database whose every
- * replica holds everything, with nothing in flight or owed. */
-static int dormant_ok(const struct db *db) {
+ * replica holds everything, with nothing in flight or owed.  Its entry,
+ * or NULL. */
+static const struct db_config *dormant_entry(const struct db *db) {
   if (g_d.shutting_down || g_d.reloading || !db->cfg->dir || !db->watch ||
       db->park || !db_is_stub(db) || db->last_err || db->disk_full ||
-      !db->gen[0] || !entry_of(db))
-    return 0;
+      !db->gen[0])
+    return NULL;
   int64_t now = time_now_ns();
   for (size_t j = 0; j < db->n_replicas; j++) {
     const struct replica *r = db->replicas[j];
@@ -530,9 +537,9 @@ static int dormant_ok(const struct db *db) {
         r->snap || r->cfg->validation_interval > 0 ||
         (r->cfg->lease_ttl > 0 && !lease_shared(r->lease)) ||
         strcmp(r->pos.gen, db->gen))
-      return 0;
+      return NULL;
   }
-  return 1;
+  return entry_of(db);
 }
 
 /* Memory a database freed when it went dormant goes back to the system
@@ -568,10 +575,8 @@ static void on_rested(void *arg) {
   d->db = NULL;
   free_db_and_cfg(db);
   if (g_d.shutting_down || d->dropped) {
-    /* (shutdown_all counted it: on_dormant_dropped ends it) */
-    smap_del(&g_d.dormant, d->path);
-    g_d.n_dormant--;
-    g_d.n_dormant_replicas -= d->s.n_replicas;
+    /* (counted by shutdown_all: on_dormant_released ends it) */
+    dormant_unlist(d);
     dormant_drop(d);
     return;
   }
@@ -586,7 +591,7 @@ static void on_rested(void *arg) {
 
 static void on_dormant_released(void *arg) {
   struct dormant *d = arg;
-  if (--d->shutdown_left > 0)
+  if (--d->releases_left > 0)
     return;
   int counted = d->counted;
   char *path = xstrdup(d->path);
@@ -600,14 +605,13 @@ static void on_dormant_released(void *arg) {
 /* Out of the map already: lets go of its parked leases (the last holder
  * of an entry's lease releases it), then frees it. */
 static void dormant_drop(struct dormant *d) {
-  d->shutdown_left = (int)d->n_leases + 1;
+  d->releases_left = (int)d->n_leases + 1;
   for (size_t i = 0; i < d->n_leases; i++)
     lease_unpark_leave(d->leases[i], on_dormant_released, d);
   on_dormant_released(d);
 }
 
-static void go_dormant(struct db *db) {
-  const struct db_config *e = entry_of(db);
+static void go_dormant(struct db *db, const struct db_config *e) {
   size_t n_leases = 0;
   for (size_t j = 0; j < db->n_replicas; j++)
     n_leases += lease_shared(db->replicas[j]->lease) != 0;
@@ -633,12 +637,11 @@ static void go_dormant(struct db *db) {
   for (size_t j = 0, k = 0; j < db->n_replicas; j++)
     if (lease_shared(db->replicas[j]->lease))
       d->leases[k++] = db->replicas[j]->lease;
-  d->s.n_replicas = db->n_replicas;
   d->db = db;
   smap_del(&g_d.by_path, db->name);
   smap_put(&g_d.dormant, d->path, d);
   g_d.n_dormant++;
-  g_d.n_dormant_replicas += d->s.n_replicas;
+  g_d.n_dormant_replicas += e->n_replicas;
   db_close_dormant(db, on_rested, d); /* (sets db->park: out of g_d.dbs) */
 }
 
@@ -650,8 +653,9 @@ static void on_rest(void *arg) {
   g_d.n_rest_q = 0;
   for (size_t i = 0; i < n; i++) {
     struct db *db = smap_get(&g_d.by_path, q[i]);
-    if (db && dormant_ok(db)) {
-      go_dormant(db);
+    const struct db_config *e = db ? dormant_entry(db) : NULL;
+    if (e) {
+      go_dormant(db, e);
       gone++;
     }
     free(q[i]);
@@ -679,16 +683,11 @@ static void on_stub(struct db *db) {
 static void start_db(struct db *db);
 
 static void revive(struct dormant *d) {
-  smap_del(&g_d.dormant, d->path);
-  g_d.n_dormant--;
-  g_d.n_dormant_replicas -= d->s.n_replicas;
+  dormant_unlist(d);
   const struct db_config *e = d->s.entry;
-  size_t n = strlen(e->dir);
-  const char *rel = d->path + n;
-  while (*rel == '/')
-    rel++;
+  struct db_config at = {.path = d->path, .dir = e->dir};
   struct db_config *c = xcalloc(1, sizeof(*c));
-  config_dir_make_db(e, rel, c);
+  config_dir_make_db(e, config_db_rel(&at), c);
   struct db *db = new_db(c);
   db->revived = 1;
   char err[1024];
@@ -724,9 +723,7 @@ static int dormant_forget(const char *path) {
     d->dropped = 1; /* on_rested drops it */
     return 1;
   }
-  smap_del(&g_d.dormant, path);
-  g_d.n_dormant--;
-  g_d.n_dormant_replicas -= d->s.n_replicas;
+  dormant_unlist(d);
   dormant_drop(d);
   return 1;
 }
@@ -1044,9 +1041,7 @@ static void reload_apply(struct config *nc) {
     struct dormant *d = smap_get(&g_d.dormant, dor[i]);
     free(dor[i]);
     if (d && !d->db) { /* out of the way of the new instance */
-      smap_del(&g_d.dormant, d->path);
-      g_d.n_dormant--;
-      g_d.n_dormant_replicas -= d->s.n_replicas;
+      dormant_unlist(d);
       old_dor[n_old++] = d;
     } else if (d) {
       d->dropped = 1; /* its close ends first (db_path_busy) */

@@ -15,8 +15,7 @@ static const char *dor_rep_name(const struct status_dormant *d, size_t j) {
 }
 
 static size_t dor_reps(const struct status_dormant *d) {
-  return d->entry->n_replicas < d->n_replicas ? d->entry->n_replicas
-                                              : d->n_replicas;
+  return d->entry->n_replicas;
 }
 
 /* A replica that does not hold its single-writer lease uploads nothing. */

@@ -20,8 +20,7 @@ struct db_config;
  * idle, sleep "dormant", its entry's replicas with no lag. */
 struct status_dormant {
   const char *path;
-  const struct db_config *entry;
-  size_t n_replicas;
+  const struct db_config *entry; /* its replicas are the database's */
   char gen[GEN_LEN + 1];
 };
 
