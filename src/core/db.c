@@ -1038,6 +1038,11 @@ static void start_unqueue(struct db *db) {
   start_decided(db, DB_START_FULL);
 }
 
+/* A start's lines: quiet for a dormant database starting again. */
+static enum log_level start_level(const struct db *db) {
+  return db->revived ? LOG_DEBUG : LOG_INFO;
+}
+
 static void start_done(struct db *db, struct db_job *j) {
   g.st_running--;
   start_next();
@@ -1048,7 +1053,7 @@ static void start_done(struct db *db, struct db_job *j) {
                            j->rep[k].last_sync_ns);
     if (db->state != DB_CLOSING)
       db_set_state(db, DB_READY);
-    log_msg(db->revived ? LOG_DEBUG : LOG_INFO, db->name, NULL,
+    log_msg(start_level(db), db->name, NULL,
             "asleep from the start: generation %s index %08x offset %lld is "
             "replicated and unchanged since sluice stopped (no connection, "
             "no request)",
@@ -1359,12 +1364,11 @@ void db_start(struct db *db) {
     }
   }
   free(dir);
-  log_msg(db->revived ? LOG_DEBUG : LOG_INFO, db->name, NULL, "initialized db");
+  log_msg(start_level(db), db->name, NULL, "initialized db");
   for (size_t i = 0; i < db->n_replicas; i++) {
     struct replica *r = db->replicas[i];
-    log_msg(db->revived ? LOG_DEBUG : LOG_INFO, db->name, r->name,
-            "replicating to %s%s", r->b->desc,
-            codec_encrypts(r->b) ? " (age-encrypted)" : "");
+    log_msg(start_level(db), db->name, r->name, "replicating to %s%s",
+            r->b->desc, codec_encrypts(r->b) ? " (age-encrypted)" : "");
     if (!codec_encrypts(r->b) && r->b->age.n_identities)
       log_warn(db->name, r->name,
                "age identities but no recipients: new objects are uploaded "

@@ -78,10 +78,12 @@ int replica_busy(const struct replica *r) {
 }
 
 void replica_side_done(struct replica *r) {
-  if (!r->quiet_cb && !replica_busy(r))
-    db_stub_check(r->db);
-  if (!r->quiet_cb || replica_busy(r))
+  if (replica_busy(r))
     return;
+  if (!r->quiet_cb) {
+    db_stub_check(r->db); /* (may go dormant now: daemon.c) */
+    return;
+  }
   void (*cb)(void *) = r->quiet_cb;
   r->quiet_cb = NULL;
   cb(r->quiet_arg);
