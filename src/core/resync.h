@@ -58,12 +58,12 @@ struct resync_frame {
 struct resync {
   struct pagemap map; /* valid: the pages at the shadow's end */
   int valid;
-  int rebuild_failed;   /* don't retry a failed rebuild every sync */
-  int saved;            /* a map of this generation is in the meta dir */
-  uint32_t saved_index; /* ... at this index (shadow files kept from it) */
-  int synced;           /* ... and its name is durable (resync_save) */
-  int64_t unsaved;      /* shadow bytes copied since the last save */
-  int64_t saved_ns;     /* time_mono_ns of the last save, 0 if none */
+  int rebuild_failed;     /* don't retry a failed rebuild every sync */
+  int saved;              /* a map of this generation is in the meta dir */
+  uint32_t saved_index;   /* ... at this index (shadow files kept from it) */
+  int synced;             /* ... and its name is durable (resync_save) */
+  int64_t unsaved;        /* shadow bytes copied since the last save */
+  int64_t saved_ns;       /* time_mono_ns of the last save, 0 if none */
   int64_t save_period_ns; /* RESYNC_SAVE_PERIOD_NS (tests change it) */
   /* Frames of the copy round in progress, applied at its end. */
   struct resync_frame *round;
