@@ -1045,10 +1045,33 @@ static int ckpt_is_full(const struct engine *e) {
  * on read-mark 0 now, everything is checkpointed): the connection that
  * restarts it truncates it to journal_size_limit (spec 2.6's TRUNCATE, in
  * a form that never blocks on readers). */
-static void shrink_wal(struct engine *e, int f) {
+/* Frames at which a checkpoint stops waiting for a quiet moment and takes
+ * the write lock (ck_quiet). */
+static int64_t lock_frames(const struct engine *e) {
+  int64_t n = CKPT_LOCK_FACTOR * e->min_ckpt_pages;
+  if (e->max_ckpt_pages > 0 && e->max_ckpt_pages < n)
+    n = e->max_ckpt_pages;
+  return n;
+}
+
+/* Truncates a WAL left large (our first frame after a full checkpoint
+ * restarts it at journal_size_limit).  An idle checkpoint gives the space
+ * back down to the checkpoint threshold.  A busy one does not: the
+ * application's next lifetime grows the file to about lock_frames again,
+ * and every commit that runs past the file's end also commits a size
+ * change, which under synchronous=FULL costs each such commit a journal
+ * flush (bench/RESULTS.md, "the WAL grows and every commit extends it").
+ * So a busy checkpoint only trims a WAL far past that size (an earlier
+ * stall), and to that size. */
+static void shrink_wal(struct engine *e, int f, int idle) {
   int64_t limit =
       wal_size_for(e->hdr.page_size, MAX(e->max_ckpt_pages, e->min_ckpt_pages));
-  if (e->wal_size <= 2 * limit || !ckpt_is_full(e))
+  int64_t over = 2 * limit;
+  if (!idle) {
+    limit = MAX(limit, wal_size_for(e->hdr.page_size, 2 * lock_frames(e)));
+    over = 2 * limit;
+  }
+  if (e->wal_size <= over || !ckpt_is_full(e))
     return;
   char sql[64];
   snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %lld",
@@ -1061,6 +1084,65 @@ static void shrink_wal(struct engine *e, int f) {
     force_wal_write(e, f);
     sql_exec(e, e->conn[f], "COMMIT");
   }
+}
+
+/* The size a busy writer's WAL file is given: twice lock_frames, as a
+ * lifetime runs past lock_frames by what commits while the checkpoint
+ * waits for the write lock (up to WRITE_LOCK_WAIT_MS), rounded to 1 MiB. */
+static int64_t wal_busy_size(const struct engine *e) {
+  int64_t sz = wal_size_for(e->hdr.page_size, 2 * lock_frames(e));
+  return (sz + (1 << 20) - 1) & ~(int64_t)((1 << 20) - 1);
+}
+
+/* Under the write lock (no commit can append meanwhile), grows a WAL file
+ * shorter than wal_busy_size with zeros written past its end, so that the
+ * application's next lifetimes overwrite the file in place.  A commit that
+ * runs past the file's end also commits the size change, which under
+ * synchronous=FULL costs it a journal flush: a writer whose WAL lifetimes
+ * are longer than its file commits that way for the whole first lifetime
+ * and whenever a lifetime runs past the longest before it (bench/RESULTS.md,
+ * "WAL file preallocation").  Zeros past the last frame are no frame to
+ * SQLite, whose WAL files hold stale frames past their end anyway (the
+ * salt and the checksums end a lifetime), nor to us.  Not fallocate: a
+ * write into an unwritten extent also commits metadata.  Returns the fd
+ * to flush once the lock is released (-1: none). */
+static int wal_preallocate(struct engine *e) {
+  static const uint8_t zeros[64 * 1024];
+  int64_t want = wal_busy_size(e);
+  struct stat sb;
+  if (e->wal_size >= want || fstat(e->wal_fd, &sb) || sb.st_size >= want ||
+      sb.st_size < WAL_HEADER_SIZE)
+    return -1;
+  int fd = open(e->wal_path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  struct stat fb;
+  if (fstat(fd, &fb) || fb.st_ino != sb.st_ino || fb.st_dev != sb.st_dev ||
+      fb.st_size != sb.st_size) {
+    close(fd);
+    return -1;
+  }
+  for (int64_t at = sb.st_size; at < want;) {
+    size_t n = (size_t)MIN((int64_t)sizeof(zeros), want - at);
+    ssize_t w = pwrite(fd, zeros, n, (off_t)at);
+    if (w <= 0) {
+      /* A full disk: give back what was written, nothing else changed. */
+      log_debug(e->name, NULL, "wal preallocation stopped at %lld: %s",
+                (long long)at, w < 0 ? strerror(errno) : "short write");
+      if (ftruncate(fd, sb.st_size))
+        log_debug(e->name, NULL, "ftruncate %s: %s", e->wal_path,
+                  strerror(errno));
+      close(fd);
+      return -1;
+    }
+    at += w;
+  }
+  log_debug(e->name, NULL,
+            "wal file grown from %lld to %lld bytes under the write lock",
+            (long long)sb.st_size, (long long)want);
+  e->wal_size = want;
+  e->stats.wal_preallocs++;
+  return fd;
 }
 
 /* Moves the pin to the free connection without a gap: the new pin begins,
@@ -1186,8 +1268,14 @@ static void ckpt_set(struct engine *e, struct ckpt *c, enum ckpt_state s) {
 
 static void ck_start(struct engine *e, struct ckpt *c) {
   /* Everything was checkpointed and nothing was committed since: nothing
-   * to do. */
-  ckpt_set(e, c, ckpt_is_full(e) ? CK_DONE : CK_QUIET);
+   * to do but give back the space a busy time left (shrink_wal). */
+  if (ckpt_is_full(e)) {
+    if (c->idle)
+      shrink_wal(e, 1 - e->pin, 1);
+    ckpt_set(e, c, CK_DONE);
+    return;
+  }
+  ckpt_set(e, c, CK_QUIET);
 }
 
 static void ck_quiet(struct engine *e, struct ckpt *c) {
@@ -1195,7 +1283,7 @@ static void ck_quiet(struct engine *e, struct ckpt *c) {
   if (c->rc == 0) {
     e->ckpt_busy = 0;
     e->lock_held_ns = 0;
-    shrink_wal(e, 1 - e->pin);
+    shrink_wal(e, 1 - e->pin, c->idle);
     log_debug(e->name, NULL,
               "checkpoint: %lld frames without the write lock, %.1fms",
               (long long)c->frames_before, (time_mono_ns() - c->t0) / 1e6);
@@ -1208,12 +1296,13 @@ static void ck_quiet(struct engine *e, struct ckpt *c) {
    * that never leaves a quiet moment is checkpointed under the write lock
    * (an application writing like that from several connections needs a
    * busy timeout anyway). */
-  int64_t lock_frames = CKPT_LOCK_FACTOR * e->min_ckpt_pages;
-  if (e->max_ckpt_pages > 0 && e->max_ckpt_pages < lock_frames)
-    lock_frames = e->max_ckpt_pages;
   if (c->rc == ERR_BUSY)
     e->ckpt_busy++;
-  if (c->rc != ERR_BUSY || c->idle || c->frames_before < lock_frames)
+  /* A WAL file still shorter than a busy lifetime is write-locked at the
+   * plain threshold, once, to be preallocated (wal_preallocate). */
+  int64_t at =
+      e->wal_size < wal_busy_size(e) ? e->min_ckpt_pages : lock_frames(e);
+  if (c->rc != ERR_BUSY || c->idle || c->frames_before < at)
     ckpt_set(e, c, CK_DONE);
   else
     ckpt_set(e, c, CK_LOCK);
@@ -1274,10 +1363,18 @@ static void ck_swap(struct engine *e, struct ckpt *c) {
     ckpt_set(e, c, CK_REPIN);
     return;
   }
+  int pfd = wal_preallocate(e);
   sql_cleanup(e, e->conn[f], "ROLLBACK");
   pin_set(e, old, e->pin_state);
   e->lock_held_ns = time_mono_ns() - c->t_acq;
-  shrink_wal(e, f);
+  if (pfd >= 0) {
+    /* The zeros' flush, ours rather than the application's next commit's. */
+    if (fdatasync(pfd))
+      log_debug(e->name, NULL, "fdatasync %s: %s", e->wal_path,
+                strerror(errno));
+    close(pfd);
+  }
+  shrink_wal(e, f, 0);
   if (c->rc == ERR_BUSY)
     c->rc = 0; /* another checkpointer was running: fine */
   c->swapped = 1;
