@@ -622,6 +622,8 @@ static void on_renewed(void *arg, int status, const char *err) {
     }
     if (woke)
       notify(l, LEASE_RESUMED); /* uploads may go on */
+    else if (l->n_subs == 1 && !l->parked && l->subs[0].cb)
+      l->subs[0].cb(l->subs[0].arg, LEASE_RENEWED);
     return;
   }
   if (status == ERR_PRECONDITION) {

@@ -54,6 +54,11 @@ enum lease_state { L_ACQUIRE, L_WAITING, L_HELD, L_RELEASING, L_CLOSED };
  * retrying), LEASE_RESUMED when still ours and renewed at the TTL after an
  * idle renewal (a lease_use waited for it).  It may call lease_release. */
 #define LEASE_RESUMED 2
+/* And, to a lease's only subscriber (none parked), LEASE_RENEWED after
+ * each plain renewal: one PUT to its path, which replica.c counts against
+ * its sync-interval on an object store (a busy path's renewals then do not
+ * add to its PUTs). */
+#define LEASE_RENEWED 3
 typedef void (*lease_change_cb)(void *arg, int held);
 
 struct lease;

@@ -146,8 +146,21 @@ static void timer_drop(struct replica *r) {
 /* The lease (core/lease.c) was taken or lost.  Taken: list the store
  * again (another owner may have written meanwhile) and go on.  Lost:
  * kick() uploads nothing more and housekeeping stops. */
+static void charge_put(struct replica *r);
+
 static void on_lease(void *arg, int held) {
   struct replica *r = arg;
+  if (held == LEASE_RENEWED) {
+    /* One PUT to an object store, which bills it: paid from the uploads'
+     * bucket, so a busy database's PUTs stay at one per sync-interval
+     * with the renewals (bench/s3_requests_per_hour.sh).  Not on a file
+     * or SFTP path, where it costs nothing and would only delay the
+     * next commit's upload; not for a shared lease (lease.c), whose one
+     * renewal serves a whole dir entry. */
+    if (r->b->ops != &backend_file && r->b->ops != &backend_sftp)
+      charge_put(r);
+    return;
+  }
   if (!held) {
     hk_stop(r->hk);
     r->hk_started = 0;

@@ -137,11 +137,16 @@ TEST(owner_id_persisted_per_host) {
 }
 
 struct holder {
-  int held, changes;
+  int held, changes, renewals;
 };
 
 static void on_change(void *arg, int held) {
   struct holder *h = arg;
+  if (held == LEASE_RENEWED) { /* no change: a lone subscriber's renewal */
+    CHECK(h->held);
+    h->renewals++;
+    return;
+  }
   h->held = held;
   h->changes++;
 }
@@ -200,6 +205,7 @@ TEST(lease_one_owner_release_force) {
   /* Renewals keep it ours for several TTLs; l2 only waits. */
   CHECK(!run_until(is_held, &h2, 3500));
   CHECK(h1.held && h1.changes == 1);
+  CHECK(h1.renewals >= 1); /* LEASE_RENEWED, the lease's only subscriber */
   CHECK_INT(lease_state(l2), L_WAITING);
   /* A clean release: l2 takes it without waiting for the expiry. */
   volatile int rel = 0;
