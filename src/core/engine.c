@@ -1059,8 +1059,8 @@ static int64_t lock_frames(const struct engine *e) {
  * back down to the checkpoint threshold.  A busy one does not: the
  * application's next lifetime grows the file to about lock_frames again,
  * and every commit that runs past the file's end also commits a size
- * change, which under synchronous=FULL costs each such commit a journal
- * flush (bench/RESULTS.md, "the WAL grows and every commit extends it").
+ * change, which under synchronous=FULL costs each such commit a metadata
+ * write (bench/RESULTS.md, "the WAL grows and every commit extends it").
  * So a busy checkpoint only trims a WAL far past that size (an earlier
  * stall), and to that size. */
 static void shrink_wal(struct engine *e, int f, int idle) {
@@ -1098,14 +1098,14 @@ static int64_t wal_busy_size(const struct engine *e) {
  * shorter than wal_busy_size with zeros written past its end, so that the
  * application's next lifetimes overwrite the file in place.  A commit that
  * runs past the file's end also commits the size change, which under
- * synchronous=FULL costs it a journal flush: a writer whose WAL lifetimes
- * are longer than its file commits that way for the whole first lifetime
- * and whenever a lifetime runs past the longest before it (bench/RESULTS.md,
- * "WAL file preallocation").  Zeros past the last frame are no frame to
- * SQLite, whose WAL files hold stale frames past their end anyway (the
- * salt and the checksums end a lifetime), nor to us.  Not fallocate: a
- * write into an unwritten extent also commits metadata.  Returns the fd
- * to flush once the lock is released (-1: none). */
+ * synchronous=FULL costs it a metadata write (the inode, or a journal commit):
+ * a writer whose WAL lifetimes are longer than its file commits that way for
+ * the whole first lifetime and whenever a lifetime runs past the longest before
+ * it (bench/RESULTS.md, "WAL file preallocation").  Zeros past the last frame
+ * are no frame to SQLite, whose WAL files hold stale frames past their end
+ * anyway (the salt and the checksums end a lifetime), nor to us.  Not
+ * fallocate: a write into an unwritten extent also commits metadata.  Returns
+ * the fd to flush once the lock is released (-1: none). */
 static int wal_preallocate(struct engine *e) {
   static const uint8_t zeros[64 * 1024];
   int64_t want = wal_busy_size(e);
