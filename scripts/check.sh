@@ -140,6 +140,16 @@ if [ -z "${NO_SANITIZE:-}" ]; then
   # several times the CPU, but mostly wait on I/O and timers: 1.5 per CPU
   # (395 s wall instead of 583 on an idle machine, the suite's CPU 452 s);
   # on a loaded machine ctest-with-servers.sh takes the load off that.
+  # Not our own load: the fuzzing build and the fuzzing beside this suite
+  # (nice 10, they yield to it) would count as a loaded machine.
+  if [ -z "${SLUICE_OUTSIDE_LOAD:-}" ]; then
+    own=0
+    if [ -n "$BG_PID" ] && [ ! -e build/bg-done ]; then own=$JOBS; fi
+    if [ -n "$FUZZ_PID" ] && [ ! -e build/fuzz.rc ]; then own=$((own + ${FUZZ_JOBS:-$JOBS})); fi
+    SLUICE_OUTSIDE_LOAD=$(awk -v o="$own" -v n="$JOBS" \
+      '{ l = int($1) - o - n; print (l > 0 ? l : 0) }' /proc/loadavg 2>/dev/null || echo 0)
+    export SLUICE_OUTSIDE_LOAD
+  fi
   CTEST_JOBS_PER_CPU=${CTEST_JOBS_PER_CPU:-1.5} \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
