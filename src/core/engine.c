@@ -796,6 +796,8 @@ int engine_open(struct engine *e) {
   if ((rc = open_generation(e, have_stop ? &stop : NULL)))
     goto fail;
   e->opened = 1;
+  e->prealloc_size = 0; /* (a sleep or a stop may have truncated it) */
+  e->no_prealloc = 0;
   ckpt_lock(e, 1);
   if (e->asleep) {
     dms_lock(e, 0); /* our connections hold both now */
@@ -1083,6 +1085,7 @@ static void shrink_wal(struct engine *e, int f, int idle) {
       SQLITE_OK) {
     force_wal_write(e, f);
     sql_exec(e, e->conn[f], "COMMIT");
+    e->prealloc_size = 0; /* our own cut */
   }
 }
 
@@ -1110,9 +1113,19 @@ static int wal_preallocate(struct engine *e) {
   static const uint8_t zeros[64 * 1024];
   int64_t want = wal_busy_size(e);
   struct stat sb;
-  if (e->wal_size >= want || fstat(e->wal_fd, &sb) || sb.st_size >= want ||
-      sb.st_size < WAL_HEADER_SIZE)
+  if (e->no_prealloc || e->wal_size >= want || fstat(e->wal_fd, &sb) ||
+      sb.st_size >= want || sb.st_size < WAL_HEADER_SIZE)
     return -1;
+  if (e->prealloc_size > sb.st_size) {
+    /* Grown before and cut again by the application (a journal_size_limit
+     * below our size): growing it after every cut would only churn. */
+    e->no_prealloc = 1;
+    log_debug(e->name, NULL,
+              "wal cut to %lld bytes after we grew it to %lld: another "
+              "process limits its size; not growing it again",
+              (long long)sb.st_size, (long long)e->prealloc_size);
+    return -1;
+  }
   int fd = open(e->wal_path, O_WRONLY | O_CLOEXEC);
   if (fd < 0)
     return -1;
@@ -1133,6 +1146,7 @@ static int wal_preallocate(struct engine *e) {
         log_debug(e->name, NULL, "ftruncate %s: %s", e->wal_path,
                   strerror(errno));
       close(fd);
+      e->no_prealloc = 1; /* not at every lifetime: until we reopen */
       return -1;
     }
     at += w;
@@ -1140,7 +1154,7 @@ static int wal_preallocate(struct engine *e) {
   log_debug(e->name, NULL,
             "wal file grown from %lld to %lld bytes under the write lock",
             (long long)sb.st_size, (long long)want);
-  e->wal_size = want;
+  e->wal_size = e->prealloc_size = want;
   e->stats.wal_preallocs++;
   return fd;
 }
@@ -1300,8 +1314,9 @@ static void ck_quiet(struct engine *e, struct ckpt *c) {
     e->ckpt_busy++;
   /* A WAL file still shorter than a busy lifetime is write-locked at the
    * plain threshold, once, to be preallocated (wal_preallocate). */
-  int64_t at =
-      e->wal_size < wal_busy_size(e) ? e->min_ckpt_pages : lock_frames(e);
+  int64_t at = !e->no_prealloc && e->wal_size < wal_busy_size(e)
+                   ? e->min_ckpt_pages
+                   : lock_frames(e);
   if (c->rc != ERR_BUSY || c->idle || c->frames_before < at)
     ckpt_set(e, c, CK_DONE);
   else

@@ -118,6 +118,12 @@ struct engine {
   uint8_t last_frame_hdr[WAL_FRAME_HEADER_SIZE];
   uint32_t page_size;
   int64_t wal_size; /* real -wal size seen at the last sync */
+  /* wal_preallocate: the size we grew the -wal to since we opened (0: not
+   * grown, or given back by shrink_wal); no_prealloc once another process
+   * truncated it below that (its journal_size_limit), or a write failed:
+   * not again until we open again. */
+  int64_t prealloc_size;
+  int no_prealloc;
   int64_t db_size;
   int64_t last_ckpt_ns;
   int shadow_dirty;          /* appended since the last fsync */

@@ -5,7 +5,8 @@
 # lifetimes overwrite it in place.  Those zeros are no frame: sluice killed
 # with -9 right after and started again continues the same generation, the
 # application reopens a sound database, and the restore equals the source.
-# Then, quiet, the WAL is given back (a checkpoint once quiet).
+# Then, quiet, the WAL is given back (a checkpoint once quiet); and an
+# application that limits its WAL's size is not fought.
 source "$SRCDIR/tests/lib/common.sh"
 
 cat >"$T/sluice.yml" <<YML
@@ -48,6 +49,23 @@ wait "$WRITER" 2>/dev/null
 # Quiet: the idle checkpoint gives the space back (to 1,000 frames).
 wait_until 20 sh -c "[ \$(stat -c %s '$T/app.db-wal') -le $((1000 * 4120 + 32)) ]" ||
   fail "WAL of $(stat -c %s "$T/app.db-wal") bytes after the writer stopped"
+
+# An application that limits its WAL (journal_size_limit 4 MiB) cuts the
+# zeros at its next restart: sluice notices at its next write-locked
+# checkpoint and does not grow the file again (not once a lifetime).
+before=$(grep -c "wal file grown" "$T/sluice.log")
+"$SQLWRITER" -db "$T/app.db" -duration 30 -sync FULL -journal-size-limit 4194304 >"$T/w3.out" &
+WRITER=$!
+PIDS+=("$WRITER")
+wait_until 30 grep -q "another process limits its size; not growing it again" "$T/sluice.log" ||
+  fail "a WAL cut by the application's journal_size_limit was not noticed"
+sleep 2
+kill "$WRITER" 2>/dev/null
+wait "$WRITER" 2>/dev/null
+grown=$(($(grep -c "wal file grown" "$T/sluice.log") - before))
+[ "$grown" -eq 1 ] || fail "with the application's journal_size_limit the WAL was grown $grown times"
+grep -m1 "not growing it again" "$T/sluice.log"
+
 sluice_stop
 [ "$(ls "$T/replica/generations")" = "$gen" ] ||
   fail "generations: $(ls "$T/replica/generations" | tr '\n' ' '); $(grep -i 'generation' "$T/sluice.log" | head -3)"
