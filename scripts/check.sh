@@ -144,8 +144,11 @@ if [ -z "${NO_SANITIZE:-}" ]; then
   # (nice 10, they yield to it) would count as a loaded machine.
   if [ -z "${SLUICE_OUTSIDE_LOAD:-}" ]; then
     own=0
-    if [ -n "$BG_PID" ] && [ ! -e build/bg-done ]; then own=$JOBS; fi
-    if [ -n "$FUZZ_PID" ] && [ ! -e build/fuzz.rc ]; then own=$((own + ${FUZZ_JOBS:-$JOBS})); fi
+    if [ -n "$BG_PID" ] && [ ! -e build/bg-done ]; then
+      own=$JOBS # the fuzzing build (the fuzzing waits for it)
+    elif [ -n "$FUZZ_PID" ] && [ ! -e build/fuzz.rc ]; then
+      own=${FUZZ_JOBS:-$JOBS}
+    fi
     SLUICE_OUTSIDE_LOAD=$(awk -v o="$own" -v n="$JOBS" \
       '{ l = int($1) - o - n; print (l > 0 ? l : 0) }' /proc/loadavg 2>/dev/null || echo 0)
     export SLUICE_OUTSIDE_LOAD
