@@ -81,6 +81,22 @@ renice_tree() { # pid nice: it and its descendants to that niceness
 bg_nice() { if [ -f build/bg-fast ]; then echo 10; else echo 19; fi; }
 BG_PID=
 FUZZ_PID=
+# The load above the CPUs that is not ours, for ctest-with-servers.sh: the
+# 1-minute average less the background builds and fuzzing this script runs
+# at a low priority beside the suites (they yield to the tests; counted as
+# outside load they made a quiet machine look busy and halved the jobs).
+outside_load() {
+  [ -z "${SLUICE_OUTSIDE_LOAD:-}" ] || return 0
+  own=0
+  if [ -n "$BG_PID" ] && [ ! -e build/bg-done ]; then
+    own=$JOBS # a background build (the fuzzing waits for the last one)
+  elif [ -n "$FUZZ_PID" ] && [ ! -e build/fuzz.rc ]; then
+    own=${FUZZ_JOBS:-$JOBS}
+  fi
+  SLUICE_OUTSIDE_LOAD=$(awk -v o="$own" -v n="$JOBS" \
+    '{ l = int($1) - o - n; print (l > 0 ? l : 0) }' /proc/loadavg 2>/dev/null || echo 0)
+  export SLUICE_OUTSIDE_LOAD
+}
 rm -f build/fuzz.out build/fuzz.rc
 if [ -z "${SANITIZE_ONLY:-}" ]; then
   build_dir build -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -114,7 +130,7 @@ if [ -z "${SANITIZE_ONLY:-}" ]; then
     ) &
     FUZZ_PID=$!
   fi
-  test_dir build
+  (outside_load && test_dir build)
   # Whatever is left of those builds now gets more of the machine: at nice
   # 19 beside other work (two CPU hogs) it would barely move.  The ASan
   # build, which the ASan suite waits for, at nice 0; the fuzzing build
@@ -142,17 +158,7 @@ if [ -z "${NO_SANITIZE:-}" ]; then
   # on a loaded machine ctest-with-servers.sh takes the load off that.
   # Not our own load: the fuzzing build and the fuzzing beside this suite
   # (nice 10, they yield to it) would count as a loaded machine.
-  if [ -z "${SLUICE_OUTSIDE_LOAD:-}" ]; then
-    own=0
-    if [ -n "$BG_PID" ] && [ ! -e build/bg-done ]; then
-      own=$JOBS # the fuzzing build (the fuzzing waits for it)
-    elif [ -n "$FUZZ_PID" ] && [ ! -e build/fuzz.rc ]; then
-      own=${FUZZ_JOBS:-$JOBS}
-    fi
-    SLUICE_OUTSIDE_LOAD=$(awk -v o="$own" -v n="$JOBS" \
-      '{ l = int($1) - o - n; print (l > 0 ? l : 0) }' /proc/loadavg 2>/dev/null || echo 0)
-    export SLUICE_OUTSIDE_LOAD
-  fi
+  outside_load
   CTEST_JOBS_PER_CPU=${CTEST_JOBS_PER_CPU:-1.5} \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
