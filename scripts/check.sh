@@ -85,6 +85,7 @@ FUZZ_PID=
 # 1-minute average less the background builds and fuzzing this script runs
 # at a low priority beside the suites (they yield to the tests; counted as
 # outside load they made a quiet machine look busy and halved the jobs).
+# Kept once set (SLUICE_OUTSIDE_LOAD from the caller, or the first call).
 outside_load() {
   [ -z "${SLUICE_OUTSIDE_LOAD:-}" ] || return 0
   own=0
@@ -130,7 +131,10 @@ if [ -z "${SANITIZE_ONLY:-}" ]; then
     ) &
     FUZZ_PID=$!
   fi
-  (outside_load && test_dir build)
+  # Measured once, before the plain suite, for both suites: at the ASan
+  # suite's start the 1-minute average still holds the plain suite's own.
+  outside_load
+  test_dir build
   # Whatever is left of those builds now gets more of the machine: at nice
   # 19 beside other work (two CPU hogs) it would barely move.  The ASan
   # build, which the ASan suite waits for, at nice 0; the fuzzing build
