@@ -1042,11 +1042,6 @@ static int ckpt_is_full(const struct engine *e) {
          e->ckpt_full_size == e->shadow_size;
 }
 
-/* The WAL file keeps the size of its longest lifetime.  When that is far
- * beyond the checkpoint thresholds, restart the WAL ourselves (our pin is
- * on read-mark 0 now, everything is checkpointed): the connection that
- * restarts it truncates it to journal_size_limit (spec 2.6's TRUNCATE, in
- * a form that never blocks on readers). */
 /* Frames at which a checkpoint stops waiting for a quiet moment and takes
  * the write lock (ck_quiet). */
 static int64_t lock_frames(const struct engine *e) {
@@ -1056,8 +1051,11 @@ static int64_t lock_frames(const struct engine *e) {
   return n;
 }
 
-/* Truncates a WAL left large (our first frame after a full checkpoint
- * restarts it at journal_size_limit).  An idle checkpoint gives the space
+/* The WAL file keeps the size of its longest lifetime.  When that is far
+ * beyond the checkpoint thresholds, restart the WAL ourselves (our pin is
+ * on read-mark 0 now, everything is checkpointed): the connection that
+ * restarts it truncates it to journal_size_limit (spec 2.6's TRUNCATE, in
+ * a form that never blocks on readers).  An idle checkpoint gives the space
  * back down to the checkpoint threshold.  A busy one does not: the
  * application's next lifetime grows the file to about lock_frames again,
  * and every commit that runs past the file's end also commits a size
@@ -1068,12 +1066,9 @@ static int64_t lock_frames(const struct engine *e) {
 static void shrink_wal(struct engine *e, int f, int idle) {
   int64_t limit =
       wal_size_for(e->hdr.page_size, MAX(e->max_ckpt_pages, e->min_ckpt_pages));
-  int64_t over = 2 * limit;
-  if (!idle) {
+  if (!idle)
     limit = MAX(limit, wal_size_for(e->hdr.page_size, 2 * lock_frames(e)));
-    over = 2 * limit;
-  }
-  if (e->wal_size <= over || !ckpt_is_full(e))
+  if (e->wal_size <= 2 * limit || !ckpt_is_full(e))
     return;
   char sql[64];
   snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %lld",
@@ -1155,7 +1150,6 @@ static int wal_preallocate(struct engine *e) {
             "wal file grown from %lld to %lld bytes under the write lock",
             (long long)sb.st_size, (long long)want);
   e->wal_size = e->prealloc_size = want;
-  e->stats.wal_preallocs++;
   return fd;
 }
 

@@ -68,10 +68,9 @@ struct engine_stats {
   int64_t sync_count;
   int64_t sync_errors;
   int64_t sync_ns;
-  int64_t resyncs;       /* continuity lost, pages shipped (core/resync.h) */
-  int64_t resync_pages;  /* pages shipped by resyncs */
-  int64_t resync_bytes;  /* bytes of the resync WAL segments */
-  int64_t wal_preallocs; /* WAL files grown under the write lock */
+  int64_t resyncs;      /* continuity lost, pages shipped (core/resync.h) */
+  int64_t resync_pages; /* pages shipped by resyncs */
+  int64_t resync_bytes; /* bytes of the resync WAL segments */
 };
 
 /* The pin (see above).  REGAINED: we were unpinned for a moment (a
