@@ -2,7 +2,8 @@
 # Rows 3-4 of issue 12: a 16 MB database updated in place (random 50-row
 # updates, as fast as they go) for 20 s with one file replica and default
 # settings (RETENTION to override the 24h retention, WAL_FACTOR the
-# snapshot-wal-factor); then the replica's
+# snapshot-wal-factor, RATE to pace the writer at that many updates a
+# second); then the replica's
 # size and object count (all that retention keeps, and the part a
 # latest-state restore reads), and a restore of the latest state against
 # `lz4 -d` of an LZ4 copy of the final database, in the same run.
@@ -35,15 +36,18 @@ PY
 sluice_start -config "$T/sluice.yml"
 have_snap() { ls "$T"/replica/generations/*/snapshots/*.snapshot.lz4 >/dev/null 2>&1; }
 wait_until 60 have_snap || fail "no snapshot"
-python3 - "$T/app.db" "$SECS" <<'PY'
+python3 - "$T/app.db" "$SECS" "${RATE:-0}" <<'PY'
 import random, sqlite3, sys, time
 c = sqlite3.connect(sys.argv[1], isolation_level=None)
 c.execute("PRAGMA busy_timeout=5000")
-end = time.time() + float(sys.argv[2]); n = 0
+t0 = time.time(); end = t0 + float(sys.argv[2]); n = 0
+rate = float(sys.argv[3])
 while time.time() < end:
     lo = random.randrange(36000 - 50)
     c.execute("UPDATE t SET v = hex(randomblob(200)) WHERE id BETWEEN ? AND ?", (lo, lo + 49))
     n += 1
+    if rate > 0 and t0 + n / rate > time.time():
+        time.sleep(t0 + n / rate - time.time())
 print("updates=%d" % n, end=" ")
 PY
 sluice_stop

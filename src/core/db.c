@@ -497,6 +497,8 @@ static int work_sync(struct db_job *j) {
 static int work_checkpoint(struct db_job *j) {
   struct engine *e = j->eng;
   int64_t now = time_mono_ns();
+  if (j->todo & DBJ_RESTART)
+    engine_restart_soon(e);
   if (j->todo & DBJ_SNAPSHOT ||
       !engine_should_checkpoint(e, now, (j->todo & DBJ_CHECKPOINT) != 0))
     return 0;
@@ -1406,6 +1408,10 @@ void db_snapshot_release(struct db *db, struct db_snapshot *s) {
   free(s->path);
   free(s);
   snap_release(db);
+}
+
+void db_restart_wal(struct db *db) {
+  db_kick(db, DBJ_SYNC | DBJ_RESTART);
 }
 
 void db_replicas_advanced(struct db *db) {

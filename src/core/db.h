@@ -49,6 +49,8 @@ enum {
   DBJ_PROBE = 1 << 10,   /* with DBJ_SYNC: only if the WAL changed */
   DBJ_START = 1 << 11,   /* start: straight into sleep if the local state
                             proves it (engine_start_asleep), else DBJ_SYNC */
+  DBJ_RESTART = 1 << 12, /* with DBJ_SYNC: end the WAL index soon (a
+                            snapshot waits for the next: engine_restart_soon) */
 };
 
 /* Process-wide bounds (db_set_limits, from the config and RLIMIT_NOFILE). */
@@ -242,6 +244,9 @@ void db_snapshot_release(struct db *db, struct db_snapshot *snap);
 void db_request_validation(struct db *db, db_validation_cb cb, void *arg);
 /* Replicas moved: prune shadow files no replica needs any more. */
 void db_replicas_advanced(struct db *db);
+/* A replica's snapshot is due: have the WAL restart soon, so that it is
+ * taken at the start of a WAL index (core/replica.c, snapshot_due_now). */
+void db_restart_wal(struct db *db);
 const char *db_state_name(enum db_state s);
 
 #endif

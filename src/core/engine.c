@@ -798,6 +798,7 @@ int engine_open(struct engine *e) {
   e->opened = 1;
   e->prealloc_size = 0; /* (a sleep or a stop may have truncated it) */
   e->no_prealloc = 0;
+  e->restart_asked = 0;
   ckpt_lock(e, 1);
   if (e->asleep) {
     dms_lock(e, 0); /* our connections hold both now */
@@ -978,6 +979,11 @@ void engine_release_uploaded(struct engine *e, uint32_t below) {
              freed);
 }
 
+void engine_restart_soon(struct engine *e) {
+  if (e->opened)
+    e->restart_asked = 1;
+}
+
 int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle) {
   /* A full disk: the frames only in the WAL must stay there (engine.h). */
   if (!e->opened || e->shadow_size <= WAL_HEADER_SIZE || e->disk_full)
@@ -986,6 +992,8 @@ int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle) {
       (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
   if (idle)
     return frames > 0;
+  if (e->restart_asked)
+    return frames > 0 && now_ns - e->last_ckpt_ns >= e->ckpt_min_interval_ns;
   if (e->max_ckpt_pages > 0 && frames >= e->max_ckpt_pages)
     return 1;
   return frames >= e->min_ckpt_pages &&
@@ -1278,6 +1286,7 @@ static void ck_start(struct engine *e, struct ckpt *c) {
   /* Everything was checkpointed and nothing was committed since: nothing
    * to do but give back the space a busy time left (shrink_wal). */
   if (ckpt_is_full(e)) {
+    e->restart_asked = 0; /* the next commit restarts the WAL */
     if (c->idle)
       shrink_wal(e, 1 - e->pin, 1);
     ckpt_set(e, c, CK_DONE);
@@ -1291,6 +1300,8 @@ static void ck_quiet(struct engine *e, struct ckpt *c) {
   if (c->rc == 0) {
     e->ckpt_busy = 0;
     e->lock_held_ns = 0;
+    e->restart_asked = 0; /* everything is in the file: the next commit
+                             restarts the WAL */
     shrink_wal(e, 1 - e->pin, c->idle);
     log_debug(e->name, NULL,
               "checkpoint: %lld frames without the write lock, %.1fms",
@@ -1311,7 +1322,8 @@ static void ck_quiet(struct engine *e, struct ckpt *c) {
   int64_t at = !e->no_prealloc && e->wal_size < wal_busy_size(e)
                    ? e->min_ckpt_pages
                    : lock_frames(e);
-  if (c->rc != ERR_BUSY || c->idle || c->frames_before < at)
+  if (c->rc != ERR_BUSY || c->idle ||
+      (c->frames_before < at && !e->restart_asked))
     ckpt_set(e, c, CK_DONE);
   else
     ckpt_set(e, c, CK_LOCK);
@@ -1386,6 +1398,8 @@ static void ck_swap(struct engine *e, struct ckpt *c) {
   shrink_wal(e, f, 0);
   if (c->rc == ERR_BUSY)
     c->rc = 0; /* another checkpointer was running: fine */
+  if (e->ckpt_full_index == e->index + 1)
+    e->restart_asked = 0;
   c->swapped = 1;
   ckpt_set(e, c, CK_DONE);
 }

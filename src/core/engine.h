@@ -123,6 +123,9 @@ struct engine {
    * not again until we open again. */
   int64_t prealloc_size;
   int no_prealloc;
+  /* engine_restart_soon: checkpoint under the write lock at the next
+   * chance, whatever the WAL's length, so that the WAL restarts. */
+  int restart_asked;
   int64_t db_size;
   int64_t last_ckpt_ns;
   int shadow_dirty;          /* appended since the last fsync */
@@ -204,6 +207,10 @@ void engine_release_uploaded(struct engine *e, uint32_t below);
 
 /* Whether the WAL is big enough (or old enough) to checkpoint now. */
 int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle);
+/* Asks the next checkpoints to end the WAL's lifetime (a full checkpoint,
+ * under the write lock if commits keep coming), however short it is: the
+ * next commit then starts a new index.  Until one has. */
+void engine_restart_soon(struct engine *e);
 
 /* Checkpoints so the WAL can restart: without the write lock when a quiet
  * moment allows it (always so when idle), else with it (see above).

@@ -479,29 +479,70 @@ out:
  * the current generation bounds what a restore must fetch and replay (the
  * snapshot plus at most factor times the database of WAL), and lets
  * retention drop what is older once it leaves the retention window.
+ *
+ * A restore replays the snapshot's whole WAL index from offset 0 over it
+ * (core/snapshot.h), so a snapshot taken in the middle of an index makes
+ * every later restore read the part of that index before it too: under a
+ * writer at full speed an index is 16-80 MB of WAL, more than the database
+ * itself.  So the snapshot waits for the next index: the engine is asked
+ * to end this one (a checkpoint under the write lock if need be, whatever
+ * the WAL's length: db_restart_wal), and the snapshot is taken as soon as
+ * the next begins.  An index that does not end (an application reader
+ * holding the WAL, a database gone quiet) gets it after
+ * SNAPSHOT_DUE_WAIT_NS, where it is.
  */
 /* Below this much WAL a restore is quick whatever the database: small
  * databases are not snapshotted again and again. */
 #define SNAPSHOT_WAL_MIN (1 << 20)
+#define SNAPSHOT_DUE_WAIT_NS (10 * NS_PER_SEC)
 
 static void charge_put(struct replica *r);
+
+/* Whether the snapshot the factor asked for is to be taken now. */
+static int snapshot_due_now(struct replica *r) {
+  const struct db *db = r->db;
+  if (!r->snap_due.gen[0])
+    return 0;
+  if (strcmp(r->snap_due.gen, db->gen)) {
+    memset(&r->snap_due, 0, sizeof(r->snap_due)); /* a new generation's own */
+    return 0;
+  }
+  int next = db->index > r->snap_due.index;
+  if (!next && time_mono_ns() - r->snap_due_ns < SNAPSHOT_DUE_WAIT_NS)
+    return 0;
+  log_info(db->name, r->name,
+           "snapshot: %lld bytes of WAL shipped since the last one, over %lld "
+           "times the database (%lld bytes)%s",
+           (long long)r->shipped, (long long)r->cfg->snapshot_wal_factor,
+           (long long)db->db_size,
+           next ? "" : "; the WAL index did not end, taken within it");
+  memset(&r->snap_due, 0, sizeof(r->snap_due));
+  return 1;
+}
 
 static int shipped_enough(struct replica *r) {
   const struct db *db = r->db;
   int64_t f = r->cfg->snapshot_wal_factor;
-  if (f <= 0 || db->db_size <= 0 || r->want_snapshot || r->flushing ||
-      r->shipped <= MAX(f * db->db_size, SNAPSHOT_WAL_MIN))
+  /* (Not while one is taken and waits for its segments: shipped counts
+   * from its upload.) */
+  if (f <= 0 || db->db_size <= 0 || r->want_snapshot || r->snap ||
+      r->flushing || r->shipped <= MAX(f * db->db_size, SNAPSHOT_WAL_MIN))
     return 0;
   /* A snapshot only shortens a restore from a later WAL index than the
-   * last one's (restore applies whole indexes): wait for the WAL to
-   * restart after a checkpoint. */
+   * last one's (restore applies whole indexes). */
   if (!strcmp(r->snap_at.gen, db->gen) && db->index <= r->snap_at.index)
     return 0;
-  log_info(db->name, r->name,
-           "snapshot: %lld bytes of WAL shipped since the last one, over %lld "
-           "times the database (%lld bytes)",
-           (long long)r->shipped, (long long)f, (long long)db->db_size);
-  return 1;
+  if (!r->snap_due.gen[0]) {
+    memcpy(r->snap_due.gen, db->gen, sizeof(r->snap_due.gen));
+    r->snap_due.index = db->index;
+    r->snap_due_ns = time_mono_ns();
+    log_debug(db->name, r->name,
+              "snapshot due (%lld bytes of WAL since the last one): at the "
+              "start of the WAL index after %08x",
+              (long long)r->shipped, db->index);
+    db_restart_wal(r->db);
+  }
+  return snapshot_due_now(r);
 }
 
 /* Positions only advance within a generation; a new generation (or a
@@ -803,6 +844,7 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
   succeeded(r);
   r->snapshots++;
   r->shipped = 0;
+  memset(&r->snap_due, 0, sizeof(r->snap_due));
   charge_put(r);
   memcpy(r->snap_at.gen, s->gen, sizeof(r->snap_at.gen));
   r->snap_at.index = s->index;
@@ -817,8 +859,9 @@ static void on_snapshot_put(void *arg, int status, const char *err) {
     r->first_seg_end.offset = s->offset;
   }
   log_info(r->db->name, r->name,
-           "snapshot written: generation=%s index=%08x size=%lld", s->gen,
-           s->index, (long long)s->size);
+           "snapshot written: generation=%s index=%08x size=%lld "
+           "wal_offset=%lld",
+           s->gen, s->index, (long long)s->size, (long long)s->offset);
   db_snapshot_release(r->db, s);
   side_start(r);
   set_state(r, R_IDLE);
@@ -1175,6 +1218,9 @@ static void kick_once(struct replica *r) {
       start_resume(r);
     return;
   }
+  /* (A new index tells us here when no upload is in flight.) */
+  if (!r->want_snapshot && !r->flushing && snapshot_due_now(r))
+    r->want_snapshot = 1;
   /* (Not with a full disk: it is written to the meta directory first.) */
   if (r->want_snapshot && hk_has_snapshot(r->hk, db->gen, db->index)) {
     r->want_snapshot = 0; /* (on_snapshot says why) */

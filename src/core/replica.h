@@ -51,6 +51,8 @@ struct replica {
   int round_paid;           /* the next round's token taken, waiting a turn */
   int64_t shipped;          /* compressed WAL bytes since the last snapshot */
   struct pos snap_at;       /* generation and index of the last snapshot */
+  struct pos snap_due;      /* the factor passed in this index (gen[0]: no) */
+  int64_t snap_due_ns;      /* monotonic time it passed */
   int64_t upload_errors;
   int64_t wal_bytes; /* uncompressed WAL bytes uploaded */
   int64_t snapshots; /* snapshots uploaded */

@@ -88,6 +88,10 @@ wait_until 20 grep -q "objects below index" "$T/sluice.log" ||
   fail "retention removed nothing below a newer snapshot"
 sizes=$(grep -c "bytes of WAL shipped since the last one" "$T/sluice.log")
 [ "$sizes" -ge 3 ] || fail "expected at least 3 size-triggered snapshots, got $sizes"
+# Each at the start of a WAL index (the engine ends the one it came due in),
+# not within it: the writer leaves quiet moments for that checkpoint.
+! grep "bytes of WAL shipped since the last one" "$T/sluice.log" |
+  grep "taken within it" || fail "a size-triggered snapshot within its WAL index"
 nsnap=$(ls "$T"/replica/generations/*/snapshots/ | wc -l)
 ngen=$(ls "$T"/replica/generations | wc -l)
 [ "$ngen" -eq 1 ] || fail "expected one generation, got $ngen"

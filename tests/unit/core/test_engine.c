@@ -241,6 +241,60 @@ TEST(sync_under_write_lock_follows_a_restart) {
   free(path);
 }
 
+/* engine_restart_soon (a snapshot due at the start of the next WAL index):
+ * a WAL far below the checkpoint threshold is checkpointed anyway, under
+ * the write lock when a plain checkpoint cannot cover it (an application
+ * reader behind the end), the request stays until a checkpoint has covered
+ * everything, and the next commit starts a new index. */
+TEST(restart_soon_ends_a_short_lifetime) {
+  char *path = xasprintf("%s/restart-soon.db", dir);
+  sqlite3 *w, *rd;
+  sqlite3_open(path, &w);
+  sqlite3_busy_timeout(w, 5000);
+  w_exec(w, "PRAGMA journal_mode=wal; PRAGMA wal_autocheckpoint=0;"
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  struct db_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.path = path;
+  struct engine e;
+  engine_init_struct(&e, &cfg);
+  e.ckpt_min_interval_ns = 0;
+  CHECK_INT(engine_open(&e), 0);
+  for (int i = 0; i < 20; i++)
+    w_exec(w, "INSERT INTO t(v) VALUES(randomblob(100))");
+  int ng = 0;
+  CHECK_INT(engine_sync(&e, &ng), 0);
+  uint32_t index = e.index;
+  /* An application reader in the middle of the lifetime. */
+  sqlite3_open(path, &rd);
+  w_exec(rd, "BEGIN; SELECT count(*) FROM t");
+  for (int i = 0; i < 20; i++)
+    w_exec(w, "INSERT INTO t(v) VALUES(randomblob(100))");
+  CHECK_INT(engine_sync(&e, &ng), 0);
+  CHECK(!engine_should_checkpoint(&e, time_mono_ns(), 0)); /* 40 frames */
+  engine_restart_soon(&e);
+  CHECK(engine_should_checkpoint(&e, time_mono_ns(), 0));
+  e.lock_held_ns = 0;
+  engine_checkpoint(&e, 0);
+  CHECK(e.lock_held_ns > 0); /* the write-locked path, for 40 frames */
+  CHECK_INT(e.restart_asked, 1); /* the reader kept frames out of the file */
+  CHECK(e.pin >= 0);
+  w_exec(rd, "COMMIT");
+  sqlite3_close(rd);
+  CHECK(engine_should_checkpoint(&e, time_mono_ns(), 0));
+  CHECK_INT(engine_checkpoint(&e, 0), 0);
+  CHECK_INT(e.restart_asked, 0);
+  CHECK(!engine_should_checkpoint(&e, time_mono_ns(), 0));
+  w_exec(w, "INSERT INTO t(v) VALUES('after restart')"); /* restarts */
+  CHECK_INT(engine_sync(&e, &ng), 0);
+  CHECK_INT(ng, 0);
+  CHECK_INT(e.index, index + 1);
+  engine_close(&e);
+  engine_destroy(&e);
+  sqlite3_close(w);
+  free(path);
+}
+
 /* The clean-stop record: written, read back once (then gone), and a
  * damaged one is no record at all. */
 TEST(stop_record_round_trip) {
@@ -824,6 +878,7 @@ int main(void) {
   RUN(stop_record_round_trip);
   RUN(snapshot_after_a_partial_checkpoint_is_consistent);
   RUN(sync_under_write_lock_follows_a_restart);
+  RUN(restart_soon_ends_a_short_lifetime);
   RUN(sleep_sees_a_commit_during_the_sleep);
   RUN(start_asleep_only_when_unchanged);
   RUN(stop_asleep_truncates_without_waking);
