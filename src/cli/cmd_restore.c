@@ -226,7 +226,6 @@ static int run(struct restore_args *a, const char *arg) {
   o.generation = a->generation;
   o.parallelism = a->parallelism < 1 ? 1 : (int)MIN(a->parallelism, 1024);
   o.memory = RESTORE_CLI_MEMORY;
-  o.huge_pages = 1;
 
   if (loop_init())
     return cmd_fail("cannot start the event loop");

@@ -53,7 +53,7 @@
 #define SEG_WHOLE_MAX (16 << 20)
 #define SEG_CHUNK (8 << 20) /* a 4 MiB block fits in two (block mode) */
 #define SEG_WINDOW 2
-/* Memory of a page store, per allocation: one huge page (bufpool). */
+/* Memory of a page store, per allocation (bufpool). */
 #define PAGE_CHUNK (2 << 20)
 
 /* ------------------------------------------------------------------ */
@@ -1254,8 +1254,7 @@ struct restore *restore_run(struct backend *b, const char *gen,
   rs->tmp_shm = xasprintf("%s-shm", rs->tmp);
   rs->tmp_fd = -1;
   bufpool_init(&rs->pool,
-               (size_t)(o->memory > 0 ? o->memory : RESTORE_MEMORY_DEFAULT) / 2,
-               o->huge_pages);
+               (size_t)(o->memory > 0 ? o->memory : RESTORE_MEMORY_DEFAULT) / 2);
   rs->cb = cb;
   rs->arg = arg;
   rs->t0 = time_mono_ns();

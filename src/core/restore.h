@@ -46,8 +46,6 @@ struct restore_opts {
                            frame by frame (tests: the reference) */
   int64_t memory; /* bytes for the WAL pages of the indexes fetched at once
                      (past it they go to staging files); 0: 64 MiB */
-  int huge_pages; /* large buffers on transparent huge pages (the restore
-                     command; not the daemon, whose heap they would keep) */
 };
 #define RESTORE_MEMORY_DEFAULT (64LL << 20)
 

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -24,13 +23,10 @@ const char *errtext(int code, char *buf, size_t n) {
 /* ------------------------------------------------------------------ */
 /* Buffers kept for reuse.                                             */
 
-#define HUGE_SZ (2u << 20)
-
-void bufpool_init(struct bufpool *bp, size_t max, int huge) {
+void bufpool_init(struct bufpool *bp, size_t max) {
   memset(bp, 0, sizeof(*bp));
   pthread_mutex_init(&bp->mu, NULL);
   bp->max = max;
-  bp->huge = huge;
 }
 
 void bufpool_destroy(struct bufpool *bp) {
@@ -60,16 +56,7 @@ uint8_t *bufpool_get(struct bufpool *bp, size_t want, size_t *cap) {
     pthread_mutex_unlock(&bp->mu);
   }
   *cap = MAX(want, (size_t)1);
-  if (*cap < HUGE_SZ || !bp || !bp->huge)
-    return xmalloc(*cap);
-  /* Whole huge pages where the kernel has them (transparent huge pages
-   * on madvise): one fault per 2 MiB instead of 512. */
-  *cap = (*cap + HUGE_SZ - 1) & ~(size_t)(HUGE_SZ - 1);
-  void *p = NULL;
-  if (posix_memalign(&p, HUGE_SZ, *cap))
-    return xmalloc(*cap);
-  madvise(p, *cap, MADV_HUGEPAGE);
-  return p;
+  return xmalloc(*cap);
 }
 
 void bufpool_put(struct bufpool *bp, uint8_t *p, size_t cap) {

@@ -43,9 +43,11 @@ struct bufpool {
   } * v;
   size_t n, alloc;
   size_t bytes, max;
-  int huge; /* buffers of 2 MiB and more on transparent huge pages */
 };
-void bufpool_init(struct bufpool *bp, size_t max, int huge);
+/* (Plain malloc: transparent huge pages made a restore on memory new to
+ * the machine 2-3 times slower, the kernel zeroing fresh 2 MiB pages,
+ * and gained a quarter only on memory used before: bench/RESULTS.md.) */
+void bufpool_init(struct bufpool *bp, size_t max);
 void bufpool_destroy(struct bufpool *bp);
 /* A buffer of at least want bytes (*cap: its size); bp may be NULL. */
 uint8_t *bufpool_get(struct bufpool *bp, size_t want, size_t *cap);
