@@ -979,9 +979,17 @@ void engine_release_uploaded(struct engine *e, uint32_t below) {
              freed);
 }
 
+static int restart_wanted(const struct engine *e, int64_t now_ns) {
+  return e->restart_asked &&
+         now_ns - e->restart_asked_ns < ENGINE_RESTART_WAIT_NS;
+}
+
 void engine_restart_soon(struct engine *e) {
-  if (e->opened)
+  int64_t now = time_mono_ns();
+  if (e->opened && !restart_wanted(e, now)) { /* (not renewed by asking) */
     e->restart_asked = 1;
+    e->restart_asked_ns = now;
+  }
 }
 
 int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle) {
@@ -992,7 +1000,7 @@ int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle) {
       (e->shadow_size - WAL_HEADER_SIZE) / wal_frame_size(e->hdr.page_size);
   if (idle)
     return frames > 0;
-  if (e->restart_asked)
+  if (restart_wanted(e, now_ns))
     return frames > 0 && now_ns - e->last_ckpt_ns >= e->ckpt_min_interval_ns;
   if (e->max_ckpt_pages > 0 && frames >= e->max_ckpt_pages)
     return 1;
@@ -1323,7 +1331,7 @@ static void ck_quiet(struct engine *e, struct ckpt *c) {
                    ? e->min_ckpt_pages
                    : lock_frames(e);
   if (c->rc != ERR_BUSY || c->idle ||
-      (c->frames_before < at && !e->restart_asked))
+      (c->frames_before < at && !restart_wanted(e, time_mono_ns())))
     ckpt_set(e, c, CK_DONE);
   else
     ckpt_set(e, c, CK_LOCK);

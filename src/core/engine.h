@@ -124,8 +124,10 @@ struct engine {
   int64_t prealloc_size;
   int no_prealloc;
   /* engine_restart_soon: checkpoint under the write lock at the next
-   * chance, whatever the WAL's length, so that the WAL restarts. */
+   * chance, whatever the WAL's length, so that the WAL restarts; for
+   * ENGINE_RESTART_WAIT_NS from restart_asked_ns at most. */
   int restart_asked;
+  int64_t restart_asked_ns;
   int64_t db_size;
   int64_t last_ckpt_ns;
   int shadow_dirty;          /* appended since the last fsync */
@@ -209,7 +211,10 @@ void engine_release_uploaded(struct engine *e, uint32_t below);
 int engine_should_checkpoint(const struct engine *e, int64_t now_ns, int idle);
 /* Asks the next checkpoints to end the WAL's lifetime (a full checkpoint,
  * under the write lock if commits keep coming), however short it is: the
- * next commit then starts a new index.  Until one has. */
+ * next commit then starts a new index.  Until one has, or for
+ * ENGINE_RESTART_WAIT_NS (an application reader holding the WAL would have
+ * us take the write lock four times a second for as long as it reads). */
+#define ENGINE_RESTART_WAIT_NS (10 * NS_PER_SEC)
 void engine_restart_soon(struct engine *e);
 
 /* Checkpoints so the WAL can restart: without the write lock when a quiet

@@ -494,7 +494,7 @@ out:
 /* Below this much WAL a restore is quick whatever the database: small
  * databases are not snapshotted again and again. */
 #define SNAPSHOT_WAL_MIN (1 << 20)
-#define SNAPSHOT_DUE_WAIT_NS (10 * NS_PER_SEC)
+#define SNAPSHOT_DUE_WAIT_NS ENGINE_RESTART_WAIT_NS
 
 static void charge_put(struct replica *r);
 
