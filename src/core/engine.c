@@ -1294,7 +1294,6 @@ static void ck_start(struct engine *e, struct ckpt *c) {
   /* Everything was checkpointed and nothing was committed since: nothing
    * to do but give back the space a busy time left (shrink_wal). */
   if (ckpt_is_full(e)) {
-    e->restart_asked = 0; /* the next commit restarts the WAL */
     if (c->idle)
       shrink_wal(e, 1 - e->pin, 1);
     ckpt_set(e, c, CK_DONE);
@@ -1308,8 +1307,6 @@ static void ck_quiet(struct engine *e, struct ckpt *c) {
   if (c->rc == 0) {
     e->ckpt_busy = 0;
     e->lock_held_ns = 0;
-    e->restart_asked = 0; /* everything is in the file: the next commit
-                             restarts the WAL */
     shrink_wal(e, 1 - e->pin, c->idle);
     log_debug(e->name, NULL,
               "checkpoint: %lld frames without the write lock, %.1fms",
@@ -1406,8 +1403,6 @@ static void ck_swap(struct engine *e, struct ckpt *c) {
   shrink_wal(e, f, 0);
   if (c->rc == ERR_BUSY)
     c->rc = 0; /* another checkpointer was running: fine */
-  if (e->ckpt_full_index == e->index + 1)
-    e->restart_asked = 0;
   c->swapped = 1;
   ckpt_set(e, c, CK_DONE);
 }
@@ -1468,6 +1463,8 @@ int engine_checkpoint(struct engine *e, int idle) {
     }
   }
   int rc = c.rc;
+  if (ckpt_is_full(e))
+    e->restart_asked = 0; /* the next commit restarts the WAL */
   if (c.swapped && log_enabled(LOG_DEBUG))
     log_debug(e->name, NULL,
               "checkpoint: %lld frames, waited %.1fms for the write lock, "

@@ -489,12 +489,11 @@ out:
  * the WAL's length: db_restart_wal), and the snapshot is taken as soon as
  * the next begins.  An index that does not end (an application reader
  * holding the WAL, a database gone quiet) gets it after
- * SNAPSHOT_DUE_WAIT_NS, where it is.
+ * ENGINE_RESTART_WAIT_NS, where it is.
  */
 /* Below this much WAL a restore is quick whatever the database: small
  * databases are not snapshotted again and again. */
 #define SNAPSHOT_WAL_MIN (1 << 20)
-#define SNAPSHOT_DUE_WAIT_NS ENGINE_RESTART_WAIT_NS
 
 static void charge_put(struct replica *r);
 
@@ -508,7 +507,7 @@ static int snapshot_due_now(struct replica *r) {
     return 0;
   }
   int next = db->index > r->snap_due.index;
-  if (!next && time_mono_ns() - r->snap_due_ns < SNAPSHOT_DUE_WAIT_NS)
+  if (!next && time_mono_ns() - r->snap_due_ns < ENGINE_RESTART_WAIT_NS)
     return 0;
   log_info(db->name, r->name,
            "snapshot: %lld bytes of WAL shipped since the last one, over %lld "

@@ -1254,7 +1254,8 @@ struct restore *restore_run(struct backend *b, const char *gen,
   rs->tmp_shm = xasprintf("%s-shm", rs->tmp);
   rs->tmp_fd = -1;
   bufpool_init(&rs->pool,
-               (size_t)(o->memory > 0 ? o->memory : RESTORE_MEMORY_DEFAULT) / 2);
+               (size_t)(o->memory > 0 ? o->memory : RESTORE_MEMORY_DEFAULT) /
+                   2);
   rs->cb = cb;
   rs->arg = arg;
   rs->t0 = time_mono_ns();

@@ -276,13 +276,13 @@ TEST(restart_soon_ends_a_short_lifetime) {
   CHECK(engine_should_checkpoint(&e, time_mono_ns(), 0));
   e.lock_held_ns = 0;
   engine_checkpoint(&e, 0);
-  CHECK(e.lock_held_ns > 0); /* the write-locked path, for 40 frames */
+  CHECK(e.lock_held_ns > 0);     /* the write-locked path, for 40 frames */
   CHECK_INT(e.restart_asked, 1); /* the reader kept frames out of the file */
   CHECK(e.pin >= 0);
   /* Not for ever: a reader holding the WAL would have us lock it again
    * and again. */
-  CHECK(!engine_should_checkpoint(
-      &e, time_mono_ns() + ENGINE_RESTART_WAIT_NS, 0));
+  CHECK(!engine_should_checkpoint(&e, time_mono_ns() + ENGINE_RESTART_WAIT_NS,
+                                  0));
   w_exec(rd, "COMMIT");
   sqlite3_close(rd);
   CHECK(engine_should_checkpoint(&e, time_mono_ns(), 0));
