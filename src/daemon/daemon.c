@@ -103,10 +103,12 @@ struct dormant {
   int dropped;       /* deleted, or a reload, while it closed */
   int releases_left; /* lease releases still to end (dormant_drop) */
   int counted;       /* in shutdown_all's count of what is open */
+  uint64_t files;    /* its files as it went dormant (files_state) */
   size_t size;       /* of the slab object: record, path, leases */
   char path[];
 };
 static void dormant_drop(struct dormant *d);
+static void dormant_stop(struct dormant *d);
 static void dormant_unlist(struct dormant *d);
 static char **dormant_paths(size_t *n);
 
@@ -379,10 +381,8 @@ static void shutdown_all(void) {
     if (!d)
       continue;
     d->counted = 1;
-    if (!d->db) { /* (closing: on_rested drops it) */
-      dormant_unlist(d);
-      dormant_drop(d);
-    }
+    if (!d->db) /* (closing: on_rested decides) */
+      dormant_stop(d);
   }
   free(dp);
   on_db_closed(NULL);
@@ -483,6 +483,35 @@ static void start_pending_for(const char *path) {
  * like a database started asleep, runs again once it has something to
  * upload. */
 
+/* What a write to a database changes: its file's and its WAL's identity,
+ * size and times, hashed (FNV-1a); a file that is missing hashes as such.
+ * Two stats, on the loop: once as it goes dormant, once at the stop. */
+static uint64_t files_state(const char *path) {
+  uint64_t h = 1469598103934665603ULL;
+  size_t n = strlen(path);
+  char *wal = xmalloc(n + 5);
+  memcpy(wal, path, n);
+  memcpy(wal + n, "-wal", 5);
+  const char *paths[] = {path, wal};
+  for (size_t i = 0; i < 2; i++) {
+    struct stat st;
+    uint64_t v[6] = {0};
+    if (stat(paths[i], &st) == 0) {
+      v[0] = (uint64_t)st.st_dev;
+      v[1] = (uint64_t)st.st_ino;
+      v[2] = (uint64_t)st.st_size;
+      v[3] = (uint64_t)time_ns_sat(st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+      v[4] = (uint64_t)time_ns_sat(st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+      v[5] = 1;
+    }
+    const unsigned char *b = (const unsigned char *)v;
+    for (size_t k = 0; k < sizeof(v); k++)
+      h = (h ^ b[k]) * 1099511628211ULL;
+  }
+  free(wal);
+  return h;
+}
+
 /* Out of the map (its next instance may start, or it is dropped). */
 static void dormant_unlist(struct dormant *d) {
   smap_del(&g_d.dormant, d->path);
@@ -495,7 +524,7 @@ static void dormant_free(struct dormant *d) {
   slab_free(d, d->size);
 }
 
-static void revive(struct dormant *d);
+static struct db *revive(struct dormant *d);
 
 static void on_dormant_change(void *arg, const char *name) {
   (void)name;
@@ -575,9 +604,9 @@ static void on_rested(void *arg) {
   d->db = NULL;
   free_db_and_cfg(db);
   if (g_d.shutting_down || d->dropped) {
-    /* (counted by shutdown_all: on_dormant_released ends it) */
-    dormant_unlist(d);
-    dormant_drop(d);
+    /* (counted by shutdown_all: on_dormant_released, or the final sync's
+     * close, ends it) */
+    dormant_stop(d);
     return;
   }
   log_debug(d->path, NULL,
@@ -605,6 +634,9 @@ static void on_dormant_released(void *arg) {
 /* Out of the map already: lets go of its parked leases (the last holder
  * of an entry's lease releases it), then frees it. */
 static void dormant_drop(struct dormant *d) {
+  /* (No event starts it again while a release is in flight.) */
+  watch_remove(d->watch);
+  d->watch = NULL;
   d->releases_left = (int)d->n_leases + 1;
   for (size_t i = 0; i < d->n_leases; i++)
     lease_unpark_leave(d->leases[i], on_dormant_released, d);
@@ -624,6 +656,7 @@ static void go_dormant(struct db *db, const struct db_config *e) {
   d->s.path = d->path;
   d->s.entry = e;
   memcpy(d->s.gen, db->gen, sizeof(d->s.gen));
+  d->files = files_state(db->name);
   char *dir = path_dir(db->name);
   int rc =
       watch_add_file(dir, path_base(db->name), on_dormant_change, d, &d->watch);
@@ -682,7 +715,7 @@ static void on_stub(struct db *db) {
 
 static void start_db(struct db *db);
 
-static void revive(struct dormant *d) {
+static struct db *revive(struct dormant *d) {
   dormant_unlist(d);
   const struct db_config *e = d->s.entry;
   struct db_config at = {.path = d->path, .dir = e->dir};
@@ -695,7 +728,7 @@ static void revive(struct dormant *d) {
     log_error(d->path, NULL, "cannot start: %s", err);
     free_db_and_cfg(db);
     dormant_drop(d);
-    return;
+    return NULL;
   }
   log_debug(d->path, NULL, "dormant: its files changed: starting again");
   start_db(db);
@@ -711,6 +744,25 @@ static void revive(struct dormant *d) {
       lease_unpark_leave(d->leases[i], NULL, NULL);
   }
   dormant_free(d);
+  return db;
+}
+
+/* Stopping: a dormant database written since it went dormant (the watch's
+ * event not handled yet, or handled while it closed) starts again for a
+ * final sync, as a live one has; the others are let go of.  The start
+ * proves what is unchanged (engine_start_asleep), so a false alarm costs
+ * a few reads.  One close, one on_db_closed: its place in the count. */
+static void dormant_stop(struct dormant *d) {
+  if (!d->dropped && (d->woken || files_state(d->path) != d->files)) {
+    log_info(d->path, NULL,
+             "written while dormant: starting again for the final sync");
+    struct db *db = revive(d);
+    if (db)
+      db_close(db, on_db_closed, NULL);
+    return;
+  }
+  dormant_unlist(d);
+  dormant_drop(d);
 }
 
 /* Deleted, renamed, or its entry reloaded: forgotten (nothing of it is
