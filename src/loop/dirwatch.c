@@ -2,37 +2,32 @@
  * Directory-level subscribers (live discovery of databases): every entry
  * created, deleted, renamed or modified in one directory, with its name.
  * Separate from watch.c's per-database fan-out: each subscriber has its own
- * uv_fs_event, and libuv shares the kernel's inotify watch between handles
- * on the same directory, so this costs no extra inotify watch.
+ * watch (inotify.c), which shares the kernel's inotify watch of the
+ * directory with the others, so this costs no extra inotify watch.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <uv.h>
+#include <sys/inotify.h>
 
 #include "base/util.h"
 #include "loop/internal.h"
 #include "loop/loop.h"
 
 struct loop_dirwatch {
-  uv_fs_event_t h;
+  struct ino_watch *ino;
   loop_dirwatch_cb cb;
   void *arg;
 };
 
-static void on_event(uv_fs_event_t *h, const char *name, int events,
-                     int status) {
-  struct loop_dirwatch *w = container_of(h, struct loop_dirwatch, h);
+static void on_event(void *arg, const char *name, uint32_t mask) {
+  struct loop_dirwatch *w = arg;
   int ev = 0;
-  if (events & UV_RENAME)
-    ev |= LOOP_DIR_RENAME;
-  if (events & UV_CHANGE)
+  if (mask & (IN_ATTRIB | IN_MODIFY))
     ev |= LOOP_DIR_CHANGE;
-  w->cb(w->arg, status < 0 ? NULL : name, status < 0 ? LOOP_DIR_RENAME : ev);
-}
-
-static void on_close(uv_handle_t *h) {
-  free(container_of((uv_fs_event_t *)h, struct loop_dirwatch, h));
+  if (!name || (mask & ~(uint32_t)(IN_ATTRIB | IN_MODIFY)))
+    ev |= LOOP_DIR_RENAME;
+  w->cb(w->arg, name, ev);
 }
 
 int loop_dirwatch_new(const char *dir, loop_dirwatch_cb cb, void *arg,
@@ -40,10 +35,9 @@ int loop_dirwatch_new(const char *dir, loop_dirwatch_cb cb, void *arg,
   struct loop_dirwatch *w = xcalloc(1, sizeof(*w));
   w->cb = cb;
   w->arg = arg;
-  uv_fs_event_init(loop_uv(), &w->h);
-  int rc = uv_fs_event_start(&w->h, on_event, dir, 0);
+  int rc = ino_add(dir, on_event, w, &w->ino);
   if (rc) {
-    uv_close((uv_handle_t *)&w->h, on_close);
+    free(w);
     return rc;
   }
   *out = w;
@@ -53,8 +47,8 @@ int loop_dirwatch_new(const char *dir, loop_dirwatch_cb cb, void *arg,
 void loop_dirwatch_free(struct loop_dirwatch *w) {
   if (!w)
     return;
-  uv_fs_event_stop(&w->h);
-  uv_close((uv_handle_t *)&w->h, on_close);
+  ino_remove(w->ino);
+  free(w);
 }
 
 static long read_long(const char *path) {

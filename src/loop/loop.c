@@ -97,6 +97,7 @@ int loop_close(void) {
   free(g_lt.h);
   g_lt.h = NULL;
   g_lt.n = g_lt.cap = 0;
+  ino_close();
   /* Let pending close callbacks run first. */
   uv_run(&g_loop, UV_RUN_NOWAIT);
   int rc = uv_loop_close(&g_loop);

@@ -1,5 +1,5 @@
 /*
- * Directory watches.  One uv_fs_event (one inotify watch) per directory,
+ * Directory watches.  One inotify watch (inotify.c) per directory,
  * fanned out to its subscribers: with 100,000 databases in one directory
  * the kernel still holds a single watch.  Directories are found by a hash
  * of their path, and a subscriber to one file (watch_add_file) by a hash of
@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
+#include <sys/inotify.h>
 
 #include "base/slab.h"
 #include "base/util.h"
@@ -33,7 +33,7 @@ struct watch_sub {
 };
 
 struct watch_dir {
-  uv_fs_event_t h;
+  struct ino_watch *ino; /* NULL while stopped */
   char *path;
   uint32_t hash;
   struct watch_sub **buckets; /* file subscribers by name */
@@ -44,7 +44,8 @@ struct watch_dir {
   int nremoved; /* marked while dispatching, freed after */
   int nsubs;
   int npaused;
-  int stopped; /* every subscriber paused: the inotify watch is off */
+  int stopped;            /* every subscriber paused, or the directory gone: no
+                           * inotify watch */
   struct watch_dir *next; /* in its bucket of g_dirs */
 };
 
@@ -149,8 +150,7 @@ static void free_removed(struct watch_dir *d, int all) {
   d->nremoved = 0;
 }
 
-static void on_dir_close(uv_handle_t *h) {
-  struct watch_dir *d = container_of((uv_fs_event_t *)h, struct watch_dir, h);
+static void dir_free(struct watch_dir *d) {
   free_removed(d, 1);
   free(d->buckets);
   free(d->path);
@@ -161,17 +161,32 @@ static void dir_release(struct watch_dir *d) {
   if (d->nsubs > 0 || d->dispatching)
     return;
   dir_unlink(d);
-  uv_fs_event_stop(&d->h);
-  uv_close((uv_handle_t *)&d->h, on_dir_close);
+  ino_remove(d->ino);
+  dir_free(d);
+}
+
+static void dir_stop(struct watch_dir *d) {
+  ino_remove(d->ino);
+  d->ino = NULL;
+  d->stopped = 1;
 }
 
 /* Stops the kernel watch while every subscriber is paused. */
 static void stop_if_all_paused(struct watch_dir *d) {
-  if (d->nsubs > 0 && d->npaused == d->nsubs && !d->stopped &&
-      !d->dispatching) {
-    uv_fs_event_stop(&d->h);
-    d->stopped = 1;
-  }
+  if (d->nsubs > 0 && d->npaused == d->nsubs && !d->stopped && !d->dispatching)
+    dir_stop(d);
+}
+
+static void on_ino(void *arg, const char *name, uint32_t mask);
+
+/* Watches again (a new subscriber, one resumed): 0 or a negative errno. */
+static int dir_start(struct watch_dir *d) {
+  if (!d->stopped)
+    return 0;
+  int rc = ino_add(d->path, on_ino, d, &d->ino);
+  if (!rc)
+    d->stopped = 0;
+  return rc;
 }
 
 static void deliver(struct watch_sub *s, const char *name) {
@@ -192,11 +207,14 @@ static void deliver_file(struct watch_dir *d, const char *name, size_t n,
 
 static const char *const suffixes[] = {"-wal", "-shm", "-journal"};
 
-static void on_fs_event(uv_fs_event_t *h, const char *filename, int events,
-                        int status) {
-  struct watch_dir *d = container_of(h, struct watch_dir, h);
-  (void)events;
-  const char *name = status < 0 ? NULL : filename;
+static void on_ino(void *arg, const char *filename, uint32_t mask) {
+  struct watch_dir *d = arg;
+  /* Gone (deleted, its file system unmounted): watched again by the next
+   * subscriber, once it exists again; meanwhile its subscribers are told
+   * (NULL: check everything). */
+  if (mask & IN_IGNORED)
+    dir_stop(d);
+  const char *name = filename;
   /* Subscribers may remove themselves (or others) from their callback:
    * removal only marks them while we iterate. */
   d->dispatching++;
@@ -231,10 +249,10 @@ static int subscribe(const char *path, const char *file, watch_cb cb, void *arg,
     d = xcalloc(1, sizeof(*d));
     d->path = xstrdup(path);
     d->hash = dh;
-    uv_fs_event_init(loop_uv(), &d->h);
-    int rc = uv_fs_event_start(&d->h, on_fs_event, path, 0);
+    d->stopped = 1;
+    int rc = dir_start(d);
     if (rc) {
-      uv_close((uv_handle_t *)&d->h, on_dir_close);
+      dir_free(d);
       return rc;
     }
     if (g_ndirs + 1 > g_ndirs_buckets)
@@ -262,12 +280,7 @@ static int subscribe(const char *path, const char *file, watch_cb cb, void *arg,
     d->all = s;
   }
   d->nsubs++;
-  if (d->stopped) {
-    /* A new subscriber is not paused: watch again. */
-    d->stopped = 0;
-    if (uv_fs_event_start(&d->h, on_fs_event, d->path, 0))
-      d->stopped = 1;
-  }
+  dir_start(d); /* a new subscriber is not paused: watch again */
   *out = s;
   return 0;
 }
@@ -299,11 +312,7 @@ void watch_resume(struct watch_sub *s) {
   s->paused = 0;
   struct watch_dir *d = s->dir;
   d->npaused--;
-  if (d->stopped) {
-    d->stopped = 0;
-    if (uv_fs_event_start(&d->h, on_fs_event, d->path, 0))
-      d->stopped = 1; /* cannot watch again: subscribers poll */
-  }
+  dir_start(d); /* (if it cannot watch again, subscribers poll) */
 }
 
 void watch_remove(struct watch_sub *s) {

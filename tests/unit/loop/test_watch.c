@@ -3,14 +3,17 @@
  * watch fanned out to every subscriber of a directory, subscribers that
  * remove themselves or others while an event is dispatched, pause and
  * resume (a paused subscriber gets no callback; all paused stops the
- * watch), a directory that cannot be watched, and a directory watched
- * again after its last subscriber left.
+ * watch), a directory that cannot be watched, a directory watched
+ * again after its last subscriber left, the kernel's event queue
+ * overflowing (every subscriber is told: NULL), and a directory deleted
+ * and created again.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/util.h"
@@ -220,6 +223,106 @@ TEST(cannot_watch) {
   watch_remove(NULL);
 }
 
+/* dirwatch.c's callback, for the overflow test. */
+struct dsub {
+  int calls, nulls;
+};
+static void on_dir_event(void *arg, const char *name, int events) {
+  struct dsub *d = arg;
+  d->calls++;
+  if (!name && (events & LOOP_DIR_RENAME))
+    d->nulls++;
+}
+
+static void append(const char *dir, const char *name) {
+  char p[300];
+  snprintf(p, sizeof(p), "%s/%s", dir, name);
+  int fd = open(p, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) {
+    (void)!write(fd, "x", 1);
+    close(fd);
+  }
+}
+
+static long read_proc_long(const char *path) {
+  FILE *f = fopen(path, "r");
+  long v = -1;
+  if (f) {
+    if (fscanf(f, "%ld", &v) != 1)
+      v = -1;
+    fclose(f);
+  }
+  return v;
+}
+
+/* More events than fs.inotify.max_queued_events while the loop does not
+ * read them: the kernel drops the rest, the write to x.db among them, and
+ * queues IN_Q_OVERFLOW.  Every subscriber, of a file or of the whole
+ * directory, and a directory-level watch, is then called with NULL (libuv's
+ * uv_fs_event dropped the overflow: nobody heard of x.db's write). */
+TEST(queue_overflow) {
+  long max = read_proc_long("/proc/sys/fs/inotify/max_queued_events");
+  if (max <= 0 || max > 1000000) {
+    printf("skip queue_overflow: max_queued_events %ld\n", max);
+    return;
+  }
+  char dir[300];
+  snprintf(dir, sizeof(dir), "%s/flood", g_dir);
+  CHECK_INT(mkdir(dir, 0755), 0);
+  struct sub f = {0}, all = {0};
+  struct dsub dw = {0};
+  struct loop_dirwatch *w = NULL;
+  CHECK_INT(watch_add_file(dir, "x.db", on_event, &f, &f.w), 0);
+  CHECK_INT(watch_add(dir, on_event, &all, &all.w), 0);
+  CHECK_INT(loop_dirwatch_new(dir, on_dir_event, &dw, &w), 0);
+  /* Alternating names: the kernel merges an event only with an identical
+   * one queued just before it. */
+  for (long i = 0; i < max + 64; i++)
+    append(dir, i % 2 ? "n1" : "n2");
+  append(dir, "x.db");
+  CHECK(run_until_count(&f.calls, 1, 10000));
+  CHECK_STR(f.last, "(null)");
+  CHECK(run_until_count(&dw.nulls, 1, 5000));
+  CHECK(all.calls > 0);
+  CHECK_STR(all.last, "(null)");
+  /* And the watch still works after it. */
+  int before = f.calls;
+  append(dir, "x.db-wal");
+  CHECK(run_until_count(&f.calls, before + 1, 5000));
+  CHECK_STR(f.last, "x.db-wal");
+  watch_remove(f.w);
+  watch_remove(all.w);
+  loop_dirwatch_free(w);
+}
+
+/* A watched directory deleted: its subscribers are told (NULL).  Created
+ * again, it is watched again as soon as someone subscribes, and the old
+ * subscriber hears of its file again too. */
+TEST(dir_deleted_and_back) {
+  char dir[300], cmd[400];
+  snprintf(dir, sizeof(dir), "%s/gone", g_dir);
+  CHECK_INT(mkdir(dir, 0755), 0);
+  struct sub old = {0};
+  CHECK_INT(watch_add_file(dir, "x.db", on_event, &old, &old.w), 0);
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  CHECK_INT(system(cmd), 0);
+  CHECK(run_until_count(&old.calls, 1, 5000));
+  CHECK_STR(old.last, "(null)");
+  run_for(20);
+  CHECK_INT(mkdir(dir, 0755), 0);
+  struct sub nu = {0};
+  CHECK_INT(watch_add_file(dir, "y.db", on_event, &nu, &nu.w), 0);
+  append(dir, "y.db");
+  CHECK(run_until_count(&nu.calls, 1, 5000));
+  CHECK_STR(nu.last, "y.db");
+  int before = old.calls;
+  append(dir, "x.db");
+  CHECK(run_until_count(&old.calls, before + 1, 5000));
+  CHECK_STR(old.last, "x.db");
+  watch_remove(old.w);
+  watch_remove(nu.w);
+}
+
 int main(void) {
   if (!mkdtemp(g_dir) || loop_init())
     return 1;
@@ -229,6 +332,8 @@ int main(void) {
   RUN(add_while_all_paused);
   RUN(pause_in_callback);
   RUN(cannot_watch);
+  RUN(queue_overflow);
+  RUN(dir_deleted_and_back);
   run_for(20);
   loop_close();
   char cmd[300];
