@@ -527,12 +527,16 @@ static void dormant_free(struct dormant *d) {
 static struct db *revive(struct dormant *d);
 
 static void on_dormant_change(void *arg, const char *name) {
-  (void)name;
   struct dormant *d = arg;
   /* Deleted or renamed away: discovery says so (daemon_vanished); there
    * is nothing to start. */
   struct stat st;
   if (stat(d->path, &st) != 0 && errno == ENOENT)
+    return;
+  /* Events were lost (loop/inotify.c): every dormant database hears it,
+   * 100,000 of them at once perhaps; only those whose files changed since
+   * they went dormant start again (two stats each, not a start). */
+  if (!name && files_state(d->path) == d->files)
     return;
   if (d->db) {
     d->woken = 1;

@@ -5,7 +5,8 @@
 # database (no fd, known only by its watch) and one to a database asleep
 # deep in a `path:` entry.  The queue overflow must reach sluice (libuv's
 # file events drop it): one warning line, every watched database checked,
-# both commits replicated.  Before, they waited for the next write to the
+# both commits replicated, and only the dormant database written started
+# again.  Before, they waited for the next write to the
 # same database, however long that took.
 source "$SRCDIR/tests/lib/common.sh"
 source "$SRCDIR/tests/lib/many_dbs.sh"
@@ -27,6 +28,8 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 cat >"$T/sluice.yml" <<YML
 addr: 127.0.0.1:$PORT
 deep-sleep-after: 1s
+logging:
+  level: debug
 dbs:
   - path: $T/dbs/listed.db
     replicas:
@@ -58,6 +61,11 @@ for i in $(seq 0 $((N - 1))); do
 done
 wait_until 60 listed_restores || fail "listed.db not replicated"
 wait_until 60 sleeps listed.db deep || fail "listed.db not asleep deep: $(status_json)"
+
+# (The checks above read the databases: each woke some times already.)
+wakes() { grep -c "dormant: its files changed: starting again\" db=$T/dbs/$1" "$T/sluice.log"; }
+declare -A wakes0
+for i in $(seq 0 $((N - 1))); do wakes0[$i]=$(wakes "t$i.db"); done
 
 # The flood, while sluice is stopped: alternating names (the kernel merges
 # an event only into an identical one just before it), then the commits,
@@ -95,6 +103,13 @@ wait_until 30 restored listed.db "$T/dbs/listed.db" "$want_listed" ||
   fail "listed.db: the commit whose event was lost is not replicated"
 for i in 0 1 3; do
   wait_until 30 sleeps "t$i.db" dormant || fail "t$i.db not dormant again: $(status_json)"
+done
+# Only the dormant database written starts again: the others' files are
+# as they were when they went dormant (two stats each, no start).
+[ "$(($(wakes t2.db) - wakes0[2]))" -eq 1 ] ||
+  fail "t2.db: woke $(($(wakes t2.db) - wakes0[2])) times from dormancy after the flood (want 1)"
+for i in 0 1 3; do
+  [ "$(wakes "t$i.db")" -eq "${wakes0[$i]}" ] || fail "t$i.db: unchanged, but started again after the overflow"
 done
 
 sluice_stop
