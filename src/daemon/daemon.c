@@ -485,7 +485,7 @@ static void start_pending_for(const char *path) {
 
 /* What a write to a database changes: its file's and its WAL's identity,
  * size and times, hashed (FNV-1a); a file that is missing hashes as such.
- * Two stats, on the loop: once as it goes dormant, once at the stop. */
+ * Two stats, on the loop: as it goes dormant, at a stop, after lost events. */
 static uint64_t files_state(const char *path) {
   uint64_t h = 1469598103934665603ULL;
   size_t n = strlen(path);
