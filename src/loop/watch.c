@@ -209,10 +209,10 @@ static const char *const suffixes[] = {"-wal", "-shm", "-journal"};
 
 static void on_ino(void *arg, const char *filename, uint32_t mask) {
   struct watch_dir *d = arg;
-  /* Gone (deleted, its file system unmounted): watched again by the next
-   * subscriber, once it exists again; meanwhile its subscribers are told
-   * (NULL: check everything). */
-  if (mask & IN_IGNORED)
+  /* Gone (deleted, renamed away, its file system unmounted): watched
+   * again, at its path, by the next subscriber once it exists again;
+   * meanwhile its subscribers are told (NULL: check everything). */
+  if (mask & (IN_IGNORED | IN_MOVE_SELF))
     dir_stop(d);
   const char *name = filename;
   /* Subscribers may remove themselves (or others) from their callback:

@@ -6,7 +6,7 @@
  * watch), a directory that cannot be watched, a directory watched
  * again after its last subscriber left, the kernel's event queue
  * overflowing (every subscriber is told: NULL), and a directory deleted
- * and created again.
+ * or renamed away and created again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -323,6 +323,34 @@ TEST(dir_deleted_and_back) {
   watch_remove(nu.w);
 }
 
+/* A watched directory renamed away: the watch does not follow it (its
+ * path names another directory, or none); a new directory at the path
+ * is watched for the old subscriber and a new one. */
+TEST(dir_renamed_away) {
+  char dir[300], away[300];
+  snprintf(dir, sizeof(dir), "%s/moved", g_dir);
+  snprintf(away, sizeof(away), "%s/moved-away", g_dir);
+  CHECK_INT(mkdir(dir, 0755), 0);
+  struct sub old = {0};
+  CHECK_INT(watch_add_file(dir, "x.db", on_event, &old, &old.w), 0);
+  CHECK_INT(rename(dir, away), 0);
+  CHECK(run_until_count(&old.calls, 1, 5000));
+  CHECK_STR(old.last, "(null)");
+  run_for(20);
+  int before = old.calls;
+  append(away, "x.db"); /* the moved directory: not the path watched */
+  run_for(100);
+  CHECK_INT(old.calls, before);
+  CHECK_INT(mkdir(dir, 0755), 0);
+  struct sub nu = {0};
+  CHECK_INT(watch_add_file(dir, "y.db", on_event, &nu, &nu.w), 0);
+  append(dir, "x.db");
+  CHECK(run_until_count(&old.calls, before + 1, 5000));
+  CHECK_STR(old.last, "x.db");
+  watch_remove(old.w);
+  watch_remove(nu.w);
+}
+
 int main(void) {
   if (!mkdtemp(g_dir) || loop_init())
     return 1;
@@ -334,6 +362,7 @@ int main(void) {
   RUN(cannot_watch);
   RUN(queue_overflow);
   RUN(dir_deleted_and_back);
+  RUN(dir_renamed_away);
   run_for(20);
   loop_close();
   char cmd[300];
